@@ -1,0 +1,24 @@
+"""SQLAlchemy models of the operational database (seeds 000-003)."""
+
+from .alert import Alert
+from .base import Base, TimestampMixin, UUIDMixin, utcnow
+from .constituency import Constituency
+from .election import Election
+from .file_processing import FileLedgerEntry, FileProcessingJob, RejectedRow
+from .hourly_stats import HourlyStats
+from .transaction import Transaction
+
+__all__ = [
+    "Alert",
+    "Base",
+    "Constituency",
+    "Election",
+    "FileLedgerEntry",
+    "FileProcessingJob",
+    "HourlyStats",
+    "RejectedRow",
+    "TimestampMixin",
+    "Transaction",
+    "UUIDMixin",
+    "utcnow",
+]

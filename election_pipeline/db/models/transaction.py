@@ -1,0 +1,46 @@
+"""Transaction: one blockchain transaction of a constituency's contract (seed 000, DATA_CONTRACT §2-4)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .base import Base, TimestampMixin, UUIDMixin
+
+if TYPE_CHECKING:
+    from .constituency import Constituency
+
+
+class Transaction(UUIDMixin, TimestampMixin, Base):
+    """A stored transaction. ``tx_id`` is the export's ``nestedTxId`` (unique).
+
+    ``type`` is the contract operation (``vote``, ``blindSigIssue``, ...). ``block_height`` is
+    null for the official export, which carries none. ``raw_data`` holds the line without its
+    signature and without ballot blobs; ``operation_data`` what the pipeline derived from it.
+    A transaction stands unless ``is_rolled_back``; it counts unless also ``is_rejected``.
+    """
+
+    __tablename__ = "transactions"
+    __table_args__ = (
+        Index("ix_transactions_constituency_id_timestamp", "constituency_id", "timestamp"),
+        Index("ix_transactions_type_constituency_id", "type", "constituency_id"),
+        Index("ix_transactions_block_height", "block_height"),
+    )
+
+    tx_id: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
+    constituency_id: Mapped[str] = mapped_column(ForeignKey("constituencies.id"), nullable=False)
+    block_height: Mapped[int | None] = mapped_column(BigInteger)
+    timestamp: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+    type: Mapped[str] = mapped_column(String(40), nullable=False)
+    sender: Mapped[str | None] = mapped_column(String(255))
+    is_rejected: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    is_rolled_back: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    bulletins: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    source_file: Mapped[str | None] = mapped_column(String(512))
+    raw_data: Mapped[dict[str, Any]] = mapped_column(nullable=True)
+    operation_data: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+
+    constituency: Mapped["Constituency"] = relationship(back_populates="transactions")

@@ -1,0 +1,105 @@
+"""Every ``ELECTION_*`` setting in one place, read from the environment with local defaults.
+
+Relative paths are resolved against the current working directory (the repository root
+when the pipeline is started through ``make``). The README documents each setting.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None or value.strip() == "" else value.strip()
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = _env(name, str(default))
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"Setting {name} must be a whole number, got {raw!r}") from exc
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"Setting {name} must be a number, got {raw!r}") from exc
+
+
+def _path(name: str, default: str) -> str:
+    return str(Path(_env(name, default)).expanduser().absolute())
+
+
+def _sqlite_default() -> str:
+    return "sqlite:///" + str(Path("data/election_monitoring.db").absolute())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The pipeline's configuration. Build it with :func:`load_settings`."""
+
+    input_dir: str
+    reference_dir: str
+    processed_dir: str
+    quarantine_dir: str
+    database_url: str
+    duckdb_path: str
+    file_settle_seconds: float
+    sensor_interval_seconds: int
+    schedule_cron: str
+    batch_size: int
+    zip_max_total_bytes: int
+    zip_max_ratio: int
+    spike_warning_z: float
+    spike_critical_z: float
+    spike_hour_share: float
+    spike_min_votes: int
+
+    def describe(self) -> dict[str, str]:
+        """The settings as printable strings, with any password in the database URL hidden."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = str(getattr(self, f.name))
+            if f.name == "database_url":
+                value = redact_url(value)
+            out[f.name] = value
+        return out
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a SQLAlchemy URL for logs."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    if ":" in creds:
+        creds = creds.split(":", 1)[0] + ":***"
+    return f"{scheme}://{creds}@{host}"
+
+
+def load_settings() -> Settings:
+    """Read every setting from the environment (see README, "Settings")."""
+    return Settings(
+        input_dir=_path("ELECTION_INPUT_DIR", "data/input"),
+        reference_dir=_path("ELECTION_REFERENCE_DIR", "data/reference"),
+        processed_dir=_path("ELECTION_PROCESSED_DIR", "data/processed"),
+        quarantine_dir=_path("ELECTION_QUARANTINE_DIR", "data/quarantine"),
+        database_url=_env("ELECTION_DATABASE_URL", _sqlite_default()),
+        duckdb_path=_path("ELECTION_DUCKDB_PATH", "data/warehouse.duckdb"),
+        file_settle_seconds=_env_float("ELECTION_FILE_SETTLE_SECONDS", 5.0),
+        sensor_interval_seconds=_env_int("ELECTION_SENSOR_INTERVAL_SECONDS", 15),
+        schedule_cron=_env("ELECTION_SCHEDULE_CRON", "*/15 * * * *"),
+        batch_size=_env_int("ELECTION_BATCH_SIZE", 20_000),
+        zip_max_total_bytes=_env_int("ELECTION_ZIP_MAX_TOTAL_BYTES", 4 * 1024**3),
+        zip_max_ratio=_env_int("ELECTION_ZIP_MAX_RATIO", 200),
+        spike_warning_z=_env_float("ELECTION_SPIKE_WARNING_Z", 3.5),
+        spike_critical_z=_env_float("ELECTION_SPIKE_CRITICAL_Z", 6.0),
+        spike_hour_share=_env_float("ELECTION_SPIKE_HOUR_SHARE", 0.25),
+        spike_min_votes=_env_int("ELECTION_SPIKE_MIN_VOTES", 20),
+    )
