@@ -266,6 +266,9 @@ def parse_line(line: str) -> ParsedTransaction:
         if not operation:
             raise LineError(f"unknown operation {str(op_raw)[:60]!r}")
 
+    if operation == "vote" and not sender.strip():
+        raise LineError("vote transaction without a senderPublicKey (the voter's key)")
+
     rejected = any(str(e.get("key", "")).startswith("FAIL") for e in diff_entries)
 
     bulletins = 0

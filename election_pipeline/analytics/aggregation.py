@@ -1,0 +1,131 @@
+"""The counting rules of DATA_CONTRACT.md §4 as DuckDB SQL over the raw store.
+
+* ``transaction_count``: standing transactions (not rolled back) of the hour, rejected included.
+* ``bulletins_issued``: bulletins (elements of ``data``) of accepted ``blindSigIssue`` transactions.
+* ``votes_cast``: voter keys whose first accepted vote falls in the hour.
+* ``revote_count``: accepted votes of the hour that are not a key's first.
+* ``rejected_count``: standing transactions the contract rejected (``FAIL`` in ``diff``).
+
+Hours are UTC: ``[h, h+1)``.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+HOURLY_SQL = """
+WITH s AS (
+    SELECT *, date_trunc('hour', ts) AS hour FROM standing_transactions
+),
+accepted_votes AS (
+    SELECT constituency_id, sender, ts, hour,
+           row_number() OVER (PARTITION BY constituency_id, sender ORDER BY ts, tx_id) AS nth
+    FROM s WHERE operation = 'vote' AND NOT rejected
+),
+vote_hours AS (
+    SELECT constituency_id, hour,
+           count(*) FILTER (WHERE nth = 1) AS votes_cast,
+           count(*) FILTER (WHERE nth > 1) AS revote_count
+    FROM accepted_votes GROUP BY ALL
+),
+tx_hours AS (
+    SELECT constituency_id, hour,
+           count(*) AS transaction_count,
+           coalesce(sum(bulletins) FILTER (WHERE operation = 'blindSigIssue' AND NOT rejected), 0)
+               AS bulletins_issued,
+           count(*) FILTER (WHERE rejected) AS rejected_count,
+           max(ts) AS last_ts
+    FROM s GROUP BY ALL
+)
+SELECT t.constituency_id, t.hour,
+       CAST(t.bulletins_issued AS BIGINT) AS bulletins_issued,
+       CAST(coalesce(v.votes_cast, 0) AS BIGINT) AS votes_cast,
+       CAST(coalesce(v.revote_count, 0) AS BIGINT) AS revote_count,
+       CAST(t.rejected_count AS BIGINT) AS rejected_count,
+       CAST(t.transaction_count AS BIGINT) AS transaction_count,
+       CAST(sum(t.bulletins_issued) OVER w AS BIGINT) AS cumulative_bulletins,
+       CAST(sum(coalesce(v.votes_cast, 0)) OVER w AS BIGINT) AS cumulative_votes,
+       t.last_ts AS timestamp
+FROM tx_hours t
+LEFT JOIN vote_hours v USING (constituency_id, hour)
+WINDOW w AS (PARTITION BY t.constituency_id ORDER BY t.hour
+             ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+ORDER BY t.constituency_id, t.hour
+"""
+
+TOTALS_SQL = """
+WITH s AS (SELECT * FROM standing_transactions)
+SELECT constituency_id,
+       CAST(count(*) AS BIGINT) AS transaction_count,
+       CAST(coalesce(sum(bulletins) FILTER (WHERE operation = 'blindSigIssue' AND NOT rejected), 0) AS BIGINT)
+           AS bulletins_issued,
+       CAST(count(DISTINCT sender) FILTER (WHERE operation = 'vote' AND NOT rejected) AS BIGINT) AS votes_cast,
+       CAST(count(*) FILTER (WHERE operation = 'vote' AND NOT rejected) AS BIGINT) AS accepted_votes,
+       CAST(count(*) FILTER (WHERE rejected) AS BIGINT) AS rejected_count,
+       CAST(coalesce(sum(voters_added) FILTER (WHERE operation = 'addVotersList' AND NOT rejected), 0) AS BIGINT)
+           AS voters_registered_on_chain,
+       min(ts) FILTER (WHERE operation = 'startVoting' AND NOT rejected) AS voting_started,
+       max(ts) FILTER (WHERE operation = 'finishVoting' AND NOT rejected) AS voting_finished,
+       min(ts) AS first_ts,
+       max(ts) AS last_ts
+FROM s GROUP BY constituency_id ORDER BY constituency_id
+"""
+
+
+def hourly_figures(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """One row per constituency and UTC hour that has at least one standing transaction."""
+    frame = conn.execute(HOURLY_SQL).df()
+    for col in ("hour", "timestamp"):
+        frame[col] = pd.to_datetime(frame[col])
+    return frame
+
+
+def constituency_totals(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Whole-election totals per constituency (``votes_cast`` = distinct voter keys)."""
+    return conn.execute(TOTALS_SQL).df()
+
+
+def store_counts(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Row counts used by the data-quality checks."""
+    row = conn.execute(
+        """
+        SELECT (SELECT count(*) FROM raw_transactions),
+               (SELECT count(DISTINCT tx_id) FROM raw_transactions),
+               (SELECT count(*) FROM standing_transactions),
+               (SELECT count(*) FROM raw_rollbacks),
+               (SELECT count(DISTINCT constituency_id || '|' || sender) FROM standing_transactions
+                  WHERE operation = 'vote' AND NOT rejected),
+               (SELECT coalesce(sum(bulletins), 0) FROM standing_transactions
+                  WHERE operation = 'blindSigIssue' AND NOT rejected)
+        """
+    ).fetchall()[0]
+    keys = ["stored", "distinct_tx_ids", "standing", "rollbacks", "distinct_voters", "bulletins"]
+    return {k: int(v) for k, v in zip(keys, row)}
+
+
+def evidence_tx_ids(
+    conn: duckdb.DuckDBPyConnection,
+    constituency_id: str,
+    hour_start: pd.Timestamp | None,
+    hour_end: pd.Timestamp | None,
+    operation: str | None = None,
+    limit: int = 20,
+) -> list[str]:
+    """Up to ``limit`` standing transaction ids behind an alert, oldest first."""
+    clauses = ["constituency_id = ?"]
+    params: list[object] = [constituency_id]
+    if hour_start is not None:
+        clauses.append("ts >= ?")
+        params.append(pd.Timestamp(hour_start).to_pydatetime())
+    if hour_end is not None:
+        clauses.append("ts < ?")
+        params.append(pd.Timestamp(hour_end).to_pydatetime())
+    if operation is not None:
+        clauses.append("operation = ?")
+        params.append(operation)
+    sql = (
+        f"SELECT tx_id FROM standing_transactions WHERE {' AND '.join(clauses)} "
+        f"ORDER BY ts, tx_id LIMIT {int(limit)}"
+    )
+    return [r[0] for r in conn.execute(sql, params).fetchall()]

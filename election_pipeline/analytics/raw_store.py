@@ -1,0 +1,150 @@
+"""The DuckDB raw store: every parsed transaction once, and every rollback line.
+
+Transactions are keyed by ``tx_id`` (the export's ``nestedTxId``), so the same transaction
+arriving in two files, or a file processed twice after a crash, is stored once. A rollback
+line is kept in ``raw_rollbacks``; a transaction with a rollback "does not stand" and is
+left out of every figure, whichever order the two lines arrived in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from election_pipeline.ingest.export_line import ParsedTransaction
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS raw_transactions (
+    tx_id           VARCHAR PRIMARY KEY,
+    constituency_id VARCHAR NOT NULL,
+    tx_type         INTEGER NOT NULL,
+    version         INTEGER,
+    ts              TIMESTAMP NOT NULL,
+    operation       VARCHAR NOT NULL,
+    sender          VARCHAR,
+    rejected        BOOLEAN NOT NULL,
+    bulletins       INTEGER NOT NULL,
+    voters_added    INTEGER,
+    source          VARCHAR NOT NULL,
+    line_number     INTEGER NOT NULL,
+    file_hash       VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS raw_rollbacks (
+    tx_id           VARCHAR PRIMARY KEY,
+    constituency_id VARCHAR NOT NULL,
+    ts              TIMESTAMP NOT NULL,
+    source          VARCHAR NOT NULL,
+    line_number     INTEGER NOT NULL,
+    file_hash       VARCHAR NOT NULL
+);
+CREATE OR REPLACE VIEW standing_transactions AS
+    SELECT t.* FROM raw_transactions t
+    WHERE NOT EXISTS (SELECT 1 FROM raw_rollbacks r WHERE r.tx_id = t.tx_id);
+"""
+
+TX_COLUMNS = [
+    "tx_id",
+    "constituency_id",
+    "tx_type",
+    "version",
+    "ts",
+    "operation",
+    "sender",
+    "rejected",
+    "bulletins",
+    "voters_added",
+    "source",
+    "line_number",
+    "file_hash",
+]
+ROLLBACK_COLUMNS = ["tx_id", "constituency_id", "ts", "source", "line_number", "file_hash"]
+
+
+@contextmanager
+def open_warehouse(path: str | Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the DuckDB file (creating it and its tables when writing) and close it afterwards."""
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    conn = duckdb.connect(str(path), read_only=read_only)
+    try:
+        if not read_only:
+            ensure_schema(conn)
+        yield conn
+    finally:
+        conn.close()
+
+
+def scalar(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):
+    """The single value of a query (fetching the whole result, as DuckDB 2 requires)."""
+    return conn.execute(sql, params or []).fetchall()[0][0]
+
+
+def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute(SCHEMA)
+
+
+def tx_row(tx: ParsedTransaction, constituency_id: str, source: str, line_number: int, file_hash: str) -> tuple:
+    return (
+        tx.tx_id,
+        constituency_id,
+        tx.tx_type,
+        tx.version,
+        tx.timestamp,
+        tx.operation,
+        tx.sender,
+        tx.rejected,
+        tx.bulletins,
+        tx.voters_added,
+        source,
+        line_number,
+        file_hash,
+    )
+
+
+def rollback_row(tx: ParsedTransaction, constituency_id: str, source: str, line_number: int, file_hash: str) -> tuple:
+    return (tx.tx_id, constituency_id, tx.timestamp, source, line_number, file_hash)
+
+
+def _insert(conn: duckdb.DuckDBPyConnection, table: str, columns: list[str], rows: Iterable[tuple]) -> int:
+    unique: dict[str, tuple] = {}
+    for row in rows:
+        unique.setdefault(row[0], row)  # first occurrence of a tx_id wins
+    if not unique:
+        return 0
+    frame = pd.DataFrame(list(unique.values()), columns=columns)
+    before = scalar(conn, f"SELECT count(*) FROM {table}")
+    conn.register("_incoming", frame)
+    try:
+        conn.execute(f"INSERT OR IGNORE INTO {table} SELECT {', '.join(columns)} FROM _incoming")
+    finally:
+        conn.unregister("_incoming")
+    after = scalar(conn, f"SELECT count(*) FROM {table}")
+    return int(after - before)
+
+
+def insert_transactions(conn: duckdb.DuckDBPyConnection, rows: Iterable[tuple]) -> int:
+    """Insert transaction rows (see :func:`tx_row`); returns how many were new."""
+    return _insert(conn, "raw_transactions", TX_COLUMNS, rows)
+
+
+def insert_rollbacks(conn: duckdb.DuckDBPyConnection, rows: Iterable[tuple]) -> int:
+    """Insert rollback rows (see :func:`rollback_row`); returns how many were new."""
+    return _insert(conn, "raw_rollbacks", ROLLBACK_COLUMNS, rows)
+
+
+def rolled_back_tx_ids(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """Ids of stored transactions that a rollback line cancels."""
+    rows = conn.execute(
+        "SELECT t.tx_id FROM raw_transactions t JOIN raw_rollbacks r USING (tx_id) ORDER BY 1"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def count_from_file(conn: duckdb.DuckDBPyConnection, file_hash: str) -> int:
+    """How many stored transactions were first seen in the file with this content hash."""
+    return int(scalar(conn, "SELECT count(*) FROM raw_transactions WHERE file_hash = ?", [file_hash]))

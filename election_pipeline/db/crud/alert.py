@@ -1,0 +1,113 @@
+"""Alert CRUD (seed 002 §3.5) and the analyst's actions: notes, assignment, status, snooze."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, case, or_, select
+
+from ..models import Alert
+from ..schemas.alert import (
+    ALERT_SEVERITIES,
+    ALERT_STATUSES,
+    AlertCreate,
+    AlertUpdate,
+    make_note,
+)
+from ..schemas.base import check_choice, to_naive_utc, utc_now
+from .base import BaseCRUD
+
+_SEVERITY_ORDER = case(
+    {s: i for i, s in enumerate(ALERT_SEVERITIES)}, value=Alert.severity, else_=99
+)
+
+
+def _status_values(alert: Alert, status: str) -> dict[str, Any]:
+    """Side effects of moving ``alert`` to ``status``."""
+    values: dict[str, Any] = {"status": status}
+    if status == "resolved":
+        already = alert.status == "resolved" and alert.resolved_at is not None
+        values["resolved_at"] = alert.resolved_at if already else utc_now()
+    else:
+        values["resolved_at"] = None
+    if status != "snoozed":
+        values["snoozed_until"] = None
+    return values
+
+
+class AlertCRUD(BaseCRUD[Alert, AlertCreate, AlertUpdate]):
+    """Alerts. Lists put the most severe first, then the most recently detected."""
+
+    model = Alert
+    create_schema = AlertCreate
+    update_schema = AlertUpdate
+
+    def _ordered(self, stmt: Select[Any]) -> list[Alert]:
+        return self._list(stmt.order_by(_SEVERITY_ORDER, Alert.detected_at.desc(), Alert.id))
+
+    def update(self, *, db_obj: Alert, obj_in: AlertUpdate | dict[str, Any]) -> Alert:
+        """Apply the set fields; a status change follows the rules of :meth:`set_status`
+        unless the update sets ``resolved_at``/``snoozed_until`` itself."""
+        values = self._update_data(obj_in)
+        if values.get("status") is not None:
+            values = {**_status_values(db_obj, values["status"]), **values}
+        return self._apply(db_obj, values)
+
+    def get_by_constituency(self, *, constituency_id: str) -> list[Alert]:
+        """Alerts of one constituency."""
+        return self._ordered(select(Alert).where(Alert.constituency_id == constituency_id))
+
+    def get_by_severity(self, *, severity: str) -> list[Alert]:
+        """Alerts of one severity (``ValueError`` for an unknown severity)."""
+        check_choice(severity, ALERT_SEVERITIES, "severity")
+        return self._ordered(select(Alert).where(Alert.severity == severity))
+
+    def get_by_status(self, *, status: str) -> list[Alert]:
+        """Alerts with this status (``ValueError`` for an unknown status)."""
+        check_choice(status, ALERT_STATUSES, "status")
+        return self._ordered(select(Alert).where(Alert.status == status))
+
+    def get_active_alerts(self) -> list[Alert]:
+        """Alerts that need attention: status ``active``, plus ``snoozed`` ones whose
+        ``snoozed_until`` has passed."""
+        snooze_over = and_(
+            Alert.status == "snoozed",
+            Alert.snoozed_until.is_not(None),
+            Alert.snoozed_until <= utc_now(),
+        )
+        return self._ordered(select(Alert).where(or_(Alert.status == "active", snooze_over)))
+
+    def add_note(self, *, id: str, note: str, author: str | None = None) -> Alert:
+        """Append ``{"at": now (ISO UTC), "text": note, "author": author}`` to the notes."""
+        if not note or not note.strip():
+            raise ValueError("note must not be empty")
+        alert = self.get_or_raise(id)
+        # A new list, so the ORM sees the change to the JSON column.
+        alert.notes = [*(alert.notes or []), make_note(note.strip(), author)]
+        return self._apply(alert, {})
+
+    def assign(self, id: str, who: str | None) -> Alert:
+        """Assign the alert to ``who`` (``None`` or blank: unassign)."""
+        alert = self.get_or_raise(id)
+        who = who.strip() if who else None
+        return self._apply(alert, {"assigned_to": who or None})
+
+    def set_status(self, id: str, status: str) -> Alert:
+        """Set the status (``ValueError`` if not allowed). ``resolved`` stamps
+        ``resolved_at`` (now), any other status clears it; leaving ``snoozed`` clears
+        ``snoozed_until``."""
+        check_choice(status, ALERT_STATUSES, "status")
+        alert = self.get_or_raise(id)
+        return self._apply(alert, _status_values(alert, status))
+
+    def snooze(self, id: str, until: datetime) -> Alert:
+        """Snooze the alert until ``until`` (naive = UTC); it counts as active again after."""
+        if until is None:
+            raise ValueError("until is required to snooze an alert")
+        alert = self.get_or_raise(id)
+        values = {"status": "snoozed", "snoozed_until": to_naive_utc(until), "resolved_at": None}
+        return self._apply(alert, values)
+
+
+__all__ = ["AlertCRUD"]

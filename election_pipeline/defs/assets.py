@@ -1,0 +1,217 @@
+"""The asset graph: reference data → raw transactions → hourly stats → constituency metrics → alerts.
+
+Each asset delegates to a plain stage module (``election_pipeline.stages``) and reports
+row counts and a preview in its materialisation metadata.
+"""
+
+
+from collections import Counter
+
+import dagster as dg
+from sqlalchemy import func, select
+
+from election_pipeline.db.models import Alert, RejectedRow
+from election_pipeline.detection.findings import Finding
+from election_pipeline.stages.alerts import publish_alerts
+from election_pipeline.stages.hourly import publish_hourly_stats
+from election_pipeline.stages.ingest_files import ingest_folder, ready_files
+from election_pipeline.stages.metrics import publish_metrics
+from election_pipeline.stages.reference import load_reference
+
+from .metadata import md_table
+from .resources import DetectionResource, DropFolderResource, OperationalDatabaseResource, WarehouseResource
+
+DUCKDB_POOL = "duckdb"
+
+
+@dg.asset(group_name="election", kinds={"python", "sql"})
+def reference_data(
+    context: dg.AssetExecutionContext, drop_folder: DropFolderResource, ops_db: OperationalDatabaseResource
+) -> dg.MaterializeResult:
+    """Elections and constituencies from ``elections.csv`` and ``constituencies.csv`` in the
+    reference folder, validated row by row and upserted into the operational database.
+    An invalid row stops the pipeline with a list of every problem (file, line, field)."""
+    summary = load_reference(drop_folder.reference_dir, ops_db.engine())
+    if not summary.files:
+        context.log.warning(
+            f"No reference files in {drop_folder.reference_dir}: every contract will be recorded as unknown."
+        )
+    context.log.info(
+        f"Reference data: {summary.elections} elections, {summary.constituencies} constituencies "
+        f"({summary.inserted} new, {summary.updated} updated)"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "elections": summary.elections,
+            "constituencies": summary.constituencies,
+            "inserted": summary.inserted,
+            "updated": summary.updated,
+            "files": ", ".join(summary.files) or "none",
+        }
+    )
+
+
+class RawTransactionsConfig(dg.Config):
+    """``files``: names in the input folder to process (the sensor fills it). Empty: every
+    file of the input folder that has not changed for ``ELECTION_FILE_SETTLE_SECONDS``."""
+
+    files: list[str] = []
+
+
+@dg.asset(group_name="election", kinds={"duckdb", "python"}, deps=[reference_data], pool=DUCKDB_POOL)
+def raw_transactions(
+    context: dg.AssetExecutionContext,
+    config: RawTransactionsConfig,
+    drop_folder: DropFolderResource,
+    warehouse: WarehouseResource,
+    ops_db: OperationalDatabaseResource,
+) -> dg.MaterializeResult:
+    """Every transaction of the export files, parsed once (DATA_CONTRACT.md).
+
+    New files in the input folder are parsed into the DuckDB raw store and the operational
+    ``transactions`` table (without encrypted ballots). Bad lines are kept in
+    ``rejected_rows`` with their reason; a file that cannot be read at all is moved to the
+    quarantine folder with a failed FileProcessingJob. A file or transaction seen before
+    is not counted again. Processed files move to the processed folder.
+    """
+    folders = drop_folder.folders()
+    if config.files:
+        files = [folders.input_dir / name for name in config.files]
+        files = [f for f in files if f.exists()]
+    else:
+        files = ready_files(folders.input_dir, drop_folder.settle_seconds)
+    context.log.info(f"{len(files)} file(s) to process in {folders.input_dir}")
+    engine = ops_db.engine()
+    with warehouse.connect() as duck:
+        summary = ingest_folder(
+            files, duck=duck, engine=engine, folders=folders, batch_size=drop_folder.batch_size,
+            zip_max_total_bytes=drop_folder.zip_max_total_bytes, zip_max_ratio=drop_folder.zip_max_ratio,
+            progress=context.log.info,
+        )
+        stored = duck.execute("SELECT count(*) FROM raw_transactions").fetchall()[0][0]
+    with engine.connect() as conn:
+        reasons = conn.execute(
+            select(RejectedRow.reason, func.count()).group_by(RejectedRow.reason).order_by(func.count().desc()).limit(10)
+        ).all()
+    for o in summary.outcomes:
+        if o.status == "failed":
+            context.log.error(f"{o.filename} failed: {o.reason}")
+    return dg.MaterializeResult(
+        metadata={
+            "files_seen": len(summary.outcomes),
+            "files_completed": summary.count("completed"),
+            "files_failed": summary.count("failed"),
+            "files_duplicate": summary.count("duplicate"),
+            "transactions_read": summary.transactions,
+            "transactions_new": summary.new_transactions,
+            "rejected_lines": summary.rejected_lines,
+            "transactions_stored_total": int(stored),
+            "files": md_table(
+                ["file", "status", "transactions", "new", "rejected lines", "reason"],
+                [(o.filename, o.status, o.transactions, o.new_transactions, o.rejected_lines, o.reason)
+                 for o in summary.outcomes],
+            ),
+            "rejected_reasons_all_time": md_table(["reason", "lines"], reasons),
+        }
+    )
+
+
+@dg.asset(group_name="election", kinds={"duckdb", "sql"}, deps=[raw_transactions], pool=DUCKDB_POOL)
+def hourly_stats(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, ops_db: OperationalDatabaseResource
+) -> dg.MaterializeResult:
+    """Per constituency and UTC hour: bulletins issued, votes cast (voters whose first vote
+    fell in the hour), revotes, rejected and total transactions, per-minute velocities and
+    cumulative participation. Computed by DuckDB from the raw store; only changed hours
+    are written to the operational ``hourly_stats`` table."""
+    with warehouse.connect() as duck:
+        summary = publish_hourly_stats(duck, ops_db.engine())
+    context.log.info(
+        f"hourly_stats: {summary.rows} hours ({summary.inserted} new, {summary.updated} updated, "
+        f"{summary.deleted} removed)"
+    )
+    f = summary.frame.sort_values(["hour", "constituency_id"], ascending=[False, True]).head(15)
+    return dg.MaterializeResult(
+        metadata={
+            "rows": summary.rows,
+            "inserted": summary.inserted,
+            "updated": summary.updated,
+            "unchanged": summary.unchanged,
+            "deleted": summary.deleted,
+            "total_transactions": int(summary.frame["transaction_count"].sum()) if summary.rows else 0,
+            "latest_hours": md_table(
+                ["constituency", "hour (UTC)", "bulletins", "votes", "revotes", "transactions", "participation %"],
+                [(r.constituency_id, r.hour, r.bulletins_issued, r.votes_cast, r.revote_count,
+                  r.transaction_count, r.participation_rate) for r in f.itertuples()],
+            ),
+        }
+    )
+
+
+@dg.asset(group_name="election", kinds={"duckdb", "python"}, deps=[hourly_stats], pool=DUCKDB_POOL)
+def constituency_metrics(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    ops_db: OperationalDatabaseResource,
+    detection: DetectionResource,
+) -> dg.Output[list[Finding]]:
+    """Whole-election figures per constituency: bulletins issued, distinct voters, revotes,
+    participation (voters / registered × 100) and the anomaly score (1 on any broken
+    invariant, else 1 − Π(1 − wₖ·aₖ) over statistical findings), written onto
+    ``constituencies``. Also runs the detection rules; their findings feed ``alerts``."""
+    with warehouse.connect() as duck:
+        summary = publish_metrics(duck, ops_db.engine(), detection.spike())
+    frame = summary.frame.sort_values(["anomaly_score", "id"], ascending=[False, True])
+    by_rule = Counter(f.rule for f in summary.findings)
+    context.log.info(f"constituency_metrics: {len(frame)} constituencies, {len(summary.findings)} findings")
+    return dg.Output(
+        summary.findings,
+        metadata={
+            "constituencies": len(frame),
+            "updated": summary.updated,
+            "findings": len(summary.findings),
+            "findings_by_rule": md_table(["rule", "findings"], sorted(by_rule.items())),
+            "most_anomalous": md_table(
+                ["constituency", "registered", "bulletins", "voters", "participation %", "anomaly score"],
+                [(r.id, r.registered, r.bulletins_issued, r.votes_cast, r.participation_rate, r.anomaly_score)
+                 for r in frame.head(10).itertuples()],
+            ),
+        },
+    )
+
+
+@dg.asset(group_name="election", kinds={"python", "sql"})
+def alerts(
+    context: dg.AssetExecutionContext, constituency_metrics: list[Finding], ops_db: OperationalDatabaseResource
+) -> dg.MaterializeResult:
+    """Alerts for observers, one per rule, constituency and hour or window, each with its
+    figures, threshold and up to 20 transaction ids as evidence. Re-running updates alerts
+    in place and never resets the status, notes or assignee an analyst set."""
+    engine = ops_db.engine()
+    summary = publish_alerts(engine, constituency_metrics)
+    with engine.connect() as conn:
+        open_by_severity = dict(
+            conn.execute(
+                select(Alert.severity, func.count()).where(Alert.status.in_(["active", "investigating"]))
+                .group_by(Alert.severity)
+            ).all()
+        )
+        recent = conn.execute(
+            select(Alert.severity, Alert.type, Alert.constituency_id, Alert.status, Alert.title)
+            .order_by(Alert.severity, Alert.detected_at.desc()).limit(15)
+        ).all()
+    for sev in ("critical", "warning", "info"):
+        if summary.by_severity.get(sev):
+            context.log.info(f"{summary.by_severity[sev]} {sev} alert(s)")
+    return dg.MaterializeResult(
+        metadata={
+            "created": summary.created,
+            "updated": summary.updated,
+            "unchanged": summary.unchanged,
+            "reopened": summary.reopened,
+            "open_critical": int(open_by_severity.get("critical", 0)),
+            "open_warning": int(open_by_severity.get("warning", 0)),
+            "open_info": int(open_by_severity.get("info", 0)),
+            "alerts": md_table(["severity", "rule", "constituency", "status", "title"], recent),
+        }
+    )

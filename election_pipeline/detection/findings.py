@@ -1,0 +1,55 @@
+"""What a detection rule produces: a :class:`Finding`, the evidence behind a future alert."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+SEVERITY_ORDER = {"info": 0, "warning": 1, "critical": 2}
+
+
+@dataclass
+class Finding:
+    """One rule firing for one constituency and one hour (or window).
+
+    ``fingerprint`` identifies the alert it becomes: the same rule, constituency and window
+    always give the same fingerprint, so re-running detection updates the alert in place.
+    ``statistic``/``expected``/``threshold`` are the figures a person needs to judge it;
+    ``strength`` in [0, 1] feeds the anomaly score; ``hours`` are the UTC hours it concerns.
+    """
+
+    rule: str
+    severity: str
+    constituency_id: str
+    title: str
+    description: str
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    statistic: float | None = None
+    expected: float | None = None
+    threshold: float | None = None
+    strength: float = 1.0
+    hours: list[datetime] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+    evidence_operation: str | None = None
+    evidence_tx_ids: list[str] = field(default_factory=list)
+    window_key: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.rule}|{self.constituency_id}|{self.window_key or 'all'}"
+
+    def details(self) -> dict[str, Any]:
+        """The alert's ``details``: rule, window, figures, threshold and evidence."""
+        return {
+            "rule": self.rule,
+            "window_start": self.window_start.isoformat() if self.window_start else None,
+            "window_end": self.window_end.isoformat() if self.window_end else None,
+            "hours": [h.isoformat() for h in self.hours[:48]],
+            "statistic": self.statistic,
+            "expected": self.expected,
+            "threshold": self.threshold,
+            "figures": self.figures,
+            "evidence_tx_ids": self.evidence_tx_ids[:20],
+        }

@@ -1,0 +1,918 @@
+"""A small, deterministic sample election in the official export format (DATA_CONTRACT.md).
+
+:func:`generate_sample` writes one ``.csv`` per constituency (contract) per UTC hour into the
+drop folder, packs a few of them into ``.zip`` archives (one nested one level), and writes the
+reference files ``elections.csv`` and ``constituencies.csv``. The same seed always gives
+byte-identical files.
+
+The sample is meant to exercise the pipeline, so it carries the irregularities of a real
+export, all deterministic: rejected transactions (``FAIL_...`` diff keys), revotes, rollback
+lines (one of them in a later hour's file than the transaction it cancels), transactions
+repeated in the next hour's file, a handful of malformed lines, operation names in odd letter
+case, a ``;`` inside a JSON string, a contract that no reference file knows, and one
+constituency with ballot stuffing (many more accepted votes than issued bulletins for a few
+night hours).
+
+The returned :class:`SampleSummary` holds the ground truth, computed from the generator's own
+list of transactions (never by reading the files back): per constituency and UTC hour the
+bulletins issued, votes cast, revotes and transaction count the pipeline must arrive at when it
+follows the counting rules of DATA_CONTRACT.md §4.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import json
+import os
+import random
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ELECTION_NAME",
+    "ELECTION_COUNTRY",
+    "ELECTION_TYPE",
+    "ELECTION_TIMEZONE",
+    "WINDOW_START_UTC",
+    "WINDOW_END_UTC",
+    "ELECTIONS_HEADER",
+    "CONSTITUENCIES_HEADER",
+    "ConstituencyTotals",
+    "HourlyFigures",
+    "MalformedLine",
+    "SampleConstituency",
+    "SampleSummary",
+    "generate_sample",
+    "has_input_files",
+]
+
+ELECTION_NAME = "Sample regional election"
+ELECTION_COUNTRY = "Exampleland"
+ELECTION_TYPE = "local"
+ELECTION_TIMEZONE = "Europe/Moscow"
+#: Europe/Moscow has been UTC+03:00 all year round since 2014; the sample's dates use it.
+_LOCAL_OFFSET = timedelta(hours=3)
+_LOCAL_OFFSET_TEXT = "+03:00"
+#: Voting window in naive UTC: 08:00 local on 2024-09-06 to 20:00 local on 2024-09-08.
+WINDOW_START_UTC = datetime(2024, 9, 6, 5, 0)
+WINDOW_END_UTC = datetime(2024, 9, 8, 17, 0)
+
+ELECTIONS_HEADER = ("id", "name", "country", "type", "start_date", "end_date", "timezone", "status", "description")
+CONSTITUENCIES_HEADER = ("id", "election_id", "name", "region", "type", "registered_voters", "status")
+
+_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_HOUR_MS = 3_600_000
+_EPOCH = datetime(1970, 1, 1)
+_TX_VERSION = "4"
+_CALL_EXTRA = {"contractVersion": 1}
+_CONTRACT_IMAGE = "registry.example.org/evoting/blockchain-voting-contract:1.4.2"
+
+#: Relative activity by local hour of day (0-23): quiet at night, peaks morning and evening.
+_DIURNAL = (
+    0.08, 0.04, 0.03, 0.03, 0.04, 0.08, 0.25, 0.60, 0.90, 1.10, 1.20, 1.00,
+    0.85, 0.80, 0.80, 0.85, 1.00, 1.20, 1.30, 1.15, 0.80, 0.55, 0.35, 0.18,
+)
+_PLACES = (
+    "Riverside", "Old Town", "Northgate", "Pine Hills", "Lakeshore", "Millbrook",
+    "Stonebridge", "Westfield", "Cedar Valley", "Harbour", "Greenfield", "Ashford",
+)
+_REGIONS = ("Northern Province", "Southern Province", "Coastal Province")
+_TYPES = ("urban", "rural", "suburban")
+_CANDIDATES = 4
+
+
+# --------------------------------------------------------------------------------------
+# Public result types
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class HourlyFigures:
+    """Ground truth for one constituency and one UTC hour (DATA_CONTRACT.md §4)."""
+
+    bulletins_issued: int = 0
+    votes_cast: int = 0
+    revotes: int = 0
+    transaction_count: int = 0
+    rejected_count: int = 0
+
+
+@dataclass(slots=True)
+class ConstituencyTotals:
+    """Ground truth for one constituency over the whole sample."""
+
+    bulletins_issued: int = 0
+    votes_cast: int = 0
+    revotes: int = 0
+    transaction_count: int = 0
+    rejected_count: int = 0
+    registered_voters: int = 0
+
+    @property
+    def participation_rate(self) -> float:
+        return self.votes_cast / self.registered_voters * 100 if self.registered_voters else 0.0
+
+
+@dataclass(slots=True)
+class SampleConstituency:
+    """One contract of the sample. ``in_reference`` is false for the unknown contract."""
+
+    id: str
+    name: str
+    region: str
+    type: str
+    registered_voters: int
+    in_reference: bool = True
+    stuffed: bool = False
+
+
+@dataclass(slots=True)
+class MalformedLine:
+    """A line written on purpose so that it cannot be parsed.
+
+    ``source`` is named as :func:`election_pipeline.ingest.export_files.iter_export_lines`
+    names it (the file name, or ``archive.zip::member.csv``); ``line_number`` is 1-based.
+    """
+
+    source: str
+    line_number: int
+    kind: str
+
+
+@dataclass
+class SampleSummary:
+    """What was written, and the figures the pipeline must compute from it.
+
+    ``hourly[contract_id][hour]`` (``hour`` = naive UTC hour start) holds every hour with at
+    least one standing transaction. ``expected_hourly`` is the same as a sorted list of dicts
+    with keys ``constituency_id, hour, bulletins_issued, votes_cast, revotes,
+    transaction_count``.
+    """
+
+    seed: int
+    input_dir: Path
+    reference_dir: Path
+    election_id: str
+    election_name: str
+    timezone: str
+    window_start: datetime
+    window_end: datetime
+    constituencies: list[SampleConstituency]
+    unknown_contract_id: str
+    stuffed_contract_id: str
+    zipped_contract_id: str
+    hourly: dict[str, dict[datetime, HourlyFigures]]
+    totals: dict[str, ConstituencyTotals]
+    expected_hourly: list[dict[str, Any]]
+    files: list[Path]
+    reference_files: list[Path]
+    malformed: list[MalformedLine]
+    line_count: int
+    total_bytes: int
+    rollback_lines: int
+    duplicated_lines: int
+
+    @property
+    def malformed_lines(self) -> int:
+        """Number of malformed lines written."""
+        return len(self.malformed)
+
+    @property
+    def contract_ids(self) -> list[str]:
+        """Every contract of the sample, the unknown one included."""
+        return [c.id for c in self.constituencies]
+
+    @property
+    def reference_contract_ids(self) -> list[str]:
+        """The contracts listed in ``constituencies.csv``."""
+        return [c.id for c in self.constituencies if c.in_reference]
+
+    @property
+    def registered_voters(self) -> dict[str, int]:
+        return {c.id: c.registered_voters for c in self.constituencies}
+
+
+# --------------------------------------------------------------------------------------
+# Internal event model
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Tx:
+    tx_id: str
+    ts_ms: int
+    operation: str  # canonical spelling
+    sender: str
+    rejected: bool
+    bulletins: int
+    line: str
+    seq: int
+    rolled_back: bool = False
+
+
+@dataclass(slots=True)
+class _Voter:
+    user_id: str
+    key: str
+    address: str
+
+
+@dataclass
+class _Contract:
+    info: SampleConstituency
+    service_key: str
+    txs: list[_Tx] = field(default_factory=list)
+
+
+def _j(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _hour_of(ts_ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ts_ms - ts_ms % _HOUR_MS)
+
+
+def _ms(moment: datetime) -> int:
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def _file_stem(contract_id: str, first_hour: datetime, hours: int = 1) -> str:
+    end = first_hour + timedelta(hours=hours)
+    return f"{contract_id}_{first_hour:%Y-%m-%d}_{first_hour:%H%M}-{end:%H%M}"
+
+
+class _Builder:
+    """Creates ids, keys and lines from one seeded random stream."""
+
+    def __init__(self, seed: int, ballot_bytes: int) -> None:
+        self.rng = random.Random(f"election-sample:{seed}")
+        self.seed = seed
+        self.ballot_bytes = ballot_bytes
+        self._ids: set[str] = set()
+        self._seq = 0
+
+    def b58(self, length: int) -> str:
+        return "".join(self.rng.choices(_B58, k=length))
+
+    def unique_id(self, length: int = 44) -> str:
+        while True:
+            value = self.b58(length)
+            if value not in self._ids:
+                self._ids.add(value)
+                return value
+
+    def address(self) -> str:
+        return "3N" + self.b58(33)
+
+    def b64(self, size: int) -> str:
+        return base64.b64encode(self.rng.randbytes(size)).decode("ascii")
+
+    def hexs(self, size: int) -> str:
+        return self.rng.randbytes(size).hex()
+
+    def spelled(self, operation: str, odd_share: float = 0.03) -> str:
+        """The operation name, now and then in a different letter case."""
+        if self.rng.random() >= odd_share:
+            return operation
+        return self.rng.choice((operation.upper(), operation.lower(), operation[0].upper() + operation[1:]))
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def line(
+        self,
+        tx_id: str,
+        tx_type: int,
+        ts_ms: int,
+        sender: str,
+        params: list[dict[str, Any]],
+        diff: list[dict[str, Any]],
+        extra: dict[str, Any],
+    ) -> str:
+        signature = self.b58(88)
+        return ";".join(
+            (tx_id, str(tx_type), signature, _TX_VERSION, str(ts_ms), sender, "0", "",
+             _j(params), _j(diff), _j(extra), "")
+        )
+
+    # ---- transactions -------------------------------------------------------------
+
+    def call(
+        self,
+        contract: _Contract,
+        operation: str,
+        ts_ms: int,
+        sender: str,
+        params: list[dict[str, Any]],
+        diff: list[dict[str, Any]],
+        *,
+        rejected: bool = False,
+        bulletins: int = 0,
+        tx_id: str | None = None,
+        spelled: str | None = None,
+    ) -> _Tx:
+        tx_id = tx_id or self.unique_id()
+        op_entry = {"key": "operation", "stringValue": spelled or operation}
+        line = self.line(tx_id, 104, ts_ms, sender, [op_entry, *params], diff, _CALL_EXTRA)
+        tx = _Tx(tx_id, ts_ms, operation, sender, rejected, bulletins, line, self.next_seq())
+        contract.txs.append(tx)
+        return tx
+
+    def masked_sig(self, with_semicolon: bool = False) -> str:
+        if with_semicolon:  # an "r;s" pair: a ';' inside a JSON string value
+            return f"{self.hexs(32)};{self.hexs(32)}"
+        return self.hexs(64)
+
+    def blind_sig_issue(
+        self, contract: _Contract, ts_ms: int, voters: list[_Voter], *, rejected: bool = False,
+        semicolon_first: bool = False,
+    ) -> _Tx:
+        tx_id = self.unique_id()
+        data = [
+            {"userId": v.user_id, "maskedSig": self.masked_sig(semicolon_first and i == 0 or self.rng.random() < 0.02)}
+            for i, v in enumerate(voters)
+        ]
+        if rejected:
+            diff = [{"key": f"FAIL_{tx_id}_blindSig", "stringValue": "bulletin already issued for this userId"}]
+        else:
+            diff = [{"key": f"BLINDSIG_{v.user_id}", "boolValue": True} for v in voters]
+        return self.call(
+            contract, "blindSigIssue", ts_ms, contract.service_key,
+            [{"key": "data", "stringValue": _j(data)}], diff,
+            rejected=rejected, bulletins=len(voters), tx_id=tx_id, spelled=self.spelled("blindSigIssue"),
+        )
+
+    def vote(self, contract: _Contract, ts_ms: int, voter: _Voter, *, rejected: bool = False) -> _Tx:
+        tx_id = self.unique_id()
+        params = [
+            {"key": "vote", "binaryValue": self.b64(self.ballot_bytes)},
+            {"key": "blindSig", "binaryValue": self.b64(128)},
+        ]
+        if rejected:
+            diff = [{"key": f"FAIL_{voter.address}_{tx_id}_vote", "stringValue": "blind signature verification failed"}]
+        else:
+            diff = [{"key": f"VOTE_{voter.address}", "stringValue": tx_id}]
+        return self.call(
+            contract, "vote", ts_ms, voter.key, params, diff,
+            rejected=rejected, tx_id=tx_id, spelled=self.spelled("vote"),
+        )
+
+    def new_voter(self, user_id: str | None = None) -> _Voter:
+        return _Voter(user_id or self.hexs(32), self.unique_id(), self.address())
+
+
+# --------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------
+
+
+def _window_weights() -> list[float]:
+    hours = int((WINDOW_END_UTC - WINDOW_START_UTC) / timedelta(hours=1))
+    weights = []
+    for index in range(hours):
+        local = WINDOW_START_UTC + timedelta(hours=index) + _LOCAL_OFFSET
+        weights.append(_DIURNAL[local.hour])
+    return weights
+
+
+def _cumulative(weights: list[float]) -> list[float]:
+    out, total = [], 0.0
+    for w in weights:
+        total += w
+        out.append(total)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# One constituency
+# --------------------------------------------------------------------------------------
+
+
+def _lifecycle_before(b: _Builder, c: _Contract, voters: list[_Voter]) -> None:
+    rng = b.rng
+    start_ms = _ms(WINDOW_START_UTC)
+    # createContract (type 103): its transaction id is the contract id.
+    ts = start_ms - 3 * _HOUR_MS + rng.randrange(60_000, 3_000_000)
+    params = [
+        {"key": "pollId", "stringValue": c.info.id[:12]},
+        {"key": "title", "stringValue": f"{ELECTION_NAME}: {c.info.name}"},
+        {"key": "dateStart", "intValue": start_ms // 1000},
+        {"key": "dateEnd", "intValue": _ms(WINDOW_END_UTC) // 1000},
+        {"key": "blindSigModulo", "stringValue": b.hexs(64)},
+    ]
+    diff = [{"key": "VOTING_BASE", "stringValue": _j({"pollId": c.info.id[:12], "status": "created"})}]
+    extra = {
+        "image": _CONTRACT_IMAGE,
+        "imageHash": hashlib.sha256(_CONTRACT_IMAGE.encode()).hexdigest(),
+        "contractName": "voting",
+        "apiVersion": "1.0",
+    }
+    line = b.line(c.info.id, 103, ts, c.service_key, params, diff, extra)
+    c.txs.append(_Tx(c.info.id, ts, "createContract", c.service_key, False, 0, line, b.next_seq()))
+
+    hashes = [v.user_id for v in voters]
+    ts = start_ms - 2 * _HOUR_MS + rng.randrange(60_000, 3_000_000)
+    b.call(
+        c, "addVotersList", ts, c.service_key,
+        [{"key": "userIdHashes", "stringValue": _j(hashes)}, {"key": "votersCount", "intValue": len(hashes)}],
+        [{"key": "VOTERS_LIST_SIZE", "intValue": len(hashes)}],
+    )
+    ts = start_ms - _HOUR_MS + rng.randrange(60_000, 3_000_000)
+    main_key = b.hexs(33)
+    b.call(c, "addMainKey", ts, c.service_key, [{"key": "mainKey", "stringValue": main_key}],
+           [{"key": "MAIN_KEY", "stringValue": main_key}])
+    b.call(c, "startVoting", start_ms, c.service_key, [], [{"key": "STATUS", "stringValue": "active"}])
+
+
+def _lifecycle_after(b: _Builder, c: _Contract, votes: int) -> None:
+    rng = b.rng
+    end_ms = _ms(WINDOW_END_UTC)
+    b.call(c, "finishVoting", end_ms, c.service_key, [], [{"key": "STATUS", "stringValue": "finished"}],
+           spelled=b.spelled("finishVoting", 0.2))
+    ts = end_ms + rng.randrange(300_000, 900_000)
+    for member in range(3):
+        ts += rng.randrange(60_000, 600_000)
+        key = b.b58(44)
+        b.call(c, "commissionDecryption", ts, key,
+               [{"key": "decryption", "stringValue": _j({"member": member + 1, "share": b.hexs(24)})}],
+               [{"key": f"COMMISSION_DECRYPTION_{member + 1}", "boolValue": True}])
+    ts = end_ms + 45 * 60_000 + rng.randrange(0, 600_000)
+    b.call(c, "decryption", ts, c.service_key, [{"key": "decryption", "stringValue": _j([b.hexs(24)])}],
+           [{"key": "DECRYPTION", "boolValue": True}])
+    shares = [rng.random() + 0.2 for _ in range(_CANDIDATES)]
+    total = sum(shares)
+    counts = [int(votes * s / total) for s in shares]
+    counts[0] += votes - sum(counts)
+    ts = end_ms + _HOUR_MS + rng.randrange(60_000, 1_800_000)
+    b.call(c, "results", ts, c.service_key, [{"key": "results", "stringValue": _j([counts])}],
+           [{"key": "RESULTS", "stringValue": _j([counts])}])
+
+
+def _batches(rng: random.Random, items: list[Any]) -> list[list[Any]]:
+    """Split into bulletin batches: mostly one bulletin per transaction, sometimes 2-5."""
+    out, i = [], 0
+    while i < len(items):
+        size = 1 if rng.random() < 0.78 else rng.randint(2, 5)
+        out.append(items[i:i + size])
+        i += size
+    return out
+
+
+def _voting(b: _Builder, c: _Contract, voters: list[_Voter], cum: list[float]) -> int:
+    """Bulletins, votes, rejections and revotes of one constituency; returns accepted first votes."""
+    rng = b.rng
+    start_ms, end_ms = _ms(WINDOW_START_UTC), _ms(WINDOW_END_UTC)
+    hours = len(cum)
+    timed = []
+    for voter in voters:
+        index = rng.choices(range(hours), cum_weights=cum)[0]
+        offset = rng.randrange(_HOUR_MS)
+        timed.append((start_ms + index * _HOUR_MS + max(offset, 2_000), voter))
+    timed.sort(key=lambda item: item[0])
+
+    issued: list[tuple[_Tx, list[_Voter]]] = []
+    votes: list[tuple[int, _Voter]] = []
+    for n, batch in enumerate(_batches(rng, timed)):
+        ts = batch[-1][0]
+        group = [v for _, v in batch]
+        tx = b.blind_sig_issue(c, ts, group, semicolon_first=n == 0)
+        issued.append((tx, group))
+        for voter in group:
+            if rng.random() < 0.02:
+                continue  # took a bulletin, never voted
+            delay = 10_000 + min(int(rng.expovariate(1 / 90_000)), 1_800_000)
+            if ts + delay < end_ms:
+                votes.append((ts + delay, voter))
+                b.vote(c, ts + delay, voter)
+
+    # ~1% of bulletin transactions rejected: a repeated request for an already issued userId.
+    for _ in range(max(1, round(0.01 * len(issued)))):
+        tx, group = rng.choice(issued)
+        ts = tx.ts_ms + rng.randrange(30_000, 900_000)
+        if ts < end_ms:
+            b.blind_sig_issue(c, ts, [rng.choice(group)], rejected=True)
+
+    # ~1% of votes rejected: a failed attempt before a good one, or a key with no valid bulletin.
+    for _ in range(max(1, round(0.01 * len(votes)))):
+        if votes and rng.random() < 0.5:
+            ts, voter = rng.choice(votes)
+            b.vote(c, ts - rng.randrange(2_000, 8_000), voter, rejected=True)
+        else:
+            index = rng.choices(range(hours), cum_weights=cum)[0]
+            b.vote(c, start_ms + index * _HOUR_MS + rng.randrange(_HOUR_MS), b.new_voter(), rejected=True)
+
+    # ~2% of voters revote, in a later hour.
+    for ts, voter in rng.sample(votes, k=round(0.02 * len(votes))):
+        first_hour = (ts - start_ms) // _HOUR_MS
+        if first_hour >= hours - 1:
+            continue
+        hour = rng.randint(first_hour + 1, min(hours - 1, first_hour + 12))
+        b.vote(c, start_ms + hour * _HOUR_MS + rng.randrange(_HOUR_MS), voter)
+    return len(votes)
+
+
+def _stuffing(b: _Builder, c: _Contract, natural_votes: int) -> None:
+    """Ballot stuffing: four night hours (01:00-05:00 local on day 2) with many accepted votes
+    from keys that never received a bulletin. Kept under ~90% participation overall."""
+    rng = b.rng
+    first = _ms(datetime(2024, 9, 6, 22, 0))
+    room = max(int(0.9 * c.info.registered_voters) - natural_votes, 4 * 12)
+    for hour in range(4):
+        for _ in range(min(rng.randint(30, 60), room // 4)):
+            b.vote(c, first + hour * _HOUR_MS + rng.randrange(_HOUR_MS), b.new_voter())
+
+
+def _unknown_contract(b: _Builder, c: _Contract) -> None:
+    """A contract no reference file knows: three busy hours of ordinary bulletins and votes."""
+    rng = b.rng
+    first = _ms(datetime(2024, 9, 7, 7, 0))
+    for hour in range(3):
+        voters = [b.new_voter() for _ in range(rng.randint(15, 30))]
+        timed = sorted((first + hour * _HOUR_MS + rng.randrange(_HOUR_MS - 600_000), v) for v in voters)
+        for batch in _batches(rng, [(ts, v) for ts, v in timed]):
+            ts = batch[-1][0]
+            b.blind_sig_issue(c, ts, [v for _, v in batch])
+            for _, voter in batch:
+                b.vote(c, ts + rng.randrange(15_000, 240_000), voter)
+
+
+# --------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------
+
+_Entry = tuple[str, str | None]  # (line text, malformed kind or None)
+
+
+def _malformed_samples(b: _Builder, ts_ms: int) -> list[tuple[str, str]]:
+    """Lines that must be rejected: wrong field count, bad JSON, non-numeric ts, unknown operation."""
+    voter = b.new_voter()
+
+    def good(operation: str = "vote") -> tuple[str, list[str]]:
+        tx_id = b.unique_id()
+        params = [{"key": "operation", "stringValue": operation},
+                  {"key": "vote", "binaryValue": b.b64(48)}, {"key": "blindSig", "binaryValue": b.b64(32)}]
+        line = b.line(tx_id, 104, ts_ms, voter.key, params, [{"key": f"VOTE_{voter.address}", "stringValue": tx_id}],
+                      _CALL_EXTRA)
+        return line, line.split(";", 8)
+
+    truncated = ";".join(good()[1][:6])
+    _, head = good()
+    bad_json = ";".join(head[:8]) + ';[{"key":"operation","stringValue":"vote"},{"key":"vote","binaryValue":"' \
+        + b.b64(30) + ';[];{"contractVersion":1};'
+    _, head = good()
+    head[4] = (_EPOCH + timedelta(milliseconds=ts_ms)).strftime("%Y-%m-%d %H:%M:%S")
+    non_numeric_ts = ";".join(head)
+    unknown_op, _ = good("updateVotersList")
+    extra_field = good()[0] + "-1;0"
+    _, head = good()
+    bad_diff = ";".join(head[:8]) + ";" + head[8].split(";[", 1)[0] + ';[{"key":"VOTE_x","stringValue":"oops}];{"contractVersion":1};'
+    return [
+        (truncated, "wrong field count (line cut short)"),
+        (bad_json, "bad JSON in params"),
+        (non_numeric_ts, "non-numeric ts"),
+        (unknown_op, "unknown operation"),
+        (extra_field, "wrong field count (13 fields)"),
+        (bad_diff, "bad JSON in diff"),
+    ]
+
+
+def _zip_bytes(members: list[tuple[str, bytes, datetime]]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data, moment in members:
+            info = zipfile.ZipInfo(name, date_time=moment.timetuple()[:6])
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, data)
+    return buffer.getvalue()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``path.part`` and rename it into place (a watcher ignores ``*.part``)."""
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _encode(entries: list[_Entry]) -> bytes:
+    return "".join(text + "\n" for text, _ in entries).encode("utf-8")
+
+
+# --------------------------------------------------------------------------------------
+# Ground truth
+# --------------------------------------------------------------------------------------
+
+
+def _ground_truth(contract: _Contract) -> tuple[dict[datetime, HourlyFigures], ConstituencyTotals]:
+    hourly: dict[datetime, HourlyFigures] = {}
+    standing = [tx for tx in contract.txs if not tx.rolled_back]
+    for tx in standing:
+        figures = hourly.setdefault(_hour_of(tx.ts_ms), HourlyFigures())
+        figures.transaction_count += 1
+        if tx.rejected:
+            figures.rejected_count += 1
+        elif tx.operation == "blindSigIssue":
+            figures.bulletins_issued += tx.bulletins
+    seen: set[str] = set()
+    for tx in sorted((t for t in standing if t.operation == "vote" and not t.rejected), key=lambda t: (t.ts_ms, t.seq)):
+        figures = hourly[_hour_of(tx.ts_ms)]
+        if tx.sender in seen:
+            figures.revotes += 1
+        else:
+            seen.add(tx.sender)
+            figures.votes_cast += 1
+    totals = ConstituencyTotals(registered_voters=contract.info.registered_voters)
+    for figures in hourly.values():
+        totals.bulletins_issued += figures.bulletins_issued
+        totals.votes_cast += figures.votes_cast
+        totals.revotes += figures.revotes
+        totals.transaction_count += figures.transaction_count
+        totals.rejected_count += figures.rejected_count
+    return dict(sorted(hourly.items())), totals
+
+
+# --------------------------------------------------------------------------------------
+# Public functions
+# --------------------------------------------------------------------------------------
+
+
+def has_input_files(input_dir: Path) -> bool:
+    """True when the drop folder holds at least one ``.csv`` or ``.zip`` export (top level only)."""
+    input_dir = Path(input_dir)
+    if not input_dir.is_dir():
+        return False
+    for path in input_dir.iterdir():
+        name = path.name
+        if (
+            path.is_file()
+            and not name.startswith(".")
+            and not name.endswith((".tmp", ".part"))
+            and name.lower().endswith((".csv", ".zip"))
+        ):
+            return True
+    return False
+
+
+def generate_sample(
+    input_dir: Path,
+    reference_dir: Path,
+    *,
+    seed: int = 7,
+    constituencies: int = 6,
+    voters_per_constituency: tuple[int, int] = (300, 900),
+    ballot_bytes: int = 256,
+    write_reference: bool = True,
+    overwrite_reference: bool = False,
+) -> SampleSummary:
+    """Write the sample election's export files into ``input_dir`` and, when
+    ``write_reference``, ``elections.csv`` and ``constituencies.csv`` into ``reference_dir``.
+
+    Export files with the same names are replaced (the same seed writes the same bytes).
+    Existing reference files raise :class:`FileExistsError` unless ``overwrite_reference``.
+    Returns the ground truth as a :class:`SampleSummary`.
+    """
+    if constituencies < 1:
+        raise ValueError("constituencies must be at least 1")
+    low, high = voters_per_constituency
+    if not 20 <= low <= high:
+        raise ValueError("voters_per_constituency must be (low, high) with 20 <= low <= high")
+    if ballot_bytes < 1:
+        raise ValueError("ballot_bytes must be positive")
+    input_dir, reference_dir = Path(input_dir), Path(reference_dir)
+    elections_csv = reference_dir / "elections.csv"
+    constituencies_csv = reference_dir / "constituencies.csv"
+    if write_reference and not overwrite_reference:
+        existing = [p for p in (elections_csv, constituencies_csv) if p.exists()]
+        if existing:
+            raise FileExistsError(
+                "reference file(s) already exist: "
+                + ", ".join(str(p) for p in existing)
+                + "; pass overwrite_reference=True to replace them, or write_reference=False to keep them"
+            )
+
+    b = _Builder(seed, ballot_bytes)
+    rng = b.rng
+    election_id = str(uuid.UUID(bytes=hashlib.sha256(f"election:{seed}".encode()).digest()[:16], version=4))
+
+    # ---- who is who ------------------------------------------------------------------
+    n_regions = 3 if constituencies >= 3 else 2
+    regions = list(_REGIONS[:n_regions])
+    rng.shuffle(regions)
+    places = rng.sample(_PLACES, k=min(constituencies, len(_PLACES)))
+    types = list(_TYPES)
+    rng.shuffle(types)
+    contracts: list[_Contract] = []
+    for i in range(constituencies):
+        place = places[i] if i < len(places) else f"District {i + 1}"
+        info = SampleConstituency(
+            id=b.unique_id(),
+            name=f"{place} constituency No. {i + 1}",
+            region=regions[i % n_regions],
+            type=types[i % len(types)],
+            registered_voters=rng.randint(low, high),
+        )
+        contracts.append(_Contract(info, b.unique_id()))
+    roles = rng.sample(range(constituencies), k=constituencies)
+    stuffed = contracts[roles[0]]
+    stuffed.info.stuffed = True
+    zipped = contracts[roles[1 % constituencies]]
+    malformed_owners = [contracts[roles[2 % constituencies]], contracts[roles[3 % constituencies]]]
+    unknown = _Contract(
+        SampleConstituency(b.unique_id(), "Unknown contract", "", "unknown", 0, in_reference=False),
+        b.unique_id(),
+    )
+
+    # ---- transactions ----------------------------------------------------------------
+    cum = _cumulative(_window_weights())
+    for c in contracts:
+        voters = [b.new_voter(hashlib.sha256(f"{seed}:{c.info.id}:{n}".encode()).hexdigest())
+                  for n in range(c.info.registered_voters)]
+        _lifecycle_before(b, c, voters)
+        share = rng.uniform(0.43, 0.55) if c is stuffed else rng.uniform(0.43, 0.78)
+        takers = rng.sample(voters, k=round(share * len(voters)))
+        votes = _voting(b, c, takers, cum)
+        if c is stuffed:
+            _stuffing(b, c, votes)
+        _lifecycle_after(b, c, votes)
+    _unknown_contract(b, unknown)
+    all_contracts = [*contracts, unknown]
+
+    # ---- files: hour buckets, duplicates, rollbacks, malformed lines ---------------
+    per_file: dict[str, dict[datetime, list[_Entry]]] = {}
+    rollback_lines = duplicated_lines = 0
+    for c in all_contracts:
+        c.txs.sort(key=lambda t: (t.ts_ms, t.seq))
+        buckets: dict[datetime, list[_Tx]] = {}
+        for tx in c.txs:
+            buckets.setdefault(_hour_of(tx.ts_ms), []).append(tx)
+        entries: dict[datetime, list[_Entry]] = {h: [(t.line, None) for t in txs] for h, txs in buckets.items()}
+        per_file[c.info.id] = entries
+        if c is unknown:
+            continue
+        hours = sorted(buckets)
+        inner = [h for h in hours if _hour_of(_ms(h) + _HOUR_MS) in buckets]
+        # Overlapping exports: the last transactions of an hour again at the top of the next file.
+        dup_ids: set[str] = set()
+        for hour in rng.sample(inner, k=min(2, len(inner))):
+            tail = buckets[hour][-rng.randint(1, 2):]
+            nxt = _hour_of(_ms(hour) + _HOUR_MS)
+            entries[nxt][0:0] = [(t.line, None) for t in tail]
+            dup_ids.update(t.tx_id for t in tail)
+            duplicated_lines += len(tail)
+        # Rollbacks: the same line with last field -1. The first lands in a later hour's file.
+        candidates = [t for t in c.txs if t.operation in ("vote", "blindSigIssue") and not t.rejected
+                      and t.tx_id not in dup_ids and _hour_of(t.ts_ms) != hours[-1]]
+        for n, tx in enumerate(rng.sample(candidates, k=min(2, len(candidates)))):
+            tx.rolled_back = True
+            hour = _hour_of(tx.ts_ms)
+            rollback = (tx.line + "-1", None)
+            if n == 0:
+                later = [h for h in hours if h > hour][: 3]
+                target = entries[rng.choice(later)]
+                target.insert(rng.randint(0, len(target)), rollback)
+            else:
+                target = entries[hour]
+                position = next(i for i, (text, _) in enumerate(target) if text == tx.line)
+                target.insert(rng.randint(position + 1, len(target)), rollback)
+            rollback_lines += 1
+
+    # Zip: four consecutive daytime hours of one constituency (day 2, 09:00-17:00 local).
+    zip_hours: list[datetime] = []
+    day2 = [datetime(2024, 9, 7, h) for h in range(6, 11)]
+    starts = [h for h in day2 if all(h + timedelta(hours=k) in per_file[zipped.info.id] for k in range(4))]
+    if starts:
+        first = rng.choice(starts)
+        zip_hours = [first + timedelta(hours=k) for k in range(4)]
+
+    # Malformed lines: three each in one window-hour file of two constituencies (never zipped).
+    malformed_at: dict[tuple[str, datetime], list[tuple[int, str]]] = {}
+    samples = _malformed_samples(b, _ms(datetime(2024, 9, 7, 12, 0)))
+    owners = list(dict.fromkeys(id(c) for c in malformed_owners))
+    owner_contracts = [c for c in contracts if id(c) in owners]
+    chunks = [samples[:3], samples[3:]] if len(owner_contracts) > 1 else [samples]
+    for c, chunk in zip(owner_contracts, chunks):
+        entries = per_file[c.info.id]
+        options = [h for h in entries if WINDOW_START_UTC <= h < WINDOW_END_UTC
+                   and not (c is zipped and h in zip_hours)]
+        hour = rng.choice(sorted(options))
+        target = entries[hour]
+        for text, kind in chunk:
+            target.insert(rng.randint(1, len(target)), (text, kind))
+
+    # ---- write -----------------------------------------------------------------------
+    input_dir.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    malformed: list[MalformedLine] = []
+    line_count = total_bytes = 0
+
+    def note_malformed(source: str, entries: list[_Entry]) -> None:
+        for number, (_, kind) in enumerate(entries, start=1):
+            if kind is not None:
+                malformed.append(MalformedLine(source, number, kind))
+
+    for c in all_contracts:
+        entries = per_file[c.info.id]
+        zip_members: dict[datetime, bytes] = {}
+        for hour in sorted(entries):
+            lines = entries[hour]
+            line_count += len(lines)
+            data = _encode(lines)
+            name = _file_stem(c.info.id, hour) + ".csv"
+            if c is zipped and hour in zip_hours:
+                zip_members[hour] = data
+                continue
+            note_malformed(name, lines)
+            path = input_dir / name
+            _write_atomic(path, data)
+            files.append(path)
+            total_bytes += len(data)
+        if zip_members:
+            h0, h1, h2, h3 = zip_hours
+            stamp = lambda h: h + timedelta(hours=1, minutes=2)  # noqa: E731 - export time
+            outer1 = _file_stem(c.info.id, h0, 2) + ".zip"
+            data1 = _zip_bytes([(_file_stem(c.info.id, h) + ".csv", zip_members[h], stamp(h)) for h in (h0, h1)])
+            nested_name = _file_stem(c.info.id, h3) + ".zip"
+            nested = _zip_bytes([(_file_stem(c.info.id, h3) + ".csv", zip_members[h3], stamp(h3))])
+            outer2 = _file_stem(c.info.id, h2, 2) + ".zip"
+            data2 = _zip_bytes([
+                (_file_stem(c.info.id, h2) + ".csv", zip_members[h2], stamp(h2)),
+                (nested_name, nested, stamp(h3)),
+            ])
+            for name, data in ((outer1, data1), (outer2, data2)):
+                path = input_dir / name
+                _write_atomic(path, data)
+                files.append(path)
+                total_bytes += len(data)
+            for h, outer in ((h0, outer1), (h1, outer1), (h2, outer2)):
+                note_malformed(f"{outer}::{_file_stem(c.info.id, h)}.csv", per_file[c.info.id][h])
+            note_malformed(f"{outer2}::{nested_name}::{_file_stem(c.info.id, h3)}.csv", per_file[c.info.id][h3])
+
+    reference_files: list[Path] = []
+    if write_reference:
+        reference_dir.mkdir(parents=True, exist_ok=True)
+        local_start = (WINDOW_START_UTC + _LOCAL_OFFSET).strftime("%Y-%m-%dT%H:%M:%S") + _LOCAL_OFFSET_TEXT
+        local_end = (WINDOW_END_UTC + _LOCAL_OFFSET).strftime("%Y-%m-%dT%H:%M:%S") + _LOCAL_OFFSET_TEXT
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(ELECTIONS_HEADER)
+        writer.writerow([
+            election_id, ELECTION_NAME, ELECTION_COUNTRY, ELECTION_TYPE, local_start, local_end,
+            ELECTION_TIMEZONE, "completed",
+            f"Synthetic sample election (seed {seed}): {constituencies} constituencies, remote electronic voting",
+        ])
+        _write_atomic(elections_csv, buffer.getvalue().encode("utf-8"))
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(CONSTITUENCIES_HEADER)
+        for c in contracts:
+            i = c.info
+            writer.writerow([i.id, election_id, i.name, i.region, i.type, i.registered_voters, "active"])
+        _write_atomic(constituencies_csv, buffer.getvalue().encode("utf-8"))
+        reference_files = [elections_csv, constituencies_csv]
+
+    # ---- ground truth ----------------------------------------------------------------
+    hourly: dict[str, dict[datetime, HourlyFigures]] = {}
+    totals: dict[str, ConstituencyTotals] = {}
+    expected: list[dict[str, Any]] = []
+    for c in all_contracts:
+        hourly[c.info.id], totals[c.info.id] = _ground_truth(c)
+    for cid in sorted(hourly):
+        for hour, f in hourly[cid].items():
+            expected.append({
+                "constituency_id": cid, "hour": hour, "bulletins_issued": f.bulletins_issued,
+                "votes_cast": f.votes_cast, "revotes": f.revotes, "transaction_count": f.transaction_count,
+            })
+
+    return SampleSummary(
+        seed=seed,
+        input_dir=input_dir,
+        reference_dir=reference_dir,
+        election_id=election_id,
+        election_name=ELECTION_NAME,
+        timezone=ELECTION_TIMEZONE,
+        window_start=WINDOW_START_UTC,
+        window_end=WINDOW_END_UTC,
+        constituencies=[c.info for c in all_contracts],
+        unknown_contract_id=unknown.info.id,
+        stuffed_contract_id=stuffed.info.id,
+        zipped_contract_id=zipped.info.id if zip_hours else "",
+        hourly=hourly,
+        totals=totals,
+        expected_hourly=expected,
+        files=sorted(files),
+        reference_files=reference_files,
+        malformed=sorted(malformed, key=lambda m: (m.source, m.line_number)),
+        line_count=line_count,
+        total_bytes=total_bytes,
+        rollback_lines=rollback_lines,
+        duplicated_lines=duplicated_lines,
+    )

@@ -1,0 +1,164 @@
+"""Hourly stage: DuckDB aggregation -> the operational ``hourly_stats`` table.
+
+The figures of every constituency and UTC hour are recomputed from the raw store (DuckDB
+does this in well under a second even for millions of transactions), compared with what
+the operational database holds, and only the differences are written: new hours are
+inserted, changed hours updated, and hours left with no standing transaction (all
+rolled back) deleted. Running it twice writes nothing the second time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import pandas as pd
+from sqlalchemy import Engine, delete, select, tuple_
+
+from election_pipeline.analytics.aggregation import constituency_totals, hourly_figures
+from election_pipeline.db.bulk import chunks, insert_ignore, update_by_key
+from election_pipeline.db.models import Constituency, HourlyStats, utcnow
+from election_pipeline.db.models.base import new_uuid
+
+FIGURES = [
+    "election_id",
+    "timestamp",
+    "bulletins_issued",
+    "votes_cast",
+    "revote_count",
+    "rejected_count",
+    "transaction_count",
+    "cumulative_bulletins",
+    "cumulative_votes",
+    "bulletin_velocity",
+    "vote_velocity",
+    "participation_rate",
+]
+
+
+@dataclass
+class HourlySummary:
+    rows: int
+    inserted: int
+    updated: int
+    unchanged: int
+    deleted: int
+    frame: pd.DataFrame
+
+
+def participation(votes: float, registered: float) -> float:
+    """votes / registered x 100, rounded to 4 decimals; 0 when nobody is registered."""
+    if not registered or registered <= 0:
+        return 0.0
+    return round(votes / registered * 100.0, 4)
+
+
+def registered_voters(constituencies: pd.DataFrame, totals: pd.DataFrame) -> pd.DataFrame:
+    """Registered voters per constituency: the reference figure when it gives one, else the
+    voters the chain registered with ``addVotersList``, else 0 (DATA_CONTRACT §6).
+
+    Returns columns ``id``, ``registered``, ``source``.
+    """
+    chain = dict(zip(totals["constituency_id"], totals["voters_registered_on_chain"])) if len(totals) else {}
+    rows = []
+    for rec in constituencies.itertuples(index=False):
+        if rec.registered_voters_source == "reference" and rec.registered_voters > 0:
+            rows.append((rec.id, int(rec.registered_voters), "reference"))
+        elif chain.get(rec.id, 0) > 0:
+            rows.append((rec.id, int(chain[rec.id]), "addVotersList"))
+        else:
+            rows.append((rec.id, 0, "none"))
+    return pd.DataFrame(rows, columns=["id", "registered", "source"])
+
+
+def load_constituencies(engine: Engine) -> pd.DataFrame:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                Constituency.id,
+                Constituency.election_id,
+                Constituency.registered_voters,
+                Constituency.registered_voters_source,
+                Constituency.region,
+                Constituency.in_reference,
+                Constituency.name,
+            )
+        ).all()
+    return pd.DataFrame(
+        rows,
+        columns=["id", "election_id", "registered_voters", "registered_voters_source", "region", "in_reference", "name"],
+    )
+
+
+def compute_hourly(duck: duckdb.DuckDBPyConnection, engine: Engine) -> pd.DataFrame:
+    """The hourly figures with election, velocities and cumulative participation attached."""
+    frame = hourly_figures(duck)
+    constituencies = load_constituencies(engine)
+    registered = registered_voters(constituencies, constituency_totals(duck))
+    info = constituencies[["id", "election_id"]].merge(registered, on="id", how="left")
+    frame = frame.merge(info, left_on="constituency_id", right_on="id", how="left").drop(columns=["id"])
+    frame["registered"] = frame["registered"].fillna(0).astype("int64")
+    frame["bulletin_velocity"] = (frame["bulletins_issued"] / 60.0).round(4)
+    frame["vote_velocity"] = (frame["votes_cast"] / 60.0).round(4)
+    frame["participation_rate"] = [
+        participation(v, r) for v, r in zip(frame["cumulative_votes"], frame["registered"])
+    ]
+    return frame
+
+
+def _clean(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return None if pd.isna(value) else value.to_pydatetime()
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def publish_hourly_stats(duck: duckdb.DuckDBPyConnection, engine: Engine) -> HourlySummary:
+    """Bring ``hourly_stats`` in line with the raw store; returns what changed."""
+    frame = compute_hourly(duck, engine)
+    wanted: dict[tuple[str, datetime], dict[str, Any]] = {}
+    for rec in frame.to_dict("records"):
+        key = (rec["constituency_id"], _clean(rec["hour"]))
+        wanted[key] = {c: _clean(rec[c]) for c in FIGURES}
+
+    cols = [HourlyStats.constituency_id, HourlyStats.hour] + [HourlyStats.__table__.c[c] for c in FIGURES]
+    with engine.connect() as conn:
+        existing = {
+            (r[0], r[1]): dict(zip(FIGURES, r[2:])) for r in conn.execute(select(*cols)).all()
+        }
+
+    now = utcnow()
+    inserts, updates = [], []
+    for key, figures in wanted.items():
+        have = existing.get(key)
+        if have is None:
+            inserts.append({"id": new_uuid(), "constituency_id": key[0], "hour": key[1], "anomaly_count": 0,
+                            "created_at": now, "updated_at": now, **figures})
+        elif any(_differs(have[c], figures[c]) for c in FIGURES):
+            updates.append({"constituency_id": key[0], "hour": key[1], "updated_at": now, **figures})
+    stale = [k for k in existing if k not in wanted]
+
+    with engine.begin() as conn:
+        insert_ignore(conn, HourlyStats.__table__, inserts, ["constituency_id", "hour"])
+        update_by_key(conn, HourlyStats.__table__, updates, ["constituency_id", "hour"], FIGURES + ["updated_at"])
+        for part in chunks(stale, 500):
+            conn.execute(
+                delete(HourlyStats.__table__).where(
+                    tuple_(HourlyStats.constituency_id, HourlyStats.hour).in_(list(part))
+                )
+            )
+    return HourlySummary(
+        rows=len(wanted), inserted=len(inserts), updated=len(updates),
+        unchanged=len(wanted) - len(inserts) - len(updates), deleted=len(stale), frame=frame,
+    )
+
+
+def _differs(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return a is None or b is None or abs(float(a) - float(b)) > 1e-9
+    return a != b
