@@ -64,8 +64,12 @@ _LOCAL_OFFSET_TEXT = "+03:00"
 WINDOW_START_UTC = datetime(2024, 9, 6, 5, 0)
 WINDOW_END_UTC = datetime(2024, 9, 8, 17, 0)
 
-ELECTIONS_HEADER = ("id", "name", "country", "type", "start_date", "end_date", "timezone", "status", "description")
-CONSTITUENCIES_HEADER = ("id", "election_id", "name", "region", "type", "registered_voters", "status")
+ELECTIONS_HEADER = (
+    "id", "name", "country", "type", "start_date", "end_date", "timezone", "status", "description",
+)
+CONSTITUENCIES_HEADER = (
+    "id", "election_id", "name", "region", "type", "registered_voters", "status",
+)
 
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _HOUR_MS = 3_600_000
@@ -254,7 +258,6 @@ class _Builder:
 
     def __init__(self, seed: int, ballot_bytes: int) -> None:
         self.rng = random.Random(f"election-sample:{seed}")
-        self.seed = seed
         self.ballot_bytes = ballot_bytes
         self._ids: set[str] = set()
         self._seq = 0
@@ -282,7 +285,8 @@ class _Builder:
         """The operation name, now and then in a different letter case."""
         if self.rng.random() >= odd_share:
             return operation
-        return self.rng.choice((operation.upper(), operation.lower(), operation[0].upper() + operation[1:]))
+        capitalised = operation[0].upper() + operation[1:]
+        return self.rng.choice((operation.upper(), operation.lower(), capitalised))
 
     def next_seq(self) -> int:
         self._seq += 1
@@ -298,11 +302,13 @@ class _Builder:
         diff: list[dict[str, Any]],
         extra: dict[str, Any],
     ) -> str:
+        """One export line in the 12-field format, rollback field empty."""
         signature = self.b58(88)
-        return ";".join(
-            (tx_id, str(tx_type), signature, _TX_VERSION, str(ts_ms), sender, "0", "",
-             _j(params), _j(diff), _j(extra), "")
+        fields = (
+            tx_id, str(tx_type), signature, _TX_VERSION, str(ts_ms), sender, "0", "",
+            _j(params), _j(diff), _j(extra), "",
         )
+        return ";".join(fields)
 
     # ---- transactions -------------------------------------------------------------
 
@@ -320,6 +326,7 @@ class _Builder:
         tx_id: str | None = None,
         spelled: str | None = None,
     ) -> _Tx:
+        """A type-104 call of ``operation`` (written as ``spelled``), recorded on ``contract``."""
         tx_id = tx_id or self.unique_id()
         op_entry = {"key": "operation", "stringValue": spelled or operation}
         line = self.line(tx_id, 104, ts_ms, sender, [op_entry, *params], diff, _CALL_EXTRA)
@@ -333,32 +340,42 @@ class _Builder:
         return self.hexs(64)
 
     def blind_sig_issue(
-        self, contract: _Contract, ts_ms: int, voters: list[_Voter], *, rejected: bool = False,
+        self,
+        contract: _Contract,
+        ts_ms: int,
+        voters: list[_Voter],
+        *,
+        rejected: bool = False,
         semicolon_first: bool = False,
     ) -> _Tx:
         tx_id = self.unique_id()
-        data = [
-            {"userId": v.user_id, "maskedSig": self.masked_sig(semicolon_first and i == 0 or self.rng.random() < 0.02)}
-            for i, v in enumerate(voters)
-        ]
+        data = []
+        for i, voter in enumerate(voters):
+            semicolon = (semicolon_first and i == 0) or self.rng.random() < 0.02
+            data.append({"userId": voter.user_id, "maskedSig": self.masked_sig(semicolon)})
         if rejected:
-            diff = [{"key": f"FAIL_{tx_id}_blindSig", "stringValue": "bulletin already issued for this userId"}]
+            reason = "bulletin already issued for this userId"
+            diff = [{"key": f"FAIL_{tx_id}_blindSig", "stringValue": reason}]
         else:
             diff = [{"key": f"BLINDSIG_{v.user_id}", "boolValue": True} for v in voters]
         return self.call(
             contract, "blindSigIssue", ts_ms, contract.service_key,
             [{"key": "data", "stringValue": _j(data)}], diff,
-            rejected=rejected, bulletins=len(voters), tx_id=tx_id, spelled=self.spelled("blindSigIssue"),
+            rejected=rejected, bulletins=len(voters), tx_id=tx_id,
+            spelled=self.spelled("blindSigIssue"),
         )
 
-    def vote(self, contract: _Contract, ts_ms: int, voter: _Voter, *, rejected: bool = False) -> _Tx:
+    def vote(
+        self, contract: _Contract, ts_ms: int, voter: _Voter, *, rejected: bool = False
+    ) -> _Tx:
         tx_id = self.unique_id()
         params = [
             {"key": "vote", "binaryValue": self.b64(self.ballot_bytes)},
             {"key": "blindSig", "binaryValue": self.b64(128)},
         ]
         if rejected:
-            diff = [{"key": f"FAIL_{voter.address}_{tx_id}_vote", "stringValue": "blind signature verification failed"}]
+            reason = "blind signature verification failed"
+            diff = [{"key": f"FAIL_{voter.address}_{tx_id}_vote", "stringValue": reason}]
         else:
             diff = [{"key": f"VOTE_{voter.address}", "stringValue": tx_id}]
         return self.call(
@@ -392,24 +409,33 @@ def _cumulative(weights: list[float]) -> list[float]:
     return out
 
 
+def _random_window_ts(rng: random.Random, cum: list[float]) -> int:
+    """A moment inside the voting window, following the diurnal curve."""
+    index = rng.choices(range(len(cum)), cum_weights=cum)[0]
+    return _ms(WINDOW_START_UTC) + index * _HOUR_MS + max(rng.randrange(_HOUR_MS), 2_000)
+
+
 # --------------------------------------------------------------------------------------
 # One constituency
 # --------------------------------------------------------------------------------------
 
 
 def _lifecycle_before(b: _Builder, c: _Contract, voters: list[_Voter]) -> None:
+    """createContract, addVotersList and addMainKey in the three hours before the window,
+    startVoting exactly at its start."""
     rng = b.rng
     start_ms = _ms(WINDOW_START_UTC)
-    # createContract (type 103): its transaction id is the contract id.
+    # createContract (type 103): its transaction id is the contract id, as on the real chain.
     ts = start_ms - 3 * _HOUR_MS + rng.randrange(60_000, 3_000_000)
+    poll_id = c.info.id[:12]
     params = [
-        {"key": "pollId", "stringValue": c.info.id[:12]},
+        {"key": "pollId", "stringValue": poll_id},
         {"key": "title", "stringValue": f"{ELECTION_NAME}: {c.info.name}"},
         {"key": "dateStart", "intValue": start_ms // 1000},
         {"key": "dateEnd", "intValue": _ms(WINDOW_END_UTC) // 1000},
         {"key": "blindSigModulo", "stringValue": b.hexs(64)},
     ]
-    diff = [{"key": "VOTING_BASE", "stringValue": _j({"pollId": c.info.id[:12], "status": "created"})}]
+    diff = [{"key": "VOTING_BASE", "stringValue": _j({"pollId": poll_id, "status": "created"})}]
     extra = {
         "image": _CONTRACT_IMAGE,
         "imageHash": hashlib.sha256(_CONTRACT_IMAGE.encode()).hexdigest(),
@@ -421,36 +447,39 @@ def _lifecycle_before(b: _Builder, c: _Contract, voters: list[_Voter]) -> None:
 
     hashes = [v.user_id for v in voters]
     ts = start_ms - 2 * _HOUR_MS + rng.randrange(60_000, 3_000_000)
-    b.call(
-        c, "addVotersList", ts, c.service_key,
-        [{"key": "userIdHashes", "stringValue": _j(hashes)}, {"key": "votersCount", "intValue": len(hashes)}],
-        [{"key": "VOTERS_LIST_SIZE", "intValue": len(hashes)}],
-    )
+    params = [
+        {"key": "userIdHashes", "stringValue": _j(hashes)},
+        {"key": "votersCount", "intValue": len(hashes)},
+    ]
+    diff = [{"key": "VOTERS_LIST_SIZE", "intValue": len(hashes)}]
+    b.call(c, "addVotersList", ts, c.service_key, params, diff)
     ts = start_ms - _HOUR_MS + rng.randrange(60_000, 3_000_000)
     main_key = b.hexs(33)
     b.call(c, "addMainKey", ts, c.service_key, [{"key": "mainKey", "stringValue": main_key}],
            [{"key": "MAIN_KEY", "stringValue": main_key}])
-    b.call(c, "startVoting", start_ms, c.service_key, [], [{"key": "STATUS", "stringValue": "active"}])
+    b.call(c, "startVoting", start_ms, c.service_key, [],
+           [{"key": "STATUS", "stringValue": "active"}])
 
 
 def _lifecycle_after(b: _Builder, c: _Contract, votes: int) -> None:
+    """finishVoting exactly at the window end, then decryption and results in the next two hours."""
     rng = b.rng
     end_ms = _ms(WINDOW_END_UTC)
-    b.call(c, "finishVoting", end_ms, c.service_key, [], [{"key": "STATUS", "stringValue": "finished"}],
-           spelled=b.spelled("finishVoting", 0.2))
+    b.call(c, "finishVoting", end_ms, c.service_key, [],
+           [{"key": "STATUS", "stringValue": "finished"}], spelled=b.spelled("finishVoting", 0.2))
     ts = end_ms + rng.randrange(300_000, 900_000)
-    for member in range(3):
+    for member in range(1, 4):
         ts += rng.randrange(60_000, 600_000)
-        key = b.b58(44)
-        b.call(c, "commissionDecryption", ts, key,
-               [{"key": "decryption", "stringValue": _j({"member": member + 1, "share": b.hexs(24)})}],
-               [{"key": f"COMMISSION_DECRYPTION_{member + 1}", "boolValue": True}])
+        share = _j({"member": member, "share": b.hexs(24)})
+        b.call(c, "commissionDecryption", ts, b.b58(44),
+               [{"key": "decryption", "stringValue": share}],
+               [{"key": f"COMMISSION_DECRYPTION_{member}", "boolValue": True}])
     ts = end_ms + 45 * 60_000 + rng.randrange(0, 600_000)
-    b.call(c, "decryption", ts, c.service_key, [{"key": "decryption", "stringValue": _j([b.hexs(24)])}],
+    b.call(c, "decryption", ts, c.service_key,
+           [{"key": "decryption", "stringValue": _j([b.hexs(24)])}],
            [{"key": "DECRYPTION", "boolValue": True}])
     shares = [rng.random() + 0.2 for _ in range(_CANDIDATES)]
-    total = sum(shares)
-    counts = [int(votes * s / total) for s in shares]
+    counts = [int(votes * s / sum(shares)) for s in shares]
     counts[0] += votes - sum(counts)
     ts = end_ms + _HOUR_MS + rng.randrange(60_000, 1_800_000)
     b.call(c, "results", ts, c.service_key, [{"key": "results", "stringValue": _j([counts])}],
@@ -468,16 +497,13 @@ def _batches(rng: random.Random, items: list[Any]) -> list[list[Any]]:
 
 
 def _voting(b: _Builder, c: _Contract, voters: list[_Voter], cum: list[float]) -> int:
-    """Bulletins, votes, rejections and revotes of one constituency; returns accepted first votes."""
+    """Bulletins, votes, rejections and revotes of one constituency.
+
+    Returns the number of voters who cast a vote (before rollbacks)."""
     rng = b.rng
     start_ms, end_ms = _ms(WINDOW_START_UTC), _ms(WINDOW_END_UTC)
     hours = len(cum)
-    timed = []
-    for voter in voters:
-        index = rng.choices(range(hours), cum_weights=cum)[0]
-        offset = rng.randrange(_HOUR_MS)
-        timed.append((start_ms + index * _HOUR_MS + max(offset, 2_000), voter))
-    timed.sort(key=lambda item: item[0])
+    timed = sorted(((_random_window_ts(rng, cum), v) for v in voters), key=lambda item: item[0])
 
     issued: list[tuple[_Tx, list[_Voter]]] = []
     votes: list[tuple[int, _Voter]] = []
@@ -489,10 +515,10 @@ def _voting(b: _Builder, c: _Contract, voters: list[_Voter], cum: list[float]) -
         for voter in group:
             if rng.random() < 0.02:
                 continue  # took a bulletin, never voted
-            delay = 10_000 + min(int(rng.expovariate(1 / 90_000)), 1_800_000)
-            if ts + delay < end_ms:
-                votes.append((ts + delay, voter))
-                b.vote(c, ts + delay, voter)
+            vote_ts = ts + 10_000 + min(int(rng.expovariate(1 / 90_000)), 1_800_000)
+            if vote_ts < end_ms:
+                votes.append((vote_ts, voter))
+                b.vote(c, vote_ts, voter)
 
     # ~1% of bulletin transactions rejected: a repeated request for an already issued userId.
     for _ in range(max(1, round(0.01 * len(issued)))):
@@ -501,14 +527,13 @@ def _voting(b: _Builder, c: _Contract, voters: list[_Voter], cum: list[float]) -
         if ts < end_ms:
             b.blind_sig_issue(c, ts, [rng.choice(group)], rejected=True)
 
-    # ~1% of votes rejected: a failed attempt before a good one, or a key with no valid bulletin.
+    # ~1% of votes rejected: a failed attempt just before a good one, or a key with no bulletin.
     for _ in range(max(1, round(0.01 * len(votes)))):
         if votes and rng.random() < 0.5:
             ts, voter = rng.choice(votes)
             b.vote(c, ts - rng.randrange(2_000, 8_000), voter, rejected=True)
         else:
-            index = rng.choices(range(hours), cum_weights=cum)[0]
-            b.vote(c, start_ms + index * _HOUR_MS + rng.randrange(_HOUR_MS), b.new_voter(), rejected=True)
+            b.vote(c, _random_window_ts(rng, cum), b.new_voter(), rejected=True)
 
     # ~2% of voters revote, in a later hour.
     for ts, voter in rng.sample(votes, k=round(0.02 * len(votes))):
@@ -537,8 +562,11 @@ def _unknown_contract(b: _Builder, c: _Contract) -> None:
     first = _ms(datetime(2024, 9, 7, 7, 0))
     for hour in range(3):
         voters = [b.new_voter() for _ in range(rng.randint(15, 30))]
-        timed = sorted((first + hour * _HOUR_MS + rng.randrange(_HOUR_MS - 600_000), v) for v in voters)
-        for batch in _batches(rng, [(ts, v) for ts, v in timed]):
+        timed = sorted(
+            ((first + hour * _HOUR_MS + rng.randrange(_HOUR_MS - 600_000), v) for v in voters),
+            key=lambda item: item[0],
+        )
+        for batch in _batches(rng, timed):
             ts = batch[-1][0]
             b.blind_sig_issue(c, ts, [v for _, v in batch])
             for _, voter in batch:
@@ -553,28 +581,34 @@ _Entry = tuple[str, str | None]  # (line text, malformed kind or None)
 
 
 def _malformed_samples(b: _Builder, ts_ms: int) -> list[tuple[str, str]]:
-    """Lines that must be rejected: wrong field count, bad JSON, non-numeric ts, unknown operation."""
+    """Lines that must be rejected: wrong field counts, bad JSON, non-numeric ts, unknown
+    operation. Each has a transaction id of its own, used nowhere else."""
     voter = b.new_voter()
 
     def good(operation: str = "vote") -> tuple[str, list[str]]:
         tx_id = b.unique_id()
-        params = [{"key": "operation", "stringValue": operation},
-                  {"key": "vote", "binaryValue": b.b64(48)}, {"key": "blindSig", "binaryValue": b.b64(32)}]
-        line = b.line(tx_id, 104, ts_ms, voter.key, params, [{"key": f"VOTE_{voter.address}", "stringValue": tx_id}],
-                      _CALL_EXTRA)
-        return line, line.split(";", 8)
+        params = [
+            {"key": "operation", "stringValue": operation},
+            {"key": "vote", "binaryValue": b.b64(48)},
+            {"key": "blindSig", "binaryValue": b.b64(32)},
+        ]
+        diff = [{"key": f"VOTE_{voter.address}", "stringValue": tx_id}]
+        line = b.line(tx_id, 104, ts_ms, voter.key, params, diff, _CALL_EXTRA)
+        return line, line.split(";", 8)  # the 8 head fields, then params;diff;extra;rollback
 
     truncated = ";".join(good()[1][:6])
     _, head = good()
-    bad_json = ";".join(head[:8]) + ';[{"key":"operation","stringValue":"vote"},{"key":"vote","binaryValue":"' \
-        + b.b64(30) + ';[];{"contractVersion":1};'
+    cut_params = '[{"key":"operation","stringValue":"vote"},{"key":"vote","binaryValue":"'
+    bad_json = ";".join(head[:8]) + ";" + cut_params + b.b64(30) + ';[];{"contractVersion":1};'
     _, head = good()
     head[4] = (_EPOCH + timedelta(milliseconds=ts_ms)).strftime("%Y-%m-%d %H:%M:%S")
     non_numeric_ts = ";".join(head)
     unknown_op, _ = good("updateVotersList")
     extra_field = good()[0] + "-1;0"
     _, head = good()
-    bad_diff = ";".join(head[:8]) + ";" + head[8].split(";[", 1)[0] + ';[{"key":"VOTE_x","stringValue":"oops}];{"contractVersion":1};'
+    params_text = head[8].split(";[", 1)[0]
+    cut_diff = '[{"key":"VOTE_x","stringValue":"oops}]'
+    bad_diff = ";".join(head[:8]) + ";" + params_text + ";" + cut_diff + ';{"contractVersion":1};'
     return [
         (truncated, "wrong field count (line cut short)"),
         (bad_json, "bad JSON in params"),
@@ -586,6 +620,7 @@ def _malformed_samples(b: _Builder, ts_ms: int) -> list[tuple[str, str]]:
 
 
 def _zip_bytes(members: list[tuple[str, bytes, datetime]]) -> bytes:
+    """A zip archive with fixed member metadata, so that the same input gives the same bytes."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, data, moment in members:
@@ -607,14 +642,69 @@ def _encode(entries: list[_Entry]) -> bytes:
     return "".join(text + "\n" for text, _ in entries).encode("utf-8")
 
 
+def _hour_files(c: _Contract) -> tuple[dict[datetime, list[_Tx]], dict[datetime, list[_Entry]]]:
+    """The contract's transactions by UTC hour, and the lines of each hourly file."""
+    c.txs.sort(key=lambda t: (t.ts_ms, t.seq))
+    buckets: dict[datetime, list[_Tx]] = {}
+    for tx in c.txs:
+        buckets.setdefault(_hour_of(tx.ts_ms), []).append(tx)
+    entries = {hour: [(t.line, None) for t in txs] for hour, txs in buckets.items()}
+    return buckets, entries
+
+
+def _add_duplicates(
+    rng: random.Random, buckets: dict[datetime, list[_Tx]], entries: dict[datetime, list[_Entry]]
+) -> set[str]:
+    """Overlapping exports: the last one or two transactions of two hours again at the top of
+    the next hour's file. Returns the ids of the repeated transactions."""
+    inner = [h for h in sorted(buckets) if h + timedelta(hours=1) in buckets]
+    repeated: set[str] = set()
+    for hour in rng.sample(inner, k=min(2, len(inner))):
+        tail = buckets[hour][-rng.randint(1, 2):]
+        entries[hour + timedelta(hours=1)][0:0] = [(t.line, None) for t in tail]
+        repeated.update(t.tx_id for t in tail)
+    return repeated
+
+
+def _add_rollbacks(
+    rng: random.Random,
+    c: _Contract,
+    entries: dict[datetime, list[_Entry]],
+    avoid: set[str],
+) -> int:
+    """Two rollbacks (the same line with last field ``-1``) of accepted bulletins or votes: the
+    first in a later hour's file than the transaction it cancels, the second further down the
+    same file. The cancelled transactions are marked ``rolled_back``."""
+    hours = sorted(entries)
+    candidates = [
+        t for t in c.txs
+        if t.operation in ("vote", "blindSigIssue") and not t.rejected
+        and t.tx_id not in avoid and _hour_of(t.ts_ms) != hours[-1]
+    ]
+    picked = rng.sample(candidates, k=min(2, len(candidates)))
+    for n, tx in enumerate(picked):
+        tx.rolled_back = True
+        hour = _hour_of(tx.ts_ms)
+        rollback = (tx.line + "-1", None)
+        if n == 0:
+            target = entries[rng.choice([h for h in hours if h > hour][:3])]
+            target.insert(rng.randint(0, len(target)), rollback)
+        else:
+            target = entries[hour]
+            position = next(i for i, (text, _) in enumerate(target) if text == tx.line)
+            target.insert(rng.randint(position + 1, len(target)), rollback)
+    return len(picked)
+
+
 # --------------------------------------------------------------------------------------
 # Ground truth
 # --------------------------------------------------------------------------------------
 
 
-def _ground_truth(contract: _Contract) -> tuple[dict[datetime, HourlyFigures], ConstituencyTotals]:
+def _ground_truth(c: _Contract) -> tuple[dict[datetime, HourlyFigures], ConstituencyTotals]:
+    """DATA_CONTRACT.md §4 over the generator's own transactions (rollbacks already marked)."""
     hourly: dict[datetime, HourlyFigures] = {}
-    standing = [tx for tx in contract.txs if not tx.rolled_back]
+    standing = [tx for tx in c.txs if not tx.rolled_back]
     for tx in standing:
         figures = hourly.setdefault(_hour_of(tx.ts_ms), HourlyFigures())
         figures.transaction_count += 1
@@ -622,15 +712,19 @@ def _ground_truth(contract: _Contract) -> tuple[dict[datetime, HourlyFigures], C
             figures.rejected_count += 1
         elif tx.operation == "blindSigIssue":
             figures.bulletins_issued += tx.bulletins
+    accepted_votes = sorted(
+        (t for t in standing if t.operation == "vote" and not t.rejected),
+        key=lambda t: (t.ts_ms, t.seq),
+    )
     seen: set[str] = set()
-    for tx in sorted((t for t in standing if t.operation == "vote" and not t.rejected), key=lambda t: (t.ts_ms, t.seq)):
+    for tx in accepted_votes:
         figures = hourly[_hour_of(tx.ts_ms)]
         if tx.sender in seen:
             figures.revotes += 1
         else:
             seen.add(tx.sender)
             figures.votes_cast += 1
-    totals = ConstituencyTotals(registered_voters=contract.info.registered_voters)
+    totals = ConstituencyTotals(registered_voters=c.info.registered_voters)
     for figures in hourly.values():
         totals.bulletins_issued += figures.bulletins_issued
         totals.votes_cast += figures.votes_cast
@@ -641,12 +735,108 @@ def _ground_truth(contract: _Contract) -> tuple[dict[datetime, HourlyFigures], C
 
 
 # --------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Written:
+    files: list[Path] = field(default_factory=list)
+    malformed: list[MalformedLine] = field(default_factory=list)
+    line_count: int = 0
+    total_bytes: int = 0
+
+    def note_malformed(self, source: str, entries: list[_Entry]) -> None:
+        for number, (_, kind) in enumerate(entries, start=1):
+            if kind is not None:
+                self.malformed.append(MalformedLine(source, number, kind))
+
+    def put(self, path: Path, data: bytes) -> None:
+        _write_atomic(path, data)
+        self.files.append(path)
+        self.total_bytes += len(data)
+
+
+def _choose_zip_hours(rng: random.Random, entries: dict[datetime, list[_Entry]]) -> list[datetime]:
+    """Four consecutive hours with files, starting between 09:00 and 13:00 local on day 2."""
+    starts = [
+        h for h in (datetime(2024, 9, 7, hour) for hour in range(6, 11))
+        if all(h + timedelta(hours=k) in entries for k in range(4))
+    ]
+    if not starts:
+        return []
+    first = rng.choice(starts)
+    return [first + timedelta(hours=k) for k in range(4)]
+
+
+def _write_zips(
+    out: _Written,
+    input_dir: Path,
+    cid: str,
+    hours: list[datetime],
+    members: dict[datetime, bytes],
+    entries: dict[datetime, list[_Entry]],
+) -> None:
+    """Hours h0, h1 in one archive; h2 plus a nested archive holding h3 in a second one."""
+    h0, h1, h2, h3 = hours
+
+    def csv_name(hour: datetime) -> str:
+        return _file_stem(cid, hour) + ".csv"
+
+    def stamp(hour: datetime) -> datetime:  # when the export of that hour was made
+        return hour + timedelta(hours=1, minutes=2)
+
+    outer1 = _file_stem(cid, h0, 2) + ".zip"
+    outer2 = _file_stem(cid, h2, 2) + ".zip"
+    nested_name = _file_stem(cid, h3) + ".zip"
+    nested = _zip_bytes([(csv_name(h3), members[h3], stamp(h3))])
+    out.put(input_dir / outer1, _zip_bytes([(csv_name(h), members[h], stamp(h)) for h in (h0, h1)]))
+    out.put(input_dir / outer2, _zip_bytes([
+        (csv_name(h2), members[h2], stamp(h2)),
+        (nested_name, nested, stamp(h3)),
+    ]))
+    for hour, outer in ((h0, outer1), (h1, outer1), (h2, outer2)):
+        out.note_malformed(f"{outer}::{csv_name(hour)}", entries[hour])
+    out.note_malformed(f"{outer2}::{nested_name}::{csv_name(h3)}", entries[h3])
+
+
+def _write_reference(
+    elections_csv: Path,
+    constituencies_csv: Path,
+    election_id: str,
+    seed: int,
+    constituencies: list[SampleConstituency],
+) -> None:
+    def local(moment: datetime) -> str:
+        return (moment + _LOCAL_OFFSET).strftime("%Y-%m-%dT%H:%M:%S") + _LOCAL_OFFSET_TEXT
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(ELECTIONS_HEADER)
+    writer.writerow([
+        election_id, ELECTION_NAME, ELECTION_COUNTRY, ELECTION_TYPE,
+        local(WINDOW_START_UTC), local(WINDOW_END_UTC), ELECTION_TIMEZONE, "completed",
+        f"Synthetic sample election (seed {seed}): {len(constituencies)} constituencies, "
+        "remote electronic voting",
+    ])
+    _write_atomic(elections_csv, buffer.getvalue().encode("utf-8"))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CONSTITUENCIES_HEADER)
+    for c in constituencies:
+        row = [c.id, election_id, c.name, c.region, c.type, c.registered_voters, "active"]
+        writer.writerow(row)
+    _write_atomic(constituencies_csv, buffer.getvalue().encode("utf-8"))
+
+
+# --------------------------------------------------------------------------------------
 # Public functions
 # --------------------------------------------------------------------------------------
 
 
 def has_input_files(input_dir: Path) -> bool:
-    """True when the drop folder holds at least one ``.csv`` or ``.zip`` export (top level only)."""
+    """True when the drop folder holds at least one ``.csv`` or ``.zip`` export (top level only;
+    hidden files and ``*.tmp``/``*.part`` copies do not count)."""
     input_dir = Path(input_dir)
     if not input_dir.is_dir():
         return False
@@ -676,8 +866,9 @@ def generate_sample(
     """Write the sample election's export files into ``input_dir`` and, when
     ``write_reference``, ``elections.csv`` and ``constituencies.csv`` into ``reference_dir``.
 
-    Export files with the same names are replaced (the same seed writes the same bytes).
-    Existing reference files raise :class:`FileExistsError` unless ``overwrite_reference``.
+    Export files with the same names are replaced (the same seed writes the same bytes); each
+    is written as ``<name>.part`` and renamed into place. Existing reference files raise
+    :class:`FileExistsError` (before anything is written) unless ``overwrite_reference``.
     Returns the ground truth as a :class:`SampleSummary`.
     """
     if constituencies < 1:
@@ -694,14 +885,15 @@ def generate_sample(
         existing = [p for p in (elections_csv, constituencies_csv) if p.exists()]
         if existing:
             raise FileExistsError(
-                "reference file(s) already exist: "
-                + ", ".join(str(p) for p in existing)
-                + "; pass overwrite_reference=True to replace them, or write_reference=False to keep them"
+                "reference file(s) already exist: " + ", ".join(str(p) for p in existing)
+                + "; pass overwrite_reference=True to replace them, "
+                "or write_reference=False to keep them"
             )
 
     b = _Builder(seed, ballot_bytes)
     rng = b.rng
-    election_id = str(uuid.UUID(bytes=hashlib.sha256(f"election:{seed}".encode()).digest()[:16], version=4))
+    digest = hashlib.sha256(f"election:{seed}".encode()).digest()
+    election_id = str(uuid.UUID(bytes=digest[:16], version=4))
 
     # ---- who is who ------------------------------------------------------------------
     n_regions = 3 if constituencies >= 3 else 2
@@ -725,172 +917,98 @@ def generate_sample(
     stuffed = contracts[roles[0]]
     stuffed.info.stuffed = True
     zipped = contracts[roles[1 % constituencies]]
-    malformed_owners = [contracts[roles[2 % constituencies]], contracts[roles[3 % constituencies]]]
-    unknown = _Contract(
-        SampleConstituency(b.unique_id(), "Unknown contract", "", "unknown", 0, in_reference=False),
-        b.unique_id(),
+    malformed_owners = list(dict.fromkeys(roles[k % constituencies] for k in (2, 3)))
+    unknown_info = SampleConstituency(
+        b.unique_id(), "Unknown contract", "", "unknown", 0, in_reference=False
     )
+    unknown = _Contract(unknown_info, b.unique_id())
 
     # ---- transactions ----------------------------------------------------------------
     cum = _cumulative(_window_weights())
     for c in contracts:
-        voters = [b.new_voter(hashlib.sha256(f"{seed}:{c.info.id}:{n}".encode()).hexdigest())
-                  for n in range(c.info.registered_voters)]
+        voters = [
+            b.new_voter(hashlib.sha256(f"{seed}:{c.info.id}:{n}".encode()).hexdigest())
+            for n in range(c.info.registered_voters)
+        ]
         _lifecycle_before(b, c, voters)
         share = rng.uniform(0.43, 0.55) if c is stuffed else rng.uniform(0.43, 0.78)
-        takers = rng.sample(voters, k=round(share * len(voters)))
-        votes = _voting(b, c, takers, cum)
+        votes = _voting(b, c, rng.sample(voters, k=round(share * len(voters))), cum)
         if c is stuffed:
             _stuffing(b, c, votes)
         _lifecycle_after(b, c, votes)
     _unknown_contract(b, unknown)
     all_contracts = [*contracts, unknown]
 
-    # ---- files: hour buckets, duplicates, rollbacks, malformed lines ---------------
+    # ---- hourly files with duplicates and rollbacks ----------------------------------
     per_file: dict[str, dict[datetime, list[_Entry]]] = {}
     rollback_lines = duplicated_lines = 0
     for c in all_contracts:
-        c.txs.sort(key=lambda t: (t.ts_ms, t.seq))
-        buckets: dict[datetime, list[_Tx]] = {}
-        for tx in c.txs:
-            buckets.setdefault(_hour_of(tx.ts_ms), []).append(tx)
-        entries: dict[datetime, list[_Entry]] = {h: [(t.line, None) for t in txs] for h, txs in buckets.items()}
+        buckets, entries = _hour_files(c)
         per_file[c.info.id] = entries
-        if c is unknown:
-            continue
-        hours = sorted(buckets)
-        inner = [h for h in hours if _hour_of(_ms(h) + _HOUR_MS) in buckets]
-        # Overlapping exports: the last transactions of an hour again at the top of the next file.
-        dup_ids: set[str] = set()
-        for hour in rng.sample(inner, k=min(2, len(inner))):
-            tail = buckets[hour][-rng.randint(1, 2):]
-            nxt = _hour_of(_ms(hour) + _HOUR_MS)
-            entries[nxt][0:0] = [(t.line, None) for t in tail]
-            dup_ids.update(t.tx_id for t in tail)
-            duplicated_lines += len(tail)
-        # Rollbacks: the same line with last field -1. The first lands in a later hour's file.
-        candidates = [t for t in c.txs if t.operation in ("vote", "blindSigIssue") and not t.rejected
-                      and t.tx_id not in dup_ids and _hour_of(t.ts_ms) != hours[-1]]
-        for n, tx in enumerate(rng.sample(candidates, k=min(2, len(candidates)))):
-            tx.rolled_back = True
-            hour = _hour_of(tx.ts_ms)
-            rollback = (tx.line + "-1", None)
-            if n == 0:
-                later = [h for h in hours if h > hour][: 3]
-                target = entries[rng.choice(later)]
-                target.insert(rng.randint(0, len(target)), rollback)
-            else:
-                target = entries[hour]
-                position = next(i for i, (text, _) in enumerate(target) if text == tx.line)
-                target.insert(rng.randint(position + 1, len(target)), rollback)
-            rollback_lines += 1
-
-    # Zip: four consecutive daytime hours of one constituency (day 2, 09:00-17:00 local).
-    zip_hours: list[datetime] = []
-    day2 = [datetime(2024, 9, 7, h) for h in range(6, 11)]
-    starts = [h for h in day2 if all(h + timedelta(hours=k) in per_file[zipped.info.id] for k in range(4))]
-    if starts:
-        first = rng.choice(starts)
-        zip_hours = [first + timedelta(hours=k) for k in range(4)]
+        if c is not unknown:
+            repeated = _add_duplicates(rng, buckets, entries)
+            duplicated_lines += len(repeated)
+            rollback_lines += _add_rollbacks(rng, c, entries, repeated)
+    zip_hours = _choose_zip_hours(rng, per_file[zipped.info.id])
 
     # Malformed lines: three each in one window-hour file of two constituencies (never zipped).
-    malformed_at: dict[tuple[str, datetime], list[tuple[int, str]]] = {}
     samples = _malformed_samples(b, _ms(datetime(2024, 9, 7, 12, 0)))
-    owners = list(dict.fromkeys(id(c) for c in malformed_owners))
-    owner_contracts = [c for c in contracts if id(c) in owners]
-    chunks = [samples[:3], samples[3:]] if len(owner_contracts) > 1 else [samples]
-    for c, chunk in zip(owner_contracts, chunks):
+    chunks = [samples[:3], samples[3:]] if len(malformed_owners) > 1 else [samples]
+    for index, chunk in zip(malformed_owners, chunks):
+        c = contracts[index]
         entries = per_file[c.info.id]
-        options = [h for h in entries if WINDOW_START_UTC <= h < WINDOW_END_UTC
-                   and not (c is zipped and h in zip_hours)]
-        hour = rng.choice(sorted(options))
-        target = entries[hour]
+        options = sorted(
+            h for h in entries
+            if WINDOW_START_UTC <= h < WINDOW_END_UTC and not (c is zipped and h in zip_hours)
+        )
+        target = entries[rng.choice(options)]
         for text, kind in chunk:
             target.insert(rng.randint(1, len(target)), (text, kind))
 
     # ---- write -----------------------------------------------------------------------
     input_dir.mkdir(parents=True, exist_ok=True)
-    files: list[Path] = []
-    malformed: list[MalformedLine] = []
-    line_count = total_bytes = 0
-
-    def note_malformed(source: str, entries: list[_Entry]) -> None:
-        for number, (_, kind) in enumerate(entries, start=1):
-            if kind is not None:
-                malformed.append(MalformedLine(source, number, kind))
-
+    out = _Written()
     for c in all_contracts:
         entries = per_file[c.info.id]
         zip_members: dict[datetime, bytes] = {}
         for hour in sorted(entries):
             lines = entries[hour]
-            line_count += len(lines)
+            out.line_count += len(lines)
             data = _encode(lines)
-            name = _file_stem(c.info.id, hour) + ".csv"
             if c is zipped and hour in zip_hours:
                 zip_members[hour] = data
                 continue
-            note_malformed(name, lines)
-            path = input_dir / name
-            _write_atomic(path, data)
-            files.append(path)
-            total_bytes += len(data)
+            name = _file_stem(c.info.id, hour) + ".csv"
+            out.note_malformed(name, lines)
+            out.put(input_dir / name, data)
         if zip_members:
-            h0, h1, h2, h3 = zip_hours
-            stamp = lambda h: h + timedelta(hours=1, minutes=2)  # noqa: E731 - export time
-            outer1 = _file_stem(c.info.id, h0, 2) + ".zip"
-            data1 = _zip_bytes([(_file_stem(c.info.id, h) + ".csv", zip_members[h], stamp(h)) for h in (h0, h1)])
-            nested_name = _file_stem(c.info.id, h3) + ".zip"
-            nested = _zip_bytes([(_file_stem(c.info.id, h3) + ".csv", zip_members[h3], stamp(h3))])
-            outer2 = _file_stem(c.info.id, h2, 2) + ".zip"
-            data2 = _zip_bytes([
-                (_file_stem(c.info.id, h2) + ".csv", zip_members[h2], stamp(h2)),
-                (nested_name, nested, stamp(h3)),
-            ])
-            for name, data in ((outer1, data1), (outer2, data2)):
-                path = input_dir / name
-                _write_atomic(path, data)
-                files.append(path)
-                total_bytes += len(data)
-            for h, outer in ((h0, outer1), (h1, outer1), (h2, outer2)):
-                note_malformed(f"{outer}::{_file_stem(c.info.id, h)}.csv", per_file[c.info.id][h])
-            note_malformed(f"{outer2}::{nested_name}::{_file_stem(c.info.id, h3)}.csv", per_file[c.info.id][h3])
+            _write_zips(out, input_dir, c.info.id, zip_hours, zip_members, entries)
 
     reference_files: list[Path] = []
     if write_reference:
         reference_dir.mkdir(parents=True, exist_ok=True)
-        local_start = (WINDOW_START_UTC + _LOCAL_OFFSET).strftime("%Y-%m-%dT%H:%M:%S") + _LOCAL_OFFSET_TEXT
-        local_end = (WINDOW_END_UTC + _LOCAL_OFFSET).strftime("%Y-%m-%dT%H:%M:%S") + _LOCAL_OFFSET_TEXT
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(ELECTIONS_HEADER)
-        writer.writerow([
-            election_id, ELECTION_NAME, ELECTION_COUNTRY, ELECTION_TYPE, local_start, local_end,
-            ELECTION_TIMEZONE, "completed",
-            f"Synthetic sample election (seed {seed}): {constituencies} constituencies, remote electronic voting",
-        ])
-        _write_atomic(elections_csv, buffer.getvalue().encode("utf-8"))
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(CONSTITUENCIES_HEADER)
-        for c in contracts:
-            i = c.info
-            writer.writerow([i.id, election_id, i.name, i.region, i.type, i.registered_voters, "active"])
-        _write_atomic(constituencies_csv, buffer.getvalue().encode("utf-8"))
+        _write_reference(
+            elections_csv, constituencies_csv, election_id, seed, [c.info for c in contracts]
+        )
         reference_files = [elections_csv, constituencies_csv]
 
     # ---- ground truth ----------------------------------------------------------------
     hourly: dict[str, dict[datetime, HourlyFigures]] = {}
     totals: dict[str, ConstituencyTotals] = {}
-    expected: list[dict[str, Any]] = []
     for c in all_contracts:
         hourly[c.info.id], totals[c.info.id] = _ground_truth(c)
-    for cid in sorted(hourly):
-        for hour, f in hourly[cid].items():
-            expected.append({
-                "constituency_id": cid, "hour": hour, "bulletins_issued": f.bulletins_issued,
-                "votes_cast": f.votes_cast, "revotes": f.revotes, "transaction_count": f.transaction_count,
-            })
+    expected = [
+        {
+            "constituency_id": cid,
+            "hour": hour,
+            "bulletins_issued": f.bulletins_issued,
+            "votes_cast": f.votes_cast,
+            "revotes": f.revotes,
+            "transaction_count": f.transaction_count,
+        }
+        for cid in sorted(hourly)
+        for hour, f in hourly[cid].items()
+    ]
 
     return SampleSummary(
         seed=seed,
@@ -908,11 +1026,11 @@ def generate_sample(
         hourly=hourly,
         totals=totals,
         expected_hourly=expected,
-        files=sorted(files),
+        files=sorted(out.files),
         reference_files=reference_files,
-        malformed=sorted(malformed, key=lambda m: (m.source, m.line_number)),
-        line_count=line_count,
-        total_bytes=total_bytes,
+        malformed=sorted(out.malformed, key=lambda m: (m.source, m.line_number)),
+        line_count=out.line_count,
+        total_bytes=out.total_bytes,
         rollback_lines=rollback_lines,
         duplicated_lines=duplicated_lines,
     )

@@ -1,0 +1,94 @@
+"""Builders of official 12-field export lines and of a test workspace, for tests."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from election_pipeline.settings import Settings
+
+CONTRACT_A = "AsrxMqfGWsXEgTmvdw95omtQ4Gv1Vi4mGAvLYy23DHpM"
+CONTRACT_B = "BtrxMqfGWsXEgTmvdw95omtQ4Gv1Vi4mGAvLYy23DHpN"
+ELECTION_ID = "test-election"
+
+
+def ms(text: str) -> int:
+    """'2024-09-06 07:15:00' (UTC) -> epoch milliseconds."""
+    return int(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp() * 1000)
+
+
+def export_line(
+    tx_id: str,
+    operation: str | None,
+    ts: int,
+    sender: str = "sender",
+    params: list[dict] | None = None,
+    diff: list[dict] | None = None,
+    rollback: bool = False,
+    tx_type: int = 104,
+) -> str:
+    entries = ([{"key": "operation", "stringValue": operation}] if operation else []) + (params or [])
+    return ";".join([
+        tx_id, str(tx_type), "sig" + tx_id, "4", str(ts), sender, "0", "",
+        json.dumps(entries), json.dumps(diff or []), json.dumps({"contractVersion": 1}), "-1" if rollback else "",
+    ])
+
+
+def issue(tx_id: str, ts: int, bulletins: int, rejected: bool = False) -> str:
+    data = json.dumps([{"userId": f"u{tx_id}{i}", "maskedSig": f"s;{i}"} for i in range(bulletins)])
+    diff = [{"key": f"FAIL_{tx_id}_blindSig", "stringValue": "bad"}] if rejected else []
+    return export_line(tx_id, "blindSigIssue", ts, "org", [{"key": "data", "stringValue": data}], diff)
+
+
+def vote(tx_id: str, ts: int, voter: str, rejected: bool = False) -> str:
+    diff = [{"key": f"FAIL_addr_{tx_id}_vote", "stringValue": "bad"}] if rejected else [
+        {"key": f"VOTE_{voter}", "binaryValue": "QkFMTE9U" * 50}]
+    return export_line(tx_id, "vote", ts, voter, [{"key": "vote", "binaryValue": "QkFMTE9U" * 50}], diff)
+
+
+@dataclass
+class Workspace:
+    root: Path
+
+    @property
+    def input(self) -> Path:
+        return self.root / "input"
+
+    def settings(self, **overrides) -> Settings:
+        values = dict(
+            input_dir=str(self.root / "input"), reference_dir=str(self.root / "reference"),
+            processed_dir=str(self.root / "processed"), quarantine_dir=str(self.root / "quarantine"),
+            database_url=f"sqlite:///{self.root / 'ops.db'}", duckdb_path=str(self.root / "warehouse.duckdb"),
+            file_settle_seconds=0.0, sensor_interval_seconds=1, schedule_cron="*/15 * * * *", batch_size=1000,
+            zip_max_total_bytes=10 * 1024**2, zip_max_ratio=200, spike_warning_z=3.5, spike_critical_z=6.0,
+            spike_hour_share=0.25, spike_min_votes=20,
+        )
+        values.update(overrides)
+        return Settings(**values)
+
+    def drop(self, name: str, lines: list[str]) -> Path:
+        self.input.mkdir(parents=True, exist_ok=True)
+        path = self.input / name
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path
+
+    def write_reference(self, registered: dict[str, int]) -> None:
+        ref = self.root / "reference"
+        ref.mkdir(parents=True, exist_ok=True)
+        (ref / "elections.csv").write_text(
+            "id,name,country,type,start_date,end_date,timezone,status,description\n"
+            f"{ELECTION_ID},Test election,Exampleland,local,2024-09-06T08:00:00+03:00,"
+            "2024-09-08T20:00:00+03:00,Europe/Moscow,active,for tests\n"
+        )
+        rows = "".join(
+            f"{cid},{ELECTION_ID},District {i},North,urban,{n},active\n" for i, (cid, n) in enumerate(registered.items())
+        )
+        (ref / "constituencies.csv").write_text("id,election_id,name,region,type,registered_voters,status\n" + rows)
+
+
+def make_workspace(root: Path) -> Workspace:
+    for sub in ("input", "processed", "quarantine", "reference"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    return Workspace(root)

@@ -1,0 +1,75 @@
+"""The whole asset graph, materialised with real SQLite, DuckDB and a real Dagster instance."""
+
+from datetime import datetime
+
+import dagster as dg
+from sqlalchemy import select
+
+from election_pipeline.db.models import Alert, Constituency, FileProcessingJob, Transaction
+from election_pipeline.db.session import get_engine
+from election_pipeline.defs.assets import alerts, constituency_metrics, hourly_stats, raw_transactions, reference_data
+from election_pipeline.defs.checks import ALL_CHECKS
+from election_pipeline.defs.resources import build_resources
+from election_pipeline_tests.builders import CONTRACT_A, CONTRACT_B
+from election_pipeline_tests.scenario import EXPECTED_HOURLY, drop_all, hourly_figures
+
+ASSETS = [reference_data, raw_transactions, hourly_stats, constituency_metrics, alerts, *ALL_CHECKS]
+
+
+def _materialize(ws, instance):
+    return dg.materialize(ASSETS, resources=build_resources(ws.settings()), instance=instance, raise_on_error=False)
+
+
+def test_whole_graph_gives_exact_figures_and_is_idempotent(workspace, instance):
+    drop_all(workspace)
+    result = _materialize(workspace, instance)
+    assert result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["no_transaction_counted_twice"] and checks["hourly_totals_reconcile"]
+    assert checks["every_transaction_in_a_known_hour"]
+
+    engine = get_engine(workspace.settings().database_url)
+    assert hourly_figures(engine) == EXPECTED_HOURLY
+    with engine.connect() as conn:
+        a = conn.execute(select(Constituency).where(Constituency.id == CONTRACT_A)).mappings().one()
+        b = conn.execute(select(Constituency).where(Constituency.id == CONTRACT_B)).mappings().one()
+        critical = conn.execute(select(Alert.type, Alert.constituency_id).where(Alert.severity == "critical")).all()
+        jobs = conn.execute(select(FileProcessingJob.status)).scalars().all()
+    # A: bulletins 3 + 2 = 5, voters v1 v2 v3 = 3, 3/10 -> 30 %
+    assert (a["bulletins_issued"], a["votes_cast"], a["revote_count"], a["participation_rate"]) == (5, 3, 1, 30.0)
+    # B: 3 voters for 1 bulletin -> critical, score 1; 3/4 -> 75 %
+    assert (b["votes_cast"], b["participation_rate"], b["anomaly_score"]) == (3, 75.0, 1.0)
+    assert ("votes_exceed_bulletins", CONTRACT_B) in critical
+    assert ("votes_exceed_bulletins", CONTRACT_A) not in critical
+    assert sorted(jobs) == ["completed"] * 3
+    assert list(workspace.input.iterdir()) == []
+    assert len(list((workspace.root / "processed").iterdir())) == 3
+
+    with engine.connect() as conn:
+        before_alerts = conn.execute(select(Alert.id, Alert.status, Alert.details)).all()
+    again = _materialize(workspace, instance)
+    assert again.success
+    assert hourly_figures(engine) == EXPECTED_HOURLY
+    with engine.connect() as conn:
+        assert conn.execute(select(Alert.id, Alert.status, Alert.details)).all() == before_alerts
+    hourly_meta = again.asset_materializations_for_node("hourly_stats")[0].metadata
+    assert hourly_meta["inserted"].value == 0 and hourly_meta["updated"].value == 0
+
+
+def test_failing_blocking_check_stops_downstream_assets(workspace, instance):
+    drop_all(workspace)
+    assert _materialize(workspace, instance).success
+    engine = get_engine(workspace.settings().database_url)
+    # The stores diverge: a transaction appears in the operational database that DuckDB never saw.
+    when = datetime(2024, 9, 6, 7, 30)
+    with engine.begin() as conn:
+        conn.execute(Transaction.__table__.insert().values(
+            id="tampered", tx_id="tampered", constituency_id=CONTRACT_A, timestamp=when, type="vote",
+            sender="x", is_rejected=False, is_rolled_back=False, bulletins=0, created_at=when, updated_at=when))
+    result = _materialize(workspace, instance)
+    assert not result.success
+    evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert evaluations["no_transaction_counted_twice"] is False
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "raw_transactions" in materialized
+    assert not materialized & {"hourly_stats", "constituency_metrics", "alerts"}
