@@ -1,0 +1,355 @@
+"""parse_line: one line of the official 12-field export (DATA_CONTRACT.md §2-§4).
+
+Lines are built by hand here; every expectation is worked out in the comment next to it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from election_pipeline.ingest.export_line import LineError, ms_to_utc, parse_line, utc_to_ms
+
+EPOCH = datetime(1970, 1, 1)
+TS = 1_725_609_600_000  # 2024-09-06T08:00:00Z: 19972 days * 86_400_000 ms + 8 h * 3_600_000 ms
+KEY = "VoterKey111"
+
+
+def _j(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def line(
+    tx_id: str = "Tx1",
+    tx_type: str = "104",
+    ts: str = str(TS),
+    sender: str = KEY,
+    params: str | None = None,
+    diff: str = "[]",
+    extra: str = '{"contractVersion":1}',
+    rollback: str = "",
+    version: str = "4",
+    operation: str = "vote",
+) -> str:
+    if params is None:
+        params = _j([
+            {"key": "operation", "stringValue": operation},
+            {"key": "vote", "binaryValue": "QUJD" * 250},
+            {"key": "blindSig", "binaryValue": "U0lH"},
+        ])
+    return ";".join([tx_id, tx_type, "SIGNATURE", version, ts, sender, "0", "", params, diff, extra, rollback])
+
+
+def bsi_params(data: Any, operation: str = "blindSigIssue") -> str:
+    return _j([{"key": "operation", "stringValue": operation}, {"key": "data", "stringValue": data}])
+
+
+def test_ts_constant_is_what_the_comment_says():
+    assert EPOCH + timedelta(milliseconds=TS) == datetime(2024, 9, 6, 8, 0, 0)
+
+
+# --------------------------------------------------------------------------------------
+# Good lines
+# --------------------------------------------------------------------------------------
+
+
+def test_accepted_vote_fields():
+    tx = parse_line(line())
+    assert tx.tx_id == "Tx1"
+    assert tx.tx_type == 104
+    assert tx.version == 4  # field 3 is the format version, not a block height
+    assert tx.ts_ms == TS
+    assert tx.timestamp == datetime(2024, 9, 6, 8, 0, 0)  # TS is exactly 08:00:00.000 UTC
+    assert tx.sender == KEY
+    assert tx.operation == "vote"
+    assert tx.rejected is False  # empty diff: no FAIL key
+    assert tx.is_rollback is False
+    assert tx.bulletins == 0  # only blindSigIssue issues bulletins
+    assert tx.voters_added is None
+    assert tx.counts_as_vote is True
+
+
+def test_timestamp_is_exact_to_the_millisecond():
+    # 08:59:59.999 = TS + 3_599_999 ms
+    tx = parse_line(line(ts=str(TS + 3_599_999)))
+    assert tx.timestamp == datetime(2024, 9, 6, 8, 59, 59, 999_000)
+    assert utc_to_ms(tx.timestamp) == TS + 3_599_999
+    assert ms_to_utc(TS) == datetime(2024, 9, 6, 8)
+
+
+def test_rejected_by_fail_key_in_diff():
+    diff = _j([{"key": "FAIL_addrX_Tx1_vote", "stringValue": "blind signature verification failed"}])
+    tx = parse_line(line(diff=diff))
+    assert tx.rejected is True
+    assert tx.counts_as_vote is False  # rejected votes never count
+
+
+def test_fail_elsewhere_than_at_key_start_is_not_a_rejection():
+    diff = _j([{"key": "VOTE_addrX", "stringValue": "FAIL_looking_value"}, {"key": "X_FAIL", "intValue": 1}])
+    assert parse_line(line(diff=diff)).rejected is False  # only keys *starting* with FAIL reject
+
+
+def test_rollback_line():
+    tx = parse_line(line(rollback="-1"))
+    assert tx.is_rollback is True
+    assert tx.raw_data["rollback"] is True
+    assert tx.counts_as_vote is False
+
+
+@pytest.mark.parametrize("spelled", ["vote", "VOTE", "Vote", "vOtE", " vote "])
+def test_operation_matched_case_insensitively(spelled):
+    assert parse_line(line(operation=spelled)).operation == "vote"  # canonical spelling
+
+
+@pytest.mark.parametrize(
+    "spelled,canonical",
+    [("BLINDSIGISSUE", "blindSigIssue"), ("addvoterslist", "addVotersList"), ("FinishVoting", "finishVoting"),
+     ("COMMISSIONDECRYPTION", "commissionDecryption"), ("Results", "results")],
+)
+def test_every_operation_has_a_canonical_name(spelled, canonical):
+    params = [{"key": "operation", "stringValue": spelled}]
+    if canonical == "blindSigIssue":
+        params.append({"key": "data", "stringValue": "[]"})
+    if canonical == "addVotersList":
+        params.append({"key": "votersCount", "intValue": 3})
+    assert parse_line(line(params=_j(params))).operation == canonical
+
+
+def test_blindsigissue_counts_array_elements():
+    data = _j([{"userId": "u1", "maskedSig": "a"}, {"userId": "u2", "maskedSig": "b"}, {"userId": "u3", "maskedSig": "c"}])
+    tx = parse_line(line(params=bsi_params(data)))
+    assert tx.operation == "blindSigIssue"
+    assert tx.bulletins == 3  # three elements in data -> 3 bulletins from one transaction
+
+
+def test_semicolons_inside_json_strings_of_params_and_diff():
+    # maskedSig "r;s" pairs and a diff value holding ';': a split on every ';' would see 17 fields
+    data = _j([{"userId": "u1", "maskedSig": "aa;bb"}, {"userId": "u2", "maskedSig": "cc;dd;ee"}])
+    diff = _j([{"key": "BLINDSIG_u1", "stringValue": "x;y"}])
+    raw = line(params=bsi_params(data), diff=diff)
+    assert raw.count(";") == 11 + 1 + 2 + 1  # 11 separators + 3 inside data (escaped JSON) + 1 in diff
+    tx = parse_line(raw)
+    assert tx.bulletins == 2  # two elements, the ';' inside them do not split anything
+    assert tx.raw_data["diff"] == [{"key": "BLINDSIG_u1", "stringValue": "x;y"}]
+    assert tx.raw_data["extra"] == {"contractVersion": 1}
+    assert tx.is_rollback is False
+
+
+def test_csv_quoted_json_fields_are_unquoted():
+    params = '"[{""key"":""operation"",""stringValue"":""startVoting""}]"'
+    tx = parse_line(line(params=params))
+    assert tx.operation == "startVoting"
+
+
+def test_createcontract_103_without_operation_param():
+    params = _j([{"key": "title", "stringValue": "District 1"}])
+    extra = _j({"image": "registry/voting:1", "imageHash": "ff00", "apiVersion": "1.0"})
+    tx = parse_line(line(tx_type="103", params=params, extra=extra, sender="CommissionKey"))
+    assert tx.tx_type == 103
+    assert tx.operation == "createContract"  # 103 without 'operation' is the contract creation
+    # image data of a 103 is reduced to its key names
+    assert tx.raw_data["extra"] == {"keys": ["apiVersion", "image", "imageHash"]}
+
+
+def test_add_voters_list_votersCount_int_string_and_hashes():
+    def add(params):
+        return parse_line(line(params=_j([{"key": "operation", "stringValue": "addVotersList"}, *params])))
+
+    hashes = {"key": "userIdHashes", "stringValue": _j(["h1", "h2", "h3", "h4"])}
+    assert add([hashes, {"key": "votersCount", "intValue": 7}]).voters_added == 7  # votersCount wins
+    assert add([hashes, {"key": "votersCount", "stringValue": "12"}]).voters_added == 12  # numeric string
+    assert add([hashes]).voters_added == 4  # no votersCount: 4 hashes
+    assert add([{"key": "userIdHashes", "stringValue": "[]"}]).voters_added == 0  # empty list
+
+
+def test_raw_data_has_no_ballot_but_keeps_its_length():
+    raw = line()
+    tx = parse_line(raw)
+    dumped = json.dumps(tx.raw_data)
+    assert "binaryValue\"" not in dumped
+    assert "QUJDQUJD" not in dumped  # no piece of the ballot survives
+    assert "SIGNATURE" not in dumped  # the signature is not kept either
+    assert tx.raw_data["params"] == [
+        {"key": "operation", "stringValue": "vote"},
+        {"key": "vote", "binaryValueLength": 1000},  # "QUJD" * 250 = 1000 characters
+        {"key": "blindSig", "binaryValueLength": 4},  # "U0lH" = 4 characters
+    ]
+    assert tx.raw_data["ts"] == TS
+    assert tx.raw_data["senderPublicKey"] == KEY
+    assert tx.raw_data["type"] == 104
+    assert tx.raw_data["version"] == 4
+
+
+def test_long_string_values_are_cut():
+    long_value = "x" * 3000
+    params = _j([{"key": "operation", "stringValue": "results"}, {"key": "results", "stringValue": long_value}])
+    tx = parse_line(line(params=params))
+    kept = tx.raw_data["params"][1]["stringValue"]
+    assert kept == "x" * 200 + "... [3000 characters]"  # 200-character prefix + the original length
+
+
+def test_empty_version_is_none():
+    assert parse_line(line(version="")).version is None
+
+
+def test_trailing_whitespace_in_rollback_field_is_tolerated():
+    assert parse_line(line(rollback="-1 ")).is_rollback is True
+
+
+# --------------------------------------------------------------------------------------
+# Every LineError reason
+# --------------------------------------------------------------------------------------
+
+
+def _reason(text: str) -> str:
+    with pytest.raises(LineError) as info:
+        parse_line(text)
+    assert info.value.reason == str(info.value)
+    return info.value.reason
+
+
+def test_empty_line():
+    assert _reason("   ") == "empty line"
+
+
+def test_too_few_fields_before_params():
+    # 6 fields: 5 separators -> split(';', 8) gives 6 parts
+    assert _reason("Tx1;104;SIG;4;1725609600000;Key") == (
+        "expected 12 fields separated by ';', found 6 (the line ends before the params field)"
+    )
+
+
+def test_line_ends_after_extra_11_fields():
+    full = line()
+    eleven = full[: full.rfind(";")]  # drop the rollback field and its separator
+    assert _reason(eleven) == "expected 12 fields separated by ';', the line ends after field 10 (extra)"
+
+
+def test_line_ends_after_params():
+    full = line()
+    head, params = ";".join(full.split(";", 9)[:8]), line().split(";", 8)[8]
+    params_only = head + ";" + params[: params.index("];") + 1]
+    assert _reason(params_only) == "expected 12 fields separated by ';', the line ends after field 8 (params)"
+
+
+def test_thirteen_fields():
+    assert _reason(line() + ";0") == "expected 12 fields separated by ';', found 13"  # one extra ';'
+
+
+def test_fourteen_fields():
+    assert _reason(line(rollback="-1;0;0")) == "expected 12 fields separated by ';', found 14"  # two extra
+
+
+def test_empty_tx_id():
+    assert _reason(line(tx_id=" ")) == "field 0 (nestedTxId) is empty"
+
+
+def test_non_numeric_type():
+    assert _reason(line(tx_type="call")) == "field 1 (type) is not a number: 'call'"
+
+
+def test_unknown_type():
+    assert _reason(line(tx_type="105")) == "field 1 (type) is 105; only 103 (create) and 104 (call) are known"
+
+
+def test_non_numeric_ts():
+    assert _reason(line(ts="2024-09-06 08:00:00")) == (
+        "field 4 (ts) is not an integer epoch-milliseconds timestamp: '2024-09-06 08:00:00'"
+    )
+
+
+def test_ts_in_seconds_is_implausible():
+    # 1_725_609_600 ms is 1970-01-20: seconds were written instead of milliseconds
+    assert _reason(line(ts="1725609600")) == (
+        "field 4 (ts) = 1725609600 is not a plausible epoch-milliseconds timestamp "
+        "(outside 2000-2100; seconds instead of milliseconds?)"
+    )
+
+
+def test_non_numeric_version():
+    assert _reason(line(version="v4")) == "field 3 (version) is not a number: 'v4'"
+
+
+def test_bad_json_in_params():
+    cut = '[{"key":"operation","stringValue":"vote"},{"key":"vote","binaryValue":"QUJD'
+    reason = _reason(line(params=cut))
+    assert reason.startswith("field 8 (params) is not valid JSON: ")
+
+
+def test_bad_json_in_diff():
+    reason = _reason(line(diff='[{"key":"VOTE_x","stringValue":"oops}]'))
+    assert reason.startswith("field 9 (diff) is not valid JSON: ")
+
+
+def test_bad_json_in_extra():
+    assert _reason(line(extra="{contractVersion:1}")).startswith("field 10 (extra) is not valid JSON: ")
+
+
+def test_unterminated_csv_quote():
+    # no closing quote anywhere in the rest of the line (empty diff and extra)
+    assert _reason(line(params='"[{""key"":""operation""', diff="", extra="")) == (
+        "field 8 (params) has an unterminated quote"
+    )
+
+
+def test_bad_json_inside_csv_quotes():
+    assert _reason(line(params='"[{""key"":}]"')).startswith("field 8 (params) is not valid JSON: ")
+
+
+def test_text_after_json_value():
+    # the reason quotes the next 20 characters: 'x;[];{"contractVersi'
+    assert _reason(line(params='[]x')) == "unexpected text after field 8 (params): 'x;[];{\"contractVersi'"
+
+
+def test_params_not_array_of_objects():
+    assert _reason(line(params='{"key":"operation"}')) == (
+        "field 8 (params) must be a JSON array of {key, value} objects"
+    )
+    assert _reason(line(diff='["FAIL"]')) == "field 9 (diff) must be a JSON array of {key, value} objects"
+
+
+def test_extra_not_object():
+    assert _reason(line(extra="[1]")) == "field 10 (extra) must be a JSON object"
+
+
+def test_bad_rollback_field():
+    assert _reason(line(rollback="1")) == "field 11 (rollback) must be empty or -1, got '1'"
+
+
+def test_call_without_operation():
+    assert _reason(line(params=_j([{"key": "vote", "binaryValue": "QQ=="}]))) == (
+        "call transaction (type 104) has no 'operation' parameter"
+    )
+
+
+def test_unknown_operation():
+    assert _reason(line(operation="updateVotersList")) == "unknown operation 'updateVotersList'"
+
+
+def test_vote_without_sender():
+    assert _reason(line(sender="")) == "vote transaction without a senderPublicKey (the voter's key)"
+
+
+def test_blindsigissue_without_data():
+    params = _j([{"key": "operation", "stringValue": "blindSigIssue"}])
+    assert _reason(line(params=params)) == "blindSigIssue transaction has no 'data' parameter holding a JSON array"
+
+
+def test_blindsigissue_data_not_json():
+    assert _reason(line(params=bsi_params("[{oops"))).startswith(
+        "blindSigIssue parameter 'data' is not valid JSON: "
+    )
+
+
+def test_blindsigissue_data_not_array():
+    assert _reason(line(params=bsi_params('{"userId":"u1"}'))) == "blindSigIssue parameter 'data' must be a JSON array"
+
+
+def test_add_voters_list_without_count_or_hashes():
+    params = _j([{"key": "operation", "stringValue": "addVotersList"}])
+    assert _reason(line(params=params)) == (
+        "addVotersList transaction has no 'userIdHashes' parameter holding a JSON array"
+    )
