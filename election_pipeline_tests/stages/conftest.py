@@ -132,14 +132,17 @@ def vote(tx_id: str, ts: int, voter_key: str, *, rejected: bool = False, spelled
     return export_line(tx_id, spelled, ts, voter_key, params=params, diff=diff)
 
 
-def add_voters(tx_id: str, ts: int, *, count: int | None = None, hashes: int = 0) -> str:
+def add_voters(tx_id: str, ts: int, *, count: int | None = None, hashes: int = 0, rejected: bool = False) -> str:
     """An addVotersList with ``hashes`` userIdHashes and, when given, a ``votersCount``."""
     params: list[dict[str, Any]] = [
         {"key": "userIdHashes", "stringValue": _j([f"hash{tx_id}{i}" for i in range(hashes)])}
     ]
     if count is not None:
         params.append({"key": "votersCount", "intValue": count})
-    return export_line(tx_id, "addVotersList", ts, params=params, diff=[{"key": "VOTERS", "intValue": hashes}])
+    diff = [{"key": f"FAIL_{tx_id}_voters", "stringValue": "not allowed"}] if rejected else [
+        {"key": "VOTERS", "intValue": hashes}
+    ]
+    return export_line(tx_id, "addVotersList", ts, params=params, diff=diff)
 
 
 def simple(tx_id: str, ts: int, operation: str) -> str:

@@ -1,12 +1,4 @@
-"""``election-pipeline``: the command line.
-
-* ``election-pipeline run``: materialise the whole asset graph once (all files now in the
-  input folder), with every check, and print what was found.
-* ``election-pipeline sample``: write a sample election into the input and reference folders.
-* ``election-pipeline summary``: print the summary of the operational database only.
-
-Settings come from the ``ELECTION_*`` environment variables (see the README).
-"""
+"""``election-pipeline run``, ``sample`` and ``summary``."""
 
 from __future__ import annotations
 
@@ -19,7 +11,7 @@ from pathlib import Path
 from election_pipeline.settings import Settings, load_settings
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
-_DAGSTER_YAML = Path(__file__).resolve().parent / "dagster.yaml"
+_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
 
 def ensure_dagster_home() -> Path:
@@ -161,9 +153,7 @@ def cmd_summary(_args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="election-pipeline", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def register(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="materialise the whole asset graph once and print a summary")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.set_defaults(func=cmd_run)
@@ -176,17 +166,3 @@ def build_parser() -> argparse.ArgumentParser:
     sample.set_defaults(func=cmd_sample)
     summary = sub.add_parser("summary", help="print what the operational database holds")
     summary.set_defaults(func=cmd_summary)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileExistsError, FileNotFoundError) as exc:
-        print(f"election-pipeline: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

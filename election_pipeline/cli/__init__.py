@@ -1,0 +1,40 @@
+"""election-pipeline: the command line of the election-monitoring pipeline.
+
+* ``run``: materialise the whole asset graph once (every file now in the input folder),
+  with every check, and print what was found.
+* ``sample``: write a sample election into the input and reference folders.
+* ``summary``: print what the operational database holds.
+
+Each group of subcommands lives in its own module with a ``register(subparsers)``
+function, listed in ``COMMAND_MODULES``. Settings come from the ``ELECTION_*`` environment
+variables (see the README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMAND_MODULES = ("commands_run",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="election-pipeline", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, LookupError, FileExistsError, FileNotFoundError) as exc:
+        print(f"election-pipeline: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
