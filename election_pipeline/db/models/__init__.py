@@ -4,6 +4,7 @@ from .alert import Alert
 from .base import Base, TimestampMixin, UUIDMixin, utcnow
 from .constituency import Constituency
 from .election import Election
+from .election_metrics import ElectionMetrics
 from .file_processing import FileLedgerEntry, FileProcessingJob, RejectedRow
 from .hourly_stats import HourlyStats
 from .transaction import Transaction
@@ -13,6 +14,7 @@ __all__ = [
     "Base",
     "Constituency",
     "Election",
+    "ElectionMetrics",
     "FileLedgerEntry",
     "FileProcessingJob",
     "HourlyStats",
