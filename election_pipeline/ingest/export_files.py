@@ -12,6 +12,7 @@ import hashlib
 import io
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterator
@@ -21,6 +22,10 @@ IGNORED_SUFFIXES = (".tmp", ".part")
 _CONTRACT_ID = re.compile(r"^[A-Za-z0-9]+$")
 _SNIFF_BYTES = 8192
 _RATIO_CHECK_FLOOR = 64 * 1024 * 1024  # small archives may compress very well; only large ones are bombs
+
+
+#: What a damaged archive or a truncated file raises while it is read.
+READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
 
 
 class FileRefused(Exception):
@@ -195,7 +200,10 @@ def iter_export_lines(
     except zipfile.BadZipFile as exc:
         raise FileRefused(f"{path.name} is not a readable zip archive: {exc}") from exc
     with archive:
-        members, total = _plan_archive(path, archive, path.name, 0, max_total_bytes, notes)
+        try:
+            members, total = _plan_archive(path, archive, path.name, 0, max_total_bytes, notes)
+        except READ_ERRORS as exc:
+            raise FileRefused(f"{path.name} is damaged and cannot be read: {exc}") from exc
         size = max(path.stat().st_size, 1)
         if total > _RATIO_CHECK_FLOOR and total / size > max_ratio:
             raise FileRefused(
@@ -205,15 +213,18 @@ def iter_export_lines(
         if not members:
             raise FileRefused(f"{path.name} holds no .csv file")
         contracts = [(m, contract_id_from_name(m.name)) for m in members]
-        for member, _ in contracts:  # refuse binary members before any line is yielded
-            with member.archive.open(member.info) as fh:
-                if b"\x00" in fh.read(_SNIFF_BYTES):
-                    raise FileRefused(
-                        f"{member.source} is a binary file (it contains NUL bytes), not a text export"
-                    )
+        try:
+            for member, _ in contracts:  # refuse binary members before any line is yielded
+                with member.archive.open(member.info) as fh:
+                    if b"\x00" in fh.read(_SNIFF_BYTES):
+                        raise FileRefused(
+                            f"{member.source} is a binary file (it contains NUL bytes), not a text export"
+                        )
+        except READ_ERRORS as exc:
+            raise FileRefused(f"{path.name} is damaged and cannot be read: {exc}") from exc
         for member, contract in contracts:
             try:
                 with member.archive.open(member.info) as fh:
                     yield from _lines(fh, member.source, contract)
-            except zipfile.BadZipFile as exc:
-                raise FileRefused(f"{member.source} is damaged: {exc}") from exc
+            except READ_ERRORS as exc:
+                raise FileRefused(f"{member.source} is damaged and cannot be read: {exc}") from exc

@@ -57,7 +57,8 @@ def participation(votes: float, registered: float) -> float:
 
 def registered_voters(constituencies: pd.DataFrame, totals: pd.DataFrame) -> pd.DataFrame:
     """Registered voters per constituency: the reference figure when it gives one, else the
-    voters the chain registered with ``addVotersList``, else 0 (DATA_CONTRACT §6).
+    voters the chain registered with ``addVotersList``, else 0 (DATA_CONTRACT §6). A contract
+    that no reference file knows has none, so its participation is 0 (§7).
 
     Returns columns ``id``, ``registered``, ``source``.
     """
@@ -66,7 +67,7 @@ def registered_voters(constituencies: pd.DataFrame, totals: pd.DataFrame) -> pd.
     for rec in constituencies.itertuples(index=False):
         if rec.registered_voters_source == "reference" and rec.registered_voters > 0:
             rows.append((rec.id, int(rec.registered_voters), "reference"))
-        elif chain.get(rec.id, 0) > 0:
+        elif rec.in_reference and chain.get(rec.id, 0) > 0:
             rows.append((rec.id, int(chain[rec.id]), "addVotersList"))
         else:
             rows.append((rec.id, 0, "none"))

@@ -254,6 +254,13 @@ class _FileWriter:
         self.known_constituencies |= missing
 
 
+def _rollback_quietly(duck: duckdb.DuckDBPyConnection) -> None:
+    try:
+        duck.rollback()
+    except duckdb.Error:
+        pass  # already committed or rolled back
+
+
 def _open_job(engine: Engine, path: Path, file_hash: str) -> str:
     """The job of this file content: a ``processing`` one left by a crashed run, or a new one."""
     with engine.begin() as conn:
@@ -321,49 +328,55 @@ def ingest_file(
     notes: list[str] = []
     refused: str | None = None
     duck.begin()
-    with engine.begin() as ops:
-        writer = _FileWriter(duck, ops, path.name, file_hash, job_id)
-        try:
-            for line in iter_export_lines(
-                path, max_total_bytes=zip_max_total_bytes, max_ratio=zip_max_ratio, notes=notes
-            ):
-                writer.add_line(line.source, line.contract_id, line.line_number, line.text, line.raw)
-                if writer.pending() >= batch_size:
-                    writer.flush()
-            writer.flush()
-        except FileRefused as err:
-            refused = err.reason
-        except (OSError, EOFError) as err:  # unreadable or truncated file
-            refused = f"{path.name} could not be read: {err}"
+    try:
+        with engine.begin() as ops:
+            writer = _FileWriter(duck, ops, path.name, file_hash, job_id)
+            try:
+                for line in iter_export_lines(
+                    path, max_total_bytes=zip_max_total_bytes, max_ratio=zip_max_ratio, notes=notes
+                ):
+                    writer.add_line(line.source, line.contract_id, line.line_number, line.text, line.raw)
+                    if writer.pending() >= batch_size:
+                        writer.flush()
+                writer.flush()
+            except FileRefused as err:
+                refused = err.reason
+            except (OSError, EOFError) as err:  # unreadable or truncated file
+                refused = f"{path.name} could not be read: {err}"
 
-        all_lines_bad = refused is None and writer.transactions + writer.rollbacks == 0
-        if all_lines_bad:
-            refused = (
-                f"{path.name} is empty: it holds no transaction line"
-                if writer.rejected_count == 0
-                else f"none of the {writer.rejected_count} lines of {path.name} could be read "
-                f"(first problem: {writer.first_reason})"
-            )
-        if refused is not None:
-            duck.rollback()
-            ops.rollback()
-        else:
-            # Attributed by content hash, so a re-run after a crash reports the same figure.
-            writer.new_transactions = raw_store.count_from_file(duck, file_hash)
-            duck.commit()
-            target = _destination(folders.processed_dir, path, file_hash)
-            parts = [
-                f"{writer.transactions} transaction lines read",
-                f"{writer.new_transactions} new",
-                f"{writer.transactions - writer.new_transactions} already known from other files",
-            ]
-            if writer.rollbacks:
-                parts.append(f"{writer.rollbacks} rollback lines")
-            if writer.rejected_count:
-                parts.append(f"{writer.rejected_count} rejected lines (first: {writer.first_reason})")
-            parts.extend(notes)
-            _finish(ops, job_id, file_hash, path, "completed", "; ".join(parts), target,
-                    writer.transactions, writer.rejected_count)
+            all_lines_bad = refused is None and writer.transactions + writer.rollbacks == 0
+            if all_lines_bad:
+                refused = (
+                    f"{path.name} is empty: it holds no transaction line"
+                    if writer.rejected_count == 0
+                    else f"none of the {writer.rejected_count} lines of {path.name} could be read "
+                    f"(first problem: {writer.first_reason})"
+                )
+            if refused is not None:
+                duck.rollback()
+                ops.rollback()
+            else:
+                # Attributed by content hash, so a re-run after a crash reports the same figure.
+                writer.new_transactions = raw_store.count_from_file(duck, file_hash)
+                duck.commit()
+                target = _destination(folders.processed_dir, path, file_hash)
+                parts = [
+                    f"{writer.transactions} transaction lines read",
+                    f"{writer.new_transactions} new",
+                    f"{writer.transactions - writer.new_transactions} already known from other files",
+                ]
+                if writer.rollbacks:
+                    parts.append(f"{writer.rollbacks} rollback lines")
+                if writer.rejected_count:
+                    parts.append(f"{writer.rejected_count} rejected lines (first: {writer.first_reason})")
+                parts.extend(notes)
+                _finish(ops, job_id, file_hash, path, "completed", "; ".join(parts), target,
+                        writer.transactions, writer.rejected_count)
+
+    except BaseException:
+        # A database error or an interruption: leave no half-open DuckDB transaction behind.
+        _rollback_quietly(duck)
+        raise
 
     if refused is not None:
         target = _destination(folders.quarantine_dir, path, file_hash)

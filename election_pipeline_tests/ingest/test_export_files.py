@@ -231,12 +231,6 @@ def test_damage_late_in_a_large_member_is_refused(tmp_path):
         lines_of(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=zipfile.BadZipFile,
-    reason="BUG: a small damaged zip member (bad CRC-32) escapes iter_export_lines as "
-    "zipfile.BadZipFile (raised by the NUL sniff read, outside the try) instead of FileRefused",
-)
 def test_damaged_small_zip_member_refused(tmp_path):
     body = "".join(good(n) + "\n" for n in range(50)).encode()  # ~5 KB: read whole by the 8 KB sniff
     path = tmp_path / "batch.zip"
@@ -247,12 +241,6 @@ def test_damaged_small_zip_member_refused(tmp_path):
         lines_of(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=zlib.error,
-    reason="BUG: a zip member with a broken deflate stream escapes iter_export_lines as zlib.error "
-    "(only zipfile.BadZipFile is turned into FileRefused)",
-)
 def test_broken_deflate_stream_refused(tmp_path):
     body = "".join(good(n) + "\n" for n in range(20_000)).encode()
     path = tmp_path / "batch.zip"

@@ -303,25 +303,21 @@ class Workspace:
     def snapshot(self) -> dict[str, Any]:
         """Every figure the pipeline publishes, without ids and bookkeeping times."""
         skip = {"id", "created_at", "updated_at"}
-        with self.engine.connect() as conn:
-            hourly = sorted(
-                tuple((k, v) for k, v in sorted(r.items()) if k not in skip)
-                for r in conn.execute(select(HourlyStats.__table__)).mappings().all()
-            )
-            constituencies = sorted(
-                tuple((k, v) for k, v in sorted(r.items()) if k not in skip)
-                for r in conn.execute(select(Constituency.__table__)).mappings().all()
-            )
-            transactions = sorted(
-                tuple((k, v) for k, v in sorted(r.items()) if k not in skip)
-                for r in conn.execute(select(Transaction.__table__)).mappings().all()
-            )
-            rejected = sorted(
-                (r["filename"], r["source"], r["line_number"], r["reason"], r["raw_line"])
-                for r in conn.execute(select(RejectedRow.__table__)).mappings().all()
-            )
-        return {"hourly": hourly, "constituencies": constituencies, "transactions": transactions,
-                "rejected": rejected}
+
+        def rows(table: Any) -> list[tuple]:
+            with self.engine.connect() as conn:
+                found = conn.execute(select(table)).mappings().all()
+            return sorted((tuple((k, v) for k, v in sorted(r.items()) if k not in skip) for r in found), key=repr)
+
+        rejected = sorted(
+            (r["filename"], r["source"], r["line_number"], r["reason"], r["raw_line"]) for r in self.rejected_rows()
+        )
+        return {
+            "hourly": rows(HourlyStats.__table__),
+            "constituencies": rows(Constituency.__table__),
+            "transactions": rows(Transaction.__table__),
+            "rejected": rejected,
+        }
 
 
 def make_workspace(root: Path) -> Workspace:

@@ -313,3 +313,47 @@ def test_cumulative_figures_per_hour(ws):
     # velocities per minute over the hour: 4 bulletins / 60 = 0.0667, 2 votes / 60 = 0.0333
     row = ws.hourly(C1)[hour(8)]
     assert (row["bulletin_velocity"], row["vote_velocity"]) == (0.0667, 0.0333)
+
+
+def test_late_file_with_an_earlier_vote_moves_the_first_vote(ws):
+    ws.drop(file_name(C1, 9), [vote("V2", at(9, 0), "K1")])
+    ws.run()
+    assert ws.hourly_figures(C1) == {hour(9): (1, 0, 1, 0, 0)}  # K1's first vote so far: hour 9
+    # a late export brings K1's earlier vote at 08:30
+    ws.drop(file_name(C1, 8), [vote("V1", at(8, 30), "K1")])
+    ws.run()
+    # now V1 (08:30) is K1's first vote -> hour 8; V2 (09:00) becomes a revote of hour 9
+    assert ws.hourly_figures(C1) == {hour(8): (1, 0, 1, 0, 0), hour(9): (1, 0, 0, 1, 0)}
+    assert ws.hourly_figures(C1, "cumulative_votes") == {hour(8): (1,), hour(9): (1,)}
+    c = ws.constituency(C1)
+    assert (c["votes_cast"], c["revote_count"]) == (1, 1)  # 1 key, 2 accepted votes
+
+
+def test_participation_is_rounded_to_four_decimals(ws):
+    ws.write_reference(  # listed, with no registered voters: they come from addVotersList (§6)
+        ["E1,Test election,RU,parliamentary,2024-09-06T08:00:00,2024-09-08T20:00:00,Europe/Moscow,active,"],
+        [f"{C1},E1,North,R1,urban,,active"],
+    )
+    ws.drop(file_name(C1, 8), [add_voters("A1", at(8, 0), count=3), vote("V1", at(8, 1), "K1")])
+    ws.run()
+    # 1 / 3 * 100 = 33.3333...
+    assert ws.constituency(C1)["participation_rate"] == 33.3333
+    assert ws.hourly_figures(C1, "participation_rate") == {hour(8): (33.3333,)}
+
+
+def test_rolled_back_addvoterslist_and_rejected_bulletins_do_not_register_or_count(ws):
+    ws.write_reference(  # listed, with no registered voters: they come from addVotersList (§6)
+        ["E1,Test election,RU,parliamentary,2024-09-06T08:00:00,2024-09-08T20:00:00,Europe/Moscow,active,"],
+        [f"{C1},E1,North,R1,urban,,active"],
+    )
+    a1 = add_voters("A1", at(8, 0), count=50)
+    ws.drop(file_name(C1, 8), [
+        a1,
+        add_voters("A2", at(8, 1), hashes=4),
+        vote("V1", at(8, 2), "K1"),
+    ])
+    ws.drop(file_name(C1, 9), [rollback_of(a1)])
+    ws.run()
+    c = ws.constituency(C1)
+    # A1 (50) is rolled back: registered = A2's 4 hashes; 1 / 4 * 100 = 25; tx A2 + V1 = 2
+    assert (c["registered_voters"], c["participation_rate"], c["transaction_count"]) == (4, 25.0, 2)
