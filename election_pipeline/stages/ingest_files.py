@@ -363,7 +363,7 @@ def ingest_file(
                 parts = [
                     f"{writer.transactions} transaction lines read",
                     f"{writer.new_transactions} new",
-                    f"{writer.transactions - writer.new_transactions} already known from other files",
+                    f"{writer.transactions - writer.new_transactions} already known (earlier files or repeated lines)",
                 ]
                 if writer.rollbacks:
                     parts.append(f"{writer.rollbacks} rollback lines")
