@@ -105,7 +105,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     ensure_dagster_home()
-    from election_pipeline.definitions import defs
+    from election_pipeline.definitions import build_definitions
+
+    defs = build_definitions()  # from the settings now in force, not those of the first import
 
     input_dir = Path(settings.input_dir)
     names = sorted(p.name for p in input_dir.iterdir() if is_candidate(p)) if input_dir.is_dir() else []
