@@ -25,8 +25,9 @@ def ensure_dagster_home() -> Path:
     return home
 
 
-def print_summary(settings: Settings, out=sys.stdout) -> dict[str, object]:
-    """Print (and return) what the operational database holds."""
+def print_summary(settings: Settings, out=None) -> dict[str, object]:
+    """Print (and return) what the operational database holds (to ``out``, default stdout)."""
+    out = out or sys.stdout
     from sqlalchemy import func, select
 
     from election_pipeline.db.models import (
