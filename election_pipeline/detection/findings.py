@@ -8,6 +8,14 @@ from typing import Any
 
 SEVERITY_ORDER = {"info": 0, "warning": 1, "critical": 2}
 
+#: Which transactions back a finding (the pipeline looks up to 20 of them in the raw store,
+#: inside the finding's window):
+#:   ``vote`` accepted votes · ``revote`` accepted votes that are not a key's first ·
+#:   ``rejected`` transactions the contract rejected (``FAIL``) · ``bulletin`` accepted
+#:   ``blindSigIssue`` · ``any`` every standing transaction · ``around`` the last
+#:   transaction before the window and the first one after it.
+EVIDENCE_KINDS = ("vote", "revote", "rejected", "bulletin", "any", "around")
+
 
 @dataclass
 class Finding:
@@ -15,8 +23,9 @@ class Finding:
 
     ``fingerprint`` identifies the alert it becomes: the same rule, constituency and window
     always give the same fingerprint, so re-running detection updates the alert in place.
-    ``statistic``/``expected``/``threshold`` are the figures a person needs to judge it;
-    ``strength`` in [0, 1] feeds the anomaly score; ``hours`` are the UTC hours it concerns.
+    ``statistic``/``expected``/``threshold`` are the figures a person needs to judge it
+    (``higher_is_worse`` says which way the statistic gets worse); ``strength`` in [0, 1]
+    feeds the anomaly score; ``hours`` are the UTC hours it concerns.
     """
 
     rule: str
@@ -32,9 +41,16 @@ class Finding:
     strength: float = 1.0
     hours: list[datetime] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
-    evidence_operation: str | None = None
+    evidence_kind: str | None = None
     evidence_tx_ids: list[str] = field(default_factory=list)
     window_key: str = ""
+    higher_is_worse: bool = True
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITY_ORDER:
+            raise ValueError(f"severity must be one of {', '.join(SEVERITY_ORDER)} (got {self.severity!r})")
+        if self.evidence_kind is not None and self.evidence_kind not in EVIDENCE_KINDS:
+            raise ValueError(f"evidence_kind must be one of {', '.join(EVIDENCE_KINDS)} (got {self.evidence_kind!r})")
 
     @property
     def fingerprint(self) -> str:
@@ -50,6 +66,7 @@ class Finding:
             "statistic": self.statistic,
             "expected": self.expected,
             "threshold": self.threshold,
+            "worse_when": "higher" if self.higher_is_worse else "lower",
             "figures": self.figures,
             "evidence_tx_ids": self.evidence_tx_ids[:20],
         }

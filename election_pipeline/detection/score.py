@@ -1,9 +1,11 @@
 """The anomaly score of a constituency, in [0, 1].
 
-* 1 when any critical invariant is broken (``votes_exceed_bulletins`` and the other
-  hard rules).
-* Otherwise ``1 − Π(1 − wₖ·aₖ)`` over the statistical findings, where ``aₖ`` is the
-  finding's strength in [0, 1] and ``wₖ`` the rule's weight below.
+* 1 when any critical invariant is broken (``votes_exceed_bulletins``,
+  ``bulletins_exceed_registered``, ``vote_after_close``, ``outside_voting_window``).
+* Otherwise ``1 − Π(1 − wₖ·aₖ)`` over the statistical findings, where ``aₖ`` in [0, 1] is
+  the finding's strength (how far past its threshold it is, see each rule) and ``wₖ`` the
+  rule's weight below. Two findings of weight 0.5 at full strength give 0.75; no finding
+  gives 0.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ CRITICAL_INVARIANTS = frozenset({"votes_exceed_bulletins", "bulletins_exceed_reg
 #: Weight of each statistical rule in the score.
 WEIGHTS: dict[str, float] = {
     "unusual_spike": 0.6,
+    "night_activity": 0.5,
+    "constituency_offline": 0.4,
+    "high_rejection_rate": 0.4,
+    "high_revote_rate": 0.4,
+    "issued_not_voted_gap": 0.3,
+    "low_participation": 0.3,
     "unknown_constituency": 0.3,
+    "integer_percentage": 0.2,
 }
 DEFAULT_WEIGHT = 0.3
 

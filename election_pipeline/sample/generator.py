@@ -13,6 +13,15 @@ case, a ``;`` inside a JSON string, a contract that no reference file knows, and
 constituency with ballot stuffing (many more accepted votes than issued bulletins for a few
 night hours).
 
+It also plants **labelled anomalies** for the detection rules, each in a named constituency
+and time window (see :data:`ANOMALY_KINDS`): ballot stuffing, a vote spike, a night-time
+burst, an offline gap, a burst of rejected transactions, a burst of revotes, a turnout set to
+an exact whole percentage and, on request, votes after the close. Constituencies without a
+planted anomaly are clean: their figures follow the same diurnal curve and noise as a real
+count. The list of anomalies is returned in :attr:`SampleSummary.anomalies` and written to
+``ground_truth.json`` next to the reference files. The election's time zone is a parameter
+(default ``Europe/Moscow``); the voting window is 08:00 local on day 1 to 20:00 local on day 3.
+
 The returned :class:`SampleSummary` holds the ground truth, computed from the generator's own
 list of transactions (never by reading the files back): per constituency and UTC hour the
 bulletins issued, votes cast, revotes and transaction count the pipeline must arrive at when it
@@ -30,10 +39,12 @@ import os
 import random
 import uuid
 import zipfile
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
     "ELECTION_NAME",
@@ -44,9 +55,14 @@ __all__ = [
     "WINDOW_END_UTC",
     "ELECTIONS_HEADER",
     "CONSTITUENCIES_HEADER",
+    "ANOMALY_KINDS",
+    "ANOMALY_RULES",
+    "DEFAULT_ANOMALIES",
+    "GROUND_TRUTH_FILE",
     "ConstituencyTotals",
     "HourlyFigures",
     "MalformedLine",
+    "PlantedAnomaly",
     "SampleConstituency",
     "SampleSummary",
     "generate_sample",
@@ -57,12 +73,34 @@ ELECTION_NAME = "Sample regional election"
 ELECTION_COUNTRY = "Exampleland"
 ELECTION_TYPE = "local"
 ELECTION_TIMEZONE = "Europe/Moscow"
-#: Europe/Moscow has been UTC+03:00 all year round since 2014; the sample's dates use it.
-_LOCAL_OFFSET = timedelta(hours=3)
-_LOCAL_OFFSET_TEXT = "+03:00"
-#: Voting window in naive UTC: 08:00 local on 2024-09-06 to 20:00 local on 2024-09-08.
+#: The first voting day (local); voting runs 08:00 local on it to 20:00 local two days later.
+FIRST_VOTING_DAY = date(2024, 9, 6)
+_OPEN_LOCAL = time(8, 0)
+_CLOSE_LOCAL = time(20, 0)
+_VOTING_DAYS = 3
+#: Voting window of the default time zone in naive UTC (Europe/Moscow is UTC+03:00 all
+#: year round): 08:00 local on 2024-09-06 to 20:00 local on 2024-09-08.
 WINDOW_START_UTC = datetime(2024, 9, 6, 5, 0)
 WINDOW_END_UTC = datetime(2024, 9, 8, 17, 0)
+
+#: Name of the ground-truth file written next to the reference files.
+GROUND_TRUTH_FILE = "ground_truth.json"
+#: The anomalies the generator can plant, in planting order, with the detection rule(s)
+#: expected to find each one.
+ANOMALY_RULES: dict[str, tuple[str, ...]] = {
+    "stuffing": ("votes_exceed_bulletins",),
+    "spike": ("unusual_spike",),
+    "night_burst": ("night_activity",),
+    "offline_gap": ("constituency_offline",),
+    "high_rejection": ("high_rejection_rate",),
+    "revote_burst": ("high_revote_rate",),
+    "integer_turnout": ("integer_percentage",),
+    "late_votes": ("vote_after_close", "outside_voting_window"),
+}
+ANOMALY_KINDS: tuple[str, ...] = tuple(ANOMALY_RULES)
+#: Planted unless asked otherwise (``late_votes`` only on request: the default sample keeps
+#: every vote inside the window).
+DEFAULT_ANOMALIES: tuple[str, ...] = ANOMALY_KINDS[:-1]
 
 ELECTIONS_HEADER = (
     "id", "name", "country", "type", "start_date", "end_date", "timezone", "status", "description",
@@ -126,7 +164,8 @@ class ConstituencyTotals:
 
 @dataclass(slots=True)
 class SampleConstituency:
-    """One contract of the sample. ``in_reference`` is false for the unknown contract."""
+    """One contract of the sample. ``in_reference`` is false for the unknown contract;
+    ``anomalies`` lists the kinds planted in it (empty: a clean constituency)."""
 
     id: str
     name: str
@@ -135,6 +174,28 @@ class SampleConstituency:
     registered_voters: int
     in_reference: bool = True
     stuffed: bool = False
+    anomalies: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class PlantedAnomaly:
+    """One labelled anomaly: what was planted, where, when (naive UTC ``[start, end)``, or
+    None for a whole-election property) and which rule(s) should find it."""
+
+    kind: str
+    constituency_id: str
+    rules: tuple[str, ...]
+    start: datetime | None
+    end: datetime | None
+    description: str
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rules"] = list(self.rules)
+        data["start"] = self.start.isoformat() if self.start else None
+        data["end"] = self.end.isoformat() if self.end else None
+        return data
 
 
 @dataclass(slots=True)
@@ -182,6 +243,8 @@ class SampleSummary:
     total_bytes: int
     rollback_lines: int
     duplicated_lines: int
+    anomalies: list[PlantedAnomaly] = field(default_factory=list)
+    ground_truth_file: Path | None = None
 
     @property
     def malformed_lines(self) -> int:
@@ -202,6 +265,27 @@ class SampleSummary:
     def registered_voters(self) -> dict[str, int]:
         return {c.id: c.registered_voters for c in self.constituencies}
 
+    @property
+    def clean_contract_ids(self) -> list[str]:
+        """Reference constituencies in which nothing was planted."""
+        return [c.id for c in self.constituencies if c.in_reference and not c.anomalies]
+
+    def ground_truth(self) -> dict[str, Any]:
+        """The content of ``ground_truth.json``."""
+        return {
+            "seed": self.seed,
+            "election_id": self.election_id,
+            "timezone": self.timezone,
+            "window_start": self.window_start.isoformat(),
+            "window_end": self.window_end.isoformat(),
+            "constituencies": [
+                {"id": c.id, "name": c.name, "region": c.region, "registered_voters": c.registered_voters,
+                 "in_reference": c.in_reference, "anomalies": list(c.anomalies)}
+                for c in self.constituencies
+            ],
+            "anomalies": [a.to_json() for a in self.anomalies],
+        }
+
 
 # --------------------------------------------------------------------------------------
 # Internal event model
@@ -219,6 +303,7 @@ class _Tx:
     line: str
     seq: int
     rolled_back: bool = False
+    keys: tuple[str, ...] = ()  # blindSigIssue: the voter keys its bulletins went to
 
 
 @dataclass(slots=True)
@@ -246,6 +331,48 @@ def _hour_of(ts_ms: int) -> datetime:
 def _ms(moment: datetime) -> int:
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+@dataclass(frozen=True)
+class _Calendar:
+    """The election's time zone and voting window (naive UTC)."""
+
+    tz: ZoneInfo
+    name: str
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def of(cls, tz_name: str) -> "_Calendar":
+        try:
+            tz = ZoneInfo(tz_name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"timezone must be an IANA time zone name such as 'Europe/Moscow' (got {tz_name!r})"
+            ) from None
+        last = FIRST_VOTING_DAY + timedelta(days=_VOTING_DAYS - 1)
+        return cls(tz, tz_name, _to_utc(datetime.combine(FIRST_VOTING_DAY, _OPEN_LOCAL), tz),
+                   _to_utc(datetime.combine(last, _CLOSE_LOCAL), tz))
+
+    def utc(self, day: int, hour: int, minute: int = 0) -> datetime:
+        """Naive UTC of ``hour:minute`` local on voting day ``day`` (0 = the first)."""
+        return _to_utc(datetime.combine(FIRST_VOTING_DAY + timedelta(days=day), time(hour, minute)), self.tz)
+
+    def utc_hour(self, day: int, hour: int) -> datetime:
+        """The UTC hour bucket holding ``hour:00`` local on voting day ``day``."""
+        moment = self.utc(day, hour)
+        return moment.replace(minute=0, second=0, microsecond=0)
+
+    def local(self, moment: datetime) -> datetime:
+        return moment.replace(tzinfo=timezone.utc).astimezone(self.tz).replace(tzinfo=None)
+
+    def iso_local(self, moment: datetime) -> str:
+        """``2024-09-06T08:00:00+03:00``: the instant in local time with its offset."""
+        return moment.replace(tzinfo=timezone.utc).astimezone(self.tz).isoformat(timespec="seconds")
+
+
+def _to_utc(local: datetime, tz: ZoneInfo) -> datetime:
+    return local.replace(tzinfo=tz).astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def _file_stem(contract_id: str, first_hour: datetime, hours: int = 1) -> str:
@@ -358,12 +485,14 @@ class _Builder:
             diff = [{"key": f"FAIL_{tx_id}_blindSig", "stringValue": reason}]
         else:
             diff = [{"key": f"BLINDSIG_{v.user_id}", "boolValue": True} for v in voters]
-        return self.call(
+        tx = self.call(
             contract, "blindSigIssue", ts_ms, contract.service_key,
             [{"key": "data", "stringValue": _j(data)}], diff,
             rejected=rejected, bulletins=len(voters), tx_id=tx_id,
             spelled=self.spelled("blindSigIssue"),
         )
+        tx.keys = tuple(v.key for v in voters)
+        return tx
 
     def vote(
         self, contract: _Contract, ts_ms: int, voter: _Voter, *, rejected: bool = False
@@ -392,13 +521,9 @@ class _Builder:
 # --------------------------------------------------------------------------------------
 
 
-def _window_weights() -> list[float]:
-    hours = int((WINDOW_END_UTC - WINDOW_START_UTC) / timedelta(hours=1))
-    weights = []
-    for index in range(hours):
-        local = WINDOW_START_UTC + timedelta(hours=index) + _LOCAL_OFFSET
-        weights.append(_DIURNAL[local.hour])
-    return weights
+def _window_weights(cal: _Calendar) -> list[float]:
+    hours = int((cal.end - cal.start) / timedelta(hours=1))
+    return [_DIURNAL[cal.local(cal.start + timedelta(hours=index)).hour] for index in range(hours)]
 
 
 def _cumulative(weights: list[float]) -> list[float]:
@@ -409,10 +534,18 @@ def _cumulative(weights: list[float]) -> list[float]:
     return out
 
 
-def _random_window_ts(rng: random.Random, cum: list[float]) -> int:
+def _random_window_ts(rng: random.Random, cum: list[float], cal: _Calendar) -> int:
     """A moment inside the voting window, following the diurnal curve."""
     index = rng.choices(range(len(cum)), cum_weights=cum)[0]
-    return _ms(WINDOW_START_UTC) + index * _HOUR_MS + max(rng.randrange(_HOUR_MS), 2_000)
+    return _ms(cal.start) + index * _HOUR_MS + max(rng.randrange(_HOUR_MS), 2_000)
+
+
+#: Moves a timestamp out of a planted offline gap (identity when there is none).
+_Place = Callable[[int], int]
+
+
+def _no_gap(ts: int) -> int:
+    return ts
 
 
 # --------------------------------------------------------------------------------------
@@ -420,11 +553,11 @@ def _random_window_ts(rng: random.Random, cum: list[float]) -> int:
 # --------------------------------------------------------------------------------------
 
 
-def _lifecycle_before(b: _Builder, c: _Contract, voters: list[_Voter]) -> None:
+def _lifecycle_before(b: _Builder, c: _Contract, voters: list[_Voter], cal: _Calendar) -> None:
     """createContract, addVotersList and addMainKey in the three hours before the window,
     startVoting exactly at its start."""
     rng = b.rng
-    start_ms = _ms(WINDOW_START_UTC)
+    start_ms = _ms(cal.start)
     # createContract (type 103): its transaction id is the contract id, as on the real chain.
     ts = start_ms - 3 * _HOUR_MS + rng.randrange(60_000, 3_000_000)
     poll_id = c.info.id[:12]
@@ -432,7 +565,7 @@ def _lifecycle_before(b: _Builder, c: _Contract, voters: list[_Voter]) -> None:
         {"key": "pollId", "stringValue": poll_id},
         {"key": "title", "stringValue": f"{ELECTION_NAME}: {c.info.name}"},
         {"key": "dateStart", "intValue": start_ms // 1000},
-        {"key": "dateEnd", "intValue": _ms(WINDOW_END_UTC) // 1000},
+        {"key": "dateEnd", "intValue": _ms(cal.end) // 1000},
         {"key": "blindSigModulo", "stringValue": b.hexs(64)},
     ]
     diff = [{"key": "VOTING_BASE", "stringValue": _j({"pollId": poll_id, "status": "created"})}]
@@ -461,10 +594,10 @@ def _lifecycle_before(b: _Builder, c: _Contract, voters: list[_Voter]) -> None:
            [{"key": "STATUS", "stringValue": "active"}])
 
 
-def _lifecycle_after(b: _Builder, c: _Contract, votes: int) -> None:
+def _lifecycle_after(b: _Builder, c: _Contract, votes: int, cal: _Calendar) -> None:
     """finishVoting exactly at the window end, then decryption and results in the next two hours."""
     rng = b.rng
-    end_ms = _ms(WINDOW_END_UTC)
+    end_ms = _ms(cal.end)
     b.call(c, "finishVoting", end_ms, c.service_key, [],
            [{"key": "STATUS", "stringValue": "finished"}], spelled=b.spelled("finishVoting", 0.2))
     ts = end_ms + rng.randrange(300_000, 900_000)
@@ -496,14 +629,18 @@ def _batches(rng: random.Random, items: list[Any]) -> list[list[Any]]:
     return out
 
 
-def _voting(b: _Builder, c: _Contract, voters: list[_Voter], cum: list[float]) -> int:
+def _voting(
+    b: _Builder, c: _Contract, voters: list[_Voter], cum: list[float], cal: _Calendar,
+    place: _Place = _no_gap,
+) -> list[tuple[int, _Voter]]:
     """Bulletins, votes, rejections and revotes of one constituency.
 
-    Returns the number of voters who cast a vote (before rollbacks)."""
+    ``place`` moves any moment that falls in a planted offline gap to after it. Returns the
+    (time, voter) of every first vote cast (before rollbacks)."""
     rng = b.rng
-    start_ms, end_ms = _ms(WINDOW_START_UTC), _ms(WINDOW_END_UTC)
+    start_ms, end_ms = _ms(cal.start), _ms(cal.end)
     hours = len(cum)
-    timed = sorted(((_random_window_ts(rng, cum), v) for v in voters), key=lambda item: item[0])
+    timed = sorted(((place(_random_window_ts(rng, cum, cal)), v) for v in voters), key=lambda item: item[0])
 
     issued: list[tuple[_Tx, list[_Voter]]] = []
     votes: list[tuple[int, _Voter]] = []
@@ -515,7 +652,7 @@ def _voting(b: _Builder, c: _Contract, voters: list[_Voter], cum: list[float]) -
         for voter in group:
             if rng.random() < 0.02:
                 continue  # took a bulletin, never voted
-            vote_ts = ts + 10_000 + min(int(rng.expovariate(1 / 90_000)), 1_800_000)
+            vote_ts = place(ts + 10_000 + min(int(rng.expovariate(1 / 90_000)), 1_800_000))
             if vote_ts < end_ms:
                 votes.append((vote_ts, voter))
                 b.vote(c, vote_ts, voter)
@@ -523,7 +660,7 @@ def _voting(b: _Builder, c: _Contract, voters: list[_Voter], cum: list[float]) -
     # ~1% of bulletin transactions rejected: a repeated request for an already issued userId.
     for _ in range(max(1, round(0.01 * len(issued)))):
         tx, group = rng.choice(issued)
-        ts = tx.ts_ms + rng.randrange(30_000, 900_000)
+        ts = place(tx.ts_ms + rng.randrange(30_000, 900_000))
         if ts < end_ms:
             b.blind_sig_issue(c, ts, [rng.choice(group)], rejected=True)
 
@@ -531,9 +668,9 @@ def _voting(b: _Builder, c: _Contract, voters: list[_Voter], cum: list[float]) -
     for _ in range(max(1, round(0.01 * len(votes)))):
         if votes and rng.random() < 0.5:
             ts, voter = rng.choice(votes)
-            b.vote(c, ts - rng.randrange(2_000, 8_000), voter, rejected=True)
+            b.vote(c, place(ts - rng.randrange(2_000, 8_000)), voter, rejected=True)
         else:
-            b.vote(c, _random_window_ts(rng, cum), b.new_voter(), rejected=True)
+            b.vote(c, place(_random_window_ts(rng, cum, cal)), b.new_voter(), rejected=True)
 
     # ~2% of voters revote, in a later hour.
     for ts, voter in rng.sample(votes, k=round(0.02 * len(votes))):
@@ -541,25 +678,222 @@ def _voting(b: _Builder, c: _Contract, voters: list[_Voter], cum: list[float]) -
         if first_hour >= hours - 1:
             continue
         hour = rng.randint(first_hour + 1, min(hours - 1, first_hour + 12))
-        b.vote(c, start_ms + hour * _HOUR_MS + rng.randrange(_HOUR_MS), voter)
-    return len(votes)
+        revote_ts = place(start_ms + hour * _HOUR_MS + rng.randrange(_HOUR_MS))
+        if ts < revote_ts < end_ms:
+            b.vote(c, revote_ts, voter)
+    return votes
 
 
-def _stuffing(b: _Builder, c: _Contract, natural_votes: int) -> None:
+def _stuffing(b: _Builder, c: _Contract, natural_votes: int, cal: _Calendar) -> PlantedAnomaly:
     """Ballot stuffing: four night hours (01:00-05:00 local on day 2) with many accepted votes
     from keys that never received a bulletin. Kept under ~90% participation overall."""
     rng = b.rng
-    first = _ms(datetime(2024, 9, 6, 22, 0))
+    first_hour = cal.utc_hour(1, 1)
+    first = _ms(first_hour)
     room = max(int(0.9 * c.info.registered_voters) - natural_votes, 4 * 12)
+    scale = max(1.0, c.info.registered_voters / 900)
+    stuffed = 0
     for hour in range(4):
-        for _ in range(min(rng.randint(30, 60), room // 4)):
+        for _ in range(min(round(rng.randint(30, 60) * scale), room // 4)):
             b.vote(c, first + hour * _HOUR_MS + rng.randrange(_HOUR_MS), b.new_voter())
+            stuffed += 1
+    return PlantedAnomaly(
+        "stuffing", c.info.id, ANOMALY_RULES["stuffing"], first_hour, first_hour + timedelta(hours=4),
+        f"{stuffed} accepted votes from keys that never received a bulletin, 01:00-05:00 local on day 2",
+        {"stuffed_votes": stuffed},
+    )
 
 
-def _unknown_contract(b: _Builder, c: _Contract) -> None:
+def _issue_and_vote(
+    b: _Builder, c: _Contract, voters: list[_Voter], lo_ms: int, hi_ms: int, end_ms: int | None = None,
+) -> int:
+    """Ordinary bulletins and votes for ``voters`` between ``lo_ms`` and ``hi_ms``; each vote
+    follows its bulletin by 10 s to 2 min (and stays before ``end_ms`` when given)."""
+    rng = b.rng
+    timed = sorted(((rng.randrange(lo_ms, hi_ms), v) for v in voters), key=lambda item: item[0])
+    cast = 0
+    for batch in _batches(rng, timed):
+        ts = batch[-1][0]
+        b.blind_sig_issue(c, ts, [v for _, v in batch])
+        for _, voter in batch:
+            vote_ts = ts + rng.randrange(10_000, 120_000)
+            if end_ms is None or vote_ts < end_ms:
+                b.vote(c, vote_ts, voter)
+                cast += 1
+    return cast
+
+
+def _take(spare: list[_Voter], n: int) -> list[_Voter]:
+    taken = spare[-n:] if n else []
+    del spare[len(spare) - len(taken):]
+    return taken
+
+
+def _plant_spike(b: _Builder, c: _Contract, cal: _Calendar, spare: list[_Voter]) -> PlantedAnomaly | None:
+    """10% of the register (at least 30 voters) get a bulletin and vote within one hour
+    (14:00 local on day 1), on top of the usual traffic."""
+    n = min(len(spare), max(30, round(0.10 * c.info.registered_voters)))
+    if n < 30:
+        return None
+    hour = cal.utc_hour(0, 14)
+    lo = _ms(hour) + 120_000
+    cast = _issue_and_vote(b, c, _take(spare, n), lo, lo + 40 * 60_000)
+    return PlantedAnomaly("spike", c.info.id, ANOMALY_RULES["spike"], hour, hour + timedelta(hours=1),
+                          f"{cast} extra voters in the hour from {cal.local(hour):%H:%M} local on day 1",
+                          {"extra_votes": cast})
+
+
+def _plant_night_burst(b: _Builder, c: _Contract, cal: _Calendar, spare: list[_Voter]) -> PlantedAnomaly | None:
+    """Two night hours (02:00-04:00 local on day 3) with 4% of the register (at least 12)
+    voting in each, with properly issued bulletins."""
+    per_hour = max(12, round(0.04 * c.info.registered_voters))
+    if len(spare) < 2 * per_hour:
+        return None
+    first = cal.utc_hour(2, 2)
+    cast = 0
+    for k in range(2):
+        lo = _ms(first) + k * _HOUR_MS + 120_000
+        cast += _issue_and_vote(b, c, _take(spare, per_hour), lo, lo + 45 * 60_000)
+    return PlantedAnomaly("night_burst", c.info.id, ANOMALY_RULES["night_burst"], first, first + timedelta(hours=2),
+                          f"{cast} votes between {cal.local(first):%H:%M} and "
+                          f"{cal.local(first + timedelta(hours=2)):%H:%M} local on day 3",
+                          {"night_votes": cast})
+
+
+def _offline_gap(
+    cal: _Calendar, rng: random.Random, cum: list[float], voters: int,
+) -> tuple[datetime, datetime, _Place]:
+    """Silent hours from 11:00 local on day 2: four, or as many more (up to eight) as it
+    takes for about 15 voters to be expected in them, so that the silence is
+    distinguishable from chance; whatever would have happened then happens in the five
+    hours after (voters come back later)."""
+    start = cal.utc_hour(1, 11)
+    first = int((start - cal.start) / timedelta(hours=1))
+    weights = [cum[0]] + [b - a for a, b in zip(cum, cum[1:])]
+    per_weight = voters / cum[-1]
+    hours = 4
+    while hours < 8 and per_weight * sum(weights[first:first + hours]) < 15:
+        hours += 1
+    end = start + timedelta(hours=hours)
+    lo, hi = _ms(start), _ms(end)
+    backlog = min(5 * _HOUR_MS, _ms(cal.end) - 3_600_000 - hi)
+
+    def place(ts: int) -> int:
+        if lo <= ts < hi:
+            return hi + 60_000 + rng.randrange(max(backlog, 60_000))
+        return ts
+
+    return start, end, place
+
+
+def _plant_rejections(b: _Builder, c: _Contract, cal: _Calendar, issued_to: list[_Voter]) -> PlantedAnomaly:
+    """One hour (16:00 local on day 2) with 3% of the register (at least 8) in rejected
+    transactions: votes from keys without a bulletin and repeated bulletin requests."""
+    rng = b.rng
+    n = max(8, round(0.03 * c.info.registered_voters))
+    hour = cal.utc_hour(1, 16)
+    lo = _ms(hour) + 60_000
+    for k in range(n):
+        ts = lo + rng.randrange(57 * 60_000)
+        if k % 2 == 0 or not issued_to:
+            b.vote(c, ts, b.new_voter(), rejected=True)
+        else:
+            b.blind_sig_issue(c, ts, [rng.choice(issued_to)], rejected=True)
+    return PlantedAnomaly("high_rejection", c.info.id, ANOMALY_RULES["high_rejection"], hour, hour + timedelta(hours=1),
+                          f"{n} rejected transactions in the hour from {cal.local(hour):%H:%M} local on day 2",
+                          {"rejected": n})
+
+
+def _plant_revotes(
+    b: _Builder, c: _Contract, cal: _Calendar, votes: list[tuple[int, _Voter]],
+) -> PlantedAnomaly | None:
+    """One hour (11:00 local on day 3) in which 4% of the register (at least 10) who had
+    already voted vote again."""
+    rng = b.rng
+    hour = cal.utc_hour(2, 11)
+    earlier = sorted({v.key: v for ts, v in votes if ts < _ms(hour)}.values(), key=lambda v: v.key)
+    n = min(len(earlier), max(10, round(0.04 * c.info.registered_voters)))
+    if n < 10:
+        return None
+    lo = _ms(hour) + 60_000
+    for voter in rng.sample(earlier, k=n):
+        b.vote(c, lo + rng.randrange(57 * 60_000), voter)
+    return PlantedAnomaly("revote_burst", c.info.id, ANOMALY_RULES["revote_burst"], hour, hour + timedelta(hours=1),
+                          f"{n} revotes in the hour from {cal.local(hour):%H:%M} local on day 3", {"revotes": n})
+
+
+def _plant_late_votes(b: _Builder, c: _Contract, cal: _Calendar, spare: list[_Voter]) -> PlantedAnomaly | None:
+    """5-10 voters get a bulletin in the last 20 minutes and vote after finishVoting."""
+    rng = b.rng
+    n = min(len(spare), rng.randint(5, 10))
+    if n < 5:
+        return None
+    end_ms = _ms(cal.end)
+    first = last = None
+    for voter in _take(spare, n):
+        b.blind_sig_issue(c, end_ms - rng.randrange(120_000, 1_200_000), [voter])
+        ts = end_ms + rng.randrange(60_000, 2_400_000)
+        b.vote(c, ts, voter)
+        first = ts if first is None else min(first, ts)
+        last = ts if last is None else max(last, ts)
+    start = _hour_of(first)
+    return PlantedAnomaly("late_votes", c.info.id, ANOMALY_RULES["late_votes"], start,
+                          _hour_of(last) + timedelta(hours=1), f"{n} votes accepted after finishVoting",
+                          {"late_votes": n})
+
+
+def _accepted_voters(c: _Contract) -> dict[str, list[_Tx]]:
+    """Accepted vote transactions by voter key."""
+    out: dict[str, list[_Tx]] = {}
+    for tx in c.txs:
+        if tx.operation == "vote" and not tx.rejected:
+            out.setdefault(tx.sender, []).append(tx)
+    return out
+
+
+def _plant_integer_turnout(
+    b: _Builder, c: _Contract, cal: _Calendar, cum: list[float], spare: list[_Voter], protected: set[str],
+) -> PlantedAnomaly | None:
+    """Bring the number of distinct voters to exactly k% of the register, k a multiple of 5
+    between 45 and 75 (the register is a multiple of 20, so k% is a whole number of
+    voters): voters are added (bulletin and vote) or removed (their only bulletin and
+    votes) as needed."""
+    rng = b.rng
+    registered = c.info.registered_voters
+    voted = _accepted_voters(c)
+    have = len(voted)
+    options = [k for k in range(45, 80, 5) if (k * registered) % 100 == 0]
+    if registered < 100 or not options:
+        return None
+    k = min(options, key=lambda o: (abs(o * registered // 100 - have), o))
+    target = k * registered // 100
+    end_ms = _ms(cal.end)
+    if target > have:
+        if len(spare) < target - have:
+            return None
+        for voter in _take(spare, target - have):
+            ts = min(_random_window_ts(rng, cum, cal), end_ms - 200_000)
+            b.blind_sig_issue(c, ts, [voter])
+            b.vote(c, ts + rng.randrange(10_000, 120_000), voter)
+    elif target < have:
+        singles = {tx.keys[0]: tx for tx in c.txs
+                   if tx.operation == "blindSigIssue" and not tx.rejected and len(tx.keys) == 1}
+        removable = sorted(key for key, txs in voted.items()
+                           if len(txs) == 1 and key in singles and key not in protected)
+        if len(removable) < have - target:
+            return None
+        drop_keys = set(rng.sample(removable, k=have - target))
+        drop = {id(singles[key]) for key in drop_keys}
+        c.txs = [tx for tx in c.txs if id(tx) not in drop and not (tx.operation == "vote" and tx.sender in drop_keys)]
+    return PlantedAnomaly("integer_turnout", c.info.id, ANOMALY_RULES["integer_turnout"], None, None,
+                          f"turnout set to exactly {k}% ({target} of {registered} registered voters)",
+                          {"voters": target, "registered_voters": registered, "percent": k})
+
+
+def _unknown_contract(b: _Builder, c: _Contract, cal: _Calendar) -> None:
     """A contract no reference file knows: three busy hours of ordinary bulletins and votes."""
     rng = b.rng
-    first = _ms(datetime(2024, 9, 7, 7, 0))
+    first = _ms(cal.utc_hour(1, 10))
     for hour in range(3):
         voters = [b.new_voter() for _ in range(rng.randint(15, 30))]
         timed = sorted(
@@ -674,14 +1008,31 @@ def _add_rollbacks(
 ) -> int:
     """Two rollbacks (the same line with last field ``-1``) of accepted bulletins or votes: the
     first in a later hour's file than the transaction it cancels, the second further down the
-    same file. The cancelled transactions are marked ``rolled_back``."""
+    same file. The cancelled transactions are marked ``rolled_back``.
+
+    Only transactions whose cancellation leaves a consistent count are picked: a vote of a
+    key that voted more than once (the key still counts as one voter), or a bulletin
+    transaction none of whose voters voted. Cancelling the bulletin of someone who voted
+    would leave a vote without a bulletin, which no honest constituency shows.
+    """
     hours = sorted(entries)
+    standing_votes = {key: len(txs) for key, txs in _accepted_voters(c).items()}
     candidates = [
         t for t in c.txs
         if t.operation in ("vote", "blindSigIssue") and not t.rejected
         and t.tx_id not in avoid and _hour_of(t.ts_ms) != hours[-1]
     ]
-    picked = rng.sample(candidates, k=min(2, len(candidates)))
+    picked: list[_Tx] = []
+    for t in rng.sample(candidates, k=len(candidates)):
+        if len(picked) == 2:
+            break
+        if t.operation == "vote":
+            if standing_votes.get(t.sender, 0) < 2:
+                continue
+            standing_votes[t.sender] -= 1
+        elif any(k in standing_votes for k in t.keys):
+            continue
+        picked.append(t)
     for n, tx in enumerate(picked):
         tx.rolled_back = True
         hour = _hour_of(tx.ts_ms)
@@ -757,10 +1108,12 @@ class _Written:
         self.total_bytes += len(data)
 
 
-def _choose_zip_hours(rng: random.Random, entries: dict[datetime, list[_Entry]]) -> list[datetime]:
+def _choose_zip_hours(
+    rng: random.Random, entries: dict[datetime, list[_Entry]], cal: _Calendar,
+) -> list[datetime]:
     """Four consecutive hours with files, starting between 09:00 and 13:00 local on day 2."""
     starts = [
-        h for h in (datetime(2024, 9, 7, hour) for hour in range(6, 11))
+        h for h in (cal.utc_hour(1, hour) for hour in range(9, 14))
         if all(h + timedelta(hours=k) in entries for k in range(4))
     ]
     if not starts:
@@ -806,16 +1159,14 @@ def _write_reference(
     election_id: str,
     seed: int,
     constituencies: list[SampleConstituency],
+    cal: _Calendar,
 ) -> None:
-    def local(moment: datetime) -> str:
-        return (moment + _LOCAL_OFFSET).strftime("%Y-%m-%dT%H:%M:%S") + _LOCAL_OFFSET_TEXT
-
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(ELECTIONS_HEADER)
     writer.writerow([
         election_id, ELECTION_NAME, ELECTION_COUNTRY, ELECTION_TYPE,
-        local(WINDOW_START_UTC), local(WINDOW_END_UTC), ELECTION_TIMEZONE, "completed",
+        cal.iso_local(cal.start), cal.iso_local(cal.end), cal.name, "completed",
         f"Synthetic sample election (seed {seed}): {len(constituencies)} constituencies, "
         "remote electronic voting",
     ])
@@ -862,13 +1213,23 @@ def generate_sample(
     ballot_bytes: int = 256,
     write_reference: bool = True,
     overwrite_reference: bool = False,
+    timezone_name: str = ELECTION_TIMEZONE,
+    anomalies: Sequence[str] | None = None,
+    anomaly_copies: int = 1,
 ) -> SampleSummary:
     """Write the sample election's export files into ``input_dir`` and, when
-    ``write_reference``, ``elections.csv`` and ``constituencies.csv`` into ``reference_dir``.
+    ``write_reference``, ``elections.csv``, ``constituencies.csv`` and ``ground_truth.json``
+    into ``reference_dir``.
 
     Export files with the same names are replaced (the same seed writes the same bytes); each
     is written as ``<name>.part`` and renamed into place. Existing reference files raise
     :class:`FileExistsError` (before anything is written) unless ``overwrite_reference``.
+
+    ``timezone_name`` is the election's IANA time zone (the window is 08:00 local on
+    2024-09-06 to 20:00 local on 2024-09-08). ``anomalies`` lists the kinds to plant
+    (default :data:`DEFAULT_ANOMALIES`; ``[]`` for none), each ``anomaly_copies`` times. They
+    go to distinct constituencies while at least two (or a third, in larger elections) stay
+    clean; with fewer constituencies several kinds share one, at different times.
     Returns the ground truth as a :class:`SampleSummary`.
     """
     if constituencies < 1:
@@ -878,11 +1239,19 @@ def generate_sample(
         raise ValueError("voters_per_constituency must be (low, high) with 20 <= low <= high")
     if ballot_bytes < 1:
         raise ValueError("ballot_bytes must be positive")
+    kinds = list(DEFAULT_ANOMALIES if anomalies is None else anomalies)
+    unknown_kinds = [k for k in kinds if k not in ANOMALY_RULES]
+    if unknown_kinds:
+        raise ValueError(f"unknown anomaly kind(s) {', '.join(unknown_kinds)}; known: {', '.join(ANOMALY_KINDS)}")
+    if anomaly_copies < 1:
+        raise ValueError("anomaly_copies must be at least 1")
+    cal = _Calendar.of(timezone_name)
     input_dir, reference_dir = Path(input_dir), Path(reference_dir)
     elections_csv = reference_dir / "elections.csv"
     constituencies_csv = reference_dir / "constituencies.csv"
+    truth_json = reference_dir / GROUND_TRUTH_FILE
     if write_reference and not overwrite_reference:
-        existing = [p for p in (elections_csv, constituencies_csv) if p.exists()]
+        existing = [p for p in (elections_csv, constituencies_csv, truth_json) if p.exists()]
         if existing:
             raise FileExistsError(
                 "reference file(s) already exist: " + ", ".join(str(p) for p in existing)
@@ -914,8 +1283,10 @@ def generate_sample(
         )
         contracts.append(_Contract(info, b.unique_id()))
     roles = rng.sample(range(constituencies), k=constituencies)
-    stuffed = contracts[roles[0]]
-    stuffed.info.stuffed = True
+    plan = _plan_anomalies(contracts, roles, kinds, anomaly_copies, (low, high))
+    stuffed = next((c for c in contracts if "stuffing" in plan.get(c.info.id, ())), None)
+    if stuffed is not None:
+        stuffed.info.stuffed = True
     zipped = contracts[roles[1 % constituencies]]
     malformed_owners = list(dict.fromkeys(roles[k % constituencies] for k in (2, 3)))
     unknown_info = SampleConstituency(
@@ -924,19 +1295,61 @@ def generate_sample(
     unknown = _Contract(unknown_info, b.unique_id())
 
     # ---- transactions ----------------------------------------------------------------
-    cum = _cumulative(_window_weights())
+    cum = _cumulative(_window_weights(cal))
+    planted: list[PlantedAnomaly] = []
     for c in contracts:
         voters = [
             b.new_voter(hashlib.sha256(f"{seed}:{c.info.id}:{n}".encode()).hexdigest())
             for n in range(c.info.registered_voters)
         ]
-        _lifecycle_before(b, c, voters)
-        share = rng.uniform(0.43, 0.55) if c is stuffed else rng.uniform(0.43, 0.78)
-        votes = _voting(b, c, rng.sample(voters, k=round(share * len(voters))), cum)
+        _lifecycle_before(b, c, voters, cal)
+        todo = plan.get(c.info.id, [])
         if c is stuffed:
-            _stuffing(b, c, votes)
-        _lifecycle_after(b, c, votes)
-    _unknown_contract(b, unknown)
+            share = rng.uniform(0.43, 0.55)
+        elif todo:
+            share = rng.uniform(0.43, 0.60)
+        else:
+            share = rng.uniform(0.43, 0.78)
+        chosen = rng.sample(voters, k=round(share * len(voters)))
+        picked = {v.key for v in chosen}
+        spare = [v for v in voters if v.key not in picked]
+        place = _no_gap
+        gap = None
+        if "offline_gap" in todo:
+            gap = _offline_gap(cal, rng, cum, len(chosen))
+            place = gap[2]
+        votes = _voting(b, c, chosen, cum, cal, place)
+        found: list[PlantedAnomaly | None] = []
+        protected: set[str] = set()
+        for kind in todo:
+            before = {id(t) for t in c.txs}
+            if kind == "stuffing":
+                found.append(_stuffing(b, c, len(votes), cal))
+            elif kind == "spike":
+                found.append(_plant_spike(b, c, cal, spare))
+            elif kind == "night_burst":
+                found.append(_plant_night_burst(b, c, cal, spare))
+            elif kind == "offline_gap" and gap is not None:
+                found.append(PlantedAnomaly(
+                    "offline_gap", c.info.id, ANOMALY_RULES["offline_gap"], gap[0], gap[1],
+                    f"no transaction from {cal.local(gap[0]):%H:%M} to {cal.local(gap[1]):%H:%M} local on day 2; "
+                    "the voters come back in the hours after",
+                    {"silent_hours": int((gap[1] - gap[0]) / timedelta(hours=1))}))
+            elif kind == "high_rejection":
+                found.append(_plant_rejections(b, c, cal, [v for _, v in votes]))
+            elif kind == "revote_burst":
+                found.append(_plant_revotes(b, c, cal, votes))
+            elif kind == "late_votes":
+                found.append(_plant_late_votes(b, c, cal, spare))
+            elif kind == "integer_turnout":
+                found.append(_plant_integer_turnout(b, c, cal, cum, spare, protected))
+            protected |= {t.sender for t in c.txs if id(t) not in before}
+        for anomaly in found:
+            if anomaly is not None:
+                planted.append(anomaly)
+                c.info.anomalies.append(anomaly.kind)
+        _lifecycle_after(b, c, len(_accepted_voters(c)), cal)
+    _unknown_contract(b, unknown, cal)
     all_contracts = [*contracts, unknown]
 
     # ---- hourly files with duplicates and rollbacks ----------------------------------
@@ -949,17 +1362,17 @@ def generate_sample(
             repeated = _add_duplicates(rng, buckets, entries)
             duplicated_lines += len(repeated)
             rollback_lines += _add_rollbacks(rng, c, entries, repeated)
-    zip_hours = _choose_zip_hours(rng, per_file[zipped.info.id])
+    zip_hours = _choose_zip_hours(rng, per_file[zipped.info.id], cal)
 
     # Malformed lines: three each in one window-hour file of two constituencies (never zipped).
-    samples = _malformed_samples(b, _ms(datetime(2024, 9, 7, 12, 0)))
+    samples = _malformed_samples(b, _ms(cal.utc_hour(1, 15)))
     chunks = [samples[:3], samples[3:]] if len(malformed_owners) > 1 else [samples]
     for index, chunk in zip(malformed_owners, chunks):
         c = contracts[index]
         entries = per_file[c.info.id]
         options = sorted(
             h for h in entries
-            if WINDOW_START_UTC <= h < WINDOW_END_UTC and not (c is zipped and h in zip_hours)
+            if cal.start <= h < cal.end and not (c is zipped and h in zip_hours)
         )
         target = entries[rng.choice(options)]
         for text, kind in chunk:
@@ -988,7 +1401,7 @@ def generate_sample(
     if write_reference:
         reference_dir.mkdir(parents=True, exist_ok=True)
         _write_reference(
-            elections_csv, constituencies_csv, election_id, seed, [c.info for c in contracts]
+            elections_csv, constituencies_csv, election_id, seed, [c.info for c in contracts], cal
         )
         reference_files = [elections_csv, constituencies_csv]
 
@@ -1010,18 +1423,18 @@ def generate_sample(
         for hour, f in hourly[cid].items()
     ]
 
-    return SampleSummary(
+    summary = SampleSummary(
         seed=seed,
         input_dir=input_dir,
         reference_dir=reference_dir,
         election_id=election_id,
         election_name=ELECTION_NAME,
-        timezone=ELECTION_TIMEZONE,
-        window_start=WINDOW_START_UTC,
-        window_end=WINDOW_END_UTC,
+        timezone=cal.name,
+        window_start=cal.start,
+        window_end=cal.end,
         constituencies=[c.info for c in all_contracts],
         unknown_contract_id=unknown.info.id,
-        stuffed_contract_id=stuffed.info.id,
+        stuffed_contract_id=stuffed.info.id if stuffed is not None else "",
         zipped_contract_id=zipped.info.id if zip_hours else "",
         hourly=hourly,
         totals=totals,
@@ -1033,4 +1446,47 @@ def generate_sample(
         total_bytes=out.total_bytes,
         rollback_lines=rollback_lines,
         duplicated_lines=duplicated_lines,
+        anomalies=planted,
     )
+    if write_reference:
+        payload = json.dumps(summary.ground_truth(), indent=2, ensure_ascii=False) + "\n"
+        _write_atomic(truth_json, payload.encode("utf-8"))
+        summary.ground_truth_file = truth_json
+    return summary
+
+
+def _plan_anomalies(
+    contracts: list[_Contract], roles: list[int], kinds: list[str], copies: int, voters: tuple[int, int],
+) -> dict[str, list[str]]:
+    """Which kinds go to which constituency (in planting order).
+
+    Hosts are taken in ``roles`` order. As many hosts as planted anomalies while
+    ``max(2, n // 3)`` constituencies stay clean (fewer when there are fewer than four);
+    with fewer hosts, kinds are dealt round-robin, so that one host holds anomalies at
+    different times. An ``integer_turnout`` host gets a register that is a multiple of 20
+    (inside ``voters`` when possible).
+    """
+    n = len(contracts)
+    wanted = [k for _ in range(copies) for k in ANOMALY_KINDS if k in kinds]
+    if not wanted:
+        return {}
+    keep_clean = max(2, n // 3) if n >= 4 else (1 if n >= 2 else 0)
+    hosts = max(1, min(len(wanted), n - keep_clean))
+    plan: dict[str, list[str]] = {}
+    for i, kind in enumerate(wanted):
+        c = contracts[roles[i % hosts]]
+        todo = plan.setdefault(c.info.id, [])
+        if kind not in todo:
+            todo.append(kind)
+    low, high = voters
+    for c in contracts:
+        todo = plan.get(c.info.id, [])
+        todo.sort(key=ANOMALY_KINDS.index)
+        if "integer_turnout" in todo:
+            # integer_turnout last among the kinds that change who votes
+            todo.remove("integer_turnout")
+            todo.append("integer_turnout")
+            lo20, hi20 = -(-low // 20) * 20, high // 20 * 20
+            r = c.info.registered_voters
+            c.info.registered_voters = min(max(round(r / 20) * 20, lo20), hi20) if lo20 <= hi20 else round(r / 20) * 20
+    return plan

@@ -5,10 +5,13 @@ One alert per fingerprint (rule, constituency, hour or window). On every run:
 * a new finding creates an ``active`` alert;
 * a known one has its severity, title, description and details refreshed in place, while
   ``status``, ``notes`` and ``assigned_to`` stay as the analyst left them;
-* a ``resolved`` alert whose condition got worse (higher statistic or severity) reopens,
-  with a note saying why;
-* a ``snoozed`` alert stays quiet until ``snoozed_until`` has passed, then becomes active;
-* an alert whose condition is no longer seen is kept, with ``details.condition_present`` false.
+* a ``resolved`` alert whose condition got worse than when it was resolved (higher
+  severity, or its statistic moved the bad way: up for most rules, down for
+  ``low_participation``) reopens as ``active``, with a note saying why;
+* a ``snoozed`` alert stays quiet until ``snoozed_until`` has passed, then becomes
+  ``active`` again with a note (whether or not its condition is still present);
+* an alert whose condition is no longer seen is kept, with ``details.condition_present``
+  false and the time it cleared.
 """
 
 from __future__ import annotations
@@ -16,12 +19,16 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from election_pipeline.db.models import Alert, utcnow
+from election_pipeline.db.schemas.alert import make_note
 from election_pipeline.detection.findings import SEVERITY_ORDER, Finding
+
+PIPELINE_AUTHOR = "pipeline"
 
 
 @dataclass
@@ -30,18 +37,40 @@ class AlertsSummary:
     updated: int = 0
     unchanged: int = 0
     reopened: int = 0
+    woken: int = 0
     cleared: int = 0
     by_severity: Counter = field(default_factory=Counter)
 
 
-def _worse(old_details: dict | None, old_severity: str, finding: Finding) -> str | None:
-    """Why the finding is worse than what the analyst resolved, or None."""
+def _baseline(alert: Alert) -> dict[str, Any]:
+    """What the analyst saw when resolving: kept in ``details.resolved_baseline`` while the
+    alert stays resolved (taken from the details of the first run after the resolution)."""
+    details = alert.details or {}
+    return details.get("resolved_baseline") or {
+        "severity": alert.severity, "statistic": details.get("statistic"),
+        "worse_when": details.get("worse_when", "higher"),
+    }
+
+
+def worse_reason(baseline: dict[str, Any], finding: Finding) -> str | None:
+    """Why ``finding`` is worse than ``baseline`` (severity and statistic), or None."""
+    old_severity = baseline.get("severity") or "info"
     if SEVERITY_ORDER[finding.severity] > SEVERITY_ORDER.get(old_severity, 0):
         return f"severity rose from {old_severity} to {finding.severity}"
-    old_stat = (old_details or {}).get("statistic")
-    if old_stat is not None and finding.statistic is not None and finding.statistic > float(old_stat) + 1e-9:
-        return f"the statistic rose from {old_stat} to {finding.statistic}"
+    old_stat = baseline.get("statistic")
+    if old_stat is None or finding.statistic is None:
+        return None
+    old_stat, new_stat = float(old_stat), float(finding.statistic)
+    tolerance = 1e-9 * max(1.0, abs(old_stat))
+    if finding.higher_is_worse and new_stat > old_stat + tolerance:
+        return f"its statistic rose from {old_stat:g} to {new_stat:g}"
+    if not finding.higher_is_worse and new_stat < old_stat - tolerance:
+        return f"its statistic fell from {old_stat:g} to {new_stat:g}"
     return None
+
+
+def _note(text: str, now: datetime) -> dict[str, Any]:
+    return make_note(text, PIPELINE_AUTHOR, now)
 
 
 def publish_alerts(engine: Engine, findings: list[Finding], now: datetime | None = None) -> AlertsSummary:
@@ -67,30 +96,45 @@ def publish_alerts(engine: Engine, findings: list[Finding], now: datetime | None
                 summary.created += 1
                 continue
             notes = list(alert.notes or [])
-            reason = _worse(alert.details, alert.severity, f) if alert.status == "resolved" else None
-            if reason:
-                alert.status = "active"
-                alert.resolved_at = None
-                notes.append({"at": now.isoformat(), "author": "pipeline", "text": f"Reopened: {reason}."})
-                summary.reopened += 1
-            if alert.status == "snoozed" and alert.snoozed_until is not None and alert.snoozed_until <= now:
-                alert.status = "active"
-                notes.append({"at": now.isoformat(), "author": "pipeline",
-                              "text": f"Snooze ended {alert.snoozed_until.isoformat()}; active again."})
-                alert.snoozed_until = None
-            changed = (alert.severity, alert.title, alert.description, alert.details) != (
-                f.severity, f.title, f.description, details)
-            if changed or reason or notes != list(alert.notes or []):
-                alert.severity, alert.title, alert.description, alert.details = (
-                    f.severity, f.title, f.description, details)
+            if alert.status == "resolved":
+                baseline = _baseline(alert)
+                reason = worse_reason(baseline, f)
+                if reason:
+                    alert.status = "active"
+                    alert.resolved_at = None
+                    notes.append(_note(f"Reopened by the pipeline: {reason} since it was resolved.", now))
+                    summary.reopened += 1
+                else:
+                    details["resolved_baseline"] = baseline
+            if _wake(alert, notes, now):
+                summary.woken += 1
+            new = (f.severity, f.title, f.description, details, notes)
+            if (alert.severity, alert.title, alert.description, alert.details, list(alert.notes or [])) != new:
+                alert.severity, alert.title, alert.description, alert.details = new[:4]
                 alert.notes = notes
                 summary.updated += 1
             else:
                 summary.unchanged += 1
         for fp, alert in existing.items():
-            if fp not in seen and (alert.details or {}).get("condition_present", True):
+            if fp in seen:
+                continue
+            notes = list(alert.notes or [])
+            if _wake(alert, notes, now):
+                alert.notes = notes
+                summary.woken += 1
+            if (alert.details or {}).get("condition_present", True):
                 alert.details = dict(alert.details or {}) | {"condition_present": False,
                                                               "condition_cleared_at": now.isoformat()}
                 summary.cleared += 1
         db.commit()
     return summary
+
+
+def _wake(alert: Alert, notes: list[dict[str, Any]], now: datetime) -> bool:
+    """A snoozed alert whose snooze has ended becomes active again (note appended)."""
+    if alert.status != "snoozed" or alert.snoozed_until is None or alert.snoozed_until > now:
+        return False
+    notes.append(_note(f"Snooze ended at {alert.snoozed_until.isoformat()} UTC; active again.", now))
+    alert.status = "active"
+    alert.snoozed_until = None
+    return True

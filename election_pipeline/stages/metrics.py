@@ -4,22 +4,29 @@ Writes onto ``constituencies`` the whole-election figures (bulletins issued, dis
 voters, revotes, transactions, rejected transactions, participation = voters / registered
 × 100, registered voters and their source, anomaly score) and onto ``hourly_stats`` the
 ``anomaly_count`` of every hour. Returns the detection findings for the alerts stage.
+
+Detection runs at an instant ``now`` (the current UTC time unless given), reads each
+election's window and time zone from the ``elections`` table, and attaches to every
+finding up to 20 transaction ids from the raw store as evidence.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import duckdb
 import pandas as pd
 from sqlalchemy import Engine, func, select, update
 
-from election_pipeline.analytics.aggregation import constituency_totals, evidence_tx_ids
+from election_pipeline.analytics.aggregation import constituency_totals
 from election_pipeline.db.bulk import update_by_key
 from election_pipeline.db.models import Constituency, Election, HourlyStats, utcnow
 from election_pipeline.detection import rules
+from election_pipeline.detection.context import constituency_windows
 from election_pipeline.detection.findings import Finding
 from election_pipeline.detection.score import anomaly_counts, anomaly_scores
+from election_pipeline.detection.thresholds import DetectionThresholds, SpikeThresholds
 
 from .hourly import compute_hourly, load_constituencies, participation, registered_voters
 
@@ -44,34 +51,149 @@ class MetricsSummary:
     updated: int = 0
 
 
+def _thresholds(value: DetectionThresholds | SpikeThresholds | None) -> DetectionThresholds:
+    if value is None:
+        return DetectionThresholds()
+    if isinstance(value, SpikeThresholds):
+        return DetectionThresholds.from_spike(value)
+    return value
+
+
 def detect(
-    hourly: pd.DataFrame, constituencies: pd.DataFrame, totals: pd.DataFrame,
-    spike: rules.SpikeThresholds = rules.SpikeThresholds(),
+    hourly: pd.DataFrame,
+    constituencies: pd.DataFrame,
+    totals: pd.DataFrame,
+    thresholds: DetectionThresholds | SpikeThresholds | None = None,
+    *,
+    elections: pd.DataFrame | None = None,
+    late: pd.DataFrame | None = None,
+    now: datetime | None = None,
 ) -> list[Finding]:
-    """Run every rule; ``constituencies`` needs ``registered`` (see :func:`registered_voters`)."""
-    findings: list[Finding] = []
-    findings += rules.votes_exceed_bulletins(hourly)
-    findings += rules.unusual_spike(hourly, constituencies, spike)
-    findings += rules.bulletins_exceed_registered(constituencies, totals)
-    findings += rules.unknown_constituency(constituencies, totals)
-    return findings
+    """Run every rule (:func:`election_pipeline.detection.rules.run_rules`) at ``now``
+    (default: the current UTC time). ``constituencies`` needs ``registered`` (see
+    :func:`registered_voters`); ``elections`` gives windows and time zones."""
+    return rules.run_rules(
+        hourly, constituencies, totals, _thresholds(thresholds), elections=elections, late=late, now=now,
+    )
+
+
+def load_elections(engine: Engine) -> pd.DataFrame:
+    """``id, start_date, end_date, timezone`` of every election (naive UTC dates)."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(Election.id, Election.start_date, Election.end_date, Election.timezone)).all()
+    return pd.DataFrame(rows, columns=["id", "start_date", "end_date", "timezone"])
+
+
+#: At most this many candidate transactions per constituency are read for the window rules.
+LATE_CANDIDATES_PER_CONSTITUENCY = 5000
+
+_LATE_SQL = """
+WITH finish AS (
+    SELECT constituency_id, max(ts) AS finished FROM standing_transactions
+    WHERE operation = 'finishVoting' AND NOT rejected GROUP BY constituency_id
+),
+candidates AS (
+    SELECT s.constituency_id, s.tx_id, s.ts, s.operation, s.rejected
+    FROM standing_transactions s
+    LEFT JOIN finish f ON f.constituency_id = s.constituency_id
+    LEFT JOIN detection_windows w ON w.constituency_id = s.constituency_id
+    WHERE s.operation IN ('vote', 'blindSigIssue') AND NOT s.rejected
+      AND ((f.finished IS NOT NULL AND s.ts >= f.finished)
+           OR (w.start_utc IS NOT NULL AND (s.ts < w.start_utc OR s.ts >= w.end_utc)))
+)
+SELECT * FROM candidates
+QUALIFY row_number() OVER (PARTITION BY constituency_id ORDER BY ts, tx_id) <= ?
+ORDER BY constituency_id, ts, tx_id
+"""
+
+
+def late_transactions(
+    duck: duckdb.DuckDBPyConnection, constituencies: pd.DataFrame, elections: pd.DataFrame
+) -> pd.DataFrame:
+    """Accepted vote/bulletin transactions at or after their contract's ``finishVoting``, or
+    outside their election's window: the candidates ``vote_after_close`` and
+    ``outside_voting_window`` judge (at most 5000 per constituency, oldest first)."""
+    windows = constituency_windows(constituencies, elections)
+    frame = pd.DataFrame(
+        [(cid, w.start, w.end) for cid, w in windows.items()],
+        columns=["constituency_id", "start_utc", "end_utc"],
+    )
+    if frame.empty:
+        frame = pd.DataFrame({"constituency_id": pd.Series(dtype=str),
+                              "start_utc": pd.Series(dtype="datetime64[us]"),
+                              "end_utc": pd.Series(dtype="datetime64[us]")})
+    duck.register("detection_windows", frame)
+    try:
+        return duck.execute(_LATE_SQL, [LATE_CANDIDATES_PER_CONSTITUENCY]).df()
+    finally:
+        duck.unregister("detection_windows")
+
+
+_EVIDENCE_FILTERS = {
+    "vote": "operation = 'vote' AND NOT rejected",
+    "bulletin": "operation = 'blindSigIssue' AND NOT rejected",
+    "rejected": "rejected",
+    "any": "TRUE",
+}
+
+
+def evidence_for(duck: duckdb.DuckDBPyConnection, finding: Finding, limit: int = 20) -> list[str]:
+    """Up to ``limit`` standing transaction ids behind ``finding`` (see
+    :data:`election_pipeline.detection.findings.EVIDENCE_KINDS`), oldest first."""
+    kind = finding.evidence_kind
+    if kind is None:
+        return []
+    cid = finding.constituency_id
+    start = finding.window_start
+    end = finding.window_end
+    if kind == "around":
+        before = duck.execute(
+            "SELECT tx_id FROM standing_transactions WHERE constituency_id = ? AND ts < ? "
+            "ORDER BY ts DESC, tx_id DESC LIMIT 1", [cid, start]).fetchall()
+        after = duck.execute(
+            "SELECT tx_id FROM standing_transactions WHERE constituency_id = ? AND ts >= ? "
+            "ORDER BY ts, tx_id LIMIT 1", [cid, end]).fetchall()
+        return [r[0] for r in before + after]
+    clauses, params = ["constituency_id = ?"], [cid]
+    if start is not None:
+        clauses.append("ts >= ?")
+        params.append(start)
+    if end is not None:
+        clauses.append("ts < ?")
+        params.append(end)
+    if kind == "revote":
+        sql = (
+            "WITH v AS (SELECT tx_id, ts, row_number() OVER (PARTITION BY sender ORDER BY ts, tx_id) AS nth "
+            "FROM standing_transactions WHERE constituency_id = ? AND operation = 'vote' AND NOT rejected) "
+            f"SELECT tx_id FROM v WHERE nth > 1 {''.join(' AND ' + c for c in clauses[1:])} "
+            f"ORDER BY ts, tx_id LIMIT {int(limit)}"
+        )
+        return [r[0] for r in duck.execute(sql, params).fetchall()]
+    clauses.append(_EVIDENCE_FILTERS[kind])
+    sql = (f"SELECT tx_id FROM standing_transactions WHERE {' AND '.join(clauses)} "
+           f"ORDER BY ts, tx_id LIMIT {int(limit)}")
+    return [r[0] for r in duck.execute(sql, params).fetchall()]
 
 
 def compute_metrics(
-    duck: duckdb.DuckDBPyConnection, engine: Engine, spike: rules.SpikeThresholds = rules.SpikeThresholds()
+    duck: duckdb.DuckDBPyConnection,
+    engine: Engine,
+    thresholds: DetectionThresholds | SpikeThresholds | None = None,
+    now: datetime | None = None,
 ) -> MetricsSummary:
-    """Totals per constituency plus findings (with evidence transaction ids)."""
+    """Totals per constituency plus findings (with evidence transaction ids) at ``now``."""
     totals = constituency_totals(duck)
     constituencies = load_constituencies(engine)
     reg = registered_voters(constituencies, totals)
     info = constituencies.merge(reg, on="id", how="left")
+    info["registered"] = info["registered"].fillna(0).astype("int64")
     hourly = compute_hourly(duck, engine)
-    findings = detect(hourly, info, totals, spike)
+    elections = load_elections(engine)
+    late = late_transactions(duck, info, elections)
+    findings = detect(hourly, info, totals, thresholds, elections=elections, late=late, now=now)
     for f in findings:
-        if f.evidence_operation is not None or f.window_start is not None:
-            f.evidence_tx_ids = evidence_tx_ids(
-                duck, f.constituency_id, f.window_start, f.window_end, f.evidence_operation
-            )
+        if not f.evidence_tx_ids:
+            f.evidence_tx_ids = evidence_for(duck, f)
     scores = anomaly_scores(findings)
 
     frame = info.merge(totals, left_on="id", right_on="constituency_id", how="left")
@@ -84,10 +206,13 @@ def compute_metrics(
 
 
 def publish_metrics(
-    duck: duckdb.DuckDBPyConnection, engine: Engine, spike: rules.SpikeThresholds = rules.SpikeThresholds()
+    duck: duckdb.DuckDBPyConnection,
+    engine: Engine,
+    thresholds: DetectionThresholds | SpikeThresholds | None = None,
+    now: datetime | None = None,
 ) -> MetricsSummary:
-    """Compute the metrics and write them; only rows whose figures changed are updated."""
-    summary = compute_metrics(duck, engine, spike)
+    """Compute the metrics at ``now`` and write them; only rows whose figures changed are updated."""
+    summary = compute_metrics(duck, engine, thresholds, now)
     frame = summary.frame
     with engine.connect() as conn:
         current = {

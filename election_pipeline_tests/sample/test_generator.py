@@ -355,3 +355,112 @@ def test_has_input_files(tmp_path: Path) -> None:
     assert not has_input_files(folder)
     (folder / "x_2024-09-06_0500-0600.zip").write_bytes(b"")
     assert has_input_files(folder)
+
+
+# ---- labelled anomalies and ground truth ----------------------------------------------
+
+from datetime import timedelta  # noqa: E402
+from zoneinfo import ZoneInfo  # noqa: E402
+
+from election_pipeline.sample.generator import (  # noqa: E402
+    ANOMALY_RULES,
+    DEFAULT_ANOMALIES,
+    GROUND_TRUTH_FILE,
+)
+
+
+def test_default_sample_plants_every_default_anomaly_and_keeps_clean_constituencies(sample: SampleSummary) -> None:
+    import json
+
+    kinds = [a.kind for a in sample.anomalies]
+    assert sorted(kinds) == sorted(DEFAULT_ANOMALIES)
+    assert all(a.rules == ANOMALY_RULES[a.kind] for a in sample.anomalies)
+    hosts = {a.constituency_id for a in sample.anomalies}
+    assert hosts <= set(sample.reference_contract_ids)
+    clean = sample.clean_contract_ids
+    assert len(clean) >= 2 and not hosts & set(clean)
+    assert next(a for a in sample.anomalies if a.kind == "stuffing").constituency_id == sample.stuffed_contract_id
+    for c in sample.constituencies:
+        assert sorted(c.anomalies) == sorted(a.kind for a in sample.anomalies if a.constituency_id == c.id)
+
+    truth = json.loads((sample.reference_dir / GROUND_TRUTH_FILE).read_text(encoding="utf-8"))
+    assert sample.ground_truth_file == sample.reference_dir / GROUND_TRUTH_FILE
+    assert truth == json.loads(json.dumps(sample.ground_truth()))
+    assert {a["kind"] for a in truth["anomalies"]} == set(DEFAULT_ANOMALIES)
+    assert truth["timezone"] == "Europe/Moscow"
+
+
+def test_planted_anomalies_are_in_the_counted_figures(sample: SampleSummary) -> None:
+    """Each planted anomaly, checked against the ground-truth counts (which come from the
+    generator's own transactions, and which the pipeline reproduces)."""
+    tz = ZoneInfo(sample.timezone)
+
+    def local_hour(h: datetime) -> int:
+        return h.replace(tzinfo=ZoneInfo("UTC")).astimezone(tz).hour
+
+    by_kind = {a.kind: a for a in sample.anomalies}
+    for kind, a in by_kind.items():
+        hours = sample.hourly[a.constituency_id]
+        inside = {h: f for h, f in hours.items() if a.start is not None and a.start <= h < a.end}
+        if kind == "offline_gap":
+            assert inside == {} and (a.end - a.start) >= timedelta(hours=4)
+            assert any(h < a.start for h in hours) and any(h >= a.end for h in hours)
+        elif kind == "spike":
+            assert sum(f.votes_cast for f in inside.values()) >= 30
+        elif kind == "night_burst":
+            assert all(local_hour(h) < 6 for h in inside) and len(inside) == 2
+            assert all(f.votes_cast >= 12 for f in inside.values())
+        elif kind == "high_rejection":
+            [f] = inside.values()
+            assert f.rejected_count >= 8 and f.rejected_count / f.transaction_count > 0.25
+        elif kind == "revote_burst":
+            [f] = inside.values()
+            assert f.revotes >= 10 and f.revotes > f.votes_cast
+        elif kind == "stuffing":
+            assert sum(f.votes_cast - f.bulletins_issued for f in inside.values()) >= 4 * 25
+        elif kind == "integer_turnout":
+            totals = sample.totals[a.constituency_id]
+            assert totals.votes_cast * 100 == a.figures["percent"] * totals.registered_voters
+            assert totals.registered_voters % 20 == 0
+
+
+def test_clean_constituencies_never_have_votes_above_bulletins() -> None:
+    """Rollbacks only cancel a revote or a bulletin nobody used, so an honest constituency
+    never shows more voters than bulletins at the end of any hour (several seeds)."""
+    import tempfile
+
+    for seed in (1, 2, 3, 4):
+        with tempfile.TemporaryDirectory() as tmp:
+            s = generate_sample(Path(tmp) / "in", Path(tmp) / "ref", seed=seed, constituencies=8,
+                                voters_per_constituency=(100, 300), ballot_bytes=16)
+            for cid in s.clean_contract_ids:
+                votes = bulletins = 0
+                for _h, f in sorted(s.hourly[cid].items()):
+                    votes += f.votes_cast
+                    bulletins += f.bulletins_issued
+                    assert votes <= bulletins, (seed, cid)
+            assert s.rollback_lines >= 2
+
+
+def test_time_zone_late_votes_and_no_anomalies(tmp_path: Path) -> None:
+    s = generate_sample(tmp_path / "in", tmp_path / "ref", seed=5, constituencies=10, ballot_bytes=16,
+                        timezone_name="Asia/Kolkata", anomalies=["late_votes", "spike"])
+    with (tmp_path / "ref" / "elections.csv").open(newline="", encoding="utf-8") as fh:
+        row = next(csv.DictReader(fh))
+    assert (row["start_date"], row["end_date"], row["timezone"]) == (
+        "2024-09-06T08:00:00+05:30", "2024-09-08T20:00:00+05:30", "Asia/Kolkata")
+    assert (s.window_start, s.window_end) == (datetime(2024, 9, 6, 2, 30), datetime(2024, 9, 8, 14, 30))
+    assert sorted(a.kind for a in s.anomalies) == ["late_votes", "spike"]
+    late = next(a for a in s.anomalies if a.kind == "late_votes")
+    assert late.start >= datetime(2024, 9, 8, 14) and s.stuffed_contract_id == ""
+    late_votes = sum(f.votes_cast for h, f in s.hourly[late.constituency_id].items() if h >= datetime(2024, 9, 8, 15))
+    assert late_votes >= 1
+
+    none = generate_sample(tmp_path / "in2", tmp_path / "ref2", seed=5, constituencies=4, ballot_bytes=16,
+                           anomalies=[])
+    assert none.anomalies == [] and len(none.clean_contract_ids) == 4
+
+    with pytest.raises(ValueError, match="unknown anomaly kind"):
+        generate_sample(tmp_path / "in3", tmp_path / "ref3", anomalies=["meteor"])
+    with pytest.raises(ValueError, match="IANA time zone"):
+        generate_sample(tmp_path / "in4", tmp_path / "ref4", timezone_name="Mars/Olympus")

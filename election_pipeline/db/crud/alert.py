@@ -16,7 +16,7 @@ from ..schemas.alert import (
     make_note,
 )
 from ..schemas.base import check_choice, to_naive_utc, utc_now
-from .base import BaseCRUD
+from .base import BaseCRUD, NotFoundError
 
 _SEVERITY_ORDER = case(
     {s: i for i, s in enumerate(ALERT_SEVERITIES)}, value=Alert.severity, else_=99
@@ -67,6 +67,52 @@ class AlertCRUD(BaseCRUD[Alert, AlertCreate, AlertUpdate]):
         """Alerts with this status (``ValueError`` for an unknown status)."""
         check_choice(status, ALERT_STATUSES, "status")
         return self._ordered(select(Alert).where(Alert.status == status))
+
+    def list_alerts(
+        self,
+        *,
+        severity: str | None = None,
+        status: str | None = None,
+        constituency_id: str | None = None,
+        rule: str | None = None,
+        limit: int | None = 100,
+    ) -> list[Alert]:
+        """Alerts matching every filter given (``ValueError`` for an unknown severity or
+        status), most severe first, then the most recently detected."""
+        check_choice(severity, ALERT_SEVERITIES, "severity")
+        check_choice(status, ALERT_STATUSES, "status")
+        stmt = select(Alert)
+        if severity is not None:
+            stmt = stmt.where(Alert.severity == severity)
+        if status is not None:
+            stmt = stmt.where(Alert.status == status)
+        if constituency_id is not None:
+            stmt = stmt.where(Alert.constituency_id == constituency_id)
+        if rule is not None:
+            stmt = stmt.where(Alert.type == rule)
+        stmt = stmt.order_by(_SEVERITY_ORDER, Alert.detected_at.desc(), Alert.id)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return self._list(stmt)
+
+    def get_by_id_or_prefix(self, id_or_prefix: str) -> Alert:
+        """The alert with this id, or the only one whose id starts with it (at least four
+        characters). :class:`NotFoundError` when none matches; ``LookupError`` naming the
+        candidates when several do."""
+        key = (id_or_prefix or "").strip()
+        alert = self.get(key) if key else None
+        if alert is not None:
+            return alert
+        if len(key) >= 4:
+            matches = list(self.db.scalars(select(Alert).where(Alert.id.startswith(key, autoescape=True)).limit(6)))
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise LookupError(
+                    f"alert id prefix {key!r} is ambiguous: {', '.join(a.id for a in matches[:5])}"
+                    + (" ..." if len(matches) > 5 else "")
+                )
+        raise NotFoundError(Alert, key)
 
     def get_active_alerts(self) -> list[Alert]:
         """Alerts that need attention: status ``active``, plus ``snoozed`` ones whose

@@ -1,0 +1,441 @@
+"""Statistical rules about *when* things happen: spikes, night-time votes, silence.
+
+* ``unusual_spike``: an hour's votes far above what peer constituencies predict.
+* ``night_activity``: votes between 00:00 and 06:00 local time above a share of the
+  constituency's own daytime median.
+* ``constituency_offline``: no transactions for N hours inside the voting window while
+  peers were active.
+
+Peers are the other constituencies of the same election and region (of the whole
+election when the region has fewer than three others); see
+:func:`~election_pipeline.detection.context.peer_groups`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Collection
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from .context import (
+    HOUR,
+    VotingWindow,
+    constituency_names,
+    describe_hour,
+    hour_ceil,
+    hour_floor,
+    label,
+    peer_groups,
+    to_naive,
+)
+from .findings import Finding
+from .stats import MAD_SCALE
+from .thresholds import DetectionThresholds, SpikeThresholds
+
+#: Local hours that count as night (00:00-06:00) and as daytime (08:00-22:00).
+NIGHT_HOURS = range(0, 6)
+DAY_HOURS = range(8, 22)
+#: ``night_activity`` needs this many daytime hours before it can judge a night.
+MIN_DAY_HOURS = 6
+#: ``constituency_offline`` needs at least this share of peers to have been active.
+MIN_ACTIVE_PEERS = 0.5
+
+
+def _registered(constituencies: pd.DataFrame) -> dict[str, float]:
+    return {str(i): float(r) for i, r in zip(constituencies["id"], constituencies["registered"])}
+
+
+def _pivot(hourly: pd.DataFrame, column: str) -> pd.DataFrame:
+    frame = hourly.pivot_table(index="constituency_id", columns="hour", values=column, aggfunc="sum", fill_value=0)
+    frame.index = frame.index.astype(str)
+    return frame
+
+
+# --------------------------------------------------------------------------------------
+# unusual_spike
+# --------------------------------------------------------------------------------------
+
+
+def spike_noise_floor(expected: float, registered: float, relative_spread: float) -> float:
+    """The least MAD (in share-of-registered units) a spike z-score is computed against:
+    the dispersion an honest constituency shows around ``expected`` votes, Poisson
+    counting noise plus ``relative_spread`` of turnout, σ = √(E + (ρE)²), as a MAD."""
+    e = max(expected, 1.0)
+    return MAD_SCALE * math.sqrt(e + (relative_spread * e) ** 2) / registered
+
+
+def spread_with_median_error(mad: float, floor: float, peers: int) -> float:
+    """The MAD a spike z-score divides by: the constituency's own spread (the peers' MAD,
+    at least ``floor``) combined with the uncertainty of the peers' median itself
+    (standard error 1.2533·σ/√peers), both as MADs."""
+    own = max(mad, floor)
+    return math.sqrt(own * own + (math.pi / 2) * mad * mad / max(peers, 1))
+
+
+def _peer_stats(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column-wise median and MAD over the rows (peers), ignoring NaN."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column of peers with no votes at all
+        median = np.nanmedian(matrix, axis=0)
+        mad = np.nanmedian(np.abs(matrix - median), axis=0)
+    return np.nan_to_num(median), np.nan_to_num(mad)
+
+
+def unusual_spike(
+    hourly: pd.DataFrame,
+    constituencies: pd.DataFrame,
+    thresholds: SpikeThresholds = SpikeThresholds(),
+    closed: Collection[str] | None = None,
+    windows: dict[str, VotingWindow] | None = None,
+) -> list[Finding]:
+    """Warning/critical: an hour's votes far above what peer constituencies predict.
+
+    For each hour, each peer's share of its registered voters voting in that hour is
+    computed; the expected votes are registered voters × the median peer share, and the
+    robust z-score 0.6745·(x − median)/MAD of the constituency's share is compared with
+    the thresholds (warning above ``warning_z``, critical above ``critical_z``; exactly at
+    a threshold does not fire). The MAD is floored by :func:`spike_noise_floor`, so small
+    early-morning numbers or a few peers that happen to agree cannot make an ordinary
+    hour look extreme, and widened by the standard error of the peers' median
+    (:func:`spread_with_median_error`), which matters when there are few peers. The same
+    z-score is also computed on the share of *its own* votes
+    the constituency cast in the hour, against the peers' shares of theirs (a
+    turnout-adjusted prediction); the smaller of the two is used, so a constituency whose
+    turnout is simply higher than its peers' is not flagged hour after hour. Hours with
+    fewer than ``min_votes`` votes are not flagged.
+
+    Separately, once a constituency's voting is over (``closed``; all of them when
+    ``closed`` is None), an hour holding more than ``hour_share`` of its total votes
+    (total at least 100) is a warning.
+    """
+    findings: list[Finding] = []
+    if hourly.empty:
+        return findings
+    windows = windows or {}
+    names = constituency_names(constituencies)
+    registered = _registered(constituencies)
+    peers = peer_groups(constituencies)
+    votes = _pivot(hourly, "votes_cast")
+    hours = list(votes.columns)
+    ids = sorted(set(votes.index) | {p for ps in peers.values() for p in ps} | set(peers))
+    grid = votes.reindex(ids, fill_value=0)
+    counts = grid.to_numpy(dtype=float)
+    with np.errstate(all="ignore"):
+        shares = counts / np.array([registered.get(i, 0.0) or np.nan for i in ids])[:, None]
+        own_totals = counts.sum(axis=1)
+        fractions = counts / np.where(own_totals > 0, own_totals, np.nan)[:, None]
+    row_of = {cid: n for n, cid in enumerate(ids)}
+
+    for cid in sorted(peers):
+        if cid not in votes.index:
+            continue
+        peer_rows = [row_of[p] for p in peers[cid]]
+        median, mad = _peer_stats(shares[peer_rows])
+        f_median, f_mad = _peer_stats(fractions[peer_rows])
+        reg = registered[cid]
+        own = counts[row_of[cid]]
+        total = float(own_totals[row_of[cid]])
+        window = windows.get(cid)
+        for j, hour in enumerate(hours):
+            n = own[j]
+            if n < thresholds.min_votes:
+                continue
+            expected = reg * median[j]
+            mad_used = spread_with_median_error(
+                mad[j], spike_noise_floor(expected, reg, thresholds.relative_spread), len(peer_rows))
+            z_registered = MAD_SCALE * (n / reg - median[j]) / mad_used
+            if z_registered <= thresholds.warning_z:
+                continue
+            expected_adjusted = total * f_median[j]
+            f_mad_used = spread_with_median_error(
+                f_mad[j], spike_noise_floor(expected_adjusted, total, thresholds.relative_spread), len(peer_rows))
+            z_adjusted = MAD_SCALE * (n / total - f_median[j]) / f_mad_used
+            z = min(z_registered, z_adjusted)
+            if z <= thresholds.warning_z:
+                continue
+            severity = "critical" if z > thresholds.critical_z else "warning"
+            h = to_naive(hour)
+            findings.append(Finding(
+                rule="unusual_spike",
+                severity=severity,
+                constituency_id=cid,
+                title=f"Vote spike in {label(names, cid)} at {describe_hour(h, window)}",
+                description=(
+                    f"{int(n)} votes in the hour starting {describe_hour(h, window)}, where its {len(peer_rows)} peer "
+                    f"constituencies predict about {expected:.1f} (registered voters × the peers' median share "
+                    f"{median[j]:.4%}), or {expected_adjusted:.1f} allowing for its own turnout. Robust z-score "
+                    f"{z:.1f} (warning above {thresholds.warning_z:g}, critical above {thresholds.critical_z:g}). "
+                    "Look at who voted in this hour and how fast."
+                ),
+                window_start=h,
+                window_end=h + HOUR,
+                statistic=round(float(z), 3),
+                expected=round(float(expected), 3),
+                threshold=thresholds.critical_z if severity == "critical" else thresholds.warning_z,
+                strength=min(1.0, float(z) / thresholds.critical_z),
+                hours=[h],
+                figures={"votes": int(n), "registered_voters": int(reg),
+                         "peer_median_share": round(float(median[j]), 6),
+                         "peer_mad": round(float(mad[j]), 6), "mad_used": round(float(mad_used), 6),
+                         "z_registered": round(float(z_registered), 3),
+                         "expected_turnout_adjusted": round(float(expected_adjusted), 3),
+                         "z_turnout_adjusted": round(float(z_adjusted), 3),
+                         "peers": len(peer_rows), "kind": "peer_z_score"},
+                evidence_kind="vote",
+                window_key=f"{h:%Y-%m-%dT%H}",
+            ))
+
+    totals = votes.sum(axis=1)
+    peer_hour_share = grid.div(grid.sum(axis=1).replace(0, np.nan), axis=0)
+    for cid in sorted(votes.index):
+        if closed is not None and cid not in closed:
+            continue
+        total = float(totals[cid])
+        if total < 100:
+            continue
+        window = windows.get(cid)
+        for hour, n in votes.loc[cid].items():
+            share = float(n) / total
+            if n < thresholds.min_votes or share <= thresholds.hour_share:
+                continue
+            h = to_naive(hour)
+            peer_ids = peers.get(cid, [])
+            peer_values = peer_hour_share.loc[peer_ids, hour].to_numpy(dtype=float) if peer_ids else np.array([])
+            expected = (float(np.nanmedian(peer_values)) if np.isfinite(peer_values).any()
+                        else 1.0 / max(1, int((votes.loc[cid] > 0).sum())))
+            findings.append(Finding(
+                rule="unusual_spike",
+                severity="warning",
+                constituency_id=cid,
+                title=f"One hour holds {share:.0%} of the votes of {label(names, cid)}",
+                description=(
+                    f"The hour starting {describe_hour(h, window)} holds {int(n)} of {int(total)} votes ({share:.1%}), "
+                    f"more than {thresholds.hour_share:.0%} of the constituency's total in a single hour"
+                    + (f" (its peers cast a median {expected:.1%} of their votes in that hour)." if peer_ids else ".")
+                ),
+                window_start=h,
+                window_end=h + HOUR,
+                statistic=round(share, 4),
+                expected=round(expected, 4),
+                threshold=thresholds.hour_share,
+                strength=min(1.0, share / (2 * thresholds.hour_share)),
+                hours=[h],
+                figures={"votes": int(n), "total_votes": int(total), "kind": "hour_share"},
+                evidence_kind="vote",
+                window_key=f"{h:%Y-%m-%dT%H}|share",
+            ))
+    return findings
+
+
+# --------------------------------------------------------------------------------------
+# night_activity
+# --------------------------------------------------------------------------------------
+
+
+def _window_hours(window: VotingWindow, now: datetime) -> list[datetime]:
+    """UTC hours from the window's first to the one holding ``min(end, now)``."""
+    last = hour_ceil(min(window.end, now))
+    h = hour_floor(window.start)
+    out = []
+    while h < last:
+        out.append(h)
+        h += HOUR
+    return out
+
+
+def night_activity(
+    hourly: pd.DataFrame,
+    constituencies: pd.DataFrame,
+    windows: dict[str, VotingWindow],
+    thresholds: DetectionThresholds = DetectionThresholds(),
+    now: datetime | None = None,
+) -> list[Finding]:
+    """Warning: votes between 00:00 and 06:00 **local time** (the election's time zone).
+
+    A night hour inside the voting window is flagged when it holds at least
+    ``night_min_votes`` votes **and** more than ``night_share`` × the constituency's
+    median votes per daytime hour (08:00-22:00 local, hours without votes counting as 0;
+    at least six daytime hours are needed). One alert per constituency and night (the
+    local date), listing the flagged hours. Each UTC hour is placed by the local time of
+    its start (in zones with a half-hour offset that is the nearest local hour).
+    """
+    findings: list[Finding] = []
+    if hourly.empty or not windows:
+        return findings
+    now = now or max(w.end for w in windows.values())
+    names = constituency_names(constituencies)
+    votes = _pivot(hourly, "votes_cast")
+    for cid in sorted(windows):
+        if cid not in votes.index:
+            continue
+        window = windows[cid]
+        hours = _window_hours(window, now)
+        if not hours:
+            continue
+        series = votes.loc[cid].reindex(pd.DatetimeIndex(hours), fill_value=0)
+        local = [window.local(h) for h in hours]
+        day = [float(v) for v, loc in zip(series, local) if loc.hour in DAY_HOURS]
+        if len(day) < MIN_DAY_HOURS:
+            continue
+        median = float(np.median(day))
+        limit = thresholds.night_share * median
+        nights: dict[object, list[tuple[datetime, datetime, int]]] = {}
+        for h, loc, v in zip(hours, local, series):
+            if loc.hour in NIGHT_HOURS and v >= thresholds.night_min_votes and v > limit:
+                nights.setdefault(loc.date(), []).append((h, loc, int(v)))
+        for night, flagged in sorted(nights.items()):
+            worst = max(v for _h, _l, v in flagged)
+            ratio = worst / max(median, 1.0)
+            hrs = [h for h, _l, _v in flagged]
+            listing = ", ".join(f"{loc:%H:%M} ({v})" for _h, loc, v in flagged)
+            findings.append(Finding(
+                rule="night_activity",
+                severity="warning",
+                constituency_id=cid,
+                title=f"Night-time votes in {label(names, cid)} on the night of {night:%Y-%m-%d}",
+                description=(
+                    f"{sum(v for *_x, v in flagged)} votes between 00:00 and 06:00 local time ({window.timezone}) "
+                    f"on {night:%Y-%m-%d}, by local hour: {listing}. A daytime hour holds a median {median:g} "
+                    f"votes; a night hour is flagged above {thresholds.night_share:g} × that (and from "
+                    f"{thresholds.night_min_votes} votes). Check who voted at night."
+                ),
+                window_start=hrs[0],
+                window_end=hrs[-1] + HOUR,
+                statistic=round(ratio, 3),
+                expected=median,
+                threshold=thresholds.night_share,
+                strength=min(1.0, ratio / (4 * thresholds.night_share)) if thresholds.night_share > 0 else 1.0,
+                hours=hrs,
+                figures={"night": night.isoformat(), "timezone": window.timezone,
+                         "votes_by_local_hour": {f"{loc:%H:%M}": v for _h, loc, v in flagged},
+                         "night_votes": sum(v for *_x, v in flagged), "worst_hour_votes": worst,
+                         "daytime_median_votes": median, "daytime_hours": len(day),
+                         "min_votes": thresholds.night_min_votes},
+                evidence_kind="vote",
+                window_key=f"{night:%Y-%m-%d}",
+            ))
+    return findings
+
+
+# --------------------------------------------------------------------------------------
+# constituency_offline
+# --------------------------------------------------------------------------------------
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) index ranges where ``mask`` is true."""
+    out, start = [], None
+    for i, flag in enumerate(mask):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            out.append((start, i))
+            start = None
+    if start is not None:
+        out.append((start, len(mask)))
+    return out
+
+
+def constituency_offline(
+    hourly: pd.DataFrame,
+    constituencies: pd.DataFrame,
+    windows: dict[str, VotingWindow],
+    thresholds: DetectionThresholds = DetectionThresholds(),
+    now: datetime | None = None,
+) -> list[Finding]:
+    """Warning: no transactions for ``offline_hours`` (rounded up) or more whole hours inside the voting
+    window, while peers were active.
+
+    Only whole UTC hours inside the window and before ``now`` count, so the rule also fires
+    from the schedule while a constituency stays silent (no file needs to arrive). A silent
+    run is flagged when its peers predict at least ``offline_min_expected`` votes for it and
+    at least half of the peers sent transactions during it. The prediction is the smaller
+    of registered voters × the peers' median votes per registered voter (hour by hour) and
+    the constituency's own votes (scaled up for the silent hours) × the share of their
+    votes the peers cast in those hours, so a low-turnout constituency is judged by its
+    own level. Votes, not transactions, are
+    predicted because each voter brings a bulletin and a vote together: an honest
+    constituency is silent for the run only if no voter came, which has probability
+    e^-(predicted votes), about 6e-6 at the default of 12. The alert is keyed by the
+    run's first hour, so a silence that goes on updates the same alert.
+    """
+    findings: list[Finding] = []
+    if not windows:
+        return findings
+    now = now or max(w.end for w in windows.values())
+    names = constituency_names(constituencies)
+    registered = _registered(constituencies)
+    peers = peer_groups(constituencies)
+    needed = max(1, math.ceil(thresholds.offline_hours))
+    tx = _pivot(hourly, "transaction_count") if not hourly.empty else pd.DataFrame()
+    votes = _pivot(hourly, "votes_cast") if not hourly.empty else pd.DataFrame()
+    for cid in sorted(peers):
+        window = windows.get(cid)
+        if window is None:
+            continue
+        hours = window.full_hours(now)
+        if len(hours) < needed:
+            continue
+        index = pd.DatetimeIndex(hours)
+        own = (tx.loc[cid].reindex(index, fill_value=0).to_numpy(dtype=float)
+               if cid in tx.index else np.zeros(len(hours)))
+        peer_ids = peers[cid]
+        peer_tx = (tx.reindex(index=peer_ids, columns=index).fillna(0).to_numpy(dtype=float)
+                   if not tx.empty else np.zeros((len(peer_ids), len(hours))))
+        peer_votes = (votes.reindex(index=peer_ids, columns=index).fillna(0).to_numpy(dtype=float)
+                      if not votes.empty else np.zeros((len(peer_ids), len(hours))))
+        rates = peer_votes / np.array([registered[p] for p in peer_ids])[:, None]
+        expected_by_hour = registered[cid] * np.median(rates, axis=0)
+        peer_totals = peer_votes.sum(axis=1)
+        with np.errstate(all="ignore"):
+            shape, _ = _peer_stats(peer_votes / np.where(peer_totals > 0, peer_totals, np.nan)[:, None])
+        own_votes = (votes.loc[cid].reindex(index, fill_value=0).to_numpy(dtype=float)
+                     if cid in votes.index else np.zeros(len(hours)))
+        own_total = float(own_votes.sum())
+        for i0, i1 in _runs(own == 0):
+            length = i1 - i0
+            if length < needed:
+                continue
+            expected = float(expected_by_hour[i0:i1].sum())
+            run_share = float(shape[i0:i1].sum())
+            if own_total > 0 and run_share < 1:
+                # its own turnout, scaled up for the silent hours, times the peers' hourly shape
+                expected = min(expected, own_total / (1 - run_share) * run_share)
+            active = float(np.mean((peer_tx[:, i0:i1] > 0).any(axis=1)))
+            if expected < thresholds.offline_min_expected or active < MIN_ACTIVE_PEERS:
+                continue
+            start, stop = hours[i0], hours[i1 - 1] + HOUR
+            ongoing = i1 == len(hours) and now < window.end
+            findings.append(Finding(
+                rule="constituency_offline",
+                severity="warning",
+                constituency_id=cid,
+                title=(f"{label(names, cid)} silent for {length} h from {window.local(start):%Y-%m-%d %H:%M} local"
+                       + (" (ongoing)" if ongoing else "")),
+                description=(
+                    f"No transaction from {window.local(start):%Y-%m-%d %H:%M} to "
+                    f"{window.local(stop):%H:%M} local time "
+                    f"({start:%H:00}-{stop:%H:00} UTC){', and still silent' if ongoing else ''}, inside the voting "
+                    f"window, while {active:.0%} of its {len(peer_ids)} peers sent transactions and their turnout "
+                    f"predicted about {expected:.0f} votes here (silence by chance: about {math.exp(-expected):.0e}). "
+                    "Check the node, the export and the polling station's connection."
+                ),
+                window_start=start,
+                window_end=stop,
+                statistic=float(length),
+                expected=round(expected, 2),
+                threshold=float(needed),
+                strength=min(1.0, length / (3 * needed)),
+                hours=hours[i0:i1],
+                figures={"silent_hours": length, "predicted_votes": round(expected, 2),
+                         "active_peer_share": round(active, 3), "peers": len(peer_ids),
+                         "min_predicted_votes": thresholds.offline_min_expected,
+                         "ongoing": ongoing, "timezone": window.timezone},
+                evidence_kind="around",
+                window_key=f"{start:%Y-%m-%dT%H}",
+            ))
+    return findings

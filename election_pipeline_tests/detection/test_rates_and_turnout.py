@@ -1,0 +1,157 @@
+"""The share rules (rejections, revotes, unused bulletins, participation) and
+integer_percentage on hand-built frames, at their edges."""
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from election_pipeline.detection.context import constituency_windows
+from election_pipeline.detection.rates import (
+    high_rejection_rate,
+    high_revote_rate,
+    issued_not_voted_gap,
+    low_participation,
+)
+from election_pipeline.detection.stats import binomial_sf, poisson_sf, rate_exceeds
+from election_pipeline.detection.thresholds import DetectionThresholds
+from election_pipeline.detection.turnout import integer_chance, integer_percentage, is_integer_percentage
+
+from .frames import END, START, constituencies, elections, hourly, totals
+
+HOUR = datetime(2024, 9, 7, 12)
+
+
+# --------------------------------------------------------------------------------------
+# statistics
+# --------------------------------------------------------------------------------------
+
+
+def test_binomial_and_poisson_tails_by_hand():
+    assert binomial_sf(2, 3, 0.5) == pytest.approx(0.5)  # (3 + 1) / 8
+    assert binomial_sf(1, 2, 0.1) == pytest.approx(0.19)  # 1 − 0.9²
+    assert binomial_sf(0, 5, 0.3) == 1.0 and binomial_sf(6, 5, 0.3) == 0.0
+    assert poisson_sf(1, 2.0) == pytest.approx(1 - 2.718281828459045 ** -2)
+    assert poisson_sf(3, 1.0) == pytest.approx(1 - 2.5 * 2.718281828459045 ** -1)
+
+
+def test_rate_exceeds_needs_both_the_share_and_significance():
+    assert rate_exceeds(10, 1000, 0.01, 0.5) == (False, 1.0)  # exactly at the threshold rate
+    fires, p = rate_exceeds(1, 2, 0.01, 1e-5)  # 50%, but one of two proves nothing
+    assert not fires and p == pytest.approx(binomial_sf(1, 2, 0.01))
+    p_exact = binomial_sf(30, 100, 0.01)
+    assert rate_exceeds(30, 100, 0.01, p_exact) == (True, p_exact)  # p equal to alpha fires
+    assert rate_exceeds(30, 100, 0.01, p_exact * 0.999)[0] is False
+
+
+# --------------------------------------------------------------------------------------
+# high_rejection_rate / high_revote_rate
+# --------------------------------------------------------------------------------------
+
+
+def test_high_rejection_rate():
+    c = constituencies([("A", 1000), ("B", 1000), ("C", 1000)])
+    frame = hourly([
+        {"constituency_id": "A", "hour": HOUR, "rejected_count": 10, "transaction_count": 1000},  # exactly 1%
+        {"constituency_id": "B", "hour": HOUR, "rejected_count": 1, "transaction_count": 3},  # 33%, not significant
+        {"constituency_id": "C", "hour": HOUR, "rejected_count": 12, "transaction_count": 30},  # 40%
+    ])
+    [f] = high_rejection_rate(frame, c)
+    assert (f.rule, f.severity, f.constituency_id, f.statistic, f.threshold) == (
+        "high_rejection_rate", "warning", "C", 0.4, 0.01)
+    assert f.expected == round(23 / 1033, 4)  # the share over every hour given
+    assert f.figures["rejected"] == 12 and f.figures["transactions"] == 30
+    assert f.figures["p_value"] < 1e-5 and f.evidence_kind == "rejected" and f.hours == [HOUR]
+
+
+def test_high_revote_rate():
+    c = constituencies([("A", 1000), ("B", 1000)])
+    frame = hourly([
+        {"constituency_id": "A", "hour": HOUR, "votes_cast": 90, "revote_count": 10},  # exactly 10%
+        {"constituency_id": "B", "hour": HOUR, "votes_cast": 10, "revote_count": 15},  # 60%
+    ])
+    [f] = high_revote_rate(frame, c)
+    assert (f.constituency_id, f.statistic, f.threshold, f.evidence_kind) == ("B", 0.6, 0.1, "revote")
+    assert f.figures["revotes"] == 15 and f.figures["accepted_votes"] == 25
+    assert high_revote_rate(frame, c, DetectionThresholds(revote_rate=0.6)) == []  # 60% is not above 60%
+
+
+# --------------------------------------------------------------------------------------
+# issued_not_voted_gap
+# --------------------------------------------------------------------------------------
+
+
+def test_issued_not_voted_gap_at_close():
+    c = constituencies([("A", 2000), ("B", 2000), ("C", 2000)])
+    t = totals([
+        {"constituency_id": "A", "bulletins_issued": 1000, "votes_cast": 950},  # exactly 5%
+        {"constituency_id": "B", "bulletins_issued": 1000, "votes_cast": 800},  # 20%
+        {"constituency_id": "C", "bulletins_issued": 100, "votes_cast": 120},  # more votes: another rule
+    ])
+    closed = {"A", "B", "C"}
+    [f] = issued_not_voted_gap(c, t, closed)
+    assert (f.constituency_id, f.statistic, f.threshold) == ("B", 0.2, 0.05)
+    assert f.figures["unused_bulletins"] == 200 and f.evidence_tx_ids == []
+    assert issued_not_voted_gap(c, t, closed={"A", "C"}) == []  # B still voting
+
+
+# --------------------------------------------------------------------------------------
+# low_participation
+# --------------------------------------------------------------------------------------
+
+
+def test_low_participation_at_close_and_pro_rated_before():
+    c = constituencies([("A", 1000), ("B", 1000), ("C", 1000)])
+    windows = constituency_windows(c, elections())
+    t = totals([
+        {"constituency_id": "A", "votes_cast": 300},  # exactly 30%
+        {"constituency_id": "B", "votes_cast": 299},
+        {"constituency_id": "C", "votes_cast": 700},
+    ])
+    after = END + timedelta(hours=1)
+    [f] = low_participation(c, t, windows, closed={"A", "B", "C"}, now=after)
+    assert (f.constituency_id, f.statistic, f.threshold, f.expected) == ("B", 0.299, 0.3, 0.3)
+    assert f.higher_is_worse is False
+
+    # Halfway through the window: the threshold is 0.3 × 0.5 = 0.15.
+    halfway = START + (END - START) / 2
+    t = totals([{"constituency_id": "A", "votes_cast": 150}, {"constituency_id": "B", "votes_cast": 149},
+                {"constituency_id": "C", "votes_cast": 400}])
+    [g] = low_participation(c, t, windows, closed=set(), now=halfway)
+    assert (g.constituency_id, g.threshold, g.figures["window_elapsed_share"]) == ("B", 0.15, 0.5)
+    # Before the first voting day is over (midnight Moscow = 21:00 UTC): no judgement yet.
+    assert low_participation(c, t, windows, closed=set(), now=datetime(2024, 9, 6, 20, 59)) == []
+
+
+# --------------------------------------------------------------------------------------
+# integer_percentage
+# --------------------------------------------------------------------------------------
+
+
+def test_integer_percentage_definition():
+    assert is_integer_percentage(320, 640)  # 50.00%
+    assert not is_integer_percentage(321, 640)  # 50.16%
+    assert is_integer_percentage(10000, 20000)
+    assert not is_integer_percentage(10001, 20000)  # 50.005%: exactly at the tolerance
+    # 640 = 20 × 32: only multiples of 32 voters give a whole percentage
+    assert integer_chance(640) == pytest.approx(20 / 640)
+    # 437 is prime to 100: 100·v mod 437 takes every value once, and within the tolerance
+    # (|100 v − 437 k| < 437/200 = 2.185) are the residues −2..2: five counts of 437
+    assert integer_chance(437) == pytest.approx(5 / 437)
+
+
+def test_integer_percentage_rule():
+    c = constituencies([("A", 640), ("B", 640), ("C", 99), ("D", 100), ("E", 437)])
+    t = totals([
+        {"constituency_id": "A", "votes_cast": 448},  # 70.00%
+        {"constituency_id": "B", "votes_cast": 449},
+        {"constituency_id": "C", "votes_cast": 55},  # 55.56% ... and under 100 voters anyway
+        {"constituency_id": "D", "votes_cast": 55},  # 55.00%, 100 registered: checked
+        {"constituency_id": "E", "votes_cast": 300},
+    ])
+    found = {f.constituency_id: f for f in integer_percentage(c, t, closed={"A", "B", "C", "D", "E"})}
+    assert set(found) == {"A", "D"}
+    a = found["A"]
+    assert (a.severity, a.statistic, a.expected) == ("info", 70.0, round(20 / 640, 5))
+    assert a.figures["election_integer_units"] == 2 and a.figures["election_units_checked"] == 4
+    assert "Kobak" in a.description
+    assert integer_percentage(c, t, closed={"B"}) == []  # A not closed: not judged
