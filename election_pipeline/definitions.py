@@ -10,18 +10,25 @@ import dagster as dg
 from election_pipeline.defs.assets import alerts, constituency_metrics, hourly_stats, raw_transactions, reference_data
 from election_pipeline.defs.automation import build_automation, election_pipeline_job
 from election_pipeline.defs.checks import ALL_CHECKS
+from election_pipeline.defs.report_assets import election_metrics, election_report
 from election_pipeline.defs.resources import build_resources
+from election_pipeline.defs.retention import build_retention
 
 
 def build_definitions() -> dg.Definitions:
     sensor, schedule = build_automation()
+    retention_job, retention_schedule = build_retention()
     return dg.Definitions(
-        assets=[reference_data, raw_transactions, hourly_stats, constituency_metrics, alerts],
+        assets=[reference_data, raw_transactions, hourly_stats, constituency_metrics, alerts,
+                election_metrics, election_report],
         asset_checks=ALL_CHECKS,
-        jobs=[election_pipeline_job],
+        jobs=[election_pipeline_job, retention_job],
         sensors=[sensor],
-        schedules=[schedule],
+        schedules=[schedule, retention_schedule],
         resources=build_resources(),
+        # One process per run: the steps run one after the other anyway (a chain, and the
+        # DuckDB pool), and a process per step costs seconds of start-up each.
+        executor=dg.in_process_executor,
     )
 
 

@@ -60,6 +60,33 @@ class Settings:
     spike_critical_z: float
     spike_hour_share: float
     spike_min_votes: int
+    #: Where the election reports (HTML page and PNG charts) are written. Empty when the
+    #: settings are built by hand (tests): ``reports/`` next to the DuckDB file.
+    reports_dir: str = ""
+    #: A constituency silent for longer than this before its election's latest transaction is offline.
+    offline_after_hours: float = 2.0
+    #: Detection thresholds (README, "Detection"); defaults as in DetectionThresholds.
+    spike_relative_spread: float = 0.25
+    night_share: float = 0.5
+    night_min_votes: int = 10
+    low_participation: float = 0.3
+    rejection_rate: float = 0.01
+    revote_rate: float = 0.10
+    issued_not_voted_gap: float = 0.05
+    rate_alpha: float = 1e-5
+    offline_min_votes: float = 12.0
+    integer_min_voters: int = 100
+    #: Retention (README, "Production"): days kept after the election's end, after the hour,
+    #: after the file job ended; and when the retention job runs.
+    retain_transactions_days: int = 30
+    retain_hourly_days: int = 365
+    retain_file_jobs_days: int = 90
+    retention_cron: str = "30 3 * * *"
+
+    @property
+    def reports_folder(self) -> str:
+        """``reports_dir``, or ``reports/`` next to the DuckDB file when it is empty."""
+        return self.reports_dir or str(Path(self.duckdb_path).parent / "reports")
 
     def describe(self) -> dict[str, str]:
         """The settings as printable strings, with any password in the database URL hidden."""
@@ -102,4 +129,20 @@ def load_settings() -> Settings:
         spike_critical_z=_env_float("ELECTION_SPIKE_CRITICAL_Z", 6.0),
         spike_hour_share=_env_float("ELECTION_SPIKE_HOUR_SHARE", 0.25),
         spike_min_votes=_env_int("ELECTION_SPIKE_MIN_VOTES", 20),
+        retain_transactions_days=_env_int("ELECTION_RETAIN_TRANSACTIONS_DAYS", 30),
+        retain_hourly_days=_env_int("ELECTION_RETAIN_HOURLY_DAYS", 365),
+        retain_file_jobs_days=_env_int("ELECTION_RETAIN_FILE_JOBS_DAYS", 90),
+        retention_cron=_env("ELECTION_RETENTION_CRON", "30 3 * * *"),
+        reports_dir=_path("ELECTION_REPORTS_DIR", "data/reports"),
+        offline_after_hours=_env_float("ELECTION_OFFLINE_AFTER_HOURS", 2.0),
+        spike_relative_spread=_env_float("ELECTION_SPIKE_RELATIVE_SPREAD", 0.25),
+        night_share=_env_float("ELECTION_NIGHT_SHARE", 0.5),
+        night_min_votes=_env_int("ELECTION_NIGHT_MIN_VOTES", 10),
+        low_participation=_env_float("ELECTION_LOW_PARTICIPATION", 0.3),
+        rejection_rate=_env_float("ELECTION_REJECTION_RATE", 0.01),
+        revote_rate=_env_float("ELECTION_REVOTE_RATE", 0.10),
+        issued_not_voted_gap=_env_float("ELECTION_ISSUED_NOT_VOTED_GAP", 0.05),
+        rate_alpha=_env_float("ELECTION_RATE_ALPHA", 1e-5),
+        offline_min_votes=_env_float("ELECTION_OFFLINE_MIN_VOTES", 12.0),
+        integer_min_voters=_env_int("ELECTION_INTEGER_MIN_VOTERS", 100),
     )

@@ -14,9 +14,16 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-HOURLY_SQL = """
+#: Standing transactions of the constituencies whose transactions are still kept (the
+#: retention job freezes the figures of the others in ``retired_hourly``/``retired_totals``).
+LIVE = (
+    "(SELECT * FROM standing_transactions WHERE constituency_id NOT IN "
+    "(SELECT constituency_id FROM retired_constituencies))"
+)
+
+LIVE_HOURLY_SQL = """
 WITH s AS (
-    SELECT *, date_trunc('hour', ts) AS hour FROM standing_transactions
+    SELECT *, date_trunc('hour', ts) AS hour FROM {source}
 ),
 accepted_votes AS (
     SELECT constituency_id, sender, ts, hour,
@@ -51,11 +58,16 @@ FROM tx_hours t
 LEFT JOIN vote_hours v USING (constituency_id, hour)
 WINDOW w AS (PARTITION BY t.constituency_id ORDER BY t.hour
              ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-ORDER BY t.constituency_id, t.hour
 """
 
-TOTALS_SQL = """
-WITH s AS (SELECT * FROM standing_transactions)
+HOURLY_SQL = (
+    "SELECT * FROM (" + LIVE_HOURLY_SQL.format(source=LIVE) + ") live\n"
+    "UNION ALL SELECT * FROM retired_hourly\n"
+    "ORDER BY constituency_id, hour"
+)
+
+LIVE_TOTALS_SQL = """
+WITH s AS (SELECT * FROM {source})
 SELECT constituency_id,
        CAST(count(*) AS BIGINT) AS transaction_count,
        CAST(coalesce(sum(bulletins) FILTER (WHERE operation = 'blindSigIssue' AND NOT rejected), 0) AS BIGINT)
@@ -69,8 +81,14 @@ SELECT constituency_id,
        max(ts) FILTER (WHERE operation = 'finishVoting' AND NOT rejected) AS voting_finished,
        min(ts) AS first_ts,
        max(ts) AS last_ts
-FROM s GROUP BY constituency_id ORDER BY constituency_id
+FROM s GROUP BY constituency_id
 """
+
+TOTALS_SQL = (
+    "SELECT * FROM (" + LIVE_TOTALS_SQL.format(source=LIVE) + ") live\n"
+    "UNION ALL SELECT * FROM retired_totals\n"
+    "ORDER BY constituency_id"
+)
 
 
 def hourly_figures(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -87,16 +105,17 @@ def constituency_totals(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 def store_counts(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Row counts used by the data-quality checks."""
+    """Row counts used by the data-quality checks (constituencies retired by the retention
+    job left out: their figures are frozen)."""
     row = conn.execute(
-        """
+        f"""
         SELECT (SELECT count(*) FROM raw_transactions),
                (SELECT count(DISTINCT tx_id) FROM raw_transactions),
-               (SELECT count(*) FROM standing_transactions),
+               (SELECT count(*) FROM {LIVE}),
                (SELECT count(*) FROM raw_rollbacks),
-               (SELECT count(DISTINCT constituency_id || '|' || sender) FROM standing_transactions
+               (SELECT count(DISTINCT constituency_id || '|' || sender) FROM {LIVE}
                   WHERE operation = 'vote' AND NOT rejected),
-               (SELECT coalesce(sum(bulletins), 0) FROM standing_transactions
+               (SELECT coalesce(sum(bulletins), 0) FROM {LIVE}
                   WHERE operation = 'blindSigIssue' AND NOT rejected)
         """
     ).fetchall()[0]

@@ -41,9 +41,48 @@ CREATE TABLE IF NOT EXISTS raw_rollbacks (
     line_number     INTEGER NOT NULL,
     file_hash       VARCHAR NOT NULL
 );
+-- One row per file content whose rows are committed here, with how many of its transactions
+-- were new: a re-run after a crash between the two stores' commits reports the same figure.
+CREATE TABLE IF NOT EXISTS raw_files (
+    file_hash        VARCHAR PRIMARY KEY,
+    new_transactions BIGINT NOT NULL
+);
 CREATE OR REPLACE VIEW standing_transactions AS
     SELECT t.* FROM raw_transactions t
     WHERE NOT EXISTS (SELECT 1 FROM raw_rollbacks r WHERE r.tx_id = t.tx_id);
+-- Retention (stages/retention.py): a constituency whose transactions were removed keeps its
+-- published figures here, so the hourly table and the constituency totals do not change.
+CREATE TABLE IF NOT EXISTS retired_constituencies (
+    constituency_id      VARCHAR PRIMARY KEY,
+    retired_at           TIMESTAMP NOT NULL,
+    transactions_removed BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS retired_hourly (
+    constituency_id      VARCHAR NOT NULL,
+    hour                 TIMESTAMP NOT NULL,
+    bulletins_issued     BIGINT NOT NULL,
+    votes_cast           BIGINT NOT NULL,
+    revote_count         BIGINT NOT NULL,
+    rejected_count       BIGINT NOT NULL,
+    transaction_count    BIGINT NOT NULL,
+    cumulative_bulletins BIGINT NOT NULL,
+    cumulative_votes     BIGINT NOT NULL,
+    timestamp            TIMESTAMP,
+    PRIMARY KEY (constituency_id, hour)
+);
+CREATE TABLE IF NOT EXISTS retired_totals (
+    constituency_id            VARCHAR PRIMARY KEY,
+    transaction_count          BIGINT NOT NULL,
+    bulletins_issued           BIGINT NOT NULL,
+    votes_cast                 BIGINT NOT NULL,
+    accepted_votes             BIGINT NOT NULL,
+    rejected_count             BIGINT NOT NULL,
+    voters_registered_on_chain BIGINT NOT NULL,
+    voting_started             TIMESTAMP,
+    voting_finished            TIMESTAMP,
+    first_ts                   TIMESTAMP,
+    last_ts                    TIMESTAMP
+);
 """
 
 TX_COLUMNS = [
@@ -117,14 +156,35 @@ def _insert(conn: duckdb.DuckDBPyConnection, table: str, columns: list[str], row
     if not unique:
         return 0
     frame = pd.DataFrame(list(unique.values()), columns=columns)
-    before = scalar(conn, f"SELECT count(*) FROM {table}")
     conn.register("_incoming", frame)
     try:
-        conn.execute(f"INSERT OR IGNORE INTO {table} SELECT {', '.join(columns)} FROM _incoming")
+        # DuckDB answers an INSERT with the number of rows it inserted (ignored ones excluded).
+        inserted = conn.execute(f"INSERT OR IGNORE INTO {table} SELECT {', '.join(columns)} FROM _incoming").fetchall()
     finally:
         conn.unregister("_incoming")
-    after = scalar(conn, f"SELECT count(*) FROM {table}")
-    return int(after - before)
+    return int(inserted[0][0]) if inserted else 0
+
+
+def insert_transactions_by_file(conn: duckdb.DuckDBPyConnection, rows: Iterable[tuple]) -> dict[str, int]:
+    """Insert transaction rows of several files at once; returns, per file hash, how many
+    were new (a transaction given twice counts for the first row that carries it)."""
+    unique: dict[str, tuple] = {}
+    for row in rows:
+        unique.setdefault(row[0], row)
+    if not unique:
+        return {}
+    frame = pd.DataFrame(list(unique.values()), columns=TX_COLUMNS)
+    conn.register("_incoming", frame)
+    try:
+        inserted = conn.execute(
+            f"INSERT OR IGNORE INTO raw_transactions SELECT {', '.join(TX_COLUMNS)} FROM _incoming RETURNING file_hash"
+        ).fetchall()
+    finally:
+        conn.unregister("_incoming")
+    counts: dict[str, int] = {}
+    for (file_hash,) in inserted:
+        counts[file_hash] = counts.get(file_hash, 0) + 1
+    return counts
 
 
 def insert_transactions(conn: duckdb.DuckDBPyConnection, rows: Iterable[tuple]) -> int:
@@ -143,6 +203,44 @@ def rolled_back_tx_ids(conn: duckdb.DuckDBPyConnection) -> list[str]:
         "SELECT t.tx_id FROM raw_transactions t JOIN raw_rollbacks r USING (tx_id) ORDER BY 1"
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def retired_constituency_ids(conn: duckdb.DuckDBPyConnection) -> set[str]:
+    """Constituencies whose transactions the retention job removed (their figures are kept)."""
+    return {r[0] for r in conn.execute("SELECT constituency_id FROM retired_constituencies").fetchall()}
+
+
+def recorded_file(conn: duckdb.DuckDBPyConnection, file_hash: str) -> int | None:
+    """How many new transactions the file with this content brought, when its rows were
+    committed before (None: never committed here)."""
+    rows = conn.execute("SELECT new_transactions FROM raw_files WHERE file_hash = ?", [file_hash]).fetchall()
+    return int(rows[0][0]) if rows else None
+
+
+def record_file(conn: duckdb.DuckDBPyConnection, file_hash: str, new_transactions: int) -> None:
+    """Remember, in the same DuckDB transaction as its rows, how many transactions a file brought."""
+    conn.execute("INSERT OR IGNORE INTO raw_files VALUES (?, ?)", [file_hash, new_transactions])
+
+
+def recorded_files(conn: duckdb.DuckDBPyConnection, file_hashes: list[str]) -> dict[str, int]:
+    """:func:`recorded_file` for several files at once."""
+    if not file_hashes:
+        return {}
+    marks = ", ".join("?" for _ in file_hashes)
+    rows = conn.execute(f"SELECT file_hash, new_transactions FROM raw_files WHERE file_hash IN ({marks})",
+                        list(file_hashes)).fetchall()
+    return {h: int(n) for h, n in rows}
+
+
+def record_files(conn: duckdb.DuckDBPyConnection, counts: dict[str, int]) -> None:
+    """:func:`record_file` for several files at once."""
+    if counts:
+        frame = pd.DataFrame(list(counts.items()), columns=["file_hash", "new_transactions"])
+        conn.register("_files", frame)
+        try:
+            conn.execute("INSERT OR IGNORE INTO raw_files SELECT file_hash, new_transactions FROM _files")
+        finally:
+            conn.unregister("_files")
 
 
 def count_from_file(conn: duckdb.DuckDBPyConnection, file_hash: str) -> int:

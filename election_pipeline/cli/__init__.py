@@ -4,6 +4,8 @@
   with every check, and print what was found.
 * ``sample``: write a sample election into the input and reference folders.
 * ``summary``: print what the operational database holds.
+* ``report``: metrics of an election, a constituency or hour by hour (``report --help``).
+* ``alerts``: list, show, assign, note, set the status of and snooze alerts (``alerts --help``).
 
 Each group of subcommands lives in its own module with a ``register(subparsers)``
 function, listed in ``COMMAND_MODULES``. Settings come from the ``ELECTION_*`` environment
@@ -16,7 +18,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = ("commands_run",)
+COMMAND_MODULES = ("commands_run", "report", "alerts")
 
 
 def build_parser() -> argparse.ArgumentParser:

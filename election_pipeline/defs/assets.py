@@ -10,7 +10,7 @@ from collections import Counter
 import dagster as dg
 from sqlalchemy import func, select
 
-from election_pipeline.db.models import Alert, RejectedRow
+from election_pipeline.db.models import Alert, RejectedRow, utcnow
 from election_pipeline.detection.findings import Finding
 from election_pipeline.stages.alerts import publish_alerts
 from election_pipeline.stages.hourly import publish_hourly_stats
@@ -19,12 +19,14 @@ from election_pipeline.stages.metrics import publish_metrics
 from election_pipeline.stages.reference import load_reference
 
 from .metadata import md_table
+from .retries import DB_RETRY_POLICY, permanent_db_errors_fail
 from .resources import DetectionResource, DropFolderResource, OperationalDatabaseResource, WarehouseResource
 
 DUCKDB_POOL = "duckdb"
 
 
-@dg.asset(group_name="election", kinds={"python", "sql"})
+@dg.asset(group_name="election", kinds={"python", "sql"}, retry_policy=DB_RETRY_POLICY)
+@permanent_db_errors_fail
 def reference_data(
     context: dg.AssetExecutionContext, drop_folder: DropFolderResource, ops_db: OperationalDatabaseResource
 ) -> dg.MaterializeResult:
@@ -58,7 +60,9 @@ class RawTransactionsConfig(dg.Config):
     files: list[str] = []
 
 
-@dg.asset(group_name="election", kinds={"duckdb", "python"}, deps=[reference_data], pool=DUCKDB_POOL)
+@dg.asset(group_name="election", kinds={"duckdb", "python"}, deps=[reference_data], pool=DUCKDB_POOL,
+          retry_policy=DB_RETRY_POLICY)
+@permanent_db_errors_fail
 def raw_transactions(
     context: dg.AssetExecutionContext,
     config: RawTransactionsConfig,
@@ -86,13 +90,19 @@ def raw_transactions(
         summary = ingest_folder(
             files, duck=duck, engine=engine, folders=folders, batch_size=drop_folder.batch_size,
             zip_max_total_bytes=drop_folder.zip_max_total_bytes, zip_max_ratio=drop_folder.zip_max_ratio,
-            progress=context.log.info,
+            progress=context.log.info, group_small_files=True,
         )
         stored = duck.execute("SELECT count(*) FROM raw_transactions").fetchall()[0][0]
     with engine.connect() as conn:
         reasons = conn.execute(
             select(RejectedRow.reason, func.count()).group_by(RejectedRow.reason).order_by(func.count().desc()).limit(10)
         ).all()
+        # The lines this run could not count, each with its reason (the first 20).
+        run_jobs = [o.job_id for o in summary.outcomes if o.job_id]
+        rejected_now = conn.execute(
+            select(RejectedRow.filename, RejectedRow.line_number, RejectedRow.reason, RejectedRow.raw_line)
+            .where(RejectedRow.job_id.in_(run_jobs)).order_by(RejectedRow.filename, RejectedRow.line_number).limit(20)
+        ).all() if run_jobs else []
     for o in summary.outcomes:
         if o.status == "failed":
             context.log.error(f"{o.filename} failed: {o.reason}")
@@ -111,12 +121,18 @@ def raw_transactions(
                 [(o.filename, o.status, o.transactions, o.new_transactions, o.rejected_lines, o.reason)
                  for o in summary.outcomes],
             ),
+            "rejected_lines_this_run": md_table(
+                ["file", "line", "reason", "text (first 80 characters)"],
+                [(f, n, r, raw[:80]) for f, n, r, raw in rejected_now],
+            ),
             "rejected_reasons_all_time": md_table(["reason", "lines"], reasons),
         }
     )
 
 
-@dg.asset(group_name="election", kinds={"duckdb", "sql"}, deps=[raw_transactions], pool=DUCKDB_POOL)
+@dg.asset(group_name="election", kinds={"duckdb", "sql"}, deps=[raw_transactions], pool=DUCKDB_POOL,
+          retry_policy=DB_RETRY_POLICY)
+@permanent_db_errors_fail
 def hourly_stats(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, ops_db: OperationalDatabaseResource
 ) -> dg.MaterializeResult:
@@ -148,7 +164,9 @@ def hourly_stats(
     )
 
 
-@dg.asset(group_name="election", kinds={"duckdb", "python"}, deps=[hourly_stats], pool=DUCKDB_POOL)
+@dg.asset(group_name="election", kinds={"duckdb", "python"}, deps=[hourly_stats], pool=DUCKDB_POOL,
+          retry_policy=DB_RETRY_POLICY)
+@permanent_db_errors_fail
 def constituency_metrics(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
@@ -158,9 +176,17 @@ def constituency_metrics(
     """Whole-election figures per constituency: bulletins issued, distinct voters, revotes,
     participation (voters / registered × 100) and the anomaly score (1 on any broken
     invariant, else 1 − Π(1 − wₖ·aₖ) over statistical findings), written onto
-    ``constituencies``. Also runs the detection rules; their findings feed ``alerts``."""
+    ``constituencies``.
+
+    Also runs every detection rule at the current time (README, "Detection"): hard
+    invariants (votes above bulletins, participation above 100%, votes after the close or
+    outside the window), spikes against peer constituencies, night-time votes in the
+    election's local time, silent constituencies, rejection and revote bursts, unused
+    bulletins, low participation and whole-percentage turnouts. Because "now" moves, a
+    scheduled run with no new file can still find a constituency that went silent. The
+    findings feed ``alerts``."""
     with warehouse.connect() as duck:
-        summary = publish_metrics(duck, ops_db.engine(), detection.spike())
+        summary = publish_metrics(duck, ops_db.engine(), detection.thresholds(), now=utcnow())
     frame = summary.frame.sort_values(["anomaly_score", "id"], ascending=[False, True])
     by_rule = Counter(f.rule for f in summary.findings)
     context.log.info(f"constituency_metrics: {len(frame)} constituencies, {len(summary.findings)} findings")
@@ -180,7 +206,8 @@ def constituency_metrics(
     )
 
 
-@dg.asset(group_name="election", kinds={"python", "sql"})
+@dg.asset(group_name="election", kinds={"python", "sql"}, retry_policy=DB_RETRY_POLICY)
+@permanent_db_errors_fail
 def alerts(
     context: dg.AssetExecutionContext, constituency_metrics: list[Finding], ops_db: OperationalDatabaseResource
 ) -> dg.MaterializeResult:
@@ -209,6 +236,8 @@ def alerts(
             "updated": summary.updated,
             "unchanged": summary.unchanged,
             "reopened": summary.reopened,
+            "woken_from_snooze": summary.woken,
+            "condition_cleared": summary.cleared,
             "open_critical": int(open_by_severity.get("critical", 0)),
             "open_warning": int(open_by_severity.get("warning", 0)),
             "open_info": int(open_by_severity.get("info", 0)),

@@ -14,10 +14,12 @@ from dagster_duckdb import DuckDBResource
 from sqlalchemy import Engine
 
 from election_pipeline.analytics.raw_store import ensure_schema
-from election_pipeline.db.session import create_tables, get_engine
-from election_pipeline.detection.rules import SpikeThresholds
+from election_pipeline.db.session import get_engine, upgrade_database
+from election_pipeline.detection.thresholds import DetectionThresholds, SpikeThresholds
 from election_pipeline.settings import Settings, load_settings
 from election_pipeline.stages.ingest_files import DropFolders
+
+from .run_recovery import record_run_worker, release_dead_runs
 
 _LOCK_WAIT_SECONDS = 300.0
 
@@ -49,13 +51,22 @@ class WarehouseResource(DuckDBResource):
 
 
 class OperationalDatabaseResource(dg.ConfigurableResource):
-    """The operational database (``ELECTION_DATABASE_URL``): SQLite file or PostgreSQL."""
+    """The operational database (``ELECTION_DATABASE_URL``): SQLite file or PostgreSQL.
+
+    Its schema is upgraded to the newest Alembic migration on first use. In a run, it also
+    records the run's process and releases runs of this host that were killed (see
+    ``defs/run_recovery.py``)."""
 
     url: str
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if context.instance is not None and context.run is not None:
+            record_run_worker(context.instance, context.run)
+            release_dead_runs(context.instance, context.run.run_id)
+
     def engine(self) -> Engine:
         engine = get_engine(self.url)
-        create_tables(engine)
+        upgrade_database(engine)
         return engine
 
 
@@ -76,15 +87,48 @@ class DropFolderResource(dg.ConfigurableResource):
 
 
 class DetectionResource(dg.ConfigurableResource):
-    """Thresholds of the detection rules (``ELECTION_SPIKE_*``)."""
+    """Thresholds of the detection rules (``ELECTION_SPIKE_*``, ``ELECTION_NIGHT_*``,
+    ``ELECTION_RATE_ALPHA`` ... see the README, "Detection")."""
 
     spike_warning_z: float = 3.5
     spike_critical_z: float = 6.0
     spike_hour_share: float = 0.25
     spike_min_votes: int = 20
+    spike_relative_spread: float = 0.25
+    night_share: float = 0.5
+    night_min_votes: int = 10
+    low_participation: float = 0.3
+    rejection_rate: float = 0.01
+    revote_rate: float = 0.10
+    issued_not_voted_gap: float = 0.05
+    rate_alpha: float = 1e-5
+    offline_hours: float = 2.0
+    offline_min_votes: float = 12.0
+    integer_min_voters: int = 100
 
     def spike(self) -> SpikeThresholds:
-        return SpikeThresholds(self.spike_warning_z, self.spike_critical_z, self.spike_hour_share, self.spike_min_votes)
+        return self.thresholds().spike
+
+    def thresholds(self) -> DetectionThresholds:
+        """Every rule's thresholds (a ``ValueError`` names any invalid one)."""
+        return DetectionThresholds(
+            spike_warning_z=self.spike_warning_z, spike_critical_z=self.spike_critical_z,
+            spike_hour_share=self.spike_hour_share, spike_min_votes=self.spike_min_votes,
+            spike_relative_spread=self.spike_relative_spread, night_share=self.night_share,
+            night_min_votes=self.night_min_votes, low_participation=self.low_participation,
+            rejection_rate=self.rejection_rate, revote_rate=self.revote_rate,
+            issued_not_voted_gap=self.issued_not_voted_gap, rate_alpha=self.rate_alpha,
+            offline_hours=self.offline_hours, offline_min_expected=self.offline_min_votes,
+            integer_min_voters=self.integer_min_voters,
+        )
+
+
+class ReportsResource(dg.ConfigurableResource):
+    """Where election reports are written (``ELECTION_REPORTS_DIR``) and when a silent
+    constituency counts as offline (``ELECTION_OFFLINE_AFTER_HOURS``)."""
+
+    reports_dir: str
+    offline_after_hours: float = 2.0
 
 
 def build_resources(settings: Settings | None = None) -> dict[str, object]:
@@ -108,5 +152,17 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
             spike_critical_z=s.spike_critical_z,
             spike_hour_share=s.spike_hour_share,
             spike_min_votes=s.spike_min_votes,
+            spike_relative_spread=s.spike_relative_spread,
+            night_share=s.night_share,
+            night_min_votes=s.night_min_votes,
+            low_participation=s.low_participation,
+            rejection_rate=s.rejection_rate,
+            revote_rate=s.revote_rate,
+            issued_not_voted_gap=s.issued_not_voted_gap,
+            rate_alpha=s.rate_alpha,
+            offline_hours=s.offline_after_hours,
+            offline_min_votes=s.offline_min_votes,
+            integer_min_voters=s.integer_min_voters,
         ),
+        "reports": ReportsResource(reports_dir=s.reports_folder, offline_after_hours=s.offline_after_hours),
     }

@@ -15,10 +15,15 @@ For each ready file, in name order:
 
 from __future__ import annotations
 
+import itertools
 import logging
+import multiprocessing
+import os
 import shutil
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +32,7 @@ import duckdb
 from sqlalchemy import Engine, select, update
 
 from election_pipeline.analytics import raw_store
-from election_pipeline.db.bulk import chunks, insert_ignore
+from election_pipeline.db.bulk import chunks, insert_ignore, update_by_key
 from election_pipeline.db.models import (
     Constituency,
     FileLedgerEntry,
@@ -138,6 +143,7 @@ class _FileWriter:
         self.known_constituencies: set[str] = set()
         self.transactions = 0
         self.new_transactions = 0
+        self.inserted = 0  # rows this attempt added to the DuckDB store
         self.rollbacks = 0
         self.rejected_count = 0
         self.first_reason = ""
@@ -208,7 +214,7 @@ class _FileWriter:
     def flush(self) -> None:
         if self.op_rows:
             self._ensure_constituencies({r["constituency_id"] for r in self.op_rows})
-        raw_store.insert_transactions(self.duck, self.tx_rows)
+        self.inserted += raw_store.insert_transactions(self.duck, self.tx_rows)
         raw_store.insert_rollbacks(self.duck, self.rollback_rows)
         insert_ignore(self.ops, Transaction.__table__, self.op_rows, ["tx_id"])
         insert_ignore(
@@ -261,8 +267,9 @@ def _rollback_quietly(duck: duckdb.DuckDBPyConnection) -> None:
         pass  # already committed or rolled back
 
 
-def _open_job(engine: Engine, path: Path, file_hash: str) -> str:
-    """The job of this file content: a ``processing`` one left by a crashed run, or a new one."""
+def _open_job(engine: Engine, path: Path, file_hash: str) -> tuple[str, bool]:
+    """The job of this file content: a ``processing`` one left by a crashed run (resumed:
+    True), or a new one."""
     with engine.begin() as conn:
         existing = conn.execute(
             select(FileProcessingJob.id).where(
@@ -270,7 +277,7 @@ def _open_job(engine: Engine, path: Path, file_hash: str) -> str:
             )
         ).scalar()
         if existing:
-            return existing
+            return existing, True
         job_id = new_uuid()
         conn.execute(
             FileProcessingJob.__table__.insert().values(
@@ -284,7 +291,22 @@ def _open_job(engine: Engine, path: Path, file_hash: str) -> str:
                 started_at=utcnow(),
             )
         )
-        return job_id
+        return job_id, False
+
+
+def _completed_details(writer: _FileWriter, notes: list[str]) -> str:
+    """What the job of a completed file says about it."""
+    parts = [
+        f"{writer.transactions} transaction lines read",
+        f"{writer.new_transactions} new",
+        f"{writer.transactions - writer.new_transactions} already known (earlier files or repeated lines)",
+    ]
+    if writer.rollbacks:
+        parts.append(f"{writer.rollbacks} rollback lines")
+    if writer.rejected_count:
+        parts.append(f"{writer.rejected_count} rejected lines (first: {writer.first_reason})")
+    parts.extend(notes)
+    return "; ".join(parts)
 
 
 def _finish(conn, job_id: str, file_hash: str, path: Path, status: str, details: str, target: Path,
@@ -324,7 +346,7 @@ def ingest_file(
     if ledger is not None:
         return _handle_known(path, dict(ledger), engine, folders, file_hash)
 
-    job_id = _open_job(engine, path, file_hash)
+    job_id, resumed = _open_job(engine, path, file_hash)
     notes: list[str] = []
     refused: str | None = None
     duck.begin()
@@ -356,21 +378,20 @@ def ingest_file(
                 duck.rollback()
                 ops.rollback()
             else:
-                # Attributed by content hash, so a re-run after a crash reports the same figure.
-                writer.new_transactions = raw_store.count_from_file(duck, file_hash)
+                # Attributed by content hash, so a re-run after a crash reports the same figure:
+                # the count recorded with the rows when an earlier attempt committed DuckDB, else
+                # what this attempt inserted (a resumed job of an older version: counted by hash).
+                recorded = raw_store.recorded_file(duck, file_hash)
+                if recorded is not None:
+                    writer.new_transactions = recorded
+                elif resumed:
+                    writer.new_transactions = raw_store.count_from_file(duck, file_hash)
+                else:
+                    writer.new_transactions = writer.inserted
+                raw_store.record_file(duck, file_hash, writer.new_transactions)
                 duck.commit()
                 target = _destination(folders.processed_dir, path, file_hash)
-                parts = [
-                    f"{writer.transactions} transaction lines read",
-                    f"{writer.new_transactions} new",
-                    f"{writer.transactions - writer.new_transactions} already known (earlier files or repeated lines)",
-                ]
-                if writer.rollbacks:
-                    parts.append(f"{writer.rollbacks} rollback lines")
-                if writer.rejected_count:
-                    parts.append(f"{writer.rejected_count} rejected lines (first: {writer.first_reason})")
-                parts.extend(notes)
-                _finish(ops, job_id, file_hash, path, "completed", "; ".join(parts), target,
+                _finish(ops, job_id, file_hash, path, "completed", _completed_details(writer, notes), target,
                         writer.transactions, writer.rejected_count)
 
     except BaseException:
@@ -464,6 +485,172 @@ def sync_rollbacks(duck: duckdb.DuckDBPyConnection, engine: Engine) -> int:
     return changed
 
 
+#: Files up to this size are read whole and written together with the next small files:
+#: one commit of each store per group of about ``batch_size`` lines instead of one per file
+#: (at the top of the hour, thousands of small files land at once). Larger files and zip
+#: archives are streamed alone by :func:`ingest_file`.
+GROUP_MAX_FILE_BYTES = 8 * 1024**2
+GROUP_MAX_FILES = 1_000
+
+
+@dataclass
+class _ParsedFile:
+    """A small file read and parsed whole, waiting to be written with its group."""
+
+    path: Path
+    file_hash: str
+    writer: _FileWriter
+    notes: list[str]
+    size: int
+    job_id: str = ""
+    resumed: bool = False
+    target: Path | None = None
+
+
+def _groupable(path: Path) -> bool:
+    return path.suffix.lower() == ".csv" and path.stat().st_size <= GROUP_MAX_FILE_BYTES
+
+
+def _parse_whole(path: Path, file_hash: str, zip_max_total_bytes: int, zip_max_ratio: int) -> _ParsedFile | None:
+    """Parse every line of a small file; None when the file must be refused (it then goes
+    through :func:`ingest_file`, which records why)."""
+    notes: list[str] = []
+    writer = _FileWriter(None, None, path.name, file_hash, "")  # type: ignore[arg-type]
+    try:
+        for line in iter_export_lines(path, max_total_bytes=zip_max_total_bytes, max_ratio=zip_max_ratio, notes=notes):
+            writer.add_line(line.source, line.contract_id, line.line_number, line.text, line.raw)
+    except (FileRefused, OSError, EOFError):
+        return None
+    if writer.transactions + writer.rollbacks == 0:
+        return None
+    return _ParsedFile(path, file_hash, writer, notes, path.stat().st_size)
+
+
+def _prepare(path: Path, zip_max_total_bytes: int, zip_max_ratio: int) -> tuple[str, Any]:
+    """Hash and parse one file ahead of time (in a worker process when there are many).
+    Returns ``("missing", None)`` (taken by a concurrent run), ``("alone", None)`` (a zip or
+    a large file, streamed by :func:`ingest_file`), ``("refused", hash)``, or
+    ``("parsed", _ParsedFile)``."""
+    try:
+        if not path.exists():
+            return "missing", None
+        if not _groupable(path):
+            return "alone", None
+        file_hash = file_sha256(path)
+        parsed = _parse_whole(path, file_hash, zip_max_total_bytes, zip_max_ratio)
+    except FileNotFoundError:
+        return "missing", None
+    return ("refused", file_hash) if parsed is None else ("parsed", parsed)
+
+
+#: Parse ahead in worker processes when a run has at least this many files (and the machine
+#: more than one core): parsing a file and writing the previous group then overlap.
+PARALLEL_MIN_FILES = 32
+_PREFETCH = 8
+
+
+def _prepared(files: list[Path], zip_max_total_bytes: int, zip_max_ratio: int) -> Iterator[tuple[Path, str, Any]]:
+    """``(path, kind, value)`` of :func:`_prepare` for each file, in order. With many files,
+    up to ``_PREFETCH`` files are parsed ahead by worker processes (bounded, so memory stays flat)."""
+    workers = min(3, (os.cpu_count() or 1) - 1)
+    if len(files) < PARALLEL_MIN_FILES or workers < 1:
+        for path in files:
+            yield (path, *_prepare(path, zip_max_total_bytes, zip_max_ratio))
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        window: deque = deque()
+        pending = iter(files)
+        for path in itertools.islice(pending, _PREFETCH):
+            window.append((path, pool.submit(_prepare, path, zip_max_total_bytes, zip_max_ratio)))
+        while window:
+            path, future = window.popleft()
+            nxt = next(pending, None)
+            if nxt is not None:
+                window.append((nxt, pool.submit(_prepare, nxt, zip_max_total_bytes, zip_max_ratio)))
+            yield (path, *future.result())
+
+
+def _open_jobs(engine: Engine, group: list[_ParsedFile]) -> None:
+    """:func:`_open_job` for a whole group, in one transaction."""
+    hashes = [p.file_hash for p in group]
+    with engine.begin() as conn:
+        existing = dict(conn.execute(
+            select(FileProcessingJob.file_hash, FileProcessingJob.id).where(
+                FileProcessingJob.file_hash.in_(hashes), FileProcessingJob.status == "processing")
+        ).all())
+        rows = []
+        for p in group:
+            if p.file_hash in existing:
+                p.job_id, p.resumed = existing[p.file_hash], True
+            else:
+                p.job_id = new_uuid()
+                rows.append({"id": p.job_id, "filename": p.path.name, "status": "processing", "details": "reading",
+                             "transactions_processed": 0, "rejected_lines": 0, "file_hash": p.file_hash,
+                             "stored_path": None, "completed_at": None, "started_at": utcnow()})
+        if rows:
+            conn.execute(FileProcessingJob.__table__.insert(), rows)
+    for p in group:
+        for r in p.writer.rejected:
+            r["job_id"] = p.job_id
+
+
+def _write_group(group: list[_ParsedFile], duck: duckdb.DuckDBPyConnection, engine: Engine,
+                 folders: DropFolders) -> list[FileOutcome]:
+    """Write a group of parsed small files exactly as :func:`ingest_file` writes one: jobs
+    opened, DuckDB committed (rows and per-file counts), then the operational database
+    (rows, rejected lines, jobs, ledger) in one transaction, then the files moved."""
+    if not group:
+        return []
+    _open_jobs(engine, group)
+    duck.begin()
+    try:
+        inserted = raw_store.insert_transactions_by_file(duck, [r for p in group for r in p.writer.tx_rows])
+        raw_store.insert_rollbacks(duck, [r for p in group for r in p.writer.rollback_rows])
+        recorded = raw_store.recorded_files(duck, [p.file_hash for p in group])
+        for p in group:
+            if p.file_hash in recorded:
+                p.writer.new_transactions = recorded[p.file_hash]
+            elif p.resumed:
+                p.writer.new_transactions = raw_store.count_from_file(duck, p.file_hash)
+            else:
+                p.writer.new_transactions = inserted.get(p.file_hash, 0)
+        raw_store.record_files(duck, {p.file_hash: p.writer.new_transactions for p in group})
+        duck.commit()
+    except BaseException:
+        _rollback_quietly(duck)
+        raise
+    now = utcnow()
+    with engine.begin() as ops:
+        writer = _FileWriter(duck, ops, "", "", "")
+        op_rows = [r for p in group for r in p.writer.op_rows]
+        if op_rows:
+            writer._ensure_constituencies({r["constituency_id"] for r in op_rows})
+        insert_ignore(ops, Transaction.__table__, op_rows, ["tx_id"])
+        insert_ignore(ops, RejectedRow.__table__, [r for p in group for r in p.writer.rejected],
+                      ["file_hash", "source", "line_number"])
+        jobs, ledger = [], []
+        for p in group:
+            p.target = _destination(folders.processed_dir, p.path, p.file_hash)
+            jobs.append({"id": p.job_id, "status": "completed", "details": _completed_details(p.writer, p.notes),
+                         "transactions_processed": p.writer.transactions, "rejected_lines": p.writer.rejected_count,
+                         "stored_path": str(p.target), "completed_at": now})
+            ledger.append({"content_hash": p.file_hash, "filename": p.path.name, "status": "completed",
+                           "job_id": p.job_id, "size_bytes": p.size, "stored_path": str(p.target), "recorded_at": now})
+        update_by_key(ops, FileProcessingJob.__table__, jobs, ["id"],
+                      ["status", "details", "transactions_processed", "rejected_lines", "stored_path", "completed_at"])
+        insert_ignore(ops, FileLedgerEntry.__table__, ledger, ["content_hash"])
+    outcomes = []
+    for p in group:
+        _move(p.path, p.target)
+        w = p.writer
+        log.info("File %s: %d transactions (%d new), %d rollbacks, %d rejected lines -> %s",
+                 p.path.name, w.transactions, w.new_transactions, w.rollbacks, w.rejected_count, p.target)
+        outcomes.append(FileOutcome(p.path.name, "completed", p.job_id, w.transactions, w.new_transactions,
+                                    w.rollbacks, w.rejected_count, "", str(p.target)))
+    return outcomes
+
+
 def ingest_folder(
     files: list[Path],
     *,
@@ -474,20 +661,72 @@ def ingest_folder(
     zip_max_total_bytes: int = 4 * 1024**3,
     zip_max_ratio: int = 200,
     progress: Callable[[str], None] | None = None,
+    group_small_files: bool = False,
 ) -> IngestSummary:
-    """Ingest ``files`` one after the other, then flag rolled-back transactions."""
+    """Ingest ``files`` in name order, then flag rolled-back transactions.
+
+    With ``group_small_files`` (what the pipeline does), small ``.csv`` files are parsed
+    whole and written in groups of about ``batch_size`` lines, one commit per group; the
+    figures, jobs and ledger are exactly those of :func:`ingest_file` run on each file in
+    turn, which is what happens without it. A crash loses the uncommitted group; the next
+    run redoes it."""
     summary = IngestSummary()
     total = len(files)
-    for n, path in enumerate(files, start=1):
-        if not path.exists():  # taken by a concurrent run
-            continue
-        outcome = ingest_file(
-            path, duck=duck, engine=engine, folders=folders, batch_size=batch_size,
-            zip_max_total_bytes=zip_max_total_bytes, zip_max_ratio=zip_max_ratio,
-        )
+    group: list[_ParsedFile] = []
+    group_lines = 0
+    done = 0
+
+    def report(outcome: FileOutcome) -> None:
+        nonlocal done
+        done += 1
         summary.outcomes.append(outcome)
-        if progress and (n == total or n % 25 == 0 or outcome.status == "failed"):
-            progress(f"[{n}/{total}] {outcome.filename}: {outcome.status}"
+        if progress and (done == total or done % 25 == 0 or outcome.status == "failed"):
+            progress(f"[{done}/{total}] {outcome.filename}: {outcome.status}"
                      + (f" ({outcome.reason})" if outcome.reason else ""))
+
+    def write_group() -> None:
+        nonlocal group, group_lines
+        pending, group, group_lines = group, [], 0
+        for outcome in _write_group(pending, duck, engine, folders):
+            report(outcome)
+
+    def one_by_one(path: Path) -> None:
+        write_group()  # keep the name order of jobs and of "first file wins"
+        report(ingest_file(path, duck=duck, engine=engine, folders=folders, batch_size=batch_size,
+                           zip_max_total_bytes=zip_max_total_bytes, zip_max_ratio=zip_max_ratio))
+
+    if not group_small_files:
+        for path in files:
+            if not path.exists():  # taken by a concurrent run
+                total -= 1
+                continue
+            one_by_one(path)
+        sync_rollbacks(duck, engine)
+        return summary
+
+    for path, kind, value in _prepared(files, zip_max_total_bytes, zip_max_ratio):
+        if kind == "missing" or not path.exists():  # taken by a concurrent run
+            total -= 1
+            continue
+        if kind in ("alone", "refused"):
+            one_by_one(path)  # streamed alone; a refused file gets its reason recorded and is quarantined
+            continue
+        parsed: _ParsedFile = value
+        if any(p.file_hash == parsed.file_hash for p in group):
+            one_by_one(path)  # the same content twice: the ledger will tell, once the first is written
+            continue
+        with engine.connect() as conn:
+            ledger = conn.execute(
+                select(FileLedgerEntry).where(FileLedgerEntry.content_hash == parsed.file_hash)
+            ).mappings().first()
+        if ledger is not None:
+            write_group()
+            report(_handle_known(path, dict(ledger), engine, folders, parsed.file_hash))
+            continue
+        group.append(parsed)
+        group_lines += parsed.writer.pending()
+        if group_lines >= batch_size or len(group) >= GROUP_MAX_FILES:
+            write_group()
+    write_group()
     sync_rollbacks(duck, engine)
     return summary

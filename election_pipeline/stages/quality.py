@@ -9,7 +9,8 @@ from typing import Any
 import duckdb
 from sqlalchemy import Engine, and_, func, or_, select
 
-from election_pipeline.analytics.aggregation import store_counts
+from election_pipeline.analytics.aggregation import LIVE, store_counts
+from election_pipeline.analytics.raw_store import retired_constituency_ids
 from election_pipeline.db.models import Constituency, Election, HourlyStats, Transaction
 
 
@@ -20,15 +21,16 @@ class QualityResult:
     figures: dict[str, Any] = field(default_factory=dict)
 
 
-def _ops_standing_by_constituency(engine: Engine) -> dict[str, int]:
+def _ops_standing_by_constituency(engine: Engine, retired: set[str] = frozenset()) -> dict[str, int]:
+    """Standing transactions per constituency, without the ``retired`` ones (whose
+    transactions the retention job removed: their figures are frozen)."""
     with engine.connect() as conn:
-        return dict(
-            conn.execute(
-                select(Transaction.constituency_id, func.count())
-                .where(Transaction.is_rolled_back.is_(False))
-                .group_by(Transaction.constituency_id)
-            ).all()
-        )
+        rows = conn.execute(
+            select(Transaction.constituency_id, func.count())
+            .where(Transaction.is_rolled_back.is_(False))
+            .group_by(Transaction.constituency_id)
+        ).all()
+    return {c: n for c, n in rows if c not in retired}
 
 
 def no_transaction_counted_twice(duck: duckdb.DuckDBPyConnection, engine: Engine) -> QualityResult:
@@ -39,10 +41,9 @@ def no_transaction_counted_twice(duck: duckdb.DuckDBPyConnection, engine: Engine
         ops_rows, ops_distinct = conn.execute(
             select(func.count(), func.count(func.distinct(Transaction.tx_id)))
         ).one()
-    duck_by_c = dict(
-        duck.execute("SELECT constituency_id, count(*) FROM standing_transactions GROUP BY 1").fetchall()
-    )
-    ops_by_c = _ops_standing_by_constituency(engine)
+    retired = retired_constituency_ids(duck)
+    duck_by_c = dict(duck.execute(f"SELECT constituency_id, count(*) FROM {LIVE} GROUP BY 1").fetchall())
+    ops_by_c = _ops_standing_by_constituency(engine, retired)
     mismatched = sorted(c for c in set(duck_by_c) | set(ops_by_c) if duck_by_c.get(c, 0) != ops_by_c.get(c, 0))
     figures = {
         "duckdb_rows": counts["stored"],
@@ -66,15 +67,16 @@ def no_transaction_counted_twice(duck: duckdb.DuckDBPyConnection, engine: Engine
 def hourly_totals_reconcile(duck: duckdb.DuckDBPyConnection, engine: Engine) -> QualityResult:
     """The hourly table adds up to the raw counts: transactions, bulletins and distinct voters."""
     counts = store_counts(duck)
+    retired = retired_constituency_ids(duck)
     with engine.connect() as conn:
         tx, bulletins, votes = conn.execute(
             select(
                 func.coalesce(func.sum(HourlyStats.transaction_count), 0),
                 func.coalesce(func.sum(HourlyStats.bulletins_issued), 0),
                 func.coalesce(func.sum(HourlyStats.votes_cast), 0),
-            )
+            ).where(HourlyStats.constituency_id.not_in(sorted(retired)))
         ).one()
-    ops_standing = sum(_ops_standing_by_constituency(engine).values())
+    ops_standing = sum(_ops_standing_by_constituency(engine, retired).values())
     figures = {
         "hourly_transactions": int(tx),
         "raw_standing_transactions": counts["standing"],
@@ -92,12 +94,12 @@ def hourly_totals_reconcile(duck: duckdb.DuckDBPyConnection, engine: Engine) -> 
 def every_transaction_in_a_known_hour(duck: duckdb.DuckDBPyConnection, engine: Engine) -> QualityResult:
     """Every standing transaction has a timestamp and its constituency-hour is in ``hourly_stats``."""
     raw_hours = {
-        (c, h) for c, h in duck.execute(
-            "SELECT DISTINCT constituency_id, date_trunc('hour', ts) FROM standing_transactions"
-        ).fetchall()
+        (c, h) for c, h in duck.execute(f"SELECT DISTINCT constituency_id, date_trunc('hour', ts) FROM {LIVE}").fetchall()
     }
+    retired = retired_constituency_ids(duck)
     with engine.connect() as conn:
-        published = {(c, h) for c, h in conn.execute(select(HourlyStats.constituency_id, HourlyStats.hour)).all()}
+        published = {(c, h) for c, h in conn.execute(select(HourlyStats.constituency_id, HourlyStats.hour)).all()
+                     if c not in retired}
         no_time = conn.execute(select(func.count()).where(Transaction.timestamp.is_(None))).scalar_one()
     missing = sorted(raw_hours - published)
     extra = sorted(published - raw_hours)

@@ -9,10 +9,14 @@ def _key(*path: str) -> dg.AssetKey:
     return dg.AssetKey(list(path))
 
 
+PIPELINE_ASSETS = {"reference_data", "raw_transactions", "hourly_stats", "constituency_metrics", "alerts"}
+REPORT_ASSETS = {"election_metrics", "election_report"}
+
+
 def test_definitions_load_with_the_four_layers_and_their_lineage():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"reference_data", "raw_transactions", "hourly_stats", "constituency_metrics", "alerts"}
+    assert keys == PIPELINE_ASSETS | REPORT_ASSETS
     parents = {k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()}
     assert parents == {
         "reference_data": set(),
@@ -20,6 +24,9 @@ def test_definitions_load_with_the_four_layers_and_their_lineage():
         "hourly_stats": {"raw_transactions"},
         "constituency_metrics": {"hourly_stats"},
         "alerts": {"constituency_metrics"},
+        # What observers read: election-level figures, then the charts and the HTML report.
+        "election_metrics": {"constituency_metrics", "alerts"},
+        "election_report": {"election_metrics"},
     }
 
 
@@ -52,4 +59,4 @@ def test_sensor_and_schedule_run_by_default_and_target_the_whole_chain():
     job = defs.resolve_job_def("election_pipeline_job")
     assert sensor.job_name == schedule.job_name == job.name
     selected = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
-    assert selected == {"reference_data", "raw_transactions", "hourly_stats", "constituency_metrics", "alerts"}
+    assert selected == PIPELINE_ASSETS | REPORT_ASSETS

@@ -1,4 +1,5 @@
-"""The whole asset graph, materialised with real SQLite, DuckDB and a real Dagster instance."""
+"""The whole asset graph, materialised with real DuckDB, a real Dagster instance and the
+operational database on SQLite and on PostgreSQL (``db_url``)."""
 
 from datetime import datetime
 
@@ -16,19 +17,20 @@ from election_pipeline_tests.scenario import EXPECTED_HOURLY, drop_all, hourly_f
 ASSETS = [reference_data, raw_transactions, hourly_stats, constituency_metrics, alerts, *ALL_CHECKS]
 
 
-def _materialize(ws, instance):
-    return dg.materialize(ASSETS, resources=build_resources(ws.settings()), instance=instance, raise_on_error=False)
+def _materialize(ws, instance, db_url):
+    return dg.materialize(ASSETS, resources=build_resources(ws.settings(database_url=db_url)), instance=instance,
+                          raise_on_error=False)
 
 
-def test_whole_graph_gives_exact_figures_and_is_idempotent(workspace, instance):
+def test_whole_graph_gives_exact_figures_and_is_idempotent(workspace, instance, db_url):
     drop_all(workspace)
-    result = _materialize(workspace, instance)
+    result = _materialize(workspace, instance, db_url)
     assert result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["no_transaction_counted_twice"] and checks["hourly_totals_reconcile"]
     assert checks["every_transaction_in_a_known_hour"]
 
-    engine = get_engine(workspace.settings().database_url)
+    engine = get_engine(db_url)
     assert hourly_figures(engine) == EXPECTED_HOURLY
     with engine.connect() as conn:
         a = conn.execute(select(Constituency).where(Constituency.id == CONTRACT_A)).mappings().one()
@@ -47,7 +49,7 @@ def test_whole_graph_gives_exact_figures_and_is_idempotent(workspace, instance):
 
     with engine.connect() as conn:
         before_alerts = conn.execute(select(Alert.id, Alert.status, Alert.details)).all()
-    again = _materialize(workspace, instance)
+    again = _materialize(workspace, instance, db_url)
     assert again.success
     assert hourly_figures(engine) == EXPECTED_HOURLY
     with engine.connect() as conn:
@@ -56,17 +58,17 @@ def test_whole_graph_gives_exact_figures_and_is_idempotent(workspace, instance):
     assert hourly_meta["inserted"].value == 0 and hourly_meta["updated"].value == 0
 
 
-def test_failing_blocking_check_stops_downstream_assets(workspace, instance):
+def test_failing_blocking_check_stops_downstream_assets(workspace, instance, db_url):
     drop_all(workspace)
-    assert _materialize(workspace, instance).success
-    engine = get_engine(workspace.settings().database_url)
+    assert _materialize(workspace, instance, db_url).success
+    engine = get_engine(db_url)
     # The stores diverge: a transaction appears in the operational database that DuckDB never saw.
     when = datetime(2024, 9, 6, 7, 30)
     with engine.begin() as conn:
         conn.execute(Transaction.__table__.insert().values(
             id="tampered", tx_id="tampered", constituency_id=CONTRACT_A, timestamp=when, type="vote",
             sender="x", is_rejected=False, is_rolled_back=False, bulletins=0, created_at=when, updated_at=when))
-    result = _materialize(workspace, instance)
+    result = _materialize(workspace, instance, db_url)
     assert not result.success
     evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert evaluations["no_transaction_counted_twice"] is False

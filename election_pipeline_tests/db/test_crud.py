@@ -1,4 +1,4 @@
-"""CRUD against a real SQLite file in tmp_path."""
+"""CRUD against a real SQLite file in tmp_path and a real PostgreSQL schema (``db_url``)."""
 
 from __future__ import annotations
 
@@ -35,14 +35,8 @@ MOSCOW = "Europe/Moscow"
 
 
 @pytest.fixture()
-def db_url(tmp_path):
-    url = f"sqlite:///{tmp_path / 'ops.db'}"
-    create_tables(get_engine(url))
-    return url
-
-
-@pytest.fixture()
 def db(db_url):
+    create_tables(get_engine(db_url))
     session = session_factory(db_url)()
     try:
         yield session

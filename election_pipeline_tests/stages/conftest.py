@@ -1,5 +1,5 @@
 """Shared fixtures for the stage tests: a real workspace in tmp_path, a real SQLite file
-for the operational database, a real DuckDB file for the raw store, and helpers that build
+(or a PostgreSQL schema: ``db_url``) for the operational database, a real DuckDB file for the raw store, and helpers that build
 official 12-field export lines by hand (DATA_CONTRACT.md §2).
 
 Nothing of ``election_pipeline`` is mocked: every test writes real files into ``input/``
@@ -320,10 +320,11 @@ class Workspace:
         }
 
 
-def make_workspace(root: Path) -> Workspace:
+def make_workspace(root: Path, db_url: str | None = None) -> Workspace:
+    """A workspace in ``root``; the operational database is ``db_url`` (default: ``root/ops.db``)."""
     for name in ("input", "processed", "quarantine", "reference"):
         (root / name).mkdir(parents=True, exist_ok=True)
-    engine = get_engine(f"sqlite:///{root / 'ops.db'}")
+    engine = get_engine(db_url or f"sqlite:///{root / 'ops.db'}")
     create_tables(engine)
     ws = Workspace(root=root, engine=engine, duck_path=root / "warehouse.duckdb")
     ws.open_duck()
@@ -331,9 +332,9 @@ def make_workspace(root: Path) -> Workspace:
 
 
 @pytest.fixture()
-def ws(tmp_path: Path) -> Iterator[Workspace]:
-    """A fresh workspace under ``tmp_path/ws``."""
-    workspace = make_workspace(tmp_path / "ws")
+def ws(tmp_path: Path, db_url: str) -> Iterator[Workspace]:
+    """A fresh workspace under ``tmp_path/ws`` (operational database on SQLite, then on PostgreSQL)."""
+    workspace = make_workspace(tmp_path / "ws", db_url)
     try:
         yield workspace
     finally:
@@ -341,12 +342,12 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
 
 
 @pytest.fixture()
-def workspace_factory(tmp_path: Path) -> Iterator[Any]:
-    """Make more independent workspaces (``factory("clean")``) in one test."""
+def workspace_factory(tmp_path: Path, db_url_factory: Any) -> Iterator[Any]:
+    """Make more independent workspaces (``factory("clean")``) in one test, on the same engine as ``ws``."""
     made: list[Workspace] = []
 
     def factory(name: str) -> Workspace:
-        workspace = make_workspace(tmp_path / name)
+        workspace = make_workspace(tmp_path / name, db_url_factory(name))
         made.append(workspace)
         return workspace
 

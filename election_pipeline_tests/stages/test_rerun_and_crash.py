@@ -199,6 +199,7 @@ def test_running_everything_twice_changes_no_figure(ws, clean):
 # --------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the crash is a SQLite trigger
 @pytest.mark.parametrize("crash_file", ALL_FILES)
 def test_crash_after_duckdb_commit_before_operational_commit(ws, clean, crash_file):
     """Crash point: inside ``ingest_file`` for ``crash_file``, after ``duck.commit()`` (or, for the
@@ -231,6 +232,7 @@ def test_crash_after_duckdb_commit_before_operational_commit(ws, clean, crash_fi
     assert all(j["status"] != "processing" for j in ws.jobs())
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the crash is a SQLite trigger
 @pytest.mark.parametrize("crash_tx", ["V3", "B2", "V7"])
 def test_crash_while_writing_rows_before_duckdb_commit(ws, clean, crash_tx):
     """Crash point: in the middle of a file, while its rows are being flushed in batches of 2:

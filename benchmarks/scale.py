@@ -1,0 +1,596 @@
+"""National-scale benchmark: a generated election in the official export format, replayed
+through the pipeline's stages on SQLite and on PostgreSQL.
+
+    .venv/bin/python benchmarks/scale.py --transactions 10000000 --workdir /var/tmp/election-bench
+
+What it does, and prints (per stage: rows, seconds, rows/s, peak memory of this process):
+
+1. checks the free disk space, then generates ``--transactions`` transaction lines
+   (``--constituencies`` contracts x ``--hours`` hourly files; vote lines carry ~5 KB of
+   base64 ballot data, as the real export) with revotes, rejected transactions, rollbacks,
+   duplicates across files and a few malformed lines;
+2. for each engine: reference data -> ingest -> hourly stats -> constituency metrics ->
+   alerts -> the data-quality checks, i.e. the stages the Dagster assets call, in order;
+3. (a) the floor: DuckDB alone, ``read_csv`` of the same files and the hourly GROUP BY
+   (its figures are compared with the pipeline's);
+4. (b) the old way: one ORM object at a time (``session.add`` + flush per row), measured on
+   a sample and extrapolated;
+5. one new hourly file of 5,000 lines on top of the full history, and on top of a
+   100,000-transaction history, through every stage;
+6. deletes everything it generated (``--keep`` keeps it).
+
+The PostgreSQL server's own memory is not in "peak memory" (another process). Not a test:
+timings depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+START = datetime(2024, 9, 6, 5)  # 08:00 Moscow time, in UTC
+BALLOT_CHARS = 5_000
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+# --------------------------------------------------------------------------------------
+# Measuring
+# --------------------------------------------------------------------------------------
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+@dataclass
+class Measure:
+    name: str
+    rows: int = 0
+    seconds: float = 0.0
+    peak_bytes: int = 0
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+    def line(self) -> str:
+        return (f"  {self.name:<42} {self.rows:>12,} rows {self.seconds:>9.1f} s {self.rate:>12,.0f} rows/s "
+                f"{self.peak_bytes / 2**20:>8,.0f} MiB  {self.note}")
+
+
+@contextmanager
+def measured(results: list[Measure], name: str, rows: int | Callable[[], int] = 0) -> Iterator[Measure]:
+    """Time a block and sample this process's RSS every 50 ms; print the figures."""
+    m = Measure(name)
+    stop = threading.Event()
+    peak = [rss_bytes()]
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss_bytes())
+            stop.wait(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    try:
+        yield m
+    finally:
+        m.seconds = time.perf_counter() - started
+        stop.set()
+        sampler.join()
+        m.peak_bytes = max(peak[0], rss_bytes())
+        if not m.rows:
+            m.rows = rows() if callable(rows) else rows
+        results.append(m)
+        print(m.line(), flush=True)
+
+
+# --------------------------------------------------------------------------------------
+# Generating an election
+# --------------------------------------------------------------------------------------
+
+
+def b58(n: int, width: int = 44, salt: int = 0) -> str:
+    rnd = random.Random(n * 1_000_003 + salt)
+    return "".join(rnd.choice(BASE58) for _ in range(width))
+
+
+def ms(moment: datetime) -> int:
+    return int((moment - datetime(1970, 1, 1)).total_seconds() * 1000)
+
+
+@dataclass
+class Plan:
+    constituencies: int
+    hours: int
+    transactions: int
+    seed: int = 42
+
+    @property
+    def voters_per_constituency(self) -> int:
+        # ~2.06 transactions per voter (a bulletin, a vote, some revotes and rejections)
+        per_c = self.transactions / self.constituencies
+        return max(10, int((per_c - 6) / 2.06))
+
+
+@dataclass
+class GenStats:
+    lines: int = 0
+    bytes: int = 0
+    files: int = 0
+    malformed: int = 0
+
+
+def _line(tx_id: str, ts: int, sender: str, params: str, diff: str, rollback: str = "", tx_type: int = 104,
+          extra: str = '{"contractVersion":1}') -> str:
+    return f"{tx_id};{tx_type};{tx_id[::-1]}{tx_id[:44]};4;{ts};{sender};0;;{params};{diff};{extra};{rollback}\n"
+
+
+def _params(operation: str, *extra: str) -> str:
+    return "[" + ",".join([f'{{"key":"operation","stringValue":"{operation}"}}', *extra]) + "]"
+
+
+def generate_constituency(args: tuple[int, Plan, str]) -> GenStats:
+    """Write one constituency's hourly files; deterministic per constituency."""
+    index, plan, out_dir = args
+    rnd = random.Random(plan.seed * 7919 + index)
+    contract = b58(index, salt=1)
+    org = b58(index, salt=2)
+    pool = base64.b64encode(rnd.randbytes(BALLOT_CHARS + 4096)).decode()
+    stats = GenStats()
+    by_hour: dict[int, list[str]] = {h: [] for h in range(plan.hours)}
+    serial = [0]
+
+    def tx() -> str:
+        serial[0] += 1
+        return b58(index * 10_000_000 + serial[0], salt=3)
+
+    def at(hour: int) -> int:
+        return ms(START + timedelta(hours=hour, seconds=rnd.randrange(3600)))
+
+    first = by_hour[0]
+    first.append(_line(tx(), at(0), org, "[]", "[]", tx_type=103,
+                       extra='{"image":"registry/election-contract:1","imageHash":"abc"}'))
+    first.append(_line(tx(), at(0), org, _params("addMainKey", '{"key":"mainKey","stringValue":"k"}'), "[]"))
+    voters = plan.voters_per_constituency
+    hashes = json.dumps(json.dumps([f"h{i}" for i in range(3)]))
+    first.append(_line(tx(), at(0), org, _params("addVotersList", f'{{"key":"userIdHashes","stringValue":{hashes}}}',
+                                                 f'{{"key":"votersCount","intValue":{int(voters * 1.6)}}}'), "[]"))
+    first.append(_line(tx(), at(0), org, _params("startVoting"), "[]"))
+    for v in range(voters):
+        h_issue = min(plan.hours - 1, int(rnd.triangular(0, plan.hours, plan.hours * 0.3)))
+        h_vote = min(plan.hours - 1, h_issue + (0 if rnd.random() < 0.8 else 1))
+        user = f"{index:05d}{v:08d}"
+        data = json.dumps(json.dumps([{"userId": user, "maskedSig": pool[v % 4000: v % 4000 + 128]}]))
+        by_hour[h_issue].append(_line(
+            tx(), at(h_issue), org, _params("blindSigIssue", f'{{"key":"data","stringValue":{data}}}'),
+            f'[{{"key":"BLINDSIG_{user}","boolValue":true}}]'))
+        key = b58(index * 10_000_000 + v, salt=4)
+        n_votes = 2 if rnd.random() < 0.03 else 1
+        for k in range(n_votes):
+            vote_id = tx()
+            off = rnd.randrange(4096)
+            rejected = rnd.random() < 0.004
+            diff = (f'[{{"key":"FAIL_{key[:10]}_{vote_id}_vote","stringValue":"verification failed"}}]' if rejected
+                    else f'[{{"key":"VOTE_{key[:20]}","stringValue":"{vote_id}"}}]')
+            line = _line(vote_id, at(min(plan.hours - 1, h_vote + k)), key,
+                         _params("vote", f'{{"key":"vote","binaryValue":"{pool[off:off + BALLOT_CHARS]}"}}',
+                                 f'{{"key":"blindSig","binaryValue":"{pool[off + 7:off + 351]}"}}'), diff)
+            by_hour[min(plan.hours - 1, h_vote + k)].append(line)
+            if rnd.random() < 0.0005:  # rolled back in the next hour's file
+                by_hour[min(plan.hours - 1, h_vote + k + 1)].append(line[:-1] + "-1\n")
+            if rnd.random() < 0.001:  # exported again in the next hour's file (overlap)
+                by_hour[min(plan.hours - 1, h_vote + k + 1)].append(line)
+        if rnd.random() < 0.0002:
+            by_hour[h_vote].append("broken;line;without;enough;fields\n")
+            stats.malformed += 1
+    by_hour[plan.hours - 1].append(_line(tx(), ms(START + timedelta(hours=plan.hours) - timedelta(seconds=1)),
+                                         org, _params("finishVoting"), "[]"))
+    for hour, lines in by_hour.items():
+        if not lines:
+            continue
+        moment = START + timedelta(hours=hour)
+        name = f"{contract}_{moment:%Y-%m-%d}_{moment:%H}00-{(moment + timedelta(hours=1)):%H}00.csv"
+        text = "".join(lines)
+        Path(out_dir, name + ".part").write_text(text, encoding="utf-8")
+        os.replace(Path(out_dir, name + ".part"), Path(out_dir, name))
+        stats.files += 1
+        stats.lines += len(lines)
+        stats.bytes += len(text)
+    return stats
+
+
+def write_reference(plan: Plan, ref_dir: Path) -> None:
+    ref_dir.mkdir(parents=True, exist_ok=True)
+    (ref_dir / "elections.csv").write_text(
+        "id,name,country,type,start_date,end_date,timezone,status,description\n"
+        f"bench,National benchmark election,Exampleland,parliamentary,2024-09-06T08:00:00,"
+        f"{(START + timedelta(hours=plan.hours + 3)):%Y-%m-%dT%H:%M:%S},Europe/Moscow,active,generated\n")
+    rows = "".join(
+        f"{b58(i, salt=1)},bench,Constituency {i},Region {i % 85},urban,{int(plan.voters_per_constituency * 1.6)},active\n"
+        for i in range(plan.constituencies))
+    (ref_dir / "constituencies.csv").write_text("id,election_id,name,region,type,registered_voters,status\n" + rows)
+
+
+def generate(plan: Plan, input_dir: Path, ref_dir: Path, workers: int = 2) -> GenStats:
+    input_dir.mkdir(parents=True, exist_ok=True)
+    write_reference(plan, ref_dir)
+    total = GenStats()
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        for s in pool.imap_unordered(generate_constituency, [(i, plan, str(input_dir)) for i in range(plan.constituencies)],
+                                     chunksize=4):
+            total.lines += s.lines
+            total.bytes += s.bytes
+            total.files += s.files
+            total.malformed += s.malformed
+    return total
+
+
+def incremental_file(input_dir: Path, contract_index: int, lines: int, hour: int) -> Path:
+    """One new hourly export of ``lines`` votes and bulletins for an existing contract."""
+    rnd = random.Random(99)
+    contract, org = b58(contract_index, salt=1), b58(contract_index, salt=2)
+    pool = base64.b64encode(rnd.randbytes(BALLOT_CHARS + 4096)).decode()
+    moment = START + timedelta(hours=hour)
+    out = []
+    for n in range(lines // 2):
+        t = ms(moment + timedelta(seconds=n % 3600))
+        user = f"late{n:08d}"
+        data = json.dumps(json.dumps([{"userId": user, "maskedSig": pool[:128]}]))
+        out.append(_line(f"late-b-{n:08d}-{uuid.uuid4().hex[:20]}", t, org,
+                         _params("blindSigIssue", f'{{"key":"data","stringValue":{data}}}'), "[]"))
+        off = rnd.randrange(4096)
+        out.append(_line(f"late-v-{n:08d}-{uuid.uuid4().hex[:20]}", t + 500, f"latekey{n:08d}",
+                         _params("vote", f'{{"key":"vote","binaryValue":"{pool[off:off + BALLOT_CHARS]}"}}'), "[]"))
+    path = input_dir / f"{contract}_{moment:%Y-%m-%d}_{moment:%H}00-late.csv"
+    path.write_text("".join(out), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# The pipeline, stage by stage
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Workspace:
+    root: Path
+    db_url: str
+    input_dir: Path = field(init=False)
+    processed_dir: Path = field(init=False)
+    quarantine_dir: Path = field(init=False)
+    reference_dir: Path = field(init=False)
+    duckdb_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.input_dir = self.root / "input"
+        self.processed_dir = self.root / "processed"
+        self.quarantine_dir = self.root / "quarantine"
+        self.reference_dir = self.root / "reference"
+        self.duckdb_path = self.root / "warehouse.duckdb"
+        for d in (self.input_dir, self.processed_dir, self.quarantine_dir, self.reference_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+def run_chain(ws: Workspace, results: list[Measure], label: str, batch_size: int) -> dict[str, Any]:
+    """reference -> ingest -> hourly -> metrics -> alerts -> checks, each measured."""
+    from election_pipeline.analytics.raw_store import open_warehouse
+    from election_pipeline.db.session import get_engine, upgrade_database
+    from election_pipeline.stages import quality
+    from election_pipeline.stages.alerts import publish_alerts
+    from election_pipeline.stages.hourly import publish_hourly_stats
+    from election_pipeline.stages.ingest_files import DropFolders, ingest_folder, ready_files
+    from election_pipeline.stages.metrics import publish_metrics
+    from election_pipeline.stages.reference import load_reference
+
+    engine = get_engine(ws.db_url)
+    figures: dict[str, Any] = {}
+    started = time.perf_counter()
+    with measured(results, f"{label}: schema + reference data") as m:
+        upgrade_database(engine)
+        ref = load_reference(ws.reference_dir, engine)
+        m.rows = ref.constituencies
+    files = ready_files(ws.input_dir, 0, now=time.time() + 60)
+    with open_warehouse(ws.duckdb_path) as duck:
+        with measured(results, f"{label}: ingest ({len(files)} files)") as m:
+            summary = ingest_folder(files, duck=duck, engine=engine,
+                                    folders=DropFolders(ws.input_dir, ws.processed_dir, ws.quarantine_dir),
+                                    batch_size=batch_size, group_small_files=True)
+            m.rows = summary.transactions + summary.rejected_lines
+            m.note = f"{summary.new_transactions:,} new, {summary.rejected_lines} rejected lines"
+        figures["ingest"] = summary
+        with measured(results, f"{label}: hourly_stats") as m:
+            hourly = publish_hourly_stats(duck, engine)
+            m.rows = hourly.rows
+            m.note = f"{hourly.inserted:,} inserted, {hourly.updated:,} updated"
+        figures["hourly"] = hourly
+        with measured(results, f"{label}: constituency_metrics") as m:
+            metrics = publish_metrics(duck, engine)
+            m.rows = len(metrics.frame)
+            m.note = f"{len(metrics.findings)} findings"
+        with measured(results, f"{label}: alerts") as m:
+            alerts = publish_alerts(engine, metrics.findings)
+            m.rows = len(metrics.findings)
+            m.note = f"{alerts.created} created, {alerts.updated} updated"
+        with measured(results, f"{label}: data-quality checks (3 blocking)") as m:
+            verdicts = [check(duck, engine) for check in (quality.no_transaction_counted_twice,
+                                                          quality.hourly_totals_reconcile,
+                                                          quality.every_transaction_in_a_known_hour)]
+            m.rows = int(verdicts[0].figures.get("standing_duckdb", 0))
+            m.note = "passed" if all(v.passed for v in verdicts) else "FAILED: " + "; ".join(v.summary for v in verdicts)
+        figures["checks_passed"] = all(v.passed for v in verdicts)
+        figures["hourly_frame"] = hourly.frame
+    total = time.perf_counter() - started
+    results.append(Measure(f"{label}: files to alerts, total", summary.transactions, total))
+    print(results[-1].line(), flush=True)
+    return figures
+
+
+# --------------------------------------------------------------------------------------
+# (a) DuckDB alone, (b) one ORM object at a time
+# --------------------------------------------------------------------------------------
+
+FLOOR_SQL = r"""
+WITH raw AS (
+    SELECT column00 AS tx_id, regexp_extract(filename, '([A-Za-z0-9]+)_[^/]*$', 1) AS constituency_id,
+           make_timestamp(CAST(column04 AS BIGINT) * 1000) AS ts, column05 AS sender,
+           lower(regexp_extract(column08, '"key":"operation","stringValue":"([^"]*)"', 1)) AS op,
+           coalesce(column09 LIKE '%"key":"FAIL%', false) AS rejected, coalesce(column11, '') = '-1' AS is_rollback,
+           CASE WHEN column08 LIKE '%"stringValue":"blindSigIssue"%' AND NOT coalesce(column09 LIKE '%"key":"FAIL%', false)
+                THEN json_array_length(CAST(json_extract_string(column08, '$[1].stringValue') AS JSON)) ELSE 0 END
+               AS bulletins,
+           column01 AS tx_type, filename
+    FROM read_csv('{files}', delim=';', quote='', escape='', header=false, auto_detect=false,
+                  columns={cols}, filename=true, ignore_errors=true, null_padding=false)
+),
+tx AS (
+    SELECT * FROM raw WHERE NOT is_rollback AND (op <> '' OR tx_type = '103')
+    QUALIFY row_number() OVER (PARTITION BY tx_id ORDER BY filename) = 1
+),
+standing AS (
+    SELECT *, date_trunc('hour', ts) AS hour FROM tx
+    WHERE tx_id NOT IN (SELECT tx_id FROM raw WHERE is_rollback)
+),
+firsts AS (
+    SELECT constituency_id, hour,
+           row_number() OVER (PARTITION BY constituency_id, sender ORDER BY ts, tx_id) AS nth
+    FROM standing WHERE op = 'vote' AND NOT rejected
+)
+SELECT s.constituency_id, s.hour, sum(s.bulletins) AS bulletins_issued,
+       coalesce(max(f.votes), 0) AS votes_cast, count(*) AS transaction_count
+FROM standing s
+LEFT JOIN (SELECT constituency_id, hour, count(*) FILTER (WHERE nth = 1) AS votes FROM firsts GROUP BY ALL) f
+       USING (constituency_id, hour)
+GROUP BY ALL ORDER BY 1, 2
+"""
+
+
+def duckdb_floor(input_glob: str, results: list[Measure]) -> Any:
+    import duckdb
+
+    cols = "{" + ", ".join(f"'column{i:02d}': 'VARCHAR'" for i in range(12)) + "}"
+    with measured(results, "(a) DuckDB alone: read_csv + hourly GROUP BY") as m:
+        conn = duckdb.connect(config={"memory_limit": "4GB", "preserve_insertion_order": False})
+        frame = conn.execute(FLOOR_SQL.format(files=input_glob, cols=cols)).df()
+        conn.close()
+        m.rows = int(frame["transaction_count"].sum())
+        m.note = f"{len(frame):,} constituency-hours"
+    return frame
+
+
+def orm_one_at_a_time(ws: Workspace, files: list[Path], sample_lines: int, total_lines: int,
+                      results: list[Measure], label: str) -> None:
+    """The seed system's way: parse, then one ORM object per row, flushed one by one."""
+    from sqlalchemy.orm import Session
+
+    from election_pipeline.db.models import Constituency, Transaction
+    from election_pipeline.db.session import get_engine, upgrade_database
+    from election_pipeline.ingest.export_files import iter_export_lines
+    from election_pipeline.ingest.export_line import LineError, parse_line
+
+    engine = get_engine(ws.db_url)
+    upgrade_database(engine)
+    with measured(results, f"(b) {label}: one ORM object at a time (sample)") as m:
+        done = 0
+        with Session(engine) as session:
+            seen: set[str] = set()
+            for path in files:
+                for line in iter_export_lines(path):
+                    if done >= sample_lines:
+                        break
+                    try:
+                        tx = parse_line(line.text or "")
+                    except LineError:
+                        continue
+                    if tx.is_rollback or tx.tx_id in seen:
+                        continue
+                    seen.add(tx.tx_id)
+                    if session.get(Constituency, line.contract_id) is None:
+                        session.add(Constituency(id=line.contract_id, name=line.contract_id))
+                        session.flush()
+                    session.add(Transaction(tx_id=tx.tx_id, constituency_id=line.contract_id, timestamp=tx.timestamp,
+                                            type=tx.operation, sender=tx.sender, is_rejected=tx.rejected,
+                                            bulletins=tx.bulletins, source_file=line.source, raw_data=tx.raw_data))
+                    session.flush()
+                    done += 1
+                session.commit()
+                if done >= sample_lines:
+                    break
+        m.rows = done
+    per_row = m.seconds / max(done, 1)
+    extrapolated = Measure(f"(b) {label}: extrapolated to {total_lines:,}", total_lines, per_row * total_lines,
+                           note="extrapolated from the sample, not run")
+    results.append(extrapolated)
+    print(extrapolated.line(), flush=True)
+
+
+# --------------------------------------------------------------------------------------
+# Databases
+# --------------------------------------------------------------------------------------
+
+
+def pg_database(admin_url: str, name: str, drop: bool = False) -> str:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(admin_url)
+    with psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False), autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not drop:
+            c.execute(f'CREATE DATABASE "{name}"')
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def reset_store(ws: Workspace, engine_name: str, pg_admin: str, tag: str) -> None:
+    for p in ws.root.glob("warehouse.duckdb*"):
+        p.unlink()
+    for p in ws.root.glob("ops.db*"):
+        p.unlink()
+    if engine_name == "postgresql":
+        ws.db_url = pg_database(pg_admin, f"election_bench_{tag}")
+    else:
+        ws.db_url = f"sqlite:///{ws.root / 'ops.db'}"
+
+
+def move_back(ws: Workspace) -> None:
+    for p in ws.processed_dir.iterdir():
+        os.replace(p, ws.input_dir / p.name)
+    for p in ws.quarantine_dir.iterdir():
+        os.replace(p, ws.input_dir / p.name)
+
+
+def disk_check(path: Path, needed: int) -> None:
+    usage = shutil.disk_usage(path)
+    print(f"Disk at {path}: {usage.free / 2**30:,.1f} GiB free of {usage.total / 2**30:,.1f} GiB; "
+          f"this run needs about {needed / 2**30:,.1f} GiB", flush=True)
+    if usage.free < needed * 1.15:
+        raise SystemExit(f"Not enough free disk space in {path}: {usage.free / 2**30:.1f} GiB free, "
+                         f"about {needed * 1.15 / 2**30:.1f} GiB needed. Use --workdir elsewhere or fewer --transactions.")
+
+
+# --------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--transactions", type=int, default=10_000_000)
+    parser.add_argument("--constituencies", type=int, default=500)
+    parser.add_argument("--hours", type=int, default=60)
+    parser.add_argument("--engines", default="sqlite,postgresql")
+    parser.add_argument("--workdir", type=Path, default=Path("/var/tmp/election-bench"))
+    parser.add_argument("--postgres-admin-url", default=os.environ.get("ELECTION_BENCH_POSTGRES_URL", DEFAULT_PG),
+                        help="a PostgreSQL URL allowed to create and drop the benchmark databases")
+    parser.add_argument("--batch-size", type=int, default=20_000)
+    parser.add_argument("--orm-sample", type=int, default=20_000, help="rows inserted the old way, then extrapolated")
+    parser.add_argument("--small-history", type=int, default=100_000)
+    parser.add_argument("--skip", default="", help="comma-separated: floor,orm,incremental,small")
+    parser.add_argument("--keep", action="store_true", help="keep the generated files and databases")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    args = parser.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    results: list[Measure] = []
+
+    plan = Plan(args.constituencies, args.hours, args.transactions)
+    work = args.workdir.absolute()
+    work.mkdir(parents=True, exist_ok=True)
+    # Files (~2.4 KB per transaction line on average) + DuckDB + the operational database.
+    disk_check(work, int(args.transactions * (2_700 + 1_400)))
+    print(f"Machine: {os.cpu_count()} CPU cores. Plan: {plan.transactions:,} transactions, "
+          f"{plan.constituencies} constituencies x {plan.hours} hours, "
+          f"{plan.voters_per_constituency:,} voters per constituency.", flush=True)
+    ws = Workspace(work / "big", "")
+    try:
+        with measured(results, "generate the election (2 processes)") as m:
+            gen = generate(plan, ws.input_dir, ws.reference_dir)
+            m.rows = gen.lines
+            m.note = f"{gen.files:,} files, {gen.bytes / 2**30:.1f} GiB"
+
+        if "floor" not in skip:
+            floor = duckdb_floor(str(ws.input_dir / "*.csv"), results)
+        for engine_name in engines:
+            reset_store(ws, engine_name, args.postgres_admin_url, "big")
+            figures = run_chain(ws, results, f"{engine_name}, {plan.transactions / 1e6:g}M", args.batch_size)
+            if "floor" not in skip:
+                ours = figures["hourly_frame"][["constituency_id", "hour", "bulletins_issued", "votes_cast",
+                                                "transaction_count"]].reset_index(drop=True)
+                same = (len(ours) == len(floor) and (ours.values == floor[list(ours.columns)].values).all())
+                print(f"  the pipeline's hourly figures {'equal' if same else 'DIFFER FROM'} DuckDB alone's", flush=True)
+            if "incremental" not in skip:
+                late = incremental_file(ws.input_dir, 0, 5_000, plan.hours - 1)
+                run_chain(ws, results, f"{engine_name}: +5,000 lines on {plan.transactions / 1e6:g}M", args.batch_size)
+                del late
+            if "orm" not in skip:
+                sample_ws = Workspace(work / "orm", "")
+                reset_store(sample_ws, engine_name, args.postgres_admin_url, "orm")
+                orm_one_at_a_time(sample_ws, sorted(ws.processed_dir.iterdir()), args.orm_sample, plan.transactions,
+                                  results, engine_name)
+                shutil.rmtree(sample_ws.root, ignore_errors=True)
+                if engine_name == "postgresql" and not args.keep:
+                    pg_database(args.postgres_admin_url, "election_bench_orm", drop=True)
+            move_back(ws)
+            for p in ws.input_dir.glob("*-late*"):
+                p.unlink()
+
+        if "small" not in skip:
+            small_plan = Plan(max(10, args.constituencies // 10), args.hours, args.small_history)
+            small = Workspace(work / "small", "")
+            generate(small_plan, small.input_dir, small.reference_dir)
+            for engine_name in engines:
+                reset_store(small, engine_name, args.postgres_admin_url, "small")
+                run_chain(small, results, f"{engine_name}, {args.small_history:,} history", args.batch_size)
+                incremental_file(small.input_dir, 0, 5_000, small_plan.hours - 1)
+                run_chain(small, results, f"{engine_name}: +5,000 lines on {args.small_history:,}", args.batch_size)
+                move_back(small)
+                for p in small.input_dir.glob("*-late*"):
+                    p.unlink()
+    finally:
+        if not args.keep:
+            shutil.rmtree(work / "big", ignore_errors=True)
+            shutil.rmtree(work / "small", ignore_errors=True)
+            shutil.rmtree(work / "orm", ignore_errors=True)
+            if "postgresql" in engines:
+                for tag in ("big", "small", "orm"):
+                    try:
+                        pg_database(args.postgres_admin_url, f"election_bench_{tag}", drop=True)
+                    except Exception as exc:  # noqa: BLE001
+                        print(f"could not drop election_bench_{tag}: {exc}")
+            print(f"Generated data removed from {work}.")
+
+    print("\nSummary")
+    for m in results:
+        print(m.line())
+    if args.json:
+        args.json.write_text(json.dumps([m.__dict__ | {"rate": m.rate} for m in results], indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

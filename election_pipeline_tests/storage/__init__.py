@@ -1,0 +1,1 @@
+"""Tests of the operational storage: migrations, bulk writes, PostgreSQL, concurrency, faults, retention."""

@@ -1,0 +1,155 @@
+"""The Dagster instance on PostgreSQL (``deploy/dagster.yaml``), and bursts of files with
+overlapping runs through a real ``dagster-daemon``: every file processed exactly once, no
+DuckDB lock error, the exact figures."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from sqlalchemy import create_engine, func, select, text
+
+from election_pipeline.db.models import FileLedgerEntry, FileProcessingJob, HourlyStats
+from election_pipeline.db.session import get_engine
+from election_pipeline.defs.assets import alerts, constituency_metrics, hourly_stats, raw_transactions, reference_data
+from election_pipeline.defs.checks import ALL_CHECKS
+from election_pipeline.defs.resources import build_resources
+from election_pipeline.sample import generate_sample
+from election_pipeline_tests.conftest import pg_base_url
+from election_pipeline_tests.scenario import EXPECTED_HOURLY, drop_all, hourly_figures
+
+from .process_helpers import REPO, cli, kill_group, pipeline_env, start
+
+DEPLOY_YAML = REPO / "deploy" / "dagster.yaml"
+ASSETS = [reference_data, raw_transactions, hourly_stats, constituency_metrics, alerts, *ALL_CHECKS]
+
+
+def dagster_pg_env(database: str) -> dict[str, str]:
+    """The DAGSTER_PG_* variables deploy/dagster.yaml reads, for ``database`` on the test server."""
+    url = create_engine(pg_base_url()).url
+    return {
+        "DAGSTER_PG_HOST": url.host or "127.0.0.1", "DAGSTER_PG_PORT": str(url.port or 5432),
+        "DAGSTER_PG_DB": database, "DAGSTER_PG_USERNAME": url.username or "postgres",
+        "DAGSTER_PG_PASSWORD": url.password or "",
+    }
+
+
+def test_instance_on_postgres_runs_the_graph(tmp_path, workspace, postgres_database, postgres_schema_url, monkeypatch):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(DEPLOY_YAML, home / "dagster.yaml")
+    for key, value in dagster_pg_env(postgres_database["name"]).items():
+        monkeypatch.setenv(key, value)
+    drop_all(workspace)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        config = instance.get_concurrency_config()
+        assert config.pool_config.default_pool_limit == 1
+        assert config.run_queue_config.max_concurrent_runs == 4
+        result = dg.materialize(ASSETS, instance=instance, raise_on_error=False,
+                                resources=build_resources(workspace.settings(database_url=postgres_schema_url)))
+        assert result.success
+        assert instance.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.SUCCESS
+    assert hourly_figures(get_engine(postgres_schema_url)) == EXPECTED_HOURLY
+    # The run history is in PostgreSQL, not in files under DAGSTER_HOME.
+    with get_engine(postgres_database["url"]).connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM runs")).scalar_one() == 1
+        assert conn.execute(text("SELECT count(*) FROM event_logs WHERE run_id = :r"), {"r": result.run_id}).scalar_one() > 10
+
+
+def _wait(predicate, timeout: float, what: str, interval: float = 1.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.mark.slow
+def test_burst_of_files_with_overlapping_runs_processed_exactly_once(tmp_path, postgres_database, postgres_schema_url,
+                                                                   monkeypatch):
+    """~220 files land in four bursts while the daemon's sensor turns them into runs (several
+    at once, each in its own process) and an operator also starts ``election-pipeline run``
+    on the same folder. DuckDB steps take turns through the pool."""
+    root = tmp_path / "ws"
+    home = tmp_path / "dagster_home"
+    env = pipeline_env(root, postgres_schema_url, home, ELECTION_SENSOR_INTERVAL_SECONDS="1",
+                       **dagster_pg_env(postgres_database["name"]))
+    for key, value in dagster_pg_env(postgres_database["name"]).items():
+        monkeypatch.setenv(key, value)  # this process reads the same instance
+    shutil.copy(DEPLOY_YAML, home / "dagster.yaml")
+    (tmp_path / "workspace.yaml").write_text(
+        "load_from:\n  - python_module:\n      module_name: election_pipeline.definitions\n"
+        f"      working_directory: {REPO}\n      location_name: election_pipeline\n"
+    )
+    staging = tmp_path / "staging"
+    truth = generate_sample(staging, root / "reference", seed=13, constituencies=4)
+    files = sorted(staging.iterdir())
+    assert len(files) >= 200
+
+    daemon = start([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(tmp_path / "workspace.yaml")],
+                   env, tmp_path / "daemon.log")
+    operators: list = []
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            _wait(lambda: {"SENSOR", "QUEUED_RUN_COORDINATOR"} <= set(instance.get_daemon_heartbeats()), 120,
+                  "the daemon", interval=0.5)
+            for n, burst in enumerate([files[i::4] for i in range(4)]):
+                for path in burst:
+                    shutil.move(str(path), root / "input" / path.name)
+                if n in (1, 2):  # operators start runs by hand on the same folder, twice
+                    operators.append(start(cli("run", "--log-level", "WARNING"), env, tmp_path / f"operator{n}.log"))
+                time.sleep(2.5)
+
+            def all_done() -> bool:
+                busy = instance.get_runs(filters=dg.RunsFilter(statuses=[
+                    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+                    dg.DagsterRunStatus.STARTED]))
+                return not busy and not any((root / "input").iterdir()) and all(p.poll() is not None for p in operators)
+
+            _wait(all_done, 480, "every file processed and every run finished", interval=2.0)
+            runs = instance.get_runs()
+            statuses = sorted(r.status.value for r in runs)
+            sensor_runs = [r for r in runs if r.tags.get("dagster/sensor_name") == "input_folder_sensor"]
+            records = {r.dagster_run.run_id: r for r in instance.get_run_records()}
+            failed_steps = [
+                e for r in runs for e in instance.all_logs(r.run_id)
+                if e.is_dagster_event and e.dagster_event.event_type_value in ("STEP_FAILURE", "STEP_UP_FOR_RETRY")
+            ]
+    finally:
+        kill_group(daemon, signal.SIGTERM) if daemon.poll() is None else None
+        for proc in operators:
+            if proc.poll() is None:
+                kill_group(proc)
+    for n, proc in zip((1, 2), operators):
+        assert proc.returncode == 0, (tmp_path / f"operator{n}.log").read_text()[-3000:]
+    assert failed_steps == []
+    assert set(statuses) == {"SUCCESS"}, statuses
+    assert len(sensor_runs) >= 2
+    by_hand = [r for r in runs if not (r.tags.get("dagster/sensor_name") or r.tags.get("dagster/schedule_name"))]
+    assert len(by_hand) == 2  # the operators' runs (the schedule may have added one too)
+    spans = sorted((records[r.run_id].start_time, records[r.run_id].end_time) for r in runs)
+    overlapping = [(i, j) for i in range(len(spans)) for j in range(i + 1, len(spans)) if spans[j][0] < spans[i][1]]
+    shown = [(round(a - spans[0][0], 1), round(b - spans[0][0], 1)) for a, b in spans]
+    print("run spans (s):", shown)
+    assert len(overlapping) >= 2, f"runs did not overlap: {shown}"
+
+    engine = get_engine(postgres_schema_url)
+    with engine.connect() as conn:
+        per_file = dict(conn.execute(select(FileProcessingJob.filename, func.count()).group_by(FileProcessingJob.filename)).all())
+        ledger = conn.execute(select(func.count()).select_from(FileLedgerEntry)).scalar_one()
+        hourly = sorted(conn.execute(select(HourlyStats.constituency_id, HourlyStats.hour, HourlyStats.bulletins_issued,
+                                            HourlyStats.votes_cast, HourlyStats.revote_count,
+                                            HourlyStats.transaction_count)).all())
+    assert per_file == {p.name: 1 for p in files}  # every file processed exactly once
+    assert ledger == len(files)
+    expected = sorted((h["constituency_id"], h["hour"], h["bulletins_issued"], h["votes_cast"], h["revotes"],
+                       h["transaction_count"]) for h in truth.expected_hourly)
+    assert [tuple(r) for r in hourly] == expected
+    assert len(list((root / "processed").iterdir())) + len(list((root / "quarantine").iterdir())) == len(files)
