@@ -101,6 +101,22 @@ def _wait_for_server(dev: DagsterDev) -> None:
     raise TimeoutError(f"dagster dev did not come up within {STARTUP_TIMEOUT:.0f} s:\n{dev.log_tail()}")
 
 
+def _live_members(pgid: int) -> list[int]:
+    """Processes of the group that are still alive (zombies waiting to be reaped do not count)."""
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state, ppid, pgrp, ...
+            alive.append(int(entry.name))
+    return alive
+
+
 def _stop(process: subprocess.Popen) -> list[int]:
     """Stop the whole process group; return the ids of processes that had to be killed."""
     pgid = process.pid  # start_new_session=True: the group id is the leader's pid
@@ -115,9 +131,7 @@ def _stop(process: subprocess.Popen) -> list[int]:
         pass
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
+        if not _live_members(pgid):
             return killed
         time.sleep(0.3)
     killed.append(pgid)
@@ -170,12 +184,11 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev
         killed = _stop(process)
         if killed:
             print(f"dagster dev did not stop on SIGTERM; killed its process group {killed}")
-        try:
-            os.killpg(process.pid, 0)
-            leftover = True
-        except ProcessLookupError:
-            leftover = False
-        assert not leftover, "processes of dagster dev are still running"
+        deadline = time.monotonic() + 10
+        while _live_members(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        leftover = _live_members(process.pid)
+        assert not leftover, f"processes of dagster dev are still running: {leftover}"
 
 
 @dataclass
