@@ -39,6 +39,6 @@ sample: $(BIN)/election-pipeline
 summary: $(BIN)/election-pipeline
 	$(BIN)/election-pipeline summary
 
-## clean-data: delete the local databases and Dagster state (input, processed and quarantined files are kept)
+## clean-data: delete the local databases, generated reports and Dagster state (input, processed and quarantined files are kept)
 clean-data:
-	rm -rf data/election_monitoring.db* data/warehouse.duckdb* $(DAGSTER_HOME)
+	rm -rf data/election_monitoring.db* data/warehouse.duckdb* data/reports/* $(DAGSTER_HOME)
