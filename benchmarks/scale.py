@@ -297,7 +297,8 @@ class Workspace:
             d.mkdir(parents=True, exist_ok=True)
 
 
-def run_chain(ws: Workspace, results: list[Measure], label: str, batch_size: int) -> dict[str, Any]:
+def run_chain(ws: Workspace, results: list[Measure], label: str, batch_size: int,
+              duckdb_memory_limit: str | None = None) -> dict[str, Any]:
     """reference -> ingest -> hourly -> metrics -> alerts -> checks, each measured."""
     from election_pipeline.analytics.raw_store import open_warehouse
     from election_pipeline.db.session import get_engine, upgrade_database
@@ -316,7 +317,7 @@ def run_chain(ws: Workspace, results: list[Measure], label: str, batch_size: int
         ref = load_reference(ws.reference_dir, engine)
         m.rows = ref.constituencies
     files = ready_files(ws.input_dir, 0, now=time.time() + 60)
-    with open_warehouse(ws.duckdb_path) as duck:
+    with open_warehouse(ws.duckdb_path, memory_limit=duckdb_memory_limit) as duck:
         with measured(results, f"{label}: ingest ({len(files)} files)") as m:
             summary = ingest_folder(files, duck=duck, engine=engine,
                                     folders=DropFolders(ws.input_dir, ws.processed_dir, ws.quarantine_dir),
@@ -508,6 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres-admin-url", default=os.environ.get("ELECTION_BENCH_POSTGRES_URL", DEFAULT_PG),
                         help="a PostgreSQL URL allowed to create and drop the benchmark databases")
     parser.add_argument("--batch-size", type=int, default=20_000)
+    parser.add_argument("--duckdb-memory-limit", default="1GB", help="as ELECTION_DUCKDB_MEMORY_LIMIT")
     parser.add_argument("--orm-sample", type=int, default=20_000, help="rows inserted the old way, then extrapolated")
     parser.add_argument("--small-history", type=int, default=100_000)
     parser.add_argument("--skip", default="", help="comma-separated: floor,orm,incremental,small")
@@ -537,7 +539,8 @@ def main(argv: list[str] | None = None) -> int:
             floor = duckdb_floor(str(ws.input_dir / "*.csv"), results)
         for engine_name in engines:
             reset_store(ws, engine_name, args.postgres_admin_url, "big")
-            figures = run_chain(ws, results, f"{engine_name}, {plan.transactions / 1e6:g}M", args.batch_size)
+            figures = run_chain(ws, results, f"{engine_name}, {plan.transactions / 1e6:g}M", args.batch_size,
+                                args.duckdb_memory_limit)
             if "floor" not in skip:
                 ours = figures["hourly_frame"][["constituency_id", "hour", "bulletins_issued", "votes_cast",
                                                 "transaction_count"]].reset_index(drop=True)
@@ -545,7 +548,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  the pipeline's hourly figures {'equal' if same else 'DIFFER FROM'} DuckDB alone's", flush=True)
             if "incremental" not in skip:
                 late = incremental_file(ws.input_dir, 0, 5_000, plan.hours - 1)
-                run_chain(ws, results, f"{engine_name}: +5,000 lines on {plan.transactions / 1e6:g}M", args.batch_size)
+                run_chain(ws, results, f"{engine_name}: +5,000 lines on {plan.transactions / 1e6:g}M", args.batch_size,
+                          args.duckdb_memory_limit)
                 del late
             if "orm" not in skip:
                 sample_ws = Workspace(work / "orm", "")
@@ -565,9 +569,11 @@ def main(argv: list[str] | None = None) -> int:
             generate(small_plan, small.input_dir, small.reference_dir)
             for engine_name in engines:
                 reset_store(small, engine_name, args.postgres_admin_url, "small")
-                run_chain(small, results, f"{engine_name}, {args.small_history:,} history", args.batch_size)
+                run_chain(small, results, f"{engine_name}, {args.small_history:,} history", args.batch_size,
+                          args.duckdb_memory_limit)
                 incremental_file(small.input_dir, 0, 5_000, small_plan.hours - 1)
-                run_chain(small, results, f"{engine_name}: +5,000 lines on {args.small_history:,}", args.batch_size)
+                run_chain(small, results, f"{engine_name}: +5,000 lines on {args.small_history:,}", args.batch_size,
+                          args.duckdb_memory_limit)
                 move_back(small)
                 for p in small.input_dir.glob("*-late*"):
                     p.unlink()

@@ -82,6 +82,8 @@ class Settings:
     retain_hourly_days: int = 365
     retain_file_jobs_days: int = 90
     retention_cron: str = "30 3 * * *"
+    #: Memory DuckDB may use for its buffers (beyond it, large queries spill to disk).
+    duckdb_memory_limit: str = "1GB"
 
     @property
     def reports_folder(self) -> str:
@@ -133,6 +135,7 @@ def load_settings() -> Settings:
         retain_hourly_days=_env_int("ELECTION_RETAIN_HOURLY_DAYS", 365),
         retain_file_jobs_days=_env_int("ELECTION_RETAIN_FILE_JOBS_DAYS", 90),
         retention_cron=_env("ELECTION_RETENTION_CRON", "30 3 * * *"),
+        duckdb_memory_limit=_env("ELECTION_DUCKDB_MEMORY_LIMIT", "1GB"),
         reports_dir=_path("ELECTION_REPORTS_DIR", "data/reports"),
         offline_after_hours=_env_float("ELECTION_OFFLINE_AFTER_HOURS", 2.0),
         spike_relative_spread=_env_float("ELECTION_SPIKE_RELATIVE_SPREAD", 0.25),

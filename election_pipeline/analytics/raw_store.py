@@ -104,12 +104,16 @@ ROLLBACK_COLUMNS = ["tx_id", "constituency_id", "ts", "source", "line_number", "
 
 
 @contextmanager
-def open_warehouse(path: str | Path, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the DuckDB file (creating it and its tables when writing) and close it afterwards."""
+def open_warehouse(
+    path: str | Path, *, read_only: bool = False, memory_limit: str | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the DuckDB file (creating it and its tables when writing) and close it afterwards.
+    ``memory_limit`` (e.g. ``"1GB"``) caps DuckDB's buffers; larger queries spill to disk."""
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    conn = duckdb.connect(str(path), read_only=read_only)
+    config = {"memory_limit": memory_limit} if memory_limit else {}
+    conn = duckdb.connect(str(path), read_only=read_only, config=config)
     try:
         if not read_only:
             ensure_schema(conn)

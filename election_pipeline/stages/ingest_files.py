@@ -147,6 +147,7 @@ class _FileWriter:
         self.rollbacks = 0
         self.rejected_count = 0
         self.first_reason = ""
+        self.started = utcnow()
 
     def add_line(self, source: str, contract_id: str, line_number: int, text: str | None, raw: str) -> None:
         if text is None:
@@ -163,7 +164,7 @@ class _FileWriter:
             return
         self.transactions += 1
         self.tx_rows.append(raw_store.tx_row(tx, contract_id, source, line_number, self.file_hash))
-        now = utcnow()
+        now = self.started  # one instant per file: the time its reading started
         self.op_rows.append(
             {
                 "id": new_uuid(),

@@ -117,3 +117,13 @@ def test_processes_starting_together_upgrade_once(db_url):
     with get_engine(db_url).connect() as conn:
         assert schema_differences(conn) == []
         assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
+
+
+def test_the_pipeline_resource_upgrades_the_database_on_first_use(db_url):
+    """What every asset does before touching the database (no create_all anywhere)."""
+    from election_pipeline.defs.resources import OperationalDatabaseResource
+
+    engine = OperationalDatabaseResource(url=db_url).engine()
+    with engine.connect() as conn:
+        assert current_revision(conn) == head_revision()
+        assert schema_differences(conn) == []
