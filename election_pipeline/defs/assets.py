@@ -12,13 +12,14 @@ from sqlalchemy import func, select
 
 from election_pipeline.db.models import Alert, RejectedRow, utcnow
 from election_pipeline.detection.findings import Finding
+from election_pipeline.stages import quality
 from election_pipeline.stages.alerts import publish_alerts
 from election_pipeline.stages.hourly import publish_hourly_stats
 from election_pipeline.stages.ingest_files import ingest_folder, ready_files
 from election_pipeline.stages.metrics import publish_metrics
 from election_pipeline.stages.reference import load_reference
 
-from .metadata import md_table
+from .metadata import check_result, md_table
 from .retries import DB_RETRY_POLICY, permanent_db_errors_fail
 from .resources import DetectionResource, DropFolderResource, OperationalDatabaseResource, WarehouseResource
 
@@ -130,8 +131,24 @@ def raw_transactions(
     )
 
 
+#: Checked inside the ``hourly_stats`` step, on the connection that published the figures:
+#: DuckDB's file lock keeps another run from ingesting between publishing and checking.
+HOURLY_CHECKS = [
+    dg.AssetCheckSpec(
+        "hourly_totals_reconcile", asset="hourly_stats", blocking=True,
+        description="The hourly table adds up exactly to the raw counts: standing transactions, "
+        "bulletins issued and distinct voters.",
+    ),
+    dg.AssetCheckSpec(
+        "every_transaction_in_a_known_hour", asset="hourly_stats", blocking=True,
+        description="Every stored transaction was parsed with a timestamp and its constituency-hour "
+        "is published in hourly_stats (and no published hour is left without transactions).",
+    ),
+]
+
+
 @dg.asset(group_name="election", kinds={"duckdb", "sql"}, deps=[raw_transactions], pool=DUCKDB_POOL,
-          retry_policy=DB_RETRY_POLICY)
+          retry_policy=DB_RETRY_POLICY, check_specs=HOURLY_CHECKS)
 @permanent_db_errors_fail
 def hourly_stats(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, ops_db: OperationalDatabaseResource
@@ -140,14 +157,20 @@ def hourly_stats(
     fell in the hour), revotes, rejected and total transactions, per-minute velocities and
     cumulative participation. Computed by DuckDB from the raw store; only changed hours
     are written to the operational ``hourly_stats`` table."""
+    engine = ops_db.engine()
     with warehouse.connect() as duck:
-        summary = publish_hourly_stats(duck, ops_db.engine())
+        summary = publish_hourly_stats(duck, engine)
+        checks = [
+            check_result(quality.hourly_totals_reconcile(duck, engine), "hourly_totals_reconcile"),
+            check_result(quality.every_transaction_in_a_known_hour(duck, engine), "every_transaction_in_a_known_hour"),
+        ]
     context.log.info(
         f"hourly_stats: {summary.rows} hours ({summary.inserted} new, {summary.updated} updated, "
         f"{summary.deleted} removed)"
     )
     f = summary.frame.sort_values(["hour", "constituency_id"], ascending=[False, True]).head(15)
     return dg.MaterializeResult(
+        check_results=checks,
         metadata={
             "rows": summary.rows,
             "inserted": summary.inserted,

@@ -18,3 +18,12 @@ def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], limit: int =
     if not rows:
         lines.append("| " + " | ".join("" for _ in headers) + " |")
     return dg.MetadataValue.md("\n".join(lines))
+
+
+def check_result(result, check_name: str | None = None,
+                 severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:
+    """A :class:`~election_pipeline.stages.quality.QualityResult` as a Dagster check result."""
+    return dg.AssetCheckResult(
+        check_name=check_name, passed=result.passed, severity=severity, description=result.summary,
+        metadata={"summary": result.summary, **result.figures},
+    )

@@ -64,7 +64,8 @@ def test_kill_9_mid_ingest_then_rerun_equals_one_clean_run(tmp_path, db_url, req
     kill_group(proc)  # SIGKILL: no cleanup of any kind
     jobs = _jobs(db_url)
     left = sorted(p.name for p in (tmp_path / "victim" / "input").iterdir())
-    assert jobs.get("processing") == 1 and 0 < jobs["completed"] < len(files) and left
+    # Files are parsed in groups, so one or more jobs may be open at the moment of the kill.
+    assert jobs.get("processing", 0) >= 1 and 0 < jobs["completed"] < len(files) and left
 
     # The next run on the same instance (the killed run still holds the DuckDB pool slot).
     _run_to_end(victim, tmp_path / "rerun.log")
