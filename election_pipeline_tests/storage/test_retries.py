@@ -9,7 +9,6 @@ import time
 
 import dagster as dg
 import psycopg
-import pytest
 from sqlalchemy import create_engine, text
 
 from election_pipeline.db.errors import explain, is_transient
