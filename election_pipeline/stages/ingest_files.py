@@ -11,6 +11,11 @@ For each ready file, in name order:
    the rows together. Every write is keyed, so a run killed anywhere and run again ends
    with exactly the figures of one clean run.
 5. The file is moved to ``processed/`` (or ``quarantine/`` when it failed). Nothing is deleted.
+
+At national scale (thousands of hourly files landing at once) the pipeline asks
+:func:`ingest_folder` to group small files: worker processes parse the next files while
+the current group is written, and each group of about ``batch_size`` lines is committed
+once in each store, with the same per-file jobs, ledger entries and figures as above.
 """
 
 from __future__ import annotations
@@ -550,6 +555,28 @@ PARALLEL_MIN_FILES = 32
 _PREFETCH = 8
 
 
+def _die_with_parent(parent: int) -> None:
+    """Worker initialiser: end this worker when the run process is gone (``kill -9`` included)."""
+    try:  # Linux: the kernel sends SIGKILL when the parent dies
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:  # other systems: look every second
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    import threading
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _prepared(files: list[Path], zip_max_total_bytes: int, zip_max_ratio: int) -> Iterator[tuple[Path, str, Any]]:
     """``(path, kind, value)`` of :func:`_prepare` for each file, in order. With many files,
     up to ``_PREFETCH`` files are parsed ahead by worker processes (bounded, so memory stays flat)."""
@@ -559,7 +586,8 @@ def _prepared(files: list[Path], zip_max_total_bytes: int, zip_max_ratio: int) -
             yield (path, *_prepare(path, zip_max_total_bytes, zip_max_ratio))
         return
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         window: deque = deque()
         pending = iter(files)
         for path in itertools.islice(pending, _PREFETCH):

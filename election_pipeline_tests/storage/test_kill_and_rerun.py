@@ -4,6 +4,8 @@ the figures of one clean run. Real processes: ``election-pipeline run`` (the com
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from election_pipeline.db.session import get_engine
 from election_pipeline.defs.run_recovery import TAG_PID
 from election_pipeline.sample import generate_sample
 
-from .process_helpers import cli, copy_files, kill_group, pipeline_env, snapshot, start
+from .process_helpers import cli, copy_files, pipeline_env, snapshot, start
 
 pytestmark = pytest.mark.slow
 
@@ -27,6 +29,18 @@ def _jobs(db_url: str) -> dict[str, int]:
             return dict(conn.execute(select(FileProcessingJob.status, func.count()).group_by(FileProcessingJob.status)).all())
     except Exception:  # noqa: BLE001 - the database may not exist yet
         return {}
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a live (not zombie) process of the group ``pgid`` remains."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def _run_to_end(env: dict[str, str], log: Path) -> None:
@@ -61,7 +75,13 @@ def test_kill_9_mid_ingest_then_rerun_equals_one_clean_run(tmp_path, db_url, req
         assert proc.poll() is None, "the run ended before it could be killed"
         assert time.monotonic() < deadline, "no progress"
         time.sleep(0.005)
-    kill_group(proc)  # SIGKILL: no cleanup of any kind
+    os.kill(proc.pid, signal.SIGKILL)  # kill -9 of the run process: no cleanup of any kind
+    proc.wait(timeout=30)
+    # Its parse workers (the run has over PARALLEL_MIN_FILES files) end with it.
+    deadline = time.monotonic() + 15
+    while _group_alive(proc.pid):
+        assert time.monotonic() < deadline, "processes of the killed run are still running"
+        time.sleep(0.1)
     jobs = _jobs(db_url)
     left = sorted(p.name for p in (tmp_path / "victim" / "input").iterdir())
     # Files are parsed in groups, so one or more jobs may be open at the moment of the kill.
