@@ -3,7 +3,8 @@ through the pipeline's stages on SQLite and on PostgreSQL.
 
     .venv/bin/python benchmarks/scale.py --transactions 10000000 --workdir /var/tmp/election-bench
 
-What it does, and prints (per stage: rows, seconds, rows/s, peak memory of this process):
+What it does, and prints (per stage: rows, seconds, rows/s, peak resident memory of this
+process and its parse workers):
 
 1. checks the free disk space, then generates ``--transactions`` transaction lines
    (``--constituencies`` contracts x ``--hours`` hourly files; vote lines carry ~5 KB of
@@ -57,12 +58,36 @@ DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 # --------------------------------------------------------------------------------------
 
 
-def rss_bytes() -> int:
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+def _rss_of(pid: int | str) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return 0
+
+
+def _children(pid: int | str) -> list[str]:
+    kids: list[str] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as fh:
+                kids.extend(fh.read().split())
+    except OSError:
+        pass
+    return kids
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process and all its descendants (the parse workers)."""
+    total, todo = 0, [str(os.getpid())]
+    while todo:
+        pid = todo.pop()
+        total += _rss_of(pid)
+        todo.extend(_children(pid))
+    return total
 
 
 @dataclass

@@ -6,6 +6,9 @@
   ``COPY`` into a temporary staging table, then merged with one ``INSERT ... SELECT ... ON
   CONFLICT`` (or ``UPDATE ... FROM``) statement. Smaller batches use ``executemany``.
 
+A JSON column may be given as :class:`JsonText` (the value already serialised, e.g. by a
+parse worker process); the bulk paths then write the text as is instead of serialising again.
+
 Every writer is keyed, so any write the pipeline makes can be repeated after a crash
 without changing the result: ``insert_ignore`` skips rows whose key exists, ``upsert``
 overwrites the given columns, ``update_by_key`` updates rows that exist.
@@ -14,6 +17,7 @@ overwrites the given columns, ``update_by_key`` updates rows that exist.
 from __future__ import annotations
 
 import itertools
+import operator
 import json
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
@@ -27,6 +31,22 @@ CHUNK = 5_000
 COPY_MIN_ROWS = 200
 
 _stage_names = itertools.count(1)
+
+
+class JsonText(str):
+    """A JSON column's value, already serialised to text. Cheaper to pass between processes
+    than the object, and written as is by :func:`insert_ignore` / :func:`upsert`."""
+
+    @classmethod
+    def of(cls, value: Any) -> "JsonText":
+        return cls(json.dumps(value, separators=(",", ":"), default=_json_default))
+
+
+def _plain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with :class:`JsonText` values decoded, for the paths that serialise themselves."""
+    if not rows or not any(isinstance(v, JsonText) for v in rows[0].values()):
+        return rows
+    return [{k: json.loads(v) if isinstance(v, JsonText) else v for k, v in r.items()} for r in rows]
 
 
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
@@ -71,7 +91,7 @@ def insert_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]], ke
         _sqlite_insert_ignore(conn, table, rows, key)
         return
     stmt = _insert_for(conn, table).on_conflict_do_nothing(index_elements=list(key))
-    for part in chunks(rows):
+    for part in chunks(_plain(rows)):
         conn.execute(stmt, list(part))
 
 
@@ -80,15 +100,42 @@ def _sqlite_insert_ignore(conn: Connection, table: Table, rows: list[dict[str, A
     goes through its column type's own conversion (datetimes, booleans, JSON), exactly what
     ``conn.execute(insert(table), rows)`` does, without its per-row statement machinery."""
     columns = list(rows[0])
-    convert = [table.c[c].type._cached_bind_processor(conn.dialect) for c in columns]
+    convert = [_keep_json_text(table.c[c].type._cached_bind_processor(conn.dialect), rows[0][c]) for c in columns]
     sql = (
         f"INSERT INTO {_qt(table)} ({', '.join(_q(c) for c in columns)}) "
         f"VALUES ({', '.join('?' for _ in columns)}) ON CONFLICT ({', '.join(_q(k) for k in key)}) DO NOTHING"
     )
-    pairs = list(zip(columns, convert))
+    get = operator.itemgetter(*columns) if len(columns) > 1 else (lambda r: (r[columns[0]],))
+    converted = [(i, _memo(f)) for i, f in enumerate(convert) if f is not None]
     for part in chunks(rows):
-        params = [tuple(f(r[c]) if f is not None else r[c] for c, f in pairs) for r in part]
+        params = []
+        for r in part:
+            values = list(get(r))
+            for i, f in converted:
+                values[i] = f(values[i])
+            params.append(tuple(values))
         conn.exec_driver_sql(sql, params)
+
+
+def _memo(process: Any) -> Any:
+    """``process`` remembering its last answer: rows of one file share ``created_at`` and
+    ``updated_at``, so most conversions of those columns are a comparison."""
+    last: list[Any] = [object(), None]
+
+    def convert(value: Any) -> Any:
+        if value is last[0]:
+            return last[1]
+        last[0], last[1] = value, process(value)
+        return last[1]
+
+    return convert
+
+
+def _keep_json_text(process: Any, sample: Any) -> Any:
+    """The bind processor of a column, passing :class:`JsonText` values through untouched."""
+    if process is None or not isinstance(sample, JsonText):
+        return process
+    return lambda v: v if isinstance(v, JsonText) else process(v)
 
 
 def upsert(
@@ -112,7 +159,7 @@ def upsert(
         return
     ins = _insert_for(conn, table)
     stmt = ins.on_conflict_do_update(index_elements=list(key), set_={c: ins.excluded[c] for c in columns})
-    for part in chunks(rows):
+    for part in chunks(_plain(rows)):
         conn.execute(stmt, list(part))
 
 
@@ -135,7 +182,7 @@ def update_by_key(
         .values({c: bindparam(f"v_{c}") for c in columns})
     )
     params = [
-        {**{f"k_{k}": r[k] for k in key}, **{f"v_{c}": r[c] for c in columns}} for r in rows
+        {**{f"k_{k}": r[k] for k in key}, **{f"v_{c}": r[c] for c in columns}} for r in _plain(rows)
     ]
     for part in chunks(params):
         conn.execute(stmt, list(part))
@@ -180,7 +227,7 @@ class _staged:
                 for n, row in enumerate(self.rows):
                     values = [row[c] for c in self.columns]
                     for i in json_cols:
-                        if values[i] is not None:
+                        if values[i] is not None and not isinstance(values[i], JsonText):
                             values[i] = json.dumps(values[i], default=_json_default)
                     values.append(n)
                     copy.write_row(values)

@@ -37,7 +37,7 @@ import duckdb
 from sqlalchemy import Engine, select, update
 
 from election_pipeline.analytics import raw_store
-from election_pipeline.db.bulk import chunks, insert_ignore, update_by_key
+from election_pipeline.db.bulk import JsonText, chunks, insert_ignore, update_by_key
 from election_pipeline.db.models import (
     Constituency,
     FileLedgerEntry,
@@ -183,14 +183,14 @@ class _FileWriter:
                 "is_rolled_back": False,
                 "bulletins": tx.bulletins,
                 "source_file": source,
-                "raw_data": tx.raw_data,
-                "operation_data": {
-                    "operation": tx.operation,
-                    "rejected": tx.rejected,
-                    "bulletins": tx.bulletins,
-                    "voters_added": tx.voters_added,
-                    "line_number": line_number,
-                },
+                # Serialised here (in the parse worker when there is one): text crosses
+                # processes far more cheaply than nested objects.
+                "raw_data": JsonText.of(tx.raw_data),
+                "operation_data": JsonText(  # operation is one of KNOWN_OPERATIONS: no escaping needed
+                    f'{{"operation":"{tx.operation}","rejected":{"true" if tx.rejected else "false"},'
+                    f'"bulletins":{tx.bulletins},"voters_added":{"null" if tx.voters_added is None else tx.voters_added},'
+                    f'"line_number":{line_number}}}'
+                ),
                 "created_at": now,
                 "updated_at": now,
             }
@@ -553,6 +553,8 @@ def _prepare(path: Path, zip_max_total_bytes: int, zip_max_ratio: int) -> tuple[
 #: more than one core): parsing a file and writing the previous group then overlap.
 PARALLEL_MIN_FILES = 32
 _PREFETCH = 8
+#: Input bytes parsed ahead at most (beyond the first ``_PREFETCH`` files).
+PREFETCH_BYTES = 96 * 1024**2
 
 
 def _die_with_parent(parent: int) -> None:
@@ -579,24 +581,36 @@ def _die_with_parent(parent: int) -> None:
 
 def _prepared(files: list[Path], zip_max_total_bytes: int, zip_max_ratio: int) -> Iterator[tuple[Path, str, Any]]:
     """``(path, kind, value)`` of :func:`_prepare` for each file, in order. With many files,
-    up to ``_PREFETCH`` files are parsed ahead by worker processes (bounded, so memory stays flat)."""
+    worker processes parse ahead: at least ``_PREFETCH`` files and up to ``PREFETCH_BYTES`` of
+    input are in flight, enough to keep them busy while a whole group is written, and bounded,
+    so memory stays flat however many files wait."""
     workers = min(3, (os.cpu_count() or 1) - 1)
     if len(files) < PARALLEL_MIN_FILES or workers < 1:
         for path in files:
             yield (path, *_prepare(path, zip_max_total_bytes, zip_max_ratio))
         return
+
+    def size(path: Path) -> int:
+        try:
+            return path.stat().st_size
+        except OSError:
+            return 0
+
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent,
                              initargs=(os.getpid(),)) as pool:
         window: deque = deque()
+        in_flight = 0
         pending = iter(files)
-        for path in itertools.islice(pending, _PREFETCH):
-            window.append((path, pool.submit(_prepare, path, zip_max_total_bytes, zip_max_ratio)))
-        while window:
-            path, future = window.popleft()
-            nxt = next(pending, None)
-            if nxt is not None:
-                window.append((nxt, pool.submit(_prepare, nxt, zip_max_total_bytes, zip_max_ratio)))
+        nxt: Path | None = next(pending, None)
+        while nxt is not None or window:
+            while nxt is not None and (len(window) < _PREFETCH or in_flight < PREFETCH_BYTES):
+                nbytes = size(nxt)
+                window.append((nxt, nbytes, pool.submit(_prepare, nxt, zip_max_total_bytes, zip_max_ratio)))
+                in_flight += nbytes
+                nxt = next(pending, None)
+            path, nbytes, future = window.popleft()
+            in_flight -= nbytes
             yield (path, *future.result())
 
 
