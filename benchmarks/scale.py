@@ -135,6 +135,13 @@ def measured(results: list[Measure], name: str, rows: int | Callable[[], int] = 
         print(m.line(), flush=True)
 
 
+def failed(results: list[Measure], label: str, exc: BaseException) -> None:
+    """Record a stage that failed (the stage's own line is already printed) and go on."""
+    reason = " ".join(str(exc).split())[:160]
+    results.append(Measure(f"{label}: FAILED", note=f"{type(exc).__name__}: {reason}"))
+    print(results[-1].line(), flush=True)
+
+
 # --------------------------------------------------------------------------------------
 # Generating an election
 # --------------------------------------------------------------------------------------
@@ -526,17 +533,19 @@ def disk_check(path: Path, needed: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--transactions", type=int, default=10_000_000)
-    parser.add_argument("--constituencies", type=int, default=500)
-    parser.add_argument("--hours", type=int, default=60)
-    parser.add_argument("--engines", default="sqlite,postgresql")
-    parser.add_argument("--workdir", type=Path, default=Path("/var/tmp/election-bench"))
+    parser.add_argument("--transactions", type=int, default=10_000_000, help="transaction lines to generate")
+    parser.add_argument("--constituencies", type=int, default=500, help="contracts, one file per contract and hour")
+    parser.add_argument("--hours", type=int, default=60, help="voting hours (hourly files per contract)")
+    parser.add_argument("--engines", default="sqlite,postgresql", help="operational databases to replay on, in order")
+    parser.add_argument("--workdir", type=Path, default=Path("/var/tmp/election-bench"),
+                        help="where the files and databases are generated (about 4 KB of disk per transaction)")
     parser.add_argument("--postgres-admin-url", default=os.environ.get("ELECTION_BENCH_POSTGRES_URL", DEFAULT_PG),
                         help="a PostgreSQL URL allowed to create and drop the benchmark databases")
-    parser.add_argument("--batch-size", type=int, default=20_000)
+    parser.add_argument("--batch-size", type=int, default=20_000, help="lines per committed group (as the pipeline)")
     parser.add_argument("--duckdb-memory-limit", default="1GB", help="as ELECTION_DUCKDB_MEMORY_LIMIT")
     parser.add_argument("--orm-sample", type=int, default=20_000, help="rows inserted the old way, then extrapolated")
-    parser.add_argument("--small-history", type=int, default=100_000)
+    parser.add_argument("--small-history", type=int, default=100_000,
+                        help="transactions of the small history the 5,000-line increment is also timed on")
     parser.add_argument("--skip", default="", help="comma-separated: floor,orm,incremental,small")
     parser.add_argument("--keep", action="store_true", help="keep the generated files and databases")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
@@ -564,8 +573,13 @@ def main(argv: list[str] | None = None) -> int:
             floor = duckdb_floor(str(ws.input_dir / "*.csv"), results)
         for engine_name in engines:
             reset_store(ws, engine_name, args.postgres_admin_url, "big")
-            figures = run_chain(ws, results, f"{engine_name}, {plan.transactions / 1e6:g}M", args.batch_size,
-                                args.duckdb_memory_limit)
+            try:
+                figures = run_chain(ws, results, f"{engine_name}, {plan.transactions / 1e6:g}M", args.batch_size,
+                                    args.duckdb_memory_limit)
+            except Exception as exc:  # noqa: BLE001 - a failed stage is a result; the other engines still run
+                failed(results, f"{engine_name}, {plan.transactions / 1e6:g}M", exc)
+                move_back(ws)
+                continue
             if "floor" not in skip:
                 ours = figures["hourly_frame"][["constituency_id", "hour", "bulletins_issued", "votes_cast",
                                                 "transaction_count"]].reset_index(drop=True)
@@ -594,11 +608,14 @@ def main(argv: list[str] | None = None) -> int:
             generate(small_plan, small.input_dir, small.reference_dir)
             for engine_name in engines:
                 reset_store(small, engine_name, args.postgres_admin_url, "small")
-                run_chain(small, results, f"{engine_name}, {args.small_history:,} history", args.batch_size,
-                          args.duckdb_memory_limit)
-                incremental_file(small.input_dir, 0, 5_000, small_plan.hours - 1)
-                run_chain(small, results, f"{engine_name}: +5,000 lines on {args.small_history:,}", args.batch_size,
-                          args.duckdb_memory_limit)
+                try:
+                    run_chain(small, results, f"{engine_name}, {args.small_history:,} history", args.batch_size,
+                              args.duckdb_memory_limit)
+                    incremental_file(small.input_dir, 0, 5_000, small_plan.hours - 1)
+                    run_chain(small, results, f"{engine_name}: +5,000 lines on {args.small_history:,}",
+                              args.batch_size, args.duckdb_memory_limit)
+                except Exception as exc:  # noqa: BLE001
+                    failed(results, f"{engine_name}, {args.small_history:,} history", exc)
                 move_back(small)
                 for p in small.input_dir.glob("*-late*"):
                     p.unlink()
