@@ -135,13 +135,6 @@ def measured(results: list[Measure], name: str, rows: int | Callable[[], int] = 
         print(m.line(), flush=True)
 
 
-def failed(results: list[Measure], label: str, exc: BaseException) -> None:
-    """Record a stage that failed (the stage's own line is already printed) and go on."""
-    reason = " ".join(str(exc).split())[:160]
-    results.append(Measure(f"{label}: FAILED", note=f"{type(exc).__name__}: {reason}"))
-    print(results[-1].line(), flush=True)
-
-
 # --------------------------------------------------------------------------------------
 # Generating an election
 # --------------------------------------------------------------------------------------
@@ -330,8 +323,20 @@ class Workspace:
 
 
 def run_chain(ws: Workspace, results: list[Measure], label: str, batch_size: int,
-              duckdb_memory_limit: str | None = None) -> dict[str, Any]:
-    """reference -> ingest -> hourly -> metrics -> alerts -> checks, each measured."""
+              duckdb_memory_limit: str | None = None) -> dict[str, Any] | None:
+    """reference -> ingest -> hourly -> metrics -> alerts -> checks, each measured. A stage
+    that fails is a result too: it is recorded as FAILED and None is returned."""
+    try:
+        return _chain(ws, results, label, batch_size, duckdb_memory_limit)
+    except Exception as exc:  # noqa: BLE001 - reported, and the benchmark goes on
+        reason = " ".join(str(exc).split())[:160]
+        results.append(Measure(f"{label}: FAILED", note=f"{type(exc).__name__}: {reason}"))
+        print(results[-1].line(), flush=True)
+        return None
+
+
+def _chain(ws: Workspace, results: list[Measure], label: str, batch_size: int,
+           duckdb_memory_limit: str | None) -> dict[str, Any]:
     from election_pipeline.analytics.raw_store import open_warehouse
     from election_pipeline.db.session import get_engine, upgrade_database
     from election_pipeline.stages import quality
@@ -573,11 +578,9 @@ def main(argv: list[str] | None = None) -> int:
             floor = duckdb_floor(str(ws.input_dir / "*.csv"), results)
         for engine_name in engines:
             reset_store(ws, engine_name, args.postgres_admin_url, "big")
-            try:
-                figures = run_chain(ws, results, f"{engine_name}, {plan.transactions / 1e6:g}M", args.batch_size,
-                                    args.duckdb_memory_limit)
-            except Exception as exc:  # noqa: BLE001 - a failed stage is a result; the other engines still run
-                failed(results, f"{engine_name}, {plan.transactions / 1e6:g}M", exc)
+            figures = run_chain(ws, results, f"{engine_name}, {plan.transactions / 1e6:g}M", args.batch_size,
+                                args.duckdb_memory_limit)
+            if figures is None:  # recorded as FAILED; the next engine still runs
                 move_back(ws)
                 continue
             if "floor" not in skip:
@@ -608,14 +611,11 @@ def main(argv: list[str] | None = None) -> int:
             generate(small_plan, small.input_dir, small.reference_dir)
             for engine_name in engines:
                 reset_store(small, engine_name, args.postgres_admin_url, "small")
-                try:
-                    run_chain(small, results, f"{engine_name}, {args.small_history:,} history", args.batch_size,
-                              args.duckdb_memory_limit)
+                if run_chain(small, results, f"{engine_name}, {args.small_history:,} history", args.batch_size,
+                             args.duckdb_memory_limit) is not None:
                     incremental_file(small.input_dir, 0, 5_000, small_plan.hours - 1)
                     run_chain(small, results, f"{engine_name}: +5,000 lines on {args.small_history:,}",
                               args.batch_size, args.duckdb_memory_limit)
-                except Exception as exc:  # noqa: BLE001
-                    failed(results, f"{engine_name}, {args.small_history:,} history", exc)
                 move_back(small)
                 for p in small.input_dir.glob("*-late*"):
                     p.unlink()

@@ -17,8 +17,8 @@ overwrites the given columns, ``update_by_key`` updates rows that exist.
 from __future__ import annotations
 
 import itertools
-import operator
 import json
+import operator
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any

@@ -20,11 +20,13 @@ once in each store, with the same per-file jobs, ledger entries and figures as a
 
 from __future__ import annotations
 
-import itertools
+import ctypes
 import logging
 import multiprocessing
 import os
 import shutil
+import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -186,10 +188,14 @@ class _FileWriter:
                 # Serialised here (in the parse worker when there is one): text crosses
                 # processes far more cheaply than nested objects.
                 "raw_data": JsonText.of(tx.raw_data),
-                "operation_data": JsonText(  # operation is one of KNOWN_OPERATIONS: no escaping needed
-                    f'{{"operation":"{tx.operation}","rejected":{"true" if tx.rejected else "false"},'
-                    f'"bulletins":{tx.bulletins},"voters_added":{"null" if tx.voters_added is None else tx.voters_added},'
-                    f'"line_number":{line_number}}}'
+                "operation_data": JsonText.of(
+                    {
+                        "operation": tx.operation,
+                        "rejected": tx.rejected,
+                        "bulletins": tx.bulletins,
+                        "voters_added": tx.voters_added,
+                        "line_number": line_number,
+                    }
                 ),
                 "created_at": now,
                 "updated_at": now,
@@ -560,9 +566,6 @@ PREFETCH_BYTES = 96 * 1024**2
 def _die_with_parent(parent: int) -> None:
     """Worker initialiser: end this worker when the run process is gone (``kill -9`` included)."""
     try:  # Linux: the kernel sends SIGKILL when the parent dies
-        import ctypes
-        import signal
-
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
@@ -573,8 +576,6 @@ def _die_with_parent(parent: int) -> None:
         while os.getppid() == parent:
             time.sleep(1.0)
         os._exit(1)
-
-    import threading
 
     threading.Thread(target=watch, daemon=True).start()
 
