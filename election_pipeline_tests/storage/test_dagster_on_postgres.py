@@ -75,8 +75,9 @@ def _wait(predicate, timeout: float, what: str, interval: float = 1.0) -> None:
 def test_burst_of_files_with_overlapping_runs_processed_exactly_once(tmp_path, postgres_database, postgres_schema_url,
                                                                    monkeypatch):
     """~220 files land in four bursts while the daemon's sensor turns them into runs (several
-    at once, each in its own process) and an operator also starts ``election-pipeline run``
-    on the same folder. DuckDB steps take turns through the pool."""
+    at once, each in its own process) and operators also start ``election-pipeline run``
+    twice on the same folder. DuckDB steps take turns through the pool. The first and last
+    bursts each wait for a run of the sensor, so both kinds of run are always exercised."""
     root = tmp_path / "ws"
     home = tmp_path / "dagster_home"
     env = pipeline_env(root, postgres_schema_url, home, ELECTION_SENSOR_INTERVAL_SECONDS="1",
@@ -100,12 +101,24 @@ def test_burst_of_files_with_overlapping_runs_processed_exactly_once(tmp_path, p
         with dg.DagsterInstance.from_config(str(home)) as instance:
             _wait(lambda: {"SENSOR", "QUEUED_RUN_COORDINATOR"} <= set(instance.get_daemon_heartbeats()), 120,
                   "the daemon", interval=0.5)
+            def sensor_runs_launched() -> int:
+                return len(instance.get_runs(filters=dg.RunsFilter(tags={"dagster/sensor_name": "input_folder_sensor"})))
+
             for n, burst in enumerate([files[i::4] for i in range(4)]):
+                if n == 3:
+                    # The operators take every file they find, so the last burst lands once they
+                    # are done: the sensor then has files of its own to request a second run for.
+                    for proc in operators:
+                        proc.wait(timeout=300)
                 for path in burst:
                     shutil.move(str(path), root / "input" / path.name)
                 if n in (1, 2):  # operators start runs by hand on the same folder, twice
                     operators.append(start(cli("run", "--log-level", "WARNING"), env, tmp_path / f"operator{n}.log"))
-                time.sleep(2.5)
+                if n in (0, 3):
+                    _wait(lambda: sensor_runs_launched() >= (1 if n == 0 else 2), 120, "a run requested by the sensor",
+                          interval=0.5)
+                else:
+                    time.sleep(2.5)
 
             def all_done() -> bool:
                 busy = instance.get_runs(filters=dg.RunsFilter(statuses=[
