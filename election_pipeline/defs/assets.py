@@ -41,7 +41,7 @@ def reference_data(
         )
     context.log.info(
         f"Reference data: {summary.elections} elections, {summary.constituencies} constituencies "
-        f"({summary.inserted} new, {summary.updated} updated)"
+        f"({summary.inserted} rows new, {summary.updated} rows updated)"
     )
     return dg.MaterializeResult(
         metadata={
