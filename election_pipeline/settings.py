@@ -10,6 +10,11 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from election_pipeline.detection.thresholds import DetectionThresholds
+
+#: The documented default of every detection threshold (declared once, in DetectionThresholds).
+_D = DetectionThresholds()
+
 
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name)
@@ -64,18 +69,18 @@ class Settings:
     #: settings are built by hand (tests): ``reports/`` next to the DuckDB file.
     reports_dir: str = ""
     #: A constituency silent for longer than this before its election's latest transaction is offline.
-    offline_after_hours: float = 2.0
-    #: Detection thresholds (README, "Detection"); defaults as in DetectionThresholds.
-    spike_relative_spread: float = 0.25
-    night_share: float = 0.5
-    night_min_votes: int = 10
-    low_participation: float = 0.3
-    rejection_rate: float = 0.01
-    revote_rate: float = 0.10
-    issued_not_voted_gap: float = 0.05
-    rate_alpha: float = 1e-5
-    offline_min_votes: float = 12.0
-    integer_min_voters: int = 100
+    offline_after_hours: float = _D.offline_hours
+    #: Detection thresholds (README, "Detection"); defaults from DetectionThresholds.
+    spike_relative_spread: float = _D.spike_relative_spread
+    night_share: float = _D.night_share
+    night_min_votes: int = _D.night_min_votes
+    low_participation: float = _D.low_participation
+    rejection_rate: float = _D.rejection_rate
+    revote_rate: float = _D.revote_rate
+    issued_not_voted_gap: float = _D.issued_not_voted_gap
+    rate_alpha: float = _D.rate_alpha
+    offline_min_votes: float = _D.offline_min_expected
+    integer_min_voters: int = _D.integer_min_voters
     #: Retention (README, "Production"): days kept after the election's end, after the hour,
     #: after the file job ended; and when the retention job runs.
     retain_transactions_days: int = 30
@@ -127,25 +132,25 @@ def load_settings() -> Settings:
         batch_size=_env_int("ELECTION_BATCH_SIZE", 20_000),
         zip_max_total_bytes=_env_int("ELECTION_ZIP_MAX_TOTAL_BYTES", 4 * 1024**3),
         zip_max_ratio=_env_int("ELECTION_ZIP_MAX_RATIO", 200),
-        spike_warning_z=_env_float("ELECTION_SPIKE_WARNING_Z", 3.5),
-        spike_critical_z=_env_float("ELECTION_SPIKE_CRITICAL_Z", 6.0),
-        spike_hour_share=_env_float("ELECTION_SPIKE_HOUR_SHARE", 0.25),
-        spike_min_votes=_env_int("ELECTION_SPIKE_MIN_VOTES", 20),
+        spike_warning_z=_env_float("ELECTION_SPIKE_WARNING_Z", _D.spike_warning_z),
+        spike_critical_z=_env_float("ELECTION_SPIKE_CRITICAL_Z", _D.spike_critical_z),
+        spike_hour_share=_env_float("ELECTION_SPIKE_HOUR_SHARE", _D.spike_hour_share),
+        spike_min_votes=_env_int("ELECTION_SPIKE_MIN_VOTES", _D.spike_min_votes),
         retain_transactions_days=_env_int("ELECTION_RETAIN_TRANSACTIONS_DAYS", 30),
         retain_hourly_days=_env_int("ELECTION_RETAIN_HOURLY_DAYS", 365),
         retain_file_jobs_days=_env_int("ELECTION_RETAIN_FILE_JOBS_DAYS", 90),
         retention_cron=_env("ELECTION_RETENTION_CRON", "30 3 * * *"),
         duckdb_memory_limit=_env("ELECTION_DUCKDB_MEMORY_LIMIT", "1GB"),
         reports_dir=_path("ELECTION_REPORTS_DIR", "data/reports"),
-        offline_after_hours=_env_float("ELECTION_OFFLINE_AFTER_HOURS", 2.0),
-        spike_relative_spread=_env_float("ELECTION_SPIKE_RELATIVE_SPREAD", 0.25),
-        night_share=_env_float("ELECTION_NIGHT_SHARE", 0.5),
-        night_min_votes=_env_int("ELECTION_NIGHT_MIN_VOTES", 10),
-        low_participation=_env_float("ELECTION_LOW_PARTICIPATION", 0.3),
-        rejection_rate=_env_float("ELECTION_REJECTION_RATE", 0.01),
-        revote_rate=_env_float("ELECTION_REVOTE_RATE", 0.10),
-        issued_not_voted_gap=_env_float("ELECTION_ISSUED_NOT_VOTED_GAP", 0.05),
-        rate_alpha=_env_float("ELECTION_RATE_ALPHA", 1e-5),
-        offline_min_votes=_env_float("ELECTION_OFFLINE_MIN_VOTES", 12.0),
-        integer_min_voters=_env_int("ELECTION_INTEGER_MIN_VOTERS", 100),
+        offline_after_hours=_env_float("ELECTION_OFFLINE_AFTER_HOURS", _D.offline_hours),
+        spike_relative_spread=_env_float("ELECTION_SPIKE_RELATIVE_SPREAD", _D.spike_relative_spread),
+        night_share=_env_float("ELECTION_NIGHT_SHARE", _D.night_share),
+        night_min_votes=_env_int("ELECTION_NIGHT_MIN_VOTES", _D.night_min_votes),
+        low_participation=_env_float("ELECTION_LOW_PARTICIPATION", _D.low_participation),
+        rejection_rate=_env_float("ELECTION_REJECTION_RATE", _D.rejection_rate),
+        revote_rate=_env_float("ELECTION_REVOTE_RATE", _D.revote_rate),
+        issued_not_voted_gap=_env_float("ELECTION_ISSUED_NOT_VOTED_GAP", _D.issued_not_voted_gap),
+        rate_alpha=_env_float("ELECTION_RATE_ALPHA", _D.rate_alpha),
+        offline_min_votes=_env_float("ELECTION_OFFLINE_MIN_VOTES", _D.offline_min_expected),
+        integer_min_voters=_env_int("ELECTION_INTEGER_MIN_VOTERS", _D.integer_min_voters),
     )

@@ -6,6 +6,7 @@ environment settings (see the README)."""
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 
 import dagster as dg
@@ -86,25 +87,33 @@ class DropFolderResource(dg.ConfigurableResource):
         return DropFolders.of(self.input_dir, self.processed_dir, self.quarantine_dir)
 
 
+#: The documented default of every threshold, and the resource field of each threshold
+#: whose setting is named differently (``ELECTION_OFFLINE_MIN_VOTES``).
+_D = DetectionThresholds()
+_RESOURCE_FIELD = {"offline_min_expected": "offline_min_votes"}
+#: The setting each resource field takes when it is named differently.
+_SETTING_OF_FIELD = {"offline_hours": "offline_after_hours"}
+
+
 class DetectionResource(dg.ConfigurableResource):
     """Thresholds of the detection rules (``ELECTION_SPIKE_*``, ``ELECTION_NIGHT_*``,
     ``ELECTION_RATE_ALPHA`` ... see the README, "Detection")."""
 
-    spike_warning_z: float = 3.5
-    spike_critical_z: float = 6.0
-    spike_hour_share: float = 0.25
-    spike_min_votes: int = 20
-    spike_relative_spread: float = 0.25
-    night_share: float = 0.5
-    night_min_votes: int = 10
-    low_participation: float = 0.3
-    rejection_rate: float = 0.01
-    revote_rate: float = 0.10
-    issued_not_voted_gap: float = 0.05
-    rate_alpha: float = 1e-5
-    offline_hours: float = 2.0
-    offline_min_votes: float = 12.0
-    integer_min_voters: int = 100
+    spike_warning_z: float = _D.spike_warning_z
+    spike_critical_z: float = _D.spike_critical_z
+    spike_hour_share: float = _D.spike_hour_share
+    spike_min_votes: int = _D.spike_min_votes
+    spike_relative_spread: float = _D.spike_relative_spread
+    night_share: float = _D.night_share
+    night_min_votes: int = _D.night_min_votes
+    low_participation: float = _D.low_participation
+    rejection_rate: float = _D.rejection_rate
+    revote_rate: float = _D.revote_rate
+    issued_not_voted_gap: float = _D.issued_not_voted_gap
+    rate_alpha: float = _D.rate_alpha
+    offline_hours: float = _D.offline_hours
+    offline_min_votes: float = _D.offline_min_expected
+    integer_min_voters: int = _D.integer_min_voters
 
     def spike(self) -> SpikeThresholds:
         return self.thresholds().spike
@@ -112,14 +121,7 @@ class DetectionResource(dg.ConfigurableResource):
     def thresholds(self) -> DetectionThresholds:
         """Every rule's thresholds (a ``ValueError`` names any invalid one)."""
         return DetectionThresholds(
-            spike_warning_z=self.spike_warning_z, spike_critical_z=self.spike_critical_z,
-            spike_hour_share=self.spike_hour_share, spike_min_votes=self.spike_min_votes,
-            spike_relative_spread=self.spike_relative_spread, night_share=self.night_share,
-            night_min_votes=self.night_min_votes, low_participation=self.low_participation,
-            rejection_rate=self.rejection_rate, revote_rate=self.revote_rate,
-            issued_not_voted_gap=self.issued_not_voted_gap, rate_alpha=self.rate_alpha,
-            offline_hours=self.offline_hours, offline_min_expected=self.offline_min_votes,
-            integer_min_voters=self.integer_min_voters,
+            **{f.name: getattr(self, _RESOURCE_FIELD.get(f.name, f.name)) for f in fields(DetectionThresholds)}
         )
 
 
@@ -148,21 +150,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
             zip_max_ratio=s.zip_max_ratio,
         ),
         "detection": DetectionResource(
-            spike_warning_z=s.spike_warning_z,
-            spike_critical_z=s.spike_critical_z,
-            spike_hour_share=s.spike_hour_share,
-            spike_min_votes=s.spike_min_votes,
-            spike_relative_spread=s.spike_relative_spread,
-            night_share=s.night_share,
-            night_min_votes=s.night_min_votes,
-            low_participation=s.low_participation,
-            rejection_rate=s.rejection_rate,
-            revote_rate=s.revote_rate,
-            issued_not_voted_gap=s.issued_not_voted_gap,
-            rate_alpha=s.rate_alpha,
-            offline_hours=s.offline_after_hours,
-            offline_min_votes=s.offline_min_votes,
-            integer_min_voters=s.integer_min_voters,
+            **{name: getattr(s, _SETTING_OF_FIELD.get(name, name)) for name in DetectionResource.model_fields}
         ),
         "reports": ReportsResource(reports_dir=s.reports_folder, offline_after_hours=s.offline_after_hours),
     }
