@@ -1,7 +1,12 @@
 """The DuckDB raw store: every parsed transaction once, and every rollback line.
 
 Transactions are keyed by ``tx_id`` (the export's ``nestedTxId``), so the same transaction
-arriving in two files, or a file processed twice after a crash, is stored once. A rollback
+arriving in two files, or a file processed twice after a crash, is stored once. The key is
+enforced by the insert itself, not by a DuckDB primary key: each batch looks up which of its
+ids are stored already (through ``tx_key``, a 128-bit digest of ``tx_id`` that is cheap to
+scan, then comparing the ids themselves) and inserts only the others. A primary key would
+keep an in-memory index of every id, which outgrows a 1 GB memory limit between 5 and 10
+million transactions; this way memory does not grow with the history. A rollback
 line is kept in ``raw_rollbacks``; a transaction with a rollback "does not stand" and is
 left out of every figure, whichever order the two lines arrived in.
 """
@@ -19,7 +24,7 @@ from election_pipeline.ingest.export_line import ParsedTransaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS raw_transactions (
-    tx_id           VARCHAR PRIMARY KEY,
+    tx_id           VARCHAR NOT NULL,
     constituency_id VARCHAR NOT NULL,
     tx_type         INTEGER NOT NULL,
     version         INTEGER,
@@ -31,7 +36,8 @@ CREATE TABLE IF NOT EXISTS raw_transactions (
     voters_added    INTEGER,
     source          VARCHAR NOT NULL,
     line_number     INTEGER NOT NULL,
-    file_hash       VARCHAR NOT NULL
+    file_hash       VARCHAR NOT NULL,
+    tx_key          UHUGEINT NOT NULL   -- md5_number(tx_id): where to look for a stored id
 );
 CREATE TABLE IF NOT EXISTS raw_rollbacks (
     tx_id           VARCHAR PRIMARY KEY,
@@ -128,7 +134,14 @@ def scalar(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = None
 
 
 def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
+    """Create the tables, and bring a store written by an earlier version up to date."""
     conn.execute(SCHEMA)
+    columns = {r[0] for r in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'raw_transactions'"
+    ).fetchall()}
+    if "tx_key" not in columns:  # stores created with a primary key on tx_id instead
+        conn.execute("ALTER TABLE raw_transactions ADD COLUMN tx_key UHUGEINT")
+        conn.execute("UPDATE raw_transactions SET tx_key = md5_number(tx_id)")
 
 
 def tx_row(tx: ParsedTransaction, constituency_id: str, source: str, line_number: int, file_hash: str) -> tuple:
@@ -153,10 +166,15 @@ def rollback_row(tx: ParsedTransaction, constituency_id: str, source: str, line_
     return (tx.tx_id, constituency_id, tx.timestamp, source, line_number, file_hash)
 
 
-def _insert(conn: duckdb.DuckDBPyConnection, table: str, columns: list[str], rows: Iterable[tuple]) -> int:
+def _first_per_id(rows: Iterable[tuple]) -> dict[str, tuple]:
     unique: dict[str, tuple] = {}
     for row in rows:
         unique.setdefault(row[0], row)  # first occurrence of a tx_id wins
+    return unique
+
+
+def _insert(conn: duckdb.DuckDBPyConnection, table: str, columns: list[str], rows: Iterable[tuple]) -> int:
+    unique = _first_per_id(rows)
     if not unique:
         return 0
     frame = pd.DataFrame(list(unique.values()), columns=columns)
@@ -169,31 +187,51 @@ def _insert(conn: duckdb.DuckDBPyConnection, table: str, columns: list[str], row
     return int(inserted[0][0]) if inserted else 0
 
 
-def insert_transactions_by_file(conn: duckdb.DuckDBPyConnection, rows: Iterable[tuple]) -> dict[str, int]:
-    """Insert transaction rows of several files at once; returns, per file hash, how many
-    were new (a transaction given twice counts for the first row that carries it)."""
-    unique: dict[str, tuple] = {}
-    for row in rows:
-        unique.setdefault(row[0], row)
+def _insert_new_transactions(conn: duckdb.DuckDBPyConnection, rows: Iterable[tuple]) -> list[tuple]:
+    """Insert the rows whose ``tx_id`` is not stored yet (the first row of an id given twice);
+    returns the rows inserted. Call it inside the caller's transaction: the look-up and the
+    insert then see the same store (DuckDB allows one writing process per file)."""
+    unique = _first_per_id(rows)
     if not unique:
-        return {}
-    frame = pd.DataFrame(list(unique.values()), columns=TX_COLUMNS)
-    conn.register("_incoming", frame)
+        return []
+    conn.register("_incoming", pd.DataFrame({"tx_id": list(unique)}))
     try:
-        inserted = conn.execute(
-            f"INSERT OR IGNORE INTO raw_transactions SELECT {', '.join(TX_COLUMNS)} FROM _incoming RETURNING file_hash"
+        # The digest narrows the scan to a few candidate rows; comparing the ids makes it exact.
+        candidates = conn.execute(
+            "SELECT tx_id FROM raw_transactions "
+            "WHERE tx_key IN (SELECT md5_number(tx_id) FROM _incoming)"
         ).fetchall()
     finally:
         conn.unregister("_incoming")
+    for (tx_id,) in candidates:
+        unique.pop(tx_id, None)
+    if not unique:
+        return []
+    new_rows = list(unique.values())
+    conn.register("_incoming", pd.DataFrame(new_rows, columns=TX_COLUMNS))
+    try:
+        conn.execute(
+            f"INSERT INTO raw_transactions ({', '.join(TX_COLUMNS)}, tx_key) "
+            f"SELECT {', '.join(TX_COLUMNS)}, md5_number(tx_id) FROM _incoming"
+        )
+    finally:
+        conn.unregister("_incoming")
+    return new_rows
+
+
+def insert_transactions_by_file(conn: duckdb.DuckDBPyConnection, rows: Iterable[tuple]) -> dict[str, int]:
+    """Insert transaction rows of several files at once; returns, per file hash, how many
+    were new (a transaction given twice counts for the first row that carries it)."""
     counts: dict[str, int] = {}
-    for (file_hash,) in inserted:
+    for row in _insert_new_transactions(conn, rows):
+        file_hash = row[-1]
         counts[file_hash] = counts.get(file_hash, 0) + 1
     return counts
 
 
 def insert_transactions(conn: duckdb.DuckDBPyConnection, rows: Iterable[tuple]) -> int:
     """Insert transaction rows (see :func:`tx_row`); returns how many were new."""
-    return _insert(conn, "raw_transactions", TX_COLUMNS, rows)
+    return len(_insert_new_transactions(conn, rows))
 
 
 def insert_rollbacks(conn: duckdb.DuckDBPyConnection, rows: Iterable[tuple]) -> int:
