@@ -504,15 +504,38 @@ def pg_database(admin_url: str, name: str, drop: bool = False) -> str:
     return url.set(database=name).render_as_string(hide_password=False)
 
 
-def reset_store(ws: Workspace, engine_name: str, pg_admin: str, tag: str) -> None:
-    for p in ws.root.glob("warehouse.duckdb*"):
-        p.unlink()
-    for p in ws.root.glob("ops.db*"):
-        p.unlink()
+def use_store(ws: Workspace, engine_name: str, pg_admin: str, tag: str, *, reset: bool = True) -> None:
+    """Point ``ws`` at this engine's stores (each engine has its own DuckDB file, so with
+    ``--keep`` both survive the run); ``reset`` empties them first."""
+    ws.duckdb_path = ws.root / f"warehouse-{engine_name}.duckdb"
+    if reset:
+        for p in ws.root.glob(f"warehouse-{engine_name}.duckdb*"):
+            p.unlink()
+        if engine_name == "sqlite":
+            for p in ws.root.glob("ops.db*"):
+                p.unlink()
     if engine_name == "postgresql":
-        ws.db_url = pg_database(pg_admin, f"election_bench_{tag}")
+        if reset:
+            ws.db_url = pg_database(pg_admin, f"election_bench_{tag}")
+        else:
+            from sqlalchemy.engine import make_url
+            ws.db_url = make_url(pg_admin).set(database=f"election_bench_{tag}").render_as_string(hide_password=False)
     else:
         ws.db_url = f"sqlite:///{ws.root / 'ops.db'}"
+
+
+def increment_on_kept(work: Path, engines: list[str], pg_admin: str, plan: Plan, results: list[Measure],
+                      batch_size: int, duckdb_memory_limit: str | None) -> None:
+    """The +5,000-line hourly file on the stores an earlier ``--keep`` run left in ``work``."""
+    ws = Workspace(work / "big", "")
+    ws.input_dir = ws.root / "late-input"
+    ws.input_dir.mkdir(exist_ok=True)
+    for engine_name in engines:
+        use_store(ws, engine_name, pg_admin, "big", reset=False)
+        if not ws.duckdb_path.exists():
+            raise SystemExit(f"{ws.duckdb_path} not found: run with --keep first (same --workdir)")
+        incremental_file(ws.input_dir, 0, 5_000, plan.hours - 1)
+        run_chain(ws, results, f"{engine_name}: +5,000 lines on the kept history", batch_size, duckdb_memory_limit)
 
 
 def move_back(ws: Workspace) -> None:
@@ -553,6 +576,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="transactions of the small history the 5,000-line increment is also timed on")
     parser.add_argument("--skip", default="", help="comma-separated: floor,orm,incremental,small")
     parser.add_argument("--keep", action="store_true", help="keep the generated files and databases")
+    parser.add_argument("--increment-only", action="store_true",
+                        help="generate nothing: time the +5,000-line file on the history a --keep run left in --workdir"
+                             " (same --transactions/--constituencies/--hours)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
@@ -562,8 +588,17 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(args.constituencies, args.hours, args.transactions)
     work = args.workdir.absolute()
     work.mkdir(parents=True, exist_ok=True)
+    if args.increment_only:
+        increment_on_kept(work, engines, args.postgres_admin_url, plan, results, args.batch_size,
+                          args.duckdb_memory_limit)
+        for m in results:
+            print(m.line())
+        if args.json:
+            args.json.write_text(json.dumps([m.__dict__ | {"rate": m.rate} for m in results], indent=2, default=str))
+        return 0
     # Files (~2.4 KB per transaction line on average) + DuckDB + the operational database.
-    disk_check(work, int(args.transactions * (2_700 + 1_400)))
+    # With --keep every engine's stores stay until the end.
+    disk_check(work, int(args.transactions * (2_700 + 1_400 * (len(engines) if args.keep else 1))))
     print(f"Machine: {os.cpu_count()} CPU cores. Plan: {plan.transactions:,} transactions, "
           f"{plan.constituencies} constituencies x {plan.hours} hours, "
           f"{plan.voters_per_constituency:,} voters per constituency.", flush=True)
@@ -577,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
         if "floor" not in skip:
             floor = duckdb_floor(str(ws.input_dir / "*.csv"), results)
         for engine_name in engines:
-            reset_store(ws, engine_name, args.postgres_admin_url, "big")
+            use_store(ws, engine_name, args.postgres_admin_url, "big")
             figures = run_chain(ws, results, f"{engine_name}, {plan.transactions / 1e6:g}M", args.batch_size,
                                 args.duckdb_memory_limit)
             if figures is None:  # recorded as FAILED; the next engine still runs
@@ -595,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
                 del late
             if "orm" not in skip:
                 sample_ws = Workspace(work / "orm", "")
-                reset_store(sample_ws, engine_name, args.postgres_admin_url, "orm")
+                use_store(sample_ws, engine_name, args.postgres_admin_url, "orm")
                 orm_one_at_a_time(sample_ws, sorted(ws.processed_dir.iterdir()), args.orm_sample, plan.transactions,
                                   results, engine_name)
                 shutil.rmtree(sample_ws.root, ignore_errors=True)
@@ -610,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
             small = Workspace(work / "small", "")
             generate(small_plan, small.input_dir, small.reference_dir)
             for engine_name in engines:
-                reset_store(small, engine_name, args.postgres_admin_url, "small")
+                use_store(small, engine_name, args.postgres_admin_url, "small")
                 if run_chain(small, results, f"{engine_name}, {args.small_history:,} history", args.batch_size,
                              args.duckdb_memory_limit) is not None:
                     incremental_file(small.input_dir, 0, 5_000, small_plan.hours - 1)

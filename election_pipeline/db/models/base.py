@@ -6,6 +6,7 @@ All datetimes in the operational database are naive and in UTC.
 from __future__ import annotations
 
 import os
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -31,10 +32,17 @@ def utcnow() -> datetime:
 
 
 def new_uuid() -> str:
-    """A random (version 4) UUID as text; about ten times cheaper than ``str(uuid.uuid4())``,
-    which matters when every transaction row gets one."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+    """A time-ordered (version 7, RFC 9562) UUID as text: the creation instant in
+    milliseconds, a finer fraction of the millisecond, then 62 random bits.
+
+    Ids made later sort later, so a table of millions of rows keyed by them grows at the
+    end of its primary-key index instead of at random places (which, once the index no
+    longer fits the database's cache, costs a page read per row). Cheaper than
+    ``str(uuid.uuid4())`` (about 3 against 5 microseconds): every transaction row gets one."""
+    ms, sub = divmod(time.time_ns(), 1_000_000)
+    t = f"{ms:012x}"
+    r = os.urandom(8).hex()
+    return f"{t[:8]}-{t[8:]}-7{sub * 4096 // 1_000_000:03x}-{_VARIANT[r[0]]}{r[1:4]}-{r[4:]}"
 
 
 _VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
