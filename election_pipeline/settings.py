@@ -89,6 +89,10 @@ class Settings:
     retention_cron: str = "30 3 * * *"
     #: Memory DuckDB may use for its buffers (beyond it, large queries spill to disk).
     duckdb_memory_limit: str = "1GB"
+    #: The blocking data-quality checks verify every constituency when their last full pass
+    #: is older than this (0: on every run); in between, the constituencies changed since
+    #: the check last passed.
+    full_check_every_minutes: float = 60.0
 
     @property
     def reports_folder(self) -> str:
@@ -141,6 +145,7 @@ def load_settings() -> Settings:
         retain_file_jobs_days=_env_int("ELECTION_RETAIN_FILE_JOBS_DAYS", 90),
         retention_cron=_env("ELECTION_RETENTION_CRON", "30 3 * * *"),
         duckdb_memory_limit=_env("ELECTION_DUCKDB_MEMORY_LIMIT", "1GB"),
+        full_check_every_minutes=_env_float("ELECTION_FULL_CHECK_EVERY_MINUTES", 60.0),
         reports_dir=_path("ELECTION_REPORTS_DIR", "data/reports"),
         offline_after_hours=_env_float("ELECTION_OFFLINE_AFTER_HOURS", _D.offline_hours),
         spike_relative_spread=_env_float("ELECTION_SPIKE_RELATIVE_SPREAD", _D.spike_relative_spread),

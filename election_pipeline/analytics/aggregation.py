@@ -92,35 +92,43 @@ TOTALS_SQL = (
 
 
 def hourly_figures(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """One row per constituency and UTC hour that has at least one standing transaction."""
-    frame = conn.execute(HOURLY_SQL).df()
+    """One row per constituency and UTC hour that has at least one standing transaction.
+
+    Read from the stored figures (:mod:`election_pipeline.analytics.figure_cache`), which are
+    first brought up to date for the constituencies that changed; equal to
+    :func:`hourly_figures_from_raw`."""
+    from election_pipeline.analytics.figure_cache import refresh
+
+    refresh(conn)
+    return _hourly_frame(conn.execute(
+        "SELECT * FROM cached_hourly UNION ALL SELECT * FROM retired_hourly ORDER BY constituency_id, hour").df())
+
+
+def hourly_figures_from_raw(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """:func:`hourly_figures` computed from every raw transaction (what the stored figures
+    must equal; used to verify them)."""
+    return _hourly_frame(conn.execute(HOURLY_SQL).df())
+
+
+def _hourly_frame(frame: pd.DataFrame) -> pd.DataFrame:
     for col in ("hour", "timestamp"):
         frame[col] = pd.to_datetime(frame[col])
     return frame
 
 
 def constituency_totals(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Whole-election totals per constituency (``votes_cast`` = distinct voter keys)."""
+    """Whole-election totals per constituency (``votes_cast`` = distinct voter keys), from the
+    stored figures brought up to date first (see :func:`hourly_figures`)."""
+    from election_pipeline.analytics.figure_cache import refresh
+
+    refresh(conn)
+    return conn.execute(
+        "SELECT * FROM cached_totals UNION ALL SELECT * FROM retired_totals ORDER BY constituency_id").df()
+
+
+def constituency_totals_from_raw(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """:func:`constituency_totals` computed from every raw transaction."""
     return conn.execute(TOTALS_SQL).df()
-
-
-def store_counts(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Row counts used by the data-quality checks (constituencies retired by the retention
-    job left out: their figures are frozen)."""
-    row = conn.execute(
-        f"""
-        SELECT (SELECT count(*) FROM raw_transactions),
-               (SELECT count(DISTINCT tx_id) FROM raw_transactions),
-               (SELECT count(*) FROM {LIVE}),
-               (SELECT count(*) FROM raw_rollbacks),
-               (SELECT count(DISTINCT constituency_id || '|' || sender) FROM {LIVE}
-                  WHERE operation = 'vote' AND NOT rejected),
-               (SELECT coalesce(sum(bulletins), 0) FROM {LIVE}
-                  WHERE operation = 'blindSigIssue' AND NOT rejected)
-        """
-    ).fetchall()[0]
-    keys = ["stored", "distinct_tx_ids", "standing", "rollbacks", "distinct_voters", "bulletins"]
-    return {k: int(v) for k, v in zip(keys, row)}
 
 
 def evidence_tx_ids(

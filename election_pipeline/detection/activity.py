@@ -80,8 +80,10 @@ def _peer_stats(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Column-wise median and MAD over the rows (peers), ignoring NaN."""
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)  # a column of peers with no votes at all
-        median = np.nanmedian(matrix, axis=0)
-        mad = np.nanmedian(np.abs(matrix - median), axis=0)
+        # np.median gives the same result when nothing is missing, and much faster.
+        middle = np.nanmedian if np.isnan(matrix).any() else np.median
+        median = middle(matrix, axis=0)
+        mad = middle(np.abs(matrix - median), axis=0)
     return np.nan_to_num(median), np.nan_to_num(mad)
 
 
@@ -383,6 +385,9 @@ def constituency_offline(
         index = pd.DatetimeIndex(hours)
         own = (tx.loc[cid].reindex(index, fill_value=0).to_numpy(dtype=float)
                if cid in tx.index else np.zeros(len(hours)))
+        silent_runs = [(i0, i1) for i0, i1 in _runs(own == 0) if i1 - i0 >= needed]
+        if not silent_runs:  # nothing to judge: the peers' figures are not needed
+            continue
         peer_ids = peers[cid]
         peer_tx = (tx.reindex(index=peer_ids, columns=index).fillna(0).to_numpy(dtype=float)
                    if not tx.empty else np.zeros((len(peer_ids), len(hours))))
@@ -396,10 +401,8 @@ def constituency_offline(
         own_votes = (votes.loc[cid].reindex(index, fill_value=0).to_numpy(dtype=float)
                      if cid in votes.index else np.zeros(len(hours)))
         own_total = float(own_votes.sum())
-        for i0, i1 in _runs(own == 0):
+        for i0, i1 in silent_runs:
             length = i1 - i0
-            if length < needed:
-                continue
             expected = float(expected_by_hour[i0:i1].sum())
             run_share = float(shape[i0:i1].sum())
             if own_total > 0 and run_share < 1:

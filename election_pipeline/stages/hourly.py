@@ -1,7 +1,8 @@
 """Hourly stage: DuckDB aggregation -> the operational ``hourly_stats`` table.
 
-The figures of every constituency and UTC hour are recomputed from the raw store (DuckDB
-does this in well under a second even for millions of transactions), compared with what
+The figures of every constituency and UTC hour are read from the raw store's stored
+figures (:mod:`election_pipeline.analytics.figure_cache`: only the constituencies that
+changed since the last run are recomputed from their transactions), compared with what
 the operational database holds, and only the differences are written: new hours are
 inserted, changed hours updated, and hours left with no standing transaction (all
 rolled back) deleted. Running it twice writes nothing the second time.
@@ -119,30 +120,58 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def publish_hourly_stats(duck: duckdb.DuckDBPyConnection, engine: Engine) -> HourlySummary:
-    """Bring ``hourly_stats`` in line with the raw store; returns what changed."""
-    frame = compute_hourly(duck, engine)
-    wanted: dict[tuple[str, datetime], dict[str, Any]] = {}
-    for rec in frame.to_dict("records"):
-        key = (rec["constituency_id"], _clean(rec["hour"]))
-        wanted[key] = {c: _clean(rec[c]) for c in FIGURES}
+def _changed_rows(new: pd.DataFrame, old: pd.DataFrame) -> pd.Series:
+    """Per row of two aligned frames: does any figure differ (floats within 1e-9)?"""
+    differs = pd.Series(False, index=new.index)
+    for col in FIGURES:
+        a, b = new[col], old[col]
+        missing = a.isna() != b.isna()
+        if pd.api.types.is_float_dtype(a) or pd.api.types.is_float_dtype(b):
+            values = (pd.to_numeric(a, errors="coerce") - pd.to_numeric(b, errors="coerce")).abs() > 1e-9
+        else:
+            values = (a != b) & a.notna() & b.notna()
+        differs |= missing | values
+    return differs
 
+
+def _published(engine: Engine) -> pd.DataFrame:
     cols = [HourlyStats.constituency_id, HourlyStats.hour] + [HourlyStats.__table__.c[c] for c in FIGURES]
     with engine.connect() as conn:
-        existing = {
-            (r[0], r[1]): dict(zip(FIGURES, r[2:])) for r in conn.execute(select(*cols)).all()
-        }
+        rows = conn.execute(select(*cols)).all()
+    frame = pd.DataFrame(rows, columns=["constituency_id", "hour"] + FIGURES)
+    for col in ("hour", "timestamp"):
+        frame[col] = pd.to_datetime(frame[col])
+    return frame
+
+
+def publish_hourly_stats(duck: duckdb.DuckDBPyConnection, engine: Engine) -> HourlySummary:
+    """Bring ``hourly_stats`` in line with the raw store; returns what changed.
+
+    The figures come from the stored figures of the raw store (only the constituencies that
+    changed are recomputed there) and are compared, all at once, with the published rows."""
+    frame = compute_hourly(duck, engine)
+    wanted = frame[["constituency_id", "hour"] + FIGURES].reset_index(drop=True)
+    existing = _published(engine)
+    both = wanted.assign(_row=range(len(wanted))).merge(
+        existing, on=["constituency_id", "hour"], how="outer", suffixes=("", "_old"), indicator=True)
+    kept = both[both["_merge"] == "both"]
+    old = kept[[f"{c}_old" for c in FIGURES]].set_axis(FIGURES, axis=1)
+    changed_rows = kept.loc[_changed_rows(kept[FIGURES], old), "_row"] if len(kept) else []
+    new_rows = both.loc[both["_merge"] == "left_only", "_row"]
+    stale = [(c, _clean(h)) for c, h in both.loc[both["_merge"] == "right_only", ["constituency_id", "hour"]]
+             .itertuples(index=False)]
 
     now = utcnow()
-    inserts, updates = [], []
-    for key, figures in wanted.items():
-        have = existing.get(key)
-        if have is None:
-            inserts.append({"id": new_uuid(), "constituency_id": key[0], "hour": key[1], "anomaly_count": 0,
-                            "created_at": now, "updated_at": now, **figures})
-        elif any(_differs(have[c], figures[c]) for c in FIGURES):
-            updates.append({"constituency_id": key[0], "hour": key[1], "updated_at": now, **figures})
-    stale = [k for k in existing if k not in wanted]
+    inserts = [
+        {"id": new_uuid(), "constituency_id": rec["constituency_id"], "hour": _clean(rec["hour"]), "anomaly_count": 0,
+         "created_at": now, "updated_at": now, **{c: _clean(rec[c]) for c in FIGURES}}
+        for rec in wanted.iloc[new_rows.astype(int).tolist()].to_dict("records")
+    ]
+    updates = [
+        {"constituency_id": rec["constituency_id"], "hour": _clean(rec["hour"]), "updated_at": now,
+         **{c: _clean(rec[c]) for c in FIGURES}}
+        for rec in wanted.iloc[[int(r) for r in changed_rows]].to_dict("records")
+    ]
 
     with engine.begin() as conn:
         insert_ignore(conn, HourlyStats.__table__, inserts, ["constituency_id", "hour"])

@@ -38,7 +38,7 @@ from typing import Any
 import duckdb
 from sqlalchemy import Engine, select, update
 
-from election_pipeline.analytics import raw_store
+from election_pipeline.analytics import change_log, raw_store
 from election_pipeline.db.bulk import JsonText, chunks, insert_ignore, update_by_key
 from election_pipeline.db.models import (
     Constituency,
@@ -48,7 +48,7 @@ from election_pipeline.db.models import (
     Transaction,
     utcnow,
 )
-from election_pipeline.db.models.base import new_uuid
+from election_pipeline.db.models.base import new_ordered_uuid, new_uuid
 from election_pipeline.ingest.export_files import FileRefused, file_sha256, is_candidate, iter_export_lines
 from election_pipeline.ingest.export_line import LineError, parse_line
 
@@ -148,6 +148,9 @@ class _FileWriter:
         self.op_rows: list[dict[str, Any]] = []
         self.rejected: list[dict[str, Any]] = []
         self.known_constituencies: set[str] = set()
+        # What the flushed rows touched, for the change log (see analytics.change_log).
+        self.flushed_constituencies: set[str] = set()
+        self.flushed_rollback_ids: list[str] = []
         self.transactions = 0
         self.new_transactions = 0
         self.inserted = 0  # rows this attempt added to the DuckDB store
@@ -174,7 +177,7 @@ class _FileWriter:
         now = self.started  # one instant per file: the time its reading started
         self.op_rows.append(
             {
-                "id": new_uuid(),
+                "id": new_ordered_uuid(),
                 "tx_id": tx.tx_id,
                 "constituency_id": contract_id,
                 "block_height": None,
@@ -228,6 +231,9 @@ class _FileWriter:
             self._ensure_constituencies({r["constituency_id"] for r in self.op_rows})
         self.inserted += raw_store.insert_transactions(self.duck, self.tx_rows)
         raw_store.insert_rollbacks(self.duck, self.rollback_rows)
+        self.flushed_constituencies.update(r[1] for r in self.tx_rows)
+        self.flushed_constituencies.update(r[1] for r in self.rollback_rows)
+        self.flushed_rollback_ids.extend(r[0] for r in self.rollback_rows)
         insert_ignore(self.ops, Transaction.__table__, self.op_rows, ["tx_id"])
         insert_ignore(
             self.ops, RejectedRow.__table__, self.rejected, ["file_hash", "source", "line_number"]
@@ -401,6 +407,8 @@ def ingest_file(
                 else:
                     writer.new_transactions = writer.inserted
                 raw_store.record_file(duck, file_hash, writer.new_transactions)
+                change_log.record_ingested(duck, [file_hash], writer.flushed_constituencies,
+                                           writer.flushed_rollback_ids)
                 duck.commit()
                 target = _destination(folders.processed_dir, path, file_hash)
                 _finish(ops, job_id, file_hash, path, "completed", _completed_details(writer, notes), target,
@@ -660,6 +668,9 @@ def _write_group(group: list[_ParsedFile], duck: duckdb.DuckDBPyConnection, engi
             else:
                 p.writer.new_transactions = inserted.get(p.file_hash, 0)
         raw_store.record_files(duck, {p.file_hash: p.writer.new_transactions for p in group})
+        change_log.record_ingested(duck, [p.file_hash for p in group],
+                                   {r[1] for p in group for r in p.writer.tx_rows + p.writer.rollback_rows},
+                                   [r[0] for p in group for r in p.writer.rollback_rows])
         duck.commit()
     except BaseException:
         _rollback_quietly(duck)

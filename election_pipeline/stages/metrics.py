@@ -20,6 +20,7 @@ import pandas as pd
 from sqlalchemy import Engine, func, select, update
 
 from election_pipeline.analytics.aggregation import constituency_totals
+from election_pipeline.analytics.figure_cache import refresh
 from election_pipeline.db.bulk import update_by_key
 from election_pipeline.db.models import Constituency, Election, HourlyStats, utcnow
 from election_pipeline.detection import rules
@@ -88,13 +89,16 @@ def load_elections(engine: Engine) -> pd.DataFrame:
 LATE_CANDIDATES_PER_CONSTITUENCY = 5000
 
 _LATE_SQL = """
-WITH finish AS (
-    SELECT constituency_id, max(ts) AS finished FROM standing_transactions
+WITH scoped AS (
+    SELECT * FROM standing_transactions WHERE constituency_id IN (SELECT constituency_id FROM _late_scope)
+),
+finish AS (
+    SELECT constituency_id, max(ts) AS finished FROM scoped
     WHERE operation = 'finishVoting' AND NOT rejected GROUP BY constituency_id
 ),
 candidates AS (
     SELECT s.constituency_id, s.tx_id, s.ts, s.operation, s.rejected
-    FROM standing_transactions s
+    FROM scoped s
     LEFT JOIN finish f ON f.constituency_id = s.constituency_id
     LEFT JOIN detection_windows w ON w.constituency_id = s.constituency_id
     WHERE s.operation IN ('vote', 'blindSigIssue') AND NOT s.rejected
@@ -112,7 +116,12 @@ def late_transactions(
 ) -> pd.DataFrame:
     """Accepted vote/bulletin transactions at or after their contract's ``finishVoting``, or
     outside their election's window: the candidates ``vote_after_close`` and
-    ``outside_voting_window`` judge (at most 5000 per constituency, oldest first)."""
+    ``outside_voting_window`` judge (at most 5000 per constituency, oldest first).
+
+    Kept per constituency in the raw store (``cached_late``) with the window they were
+    selected for; only constituencies whose transactions changed (see
+    :mod:`election_pipeline.analytics.figure_cache`) or whose window changed are read again."""
+    refresh(duck)
     windows = constituency_windows(constituencies, elections)
     frame = pd.DataFrame(
         [(cid, w.start, w.end) for cid, w in windows.items()],
@@ -124,9 +133,36 @@ def late_transactions(
                               "end_utc": pd.Series(dtype="datetime64[us]")})
     duck.register("detection_windows", frame)
     try:
-        return duck.execute(_LATE_SQL, [LATE_CANDIDATES_PER_CONSTITUENCY]).df()
+        duck.begin()
+        try:
+            # Constituencies to (re)select: those holding transactions or a window, whose
+            # candidates are missing or were selected for another window.
+            duck.execute(
+                """
+                CREATE OR REPLACE TEMP TABLE _late_scope AS
+                WITH wanted AS (
+                    SELECT c.constituency_id, w.start_utc, w.end_utc
+                    FROM (SELECT constituency_id FROM cached_totals UNION SELECT constituency_id FROM detection_windows) c
+                    LEFT JOIN detection_windows w USING (constituency_id)
+                )
+                SELECT wanted.* FROM wanted LEFT JOIN cached_late_windows k USING (constituency_id)
+                WHERE k.constituency_id IS NULL
+                   OR k.start_utc IS DISTINCT FROM wanted.start_utc OR k.end_utc IS DISTINCT FROM wanted.end_utc
+                """
+            )
+            for table in ("cached_late", "cached_late_windows"):
+                duck.execute(f"DELETE FROM {table} WHERE constituency_id IN (SELECT constituency_id FROM _late_scope)")
+            duck.execute("INSERT INTO cached_late_windows SELECT constituency_id, start_utc, end_utc FROM _late_scope")
+            duck.execute(f"INSERT INTO cached_late SELECT constituency_id, tx_id, ts, operation, rejected "
+                         f"FROM ({_LATE_SQL})", [LATE_CANDIDATES_PER_CONSTITUENCY])
+            duck.execute("DROP TABLE _late_scope")
+            duck.commit()
+        except BaseException:
+            duck.rollback()
+            raise
     finally:
         duck.unregister("detection_windows")
+    return duck.execute("SELECT * FROM cached_late ORDER BY constituency_id, ts, tx_id").df()
 
 
 _EVIDENCE_FILTERS = {
@@ -175,6 +211,36 @@ def evidence_for(duck: duckdb.DuckDBPyConnection, finding: Finding, limit: int =
     return [r[0] for r in duck.execute(sql, params).fetchall()]
 
 
+def attach_evidence(duck: duckdb.DuckDBPyConnection, findings: list[Finding]) -> None:
+    """Give every finding without evidence its transaction ids (:func:`evidence_for`). They
+    are kept in the raw store (``cached_evidence``) until the constituency changes, so a run
+    reads transactions only for findings that are new or of a changed constituency."""
+    wanted = [f for f in findings if not f.evidence_tx_ids and f.evidence_kind is not None]
+    if not wanted:
+        return
+    cached = {
+        (c, k, _key_time(s), _key_time(e)): list(ids)
+        for c, k, s, e, ids in duck.execute(
+            "SELECT constituency_id, kind, window_start, window_end, tx_ids FROM cached_evidence").fetchall()
+    }
+    new_rows = []
+    for f in wanted:
+        key = (f.constituency_id, f.evidence_kind, _key_time(f.window_start), _key_time(f.window_end))
+        if key not in cached:
+            cached[key] = evidence_for(duck, f)
+            new_rows.append((*key, cached[key]))
+        f.evidence_tx_ids = list(cached[key])
+    if new_rows:
+        duck.executemany("INSERT INTO cached_evidence VALUES (?, ?, ?, ?, ?)", new_rows)
+
+
+def _key_time(value) -> datetime | None:
+    """A finding's window bound as a naive ``datetime`` (None when open)."""
+    if value is None or (not isinstance(value, datetime) and pd.isna(value)):
+        return None
+    return pd.Timestamp(value).to_pydatetime()
+
+
 def compute_metrics(
     duck: duckdb.DuckDBPyConnection,
     engine: Engine,
@@ -191,9 +257,7 @@ def compute_metrics(
     elections = load_elections(engine)
     late = late_transactions(duck, info, elections)
     findings = detect(hourly, info, totals, thresholds, elections=elections, late=late, now=now)
-    for f in findings:
-        if not f.evidence_tx_ids:
-            f.evidence_tx_ids = evidence_for(duck, f)
+    attach_evidence(duck, findings)
     scores = anomaly_scores(findings)
 
     frame = info.merge(totals, left_on="id", right_on="constituency_id", how="left")
@@ -239,14 +303,16 @@ def publish_metrics(
             rows.append({"id": rec.id, "updated_at": utcnow(), **new})
 
     counts = anomaly_counts(summary.findings)
+    # Hours holding a count now, or wanting one: every other hour stays at 0.
     with engine.connect() as conn:
-        hours = conn.execute(
+        nonzero = {(cid, hour): have for cid, hour, have in conn.execute(
             select(HourlyStats.constituency_id, HourlyStats.hour, HourlyStats.anomaly_count)
-        ).all()
+            .where(HourlyStats.anomaly_count != 0)).all()}
     hour_rows = [
         {"constituency_id": cid, "hour": hour, "anomaly_count": counts.get((cid, hour), 0)}
-        for cid, hour, have in hours
-        if counts.get((cid, hour), 0) != have
+        for cid, hour in sorted(set(nonzero) | {k for k, n in counts.items() if n and k[1] is not None},
+                                key=lambda k: (k[0], k[1]))
+        if counts.get((cid, hour), 0) != nonzero.get((cid, hour), 0)
     ]
     with engine.begin() as conn:
         update_by_key(conn, Constituency.__table__, rows, ["id"], CONSTITUENCY_FIGURES + ["updated_at"])

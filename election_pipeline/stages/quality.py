@@ -1,17 +1,30 @@
 """Data-quality rules behind the asset checks. Each returns a :class:`QualityResult`
-whose ``figures`` are shown in the Dagster UI next to the verdict."""
+whose ``figures`` are shown in the Dagster UI next to the verdict.
+
+The three blocking checks compare the raw store with the operational database for the
+constituencies that changed since the check last passed (the change log of
+:mod:`election_pipeline.analytics.change_log`), so their cost follows what arrived, not the
+size of the history. A check that fails keeps its mark, so the next run looks at the same
+constituencies again (and the new ones). They verify every constituency on their first run
+on a store, and again whenever their last full pass is older than
+``ELECTION_FULL_CHECK_EVERY_MINUTES`` (default 60; 0: on every run), so a change made to
+the stores by other means than the pipeline (an unchanged constituency edited by hand) is
+found within that time; the ``scope`` figure says which it was."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import duckdb
 from sqlalchemy import Engine, and_, func, or_, select
 
-from election_pipeline.analytics.aggregation import LIVE, store_counts
+from election_pipeline.analytics import change_log
+from election_pipeline.analytics.aggregation import LIVE
 from election_pipeline.analytics.raw_store import retired_constituency_ids
-from election_pipeline.db.models import Constituency, Election, HourlyStats, Transaction
+from election_pipeline.settings import load_settings
+from election_pipeline.db.models import Constituency, Election, HourlyStats, Transaction, utcnow
 
 
 @dataclass
@@ -21,63 +34,167 @@ class QualityResult:
     figures: dict[str, Any] = field(default_factory=dict)
 
 
-def _ops_standing_by_constituency(engine: Engine, retired: set[str] = frozenset()) -> dict[str, int]:
+@dataclass
+class _Scope:
+    """The constituencies a check looks at: every one (``ids`` None) or those changed since
+    the check last passed, and the change-log number to record when it passes."""
+
+    name: str
+    ids: list[str] | None
+    seq: int
+
+    @property
+    def full(self) -> bool:
+        return self.ids is None
+
+    def describe(self) -> str:
+        return "all constituencies" if self.full else f"constituencies changed since the last pass: {len(self.ids)}"
+
+
+def _scope(duck: duckdb.DuckDBPyConnection, name: str, full: bool | None) -> _Scope:
+    """Every constituency when ``full``, when the check never passed on this store, or when
+    its last full pass is older than ``ELECTION_FULL_CHECK_EVERY_MINUTES``; else the
+    constituencies the change log names since its last pass."""
+    if full is None:
+        every = load_settings().full_check_every_minutes
+        last_full = change_log.marked_at(duck, f"check:{name}:full")
+        full = every <= 0 or last_full is None or utcnow() - last_full >= timedelta(minutes=every)
+    seq = change_log.catch_up(duck)
+    mark = change_log.mark_of(duck, f"check:{name}")
+    if full or mark is None or mark > seq:
+        return _Scope(name, None, seq)
+    return _Scope(name, change_log.changed_since(duck, mark, seq), seq)
+
+
+def _passed(duck: duckdb.DuckDBPyConnection, scope: _Scope, passed: bool) -> None:
+    """A check that passed moves its mark (and, after a full pass, the time of the last one);
+    one that failed looks at the same constituencies again."""
+    if passed:
+        change_log.set_mark(duck, f"check:{scope.name}", scope.seq)
+        if scope.full:
+            change_log.set_mark(duck, f"check:{scope.name}:full", scope.seq)
+
+
+def _register_scope(duck: duckdb.DuckDBPyConnection, scope: _Scope) -> str:
+    """SQL condition on ``constituency_id`` selecting the scope (a temp table for a subset)."""
+    if scope.full:
+        return "TRUE"
+    duck.execute("CREATE OR REPLACE TEMP TABLE _check_scope (constituency_id VARCHAR)")
+    if scope.ids:
+        duck.executemany("INSERT INTO _check_scope VALUES (?)", [(c,) for c in scope.ids])
+    return "constituency_id IN (SELECT constituency_id FROM _check_scope)"
+
+
+def _in_scope(column, scope: _Scope):
+    """SQLAlchemy condition: ``column`` in the scope (always true for a full check)."""
+    from sqlalchemy import true
+
+    return true() if scope.full else column.in_(scope.ids)
+
+
+def _ops_standing_by_constituency(engine: Engine, retired: set[str] = frozenset(),
+                                  scope: _Scope | None = None) -> dict[str, int]:
     """Standing transactions per constituency, without the ``retired`` ones (whose
     transactions the retention job removed: their figures are frozen)."""
+    if scope is not None and not scope.full and not scope.ids:
+        return {}
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(Transaction.constituency_id, func.count())
-            .where(Transaction.is_rolled_back.is_(False))
-            .group_by(Transaction.constituency_id)
-        ).all()
+        query = (select(Transaction.constituency_id, func.count())
+                 .where(Transaction.is_rolled_back.is_(False)).group_by(Transaction.constituency_id))
+        if scope is not None and not scope.full:
+            query = query.where(Transaction.constituency_id.in_(scope.ids))
+        rows = conn.execute(query).all()
     return {c: n for c, n in rows if c not in retired}
 
 
-def no_transaction_counted_twice(duck: duckdb.DuckDBPyConnection, engine: Engine) -> QualityResult:
+def _raw_counts(duck: duckdb.DuckDBPyConnection, where: str) -> dict[str, int]:
+    """Counts of the raw store for the constituencies ``where`` selects (live ones for the
+    standing figures): the data-quality checks compare them with the operational database."""
+    row = duck.execute(
+        f"""
+        WITH scoped AS MATERIALIZED (SELECT tx_id, tx_key FROM raw_transactions WHERE {where}),
+             -- every stored row sharing a digest with the scope's (found without reading every id)
+             candidates AS MATERIALIZED (
+                 SELECT tx_id FROM raw_transactions WHERE tx_key IN (SELECT tx_key FROM scoped))
+        SELECT (SELECT count(*) FROM scoped),
+               -- a transaction id of the scope stored twice, wherever the other copy is
+               (SELECT count(*) FROM candidates WHERE tx_id IN (SELECT tx_id FROM scoped))
+                 - (SELECT count(DISTINCT tx_id) FROM scoped),
+               (SELECT count(*) FROM {LIVE} WHERE {where}),
+               (SELECT count(DISTINCT constituency_id || '|' || sender) FROM {LIVE}
+                  WHERE {where} AND operation = 'vote' AND NOT rejected),
+               (SELECT coalesce(sum(bulletins), 0) FROM {LIVE}
+                  WHERE {where} AND operation = 'blindSigIssue' AND NOT rejected)
+        """
+    ).fetchall()[0]
+    keys = ["stored", "stored_twice", "standing", "distinct_voters", "bulletins"]
+    return {k: int(v) for k, v in zip(keys, row)}
+
+
+def no_transaction_counted_twice(duck: duckdb.DuckDBPyConnection, engine: Engine,
+                                 full: bool | None = None) -> QualityResult:
     """Each transaction id is stored once in each store, and both stores hold the same
-    standing transactions per constituency."""
-    counts = store_counts(duck)
+    standing transactions per constituency.
+
+    Looks at the constituencies changed since the check last passed (every one on its first
+    run, with ``full``, or when the last full pass is older than
+    ``ELECTION_FULL_CHECK_EVERY_MINUTES``); a transaction id of those is looked
+    for in the whole raw store."""
+    scope = _scope(duck, "no_transaction_counted_twice", full)
+    where = _register_scope(duck, scope)
+    counts = _raw_counts(duck, where)
     with engine.connect() as conn:
         ops_rows, ops_distinct = conn.execute(
             select(func.count(), func.count(func.distinct(Transaction.tx_id)))
-        ).one()
+            .where(_in_scope(Transaction.constituency_id, scope))
+        ).one() if scope.full or scope.ids else (0, 0)
     retired = retired_constituency_ids(duck)
-    duck_by_c = dict(duck.execute(f"SELECT constituency_id, count(*) FROM {LIVE} GROUP BY 1").fetchall())
-    ops_by_c = _ops_standing_by_constituency(engine, retired)
+    duck_by_c = dict(duck.execute(f"SELECT constituency_id, count(*) FROM {LIVE} WHERE {where} GROUP BY 1").fetchall())
+    ops_by_c = _ops_standing_by_constituency(engine, retired, scope)
     mismatched = sorted(c for c in set(duck_by_c) | set(ops_by_c) if duck_by_c.get(c, 0) != ops_by_c.get(c, 0))
     figures = {
+        "scope": scope.describe(),
         "duckdb_rows": counts["stored"],
-        "duckdb_distinct_tx_ids": counts["distinct_tx_ids"],
+        "duckdb_distinct_tx_ids": counts["stored"] - counts["stored_twice"],
         "operational_rows": int(ops_rows),
         "operational_distinct_tx_ids": int(ops_distinct),
         "standing_duckdb": counts["standing"],
         "standing_operational": sum(ops_by_c.values()),
         "constituencies_disagreeing": len(mismatched),
     }
-    passed = (
-        counts["stored"] == counts["distinct_tx_ids"] and ops_rows == ops_distinct and not mismatched
-    )
+    passed = counts["stored_twice"] == 0 and ops_rows == ops_distinct and not mismatched
     summary = "every transaction stored once; both stores agree" if passed else (
         "stores disagree or hold a transaction twice"
         + (f" (constituencies: {', '.join(mismatched[:10])})" if mismatched else "")
     )
+    _passed(duck, scope, passed)
     return QualityResult(passed, summary, figures)
 
 
-def hourly_totals_reconcile(duck: duckdb.DuckDBPyConnection, engine: Engine) -> QualityResult:
-    """The hourly table adds up to the raw counts: transactions, bulletins and distinct voters."""
-    counts = store_counts(duck)
+def hourly_totals_reconcile(duck: duckdb.DuckDBPyConnection, engine: Engine,
+                            full: bool | None = None) -> QualityResult:
+    """The hourly table adds up to the raw counts: transactions, bulletins and distinct voters
+    (for the constituencies changed since the check last passed, or all: see
+    :func:`no_transaction_counted_twice`)."""
+    scope = _scope(duck, "hourly_totals_reconcile", full)
+    where = _register_scope(duck, scope)
+    counts = _raw_counts(duck, where)
     retired = retired_constituency_ids(duck)
-    with engine.connect() as conn:
-        tx, bulletins, votes = conn.execute(
-            select(
-                func.coalesce(func.sum(HourlyStats.transaction_count), 0),
-                func.coalesce(func.sum(HourlyStats.bulletins_issued), 0),
-                func.coalesce(func.sum(HourlyStats.votes_cast), 0),
-            ).where(HourlyStats.constituency_id.not_in(sorted(retired)))
-        ).one()
-    ops_standing = sum(_ops_standing_by_constituency(engine, retired).values())
+    if scope.full or scope.ids:
+        with engine.connect() as conn:
+            tx, bulletins, votes = conn.execute(
+                select(
+                    func.coalesce(func.sum(HourlyStats.transaction_count), 0),
+                    func.coalesce(func.sum(HourlyStats.bulletins_issued), 0),
+                    func.coalesce(func.sum(HourlyStats.votes_cast), 0),
+                ).where(HourlyStats.constituency_id.not_in(sorted(retired)),
+                        _in_scope(HourlyStats.constituency_id, scope))
+            ).one()
+    else:
+        tx = bulletins = votes = 0
+    ops_standing = sum(_ops_standing_by_constituency(engine, retired, scope).values())
     figures = {
+        "scope": scope.describe(),
         "hourly_transactions": int(tx),
         "raw_standing_transactions": counts["standing"],
         "operational_standing_transactions": ops_standing,
@@ -88,22 +205,35 @@ def hourly_totals_reconcile(duck: duckdb.DuckDBPyConnection, engine: Engine) -> 
     }
     passed = (int(tx) == counts["standing"] == ops_standing and int(bulletins) == counts["bulletins"]
               and int(votes) == counts["distinct_voters"])
+    _passed(duck, scope, passed)
     return QualityResult(passed, "hourly totals equal the raw counts" if passed else "hourly totals differ from raw counts", figures)
 
 
-def every_transaction_in_a_known_hour(duck: duckdb.DuckDBPyConnection, engine: Engine) -> QualityResult:
-    """Every standing transaction has a timestamp and its constituency-hour is in ``hourly_stats``."""
+def every_transaction_in_a_known_hour(duck: duckdb.DuckDBPyConnection, engine: Engine,
+                                      full: bool | None = None) -> QualityResult:
+    """Every standing transaction has a timestamp and its constituency-hour is in ``hourly_stats``
+    (for the constituencies changed since the check last passed, or all: see
+    :func:`no_transaction_counted_twice`)."""
+    scope = _scope(duck, "every_transaction_in_a_known_hour", full)
+    where = _register_scope(duck, scope)
     raw_hours = {
-        (c, h) for c, h in duck.execute(f"SELECT DISTINCT constituency_id, date_trunc('hour', ts) FROM {LIVE}").fetchall()
+        (c, h) for c, h in duck.execute(
+            f"SELECT DISTINCT constituency_id, date_trunc('hour', ts) FROM {LIVE} WHERE {where}").fetchall()
     }
     retired = retired_constituency_ids(duck)
-    with engine.connect() as conn:
-        published = {(c, h) for c, h in conn.execute(select(HourlyStats.constituency_id, HourlyStats.hour)).all()
-                     if c not in retired}
-        no_time = conn.execute(select(func.count()).where(Transaction.timestamp.is_(None))).scalar_one()
+    if scope.full or scope.ids:
+        with engine.connect() as conn:
+            published = {(c, h) for c, h in conn.execute(
+                select(HourlyStats.constituency_id, HourlyStats.hour)
+                .where(_in_scope(HourlyStats.constituency_id, scope))).all() if c not in retired}
+            no_time = conn.execute(select(func.count()).where(
+                Transaction.timestamp.is_(None), _in_scope(Transaction.constituency_id, scope))).scalar_one()
+    else:
+        published, no_time = set(), 0
     missing = sorted(raw_hours - published)
     extra = sorted(published - raw_hours)
     figures = {
+        "scope": scope.describe(),
         "hours_with_transactions": len(raw_hours),
         "hours_published": len(published),
         "hours_missing": len(missing),
@@ -112,6 +242,7 @@ def every_transaction_in_a_known_hour(duck: duckdb.DuckDBPyConnection, engine: E
         "examples_missing": ", ".join(f"{c}@{h:%Y-%m-%d %H}" for c, h in missing[:5]),
     }
     passed = not missing and not extra and no_time == 0
+    _passed(duck, scope, passed)
     return QualityResult(passed, "every transaction falls in a published hour" if passed else "hours missing or stale", figures)
 
 

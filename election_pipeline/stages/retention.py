@@ -14,6 +14,9 @@ hourly table, the constituency figures and the alerts do not change, and the dat
 checks leave it out of their store-against-store comparisons. Anything younger than a
 cut-off is never touched (the cut-off itself is kept: only strictly older data goes).
 
+Every removal from the DuckDB store is written to its change log (in the same transaction),
+so the stored figures and the checks look at the constituencies concerned again.
+
 Every step is keyed and idempotent: a second run removes nothing more, and a run stopped
 half-way is finished by the next one.
 """
@@ -27,6 +30,7 @@ from datetime import datetime, timedelta
 import duckdb
 from sqlalchemy import Engine, delete, func, select, update
 
+from election_pipeline.analytics import change_log
 from election_pipeline.analytics.aggregation import LIVE_HOURLY_SQL, LIVE_TOTALS_SQL
 from election_pipeline.db.bulk import chunks
 from election_pipeline.db.models import (
@@ -132,6 +136,11 @@ def _retire_in_duckdb(duck: duckdb.DuckDBPyConnection, ids: list[str], now: date
             "SET transactions_removed = retired_constituencies.transactions_removed + excluded.transactions_removed",
             [(c, now, int(counts.get(c, 0))) for c in ids],
         )
+        # Constituencies whose figures change: the retired ones, and those of transactions
+        # that a rollback line of a retired contract cancelled (they stand again).
+        touched = set(ids) | {r[0] for r in duck.execute(
+            "SELECT t.constituency_id FROM raw_transactions t JOIN raw_rollbacks r USING (tx_id) "
+            "WHERE r.constituency_id IN (SELECT constituency_id FROM _retiring)").fetchall()}
         duck.execute(
             "DELETE FROM raw_rollbacks WHERE tx_id IN (SELECT tx_id FROM raw_transactions "
             "WHERE constituency_id IN (SELECT constituency_id FROM _retiring)) "
@@ -139,6 +148,7 @@ def _retire_in_duckdb(duck: duckdb.DuckDBPyConnection, ids: list[str], now: date
         )
         duck.execute("DELETE FROM raw_transactions WHERE constituency_id IN (SELECT constituency_id FROM _retiring)")
         duck.execute("DROP TABLE _retiring")
+        change_log.record_changes(duck, touched, "retention")
         duck.commit()
     except BaseException:
         duck.rollback()
@@ -188,7 +198,16 @@ def apply_retention(
                 delete(HourlyStats.__table__).where(old_hours, HourlyStats.constituency_id.in_(list(part)))
             ).rowcount or 0
         report.removed["hourly_stats"] = removed_hours
-    duck.execute("DELETE FROM retired_hourly WHERE hour < ?", [hourly_cutoff])
+    duck.begin()
+    try:
+        change_log.record_changes(duck, [r[0] for r in duck.execute(
+            "SELECT DISTINCT constituency_id FROM retired_hourly WHERE hour < ?", [hourly_cutoff]).fetchall()],
+            "retention")
+        duck.execute("DELETE FROM retired_hourly WHERE hour < ?", [hourly_cutoff])
+        duck.commit()
+    except BaseException:
+        duck.rollback()
+        raise
 
     # 3. File processing jobs (finished ones) and the rejected lines they recorded.
     ended = func.coalesce(FileProcessingJob.completed_at, FileProcessingJob.started_at)

@@ -32,13 +32,22 @@ def utcnow() -> datetime:
 
 
 def new_uuid() -> str:
-    """A time-ordered (version 7, RFC 9562) UUID as text: the creation instant in
-    milliseconds, a finer fraction of the millisecond, then 62 random bits.
+    """A random (version 4) UUID as text; about ten times cheaper than ``str(uuid.uuid4())``.
+    Random ids keep their first characters distinct, so a short prefix names a row (the
+    ``alerts`` commands accept one)."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
-    Ids made later sort later, so a table of millions of rows keyed by them grows at the
-    end of its primary-key index instead of at random places (which, once the index no
-    longer fits the database's cache, costs a page read per row). Cheaper than
-    ``str(uuid.uuid4())`` (about 3 against 5 microseconds): every transaction row gets one."""
+
+def new_ordered_uuid() -> str:
+    """A time-ordered (version 7, RFC 9562) UUID as text, for the rows of tables that grow by
+    millions (``transactions``): the creation instant in milliseconds, a finer fraction of
+    the millisecond, then 62 random bits.
+
+    Ids made later sort later, so the table's primary-key index grows at its end instead of
+    at random places (which, once the index no longer fits the database's cache, costs a
+    page read per row). The first 12 characters are the same for ids made in the same
+    millisecond, so such ids are not for people to abbreviate."""
     ms, sub = divmod(time.time_ns(), 1_000_000)
     t = f"{ms:012x}"
     r = os.urandom(8).hex()
