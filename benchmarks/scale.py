@@ -573,7 +573,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duckdb-memory-limit", default="1GB", help="as ELECTION_DUCKDB_MEMORY_LIMIT")
     parser.add_argument("--orm-sample", type=int, default=20_000, help="rows inserted the old way, then extrapolated")
     parser.add_argument("--small-history", type=int, default=100_000,
-                        help="transactions of the small history the 5,000-line increment is also timed on")
+                        help="transactions of the small history (same constituencies and hours) the 5,000-line "
+                             "increment is also timed on")
     parser.add_argument("--skip", default="", help="comma-separated: floor,orm,incremental,small")
     parser.add_argument("--keep", action="store_true", help="keep the generated files and databases")
     parser.add_argument("--increment-only", action="store_true",
@@ -641,7 +642,9 @@ def main(argv: list[str] | None = None) -> int:
                 p.unlink()
 
         if "small" not in skip:
-            small_plan = Plan(max(10, args.constituencies // 10), args.hours, args.small_history)
+            # The same constituencies and hours with fewer transactions: only the history's
+            # size differs from the large run.
+            small_plan = Plan(args.constituencies, args.hours, args.small_history)
             small = Workspace(work / "small", "")
             generate(small_plan, small.input_dir, small.reference_dir)
             for engine_name in engines:
