@@ -35,6 +35,8 @@ from datetime import datetime, timezone
 import duckdb
 import pandas as pd
 
+from election_pipeline.analytics import raw_store
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS change_log (
     seq             BIGINT NOT NULL,
@@ -117,20 +119,8 @@ def _set_counts(conn: duckdb.DuckDBPyConnection) -> None:
 
 
 def constituencies_of(conn: duckdb.DuckDBPyConnection, tx_ids: Iterable[str]) -> set[str]:
-    """Constituencies of the stored transactions with these ids. The ``tx_key`` digest finds
-    the few candidate rows without reading every stored id; comparing the ids makes it exact."""
-    wanted = set(tx_ids)
-    if not wanted:
-        return set()
-    conn.register("_wanted_ids", pd.DataFrame({"tx_id": sorted(wanted)}))
-    try:
-        rows = conn.execute(
-            "SELECT tx_id, constituency_id FROM raw_transactions "
-            "WHERE tx_key IN (SELECT md5_number(tx_id) FROM _wanted_ids)"
-        ).fetchall()
-    finally:
-        conn.unregister("_wanted_ids")
-    return {c for tx_id, c in rows if tx_id in wanted}
+    """Constituencies of the stored transactions with these ids."""
+    return {c for _, c in raw_store.stored_with_ids(conn, tx_ids, "constituency_id")}
 
 
 def record_ingested(

@@ -29,31 +29,10 @@ from election_pipeline.analytics import change_log
 MARK = "figure_cache"
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS cached_hourly (
-    constituency_id      VARCHAR NOT NULL,
-    hour                 TIMESTAMP NOT NULL,
-    bulletins_issued     BIGINT NOT NULL,
-    votes_cast           BIGINT NOT NULL,
-    revote_count         BIGINT NOT NULL,
-    rejected_count       BIGINT NOT NULL,
-    transaction_count    BIGINT NOT NULL,
-    cumulative_bulletins BIGINT NOT NULL,
-    cumulative_votes     BIGINT NOT NULL,
-    timestamp            TIMESTAMP
-);
-CREATE TABLE IF NOT EXISTS cached_totals (
-    constituency_id            VARCHAR NOT NULL,
-    transaction_count          BIGINT NOT NULL,
-    bulletins_issued           BIGINT NOT NULL,
-    votes_cast                 BIGINT NOT NULL,
-    accepted_votes             BIGINT NOT NULL,
-    rejected_count             BIGINT NOT NULL,
-    voters_registered_on_chain BIGINT NOT NULL,
-    voting_started             TIMESTAMP,
-    voting_finished            TIMESTAMP,
-    first_ts                   TIMESTAMP,
-    last_ts                    TIMESTAMP
-);
+-- The same columns as the frozen figures of retired constituencies (raw_store), with which
+-- they are read together (UNION ALL).
+CREATE TABLE IF NOT EXISTS cached_hourly AS SELECT * FROM retired_hourly LIMIT 0;
+CREATE TABLE IF NOT EXISTS cached_totals AS SELECT * FROM retired_totals LIMIT 0;
 CREATE TABLE IF NOT EXISTS cached_late (
     constituency_id VARCHAR NOT NULL,
     tx_id           VARCHAR NOT NULL,

@@ -187,23 +187,30 @@ def _insert(conn: duckdb.DuckDBPyConnection, table: str, columns: list[str], row
     return int(inserted[0][0]) if inserted else 0
 
 
+def stored_with_ids(conn: duckdb.DuckDBPyConnection, tx_ids: Iterable[str], *columns: str) -> list[tuple]:
+    """``(tx_id, *columns)`` of the stored transactions whose id is one of ``tx_ids``. The
+    ``tx_key`` digest narrows the scan to a few candidate rows without reading every stored
+    id; comparing the ids themselves makes the answer exact."""
+    wanted = set(tx_ids)
+    if not wanted:
+        return []
+    conn.register("_wanted_ids", pd.DataFrame({"tx_id": list(wanted)}))
+    try:
+        candidates = conn.execute(
+            f"SELECT {', '.join(('tx_id', *columns))} FROM raw_transactions "
+            "WHERE tx_key IN (SELECT md5_number(tx_id) FROM _wanted_ids)"
+        ).fetchall()
+    finally:
+        conn.unregister("_wanted_ids")
+    return [row for row in candidates if row[0] in wanted]
+
+
 def _insert_new_transactions(conn: duckdb.DuckDBPyConnection, rows: Iterable[tuple]) -> list[tuple]:
     """Insert the rows whose ``tx_id`` is not stored yet (the first row of an id given twice);
     returns the rows inserted. Call it inside the caller's transaction: the look-up and the
     insert then see the same store (DuckDB allows one writing process per file)."""
     unique = _first_per_id(rows)
-    if not unique:
-        return []
-    conn.register("_incoming", pd.DataFrame({"tx_id": list(unique)}))
-    try:
-        # The digest narrows the scan to a few candidate rows; comparing the ids makes it exact.
-        candidates = conn.execute(
-            "SELECT tx_id FROM raw_transactions "
-            "WHERE tx_key IN (SELECT md5_number(tx_id) FROM _incoming)"
-        ).fetchall()
-    finally:
-        conn.unregister("_incoming")
-    for (tx_id,) in candidates:
+    for (tx_id,) in stored_with_ids(conn, unique):
         unique.pop(tx_id, None)
     if not unique:
         return []
