@@ -625,10 +625,9 @@ def main(argv: list[str] | None = None) -> int:
                 same = (len(ours) == len(floor) and (ours.values == floor[list(ours.columns)].values).all())
                 print(f"  the pipeline's hourly figures {'equal' if same else 'DIFFER FROM'} DuckDB alone's", flush=True)
             if "incremental" not in skip:
-                late = incremental_file(ws.input_dir, 0, 5_000, plan.hours - 1)
+                incremental_file(ws.input_dir, 0, 5_000, plan.hours - 1)
                 run_chain(ws, results, f"{engine_name}: +5,000 lines on {plan.transactions / 1e6:g}M", args.batch_size,
                           args.duckdb_memory_limit)
-                del late
             if "orm" not in skip:
                 sample_ws = Workspace(work / "orm", "")
                 use_store(sample_ws, engine_name, args.postgres_admin_url, "orm")

@@ -26,7 +26,7 @@ that name the election. Constituencies no reference file knows belong to no elec
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pandas as pd

@@ -11,7 +11,6 @@ rolled back) deleted. Running it twice writes nothing the second time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -186,9 +185,3 @@ def publish_hourly_stats(duck: duckdb.DuckDBPyConnection, engine: Engine) -> Hou
         rows=len(wanted), inserted=len(inserts), updated=len(updates),
         unchanged=len(wanted) - len(inserts) - len(updates), deleted=len(stale), frame=frame,
     )
-
-
-def _differs(a: Any, b: Any) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        return a is None or b is None or abs(float(a) - float(b)) > 1e-9
-    return a != b
