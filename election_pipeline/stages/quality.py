@@ -42,10 +42,17 @@ class _Scope:
     name: str
     ids: list[str] | None
     seq: int
+    #: SQL condition on ``constituency_id`` selecting the scope in DuckDB.
+    where: str = "TRUE"
 
     @property
     def full(self) -> bool:
         return self.ids is None
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to look at: no constituency changed since the last pass."""
+        return not self.full and not self.ids
 
     def describe(self) -> str:
         return "all constituencies" if self.full else f"constituencies changed since the last pass: {len(self.ids)}"
@@ -54,7 +61,8 @@ class _Scope:
 def _scope(duck: duckdb.DuckDBPyConnection, name: str, full: bool | None) -> _Scope:
     """Every constituency when ``full``, when the check never passed on this store, or when
     its last full pass is older than ``ELECTION_FULL_CHECK_EVERY_MINUTES``; else the
-    constituencies the change log names since its last pass."""
+    constituencies the change log names since its last pass. A subset is put in a temporary
+    table of ``duck``, which ``where`` selects."""
     if full is None:
         every = load_settings().full_check_every_minutes
         last_full = change_log.marked_at(duck, f"check:{name}:full")
@@ -63,7 +71,11 @@ def _scope(duck: duckdb.DuckDBPyConnection, name: str, full: bool | None) -> _Sc
     mark = change_log.mark_of(duck, f"check:{name}")
     if full or mark is None or mark > seq:
         return _Scope(name, None, seq)
-    return _Scope(name, change_log.changed_since(duck, mark, seq), seq)
+    ids = change_log.changed_since(duck, mark, seq)
+    duck.execute("CREATE OR REPLACE TEMP TABLE _check_scope (constituency_id VARCHAR)")
+    if ids:
+        duck.executemany("INSERT INTO _check_scope VALUES (?)", [(c,) for c in ids])
+    return _Scope(name, ids, seq, "constituency_id IN (SELECT constituency_id FROM _check_scope)")
 
 
 def _passed(duck: duckdb.DuckDBPyConnection, scope: _Scope, passed: bool) -> None:
@@ -73,16 +85,6 @@ def _passed(duck: duckdb.DuckDBPyConnection, scope: _Scope, passed: bool) -> Non
         change_log.set_mark(duck, f"check:{scope.name}", scope.seq)
         if scope.full:
             change_log.set_mark(duck, f"check:{scope.name}:full", scope.seq)
-
-
-def _register_scope(duck: duckdb.DuckDBPyConnection, scope: _Scope) -> str:
-    """SQL condition on ``constituency_id`` selecting the scope (a temp table for a subset)."""
-    if scope.full:
-        return "TRUE"
-    duck.execute("CREATE OR REPLACE TEMP TABLE _check_scope (constituency_id VARCHAR)")
-    if scope.ids:
-        duck.executemany("INSERT INTO _check_scope VALUES (?)", [(c,) for c in scope.ids])
-    return "constituency_id IN (SELECT constituency_id FROM _check_scope)"
 
 
 def _in_scope(column, scope: _Scope):
@@ -96,7 +98,7 @@ def _ops_standing_by_constituency(engine: Engine, retired: set[str] = frozenset(
                                   scope: _Scope | None = None) -> dict[str, int]:
     """Standing transactions per constituency, without the ``retired`` ones (whose
     transactions the retention job removed: their figures are frozen)."""
-    if scope is not None and not scope.full and not scope.ids:
+    if scope is not None and scope.empty:
         return {}
     with engine.connect() as conn:
         query = (select(Transaction.constituency_id, func.count())
@@ -141,15 +143,14 @@ def no_transaction_counted_twice(duck: duckdb.DuckDBPyConnection, engine: Engine
     ``ELECTION_FULL_CHECK_EVERY_MINUTES``); a transaction id of those is looked
     for in the whole raw store."""
     scope = _scope(duck, "no_transaction_counted_twice", full)
-    where = _register_scope(duck, scope)
-    counts = _raw_counts(duck, where)
+    counts = _raw_counts(duck, scope.where)
     with engine.connect() as conn:
         ops_rows, ops_distinct = conn.execute(
             select(func.count(), func.count(func.distinct(Transaction.tx_id)))
             .where(_in_scope(Transaction.constituency_id, scope))
-        ).one() if scope.full or scope.ids else (0, 0)
+        ).one() if not scope.empty else (0, 0)
     retired = retired_constituency_ids(duck)
-    duck_by_c = dict(duck.execute(f"SELECT constituency_id, count(*) FROM {LIVE} WHERE {where} GROUP BY 1").fetchall())
+    duck_by_c = dict(duck.execute(f"SELECT constituency_id, count(*) FROM {LIVE} WHERE {scope.where} GROUP BY 1").fetchall())
     ops_by_c = _ops_standing_by_constituency(engine, retired, scope)
     mismatched = sorted(c for c in set(duck_by_c) | set(ops_by_c) if duck_by_c.get(c, 0) != ops_by_c.get(c, 0))
     figures = {
@@ -177,10 +178,9 @@ def hourly_totals_reconcile(duck: duckdb.DuckDBPyConnection, engine: Engine,
     (for the constituencies changed since the check last passed, or all: see
     :func:`no_transaction_counted_twice`)."""
     scope = _scope(duck, "hourly_totals_reconcile", full)
-    where = _register_scope(duck, scope)
-    counts = _raw_counts(duck, where)
+    counts = _raw_counts(duck, scope.where)
     retired = retired_constituency_ids(duck)
-    if scope.full or scope.ids:
+    if not scope.empty:
         with engine.connect() as conn:
             tx, bulletins, votes = conn.execute(
                 select(
@@ -215,13 +215,12 @@ def every_transaction_in_a_known_hour(duck: duckdb.DuckDBPyConnection, engine: E
     (for the constituencies changed since the check last passed, or all: see
     :func:`no_transaction_counted_twice`)."""
     scope = _scope(duck, "every_transaction_in_a_known_hour", full)
-    where = _register_scope(duck, scope)
     raw_hours = {
         (c, h) for c, h in duck.execute(
-            f"SELECT DISTINCT constituency_id, date_trunc('hour', ts) FROM {LIVE} WHERE {where}").fetchall()
+            f"SELECT DISTINCT constituency_id, date_trunc('hour', ts) FROM {LIVE} WHERE {scope.where}").fetchall()
     }
     retired = retired_constituency_ids(duck)
-    if scope.full or scope.ids:
+    if not scope.empty:
         with engine.connect() as conn:
             published = {(c, h) for c, h in conn.execute(
                 select(HourlyStats.constituency_id, HourlyStats.hour)
