@@ -126,9 +126,15 @@ def run_election(spec: ElectionSpec, workdir: Path) -> ElectionResult:
     shutil.rmtree(root, ignore_errors=True)
     t0 = time.perf_counter()
     truth = generate_sample(
-        root / "input", root / "reference", seed=spec.seed, constituencies=spec.constituencies,
-        voters_per_constituency=spec.voters, ballot_bytes=32, timezone_name=spec.timezone,
-        anomalies=ANOMALY_KINDS, anomaly_copies=spec.copies,
+        root / "input",
+        root / "reference",
+        seed=spec.seed,
+        constituencies=spec.constituencies,
+        voters_per_constituency=spec.voters,
+        ballot_bytes=32,
+        timezone_name=spec.timezone,
+        anomalies=ANOMALY_KINDS,
+        anomaly_copies=spec.copies,
     )
     merge_hourly_files(root / "input")
     t1 = time.perf_counter()
@@ -136,22 +142,29 @@ def run_election(spec: ElectionSpec, workdir: Path) -> ElectionResult:
         (root / sub).mkdir(parents=True, exist_ok=True)
     settings = dataclasses.replace(
         load_settings(),
-        input_dir=str(root / "input"), reference_dir=str(root / "reference"),
-        processed_dir=str(root / "processed"), quarantine_dir=str(root / "quarantine"),
-        database_url=f"sqlite:///{root / 'ops.db'}", duckdb_path=str(root / "warehouse.duckdb"),
+        input_dir=str(root / "input"),
+        reference_dir=str(root / "reference"),
+        processed_dir=str(root / "processed"),
+        quarantine_dir=str(root / "quarantine"),
+        database_url=f"sqlite:///{root / 'ops.db'}",
+        duckdb_path=str(root / "warehouse.duckdb"),
         file_settle_seconds=0.0,
     )
     with dg.DagsterInstance.ephemeral() as instance:
-        result = dg.materialize(ASSETS, resources=build_resources(settings), instance=instance,
-                                raise_on_error=False)
+        result = dg.materialize(ASSETS, resources=build_resources(settings), instance=instance, raise_on_error=False)
     t2 = time.perf_counter()
     engine = get_engine(settings.database_url)
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(Alert.constituency_id, Alert.type, Alert.severity, Alert.details, Alert.title)).all()
+        rows = conn.execute(select(Alert.constituency_id, Alert.type, Alert.severity, Alert.details, Alert.title)).all()
     found = [
-        AlertRow(cid, rule, sev, _parse((details or {}).get("window_start")),
-                 _parse((details or {}).get("window_end")), title)
+        AlertRow(
+            cid,
+            rule,
+            sev,
+            _parse((details or {}).get("window_start")),
+            _parse((details or {}).get("window_end")),
+            title,
+        )
         for cid, rule, sev, details, title in rows
     ]
     engine.dispose()
@@ -178,12 +191,16 @@ def evaluate(results: list[ElectionResult]) -> dict:
         for anomaly in r.truth.anomalies:
             for rule in anomaly.rules:
                 planted[rule] += 1
-                if any(a.rule == rule and _overlaps(a, anomaly.start, anomaly.end)
-                       for a in by_constituency[anomaly.constituency_id]):
+                if any(
+                    a.rule == rule and _overlaps(a, anomaly.start, anomaly.end)
+                    for a in by_constituency[anomaly.constituency_id]
+                ):
                     hit[rule] += 1
                 else:
-                    missed.append(f"{r.spec.name}: {anomaly.kind} in {anomaly.constituency_id[:10]} "
-                                  f"({anomaly.start} - {anomaly.end}) not found by {rule}")
+                    missed.append(
+                        f"{r.spec.name}: {anomaly.kind} in {anomaly.constituency_id[:10]} "
+                        f"({anomaly.start} - {anomaly.end}) not found by {rule}"
+                    )
         for cid in r.truth.clean_contract_ids:
             clean += 1
             found = by_constituency[cid]
@@ -195,9 +212,15 @@ def evaluate(results: list[ElectionResult]) -> dict:
                 false_by_rule[rule] += 1
             false_alerts += [f"{r.spec.name}: [{a.severity}] {a.title}" for a in found]
     return {
-        "planted": planted, "hit": hit, "missed": missed, "clean": clean,
-        "clean_critical": clean_critical, "clean_warning": clean_warning, "clean_info": clean_info,
-        "false_by_rule": false_by_rule, "false_alerts": false_alerts,
+        "planted": planted,
+        "hit": hit,
+        "missed": missed,
+        "clean": clean,
+        "clean_critical": clean_critical,
+        "clean_warning": clean_warning,
+        "clean_info": clean_info,
+        "false_by_rule": false_by_rule,
+        "false_alerts": false_alerts,
     }
 
 
@@ -212,14 +235,18 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="detection-bench-") as tmp:
         workdir = Path(args.keep) if args.keep else Path(tmp)
         results = []
-        print(f"{'election':<20} {'tz':<18} {'units':>5} {'clean':>5} {'planted':>7} {'tx lines':>9} "
-              f"{'alerts':>6} {'gen s':>6} {'run s':>6}")
+        print(
+            f"{'election':<20} {'tz':<18} {'units':>5} {'clean':>5} {'planted':>7} {'tx lines':>9} "
+            f"{'alerts':>6} {'gen s':>6} {'run s':>6}"
+        )
         for spec in specs:
             r = run_election(spec, workdir)
             results.append(r)
-            print(f"{spec.name:<20} {spec.timezone:<18} {spec.constituencies:>5} {len(r.truth.clean_contract_ids):>5} "
-                  f"{len(r.truth.anomalies):>7} {r.truth.line_count:>9} {len(r.alerts):>6} "
-                  f"{r.seconds_generate:>6.1f} {r.seconds_pipeline:>6.1f}" + ("" if r.success else "  RUN FAILED"))
+            print(
+                f"{spec.name:<20} {spec.timezone:<18} {spec.constituencies:>5} {len(r.truth.clean_contract_ids):>5} "
+                f"{len(r.truth.anomalies):>7} {r.truth.line_count:>9} {len(r.alerts):>6} "
+                f"{r.seconds_generate:>6.1f} {r.seconds_pipeline:>6.1f}" + ("" if r.success else "  RUN FAILED")
+            )
         e = evaluate(results)
 
     print("\nRecall per rule (planted anomalies found by the rule expected to find them):")
@@ -236,15 +263,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  with a warning or critical alert: {e['clean_warning']:>3} ({e['clean_warning'] / clean:.1%})")
     print(f"  with an info alert:               {e['clean_info']:>3} ({e['clean_info'] / clean:.1%})")
     if e["false_by_rule"]:
-        print("  clean constituencies alerted, by rule: "
-              + ", ".join(f"{rule} {n}" for rule, n in sorted(e["false_by_rule"].items())))
+        print(
+            "  clean constituencies alerted, by rule: "
+            + ", ".join(f"{rule} {n}" for rule, n in sorted(e["false_by_rule"].items()))
+        )
     if args.verbose:
         for line in e["false_alerts"]:
             print(f"  on a clean constituency: {line}")
-    ok = (total_k == total_n and e["clean_critical"] == 0 and e["clean_warning"] <= 0.05 * clean
-          and all(r.success for r in results))
-    print("\nAim (every anomaly found, no clean constituency critical, at most 5% with a warning): "
-          + ("met" if ok else "NOT met"))
+    ok = (
+        total_k == total_n
+        and e["clean_critical"] == 0
+        and e["clean_warning"] <= 0.05 * clean
+        and all(r.success for r in results)
+    )
+    print(
+        "\nAim (every anomaly found, no clean constituency critical, at most 5% with a warning): "
+        + ("met" if ok else "NOT met")
+    )
     return 0
 
 

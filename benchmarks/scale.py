@@ -103,8 +103,10 @@ class Measure:
         return self.rows / self.seconds if self.seconds else 0.0
 
     def line(self) -> str:
-        return (f"  {self.name:<42} {self.rows:>12,} rows {self.seconds:>9.1f} s {self.rate:>12,.0f} rows/s "
-                f"{self.peak_bytes / 2**20:>8,.0f} MiB  {self.note}")
+        return (
+            f"  {self.name:<42} {self.rows:>12,} rows {self.seconds:>9.1f} s {self.rate:>12,.0f} rows/s "
+            f"{self.peak_bytes / 2**20:>8,.0f} MiB  {self.note}"
+        )
 
 
 @contextmanager
@@ -171,8 +173,16 @@ class GenStats:
     malformed: int = 0
 
 
-def _line(tx_id: str, ts: int, sender: str, params: str, diff: str, rollback: str = "", tx_type: int = 104,
-          extra: str = '{"contractVersion":1}') -> str:
+def _line(
+    tx_id: str,
+    ts: int,
+    sender: str,
+    params: str,
+    diff: str,
+    rollback: str = "",
+    tx_type: int = 104,
+    extra: str = '{"contractVersion":1}',
+) -> str:
     return f"{tx_id};{tx_type};{tx_id[::-1]}{tx_id[:44]};4;{ts};{sender};0;;{params};{diff};{extra};{rollback}\n"
 
 
@@ -199,33 +209,70 @@ def generate_constituency(args: tuple[int, Plan, str]) -> GenStats:
         return ms(START + timedelta(hours=hour, seconds=rnd.randrange(3600)))
 
     first = by_hour[0]
-    first.append(_line(tx(), at(0), org, "[]", "[]", tx_type=103,
-                       extra='{"image":"registry/election-contract:1","imageHash":"abc"}'))
+    first.append(
+        _line(
+            tx(),
+            at(0),
+            org,
+            "[]",
+            "[]",
+            tx_type=103,
+            extra='{"image":"registry/election-contract:1","imageHash":"abc"}',
+        )
+    )
     first.append(_line(tx(), at(0), org, _params("addMainKey", '{"key":"mainKey","stringValue":"k"}'), "[]"))
     voters = plan.voters_per_constituency
     hashes = json.dumps(json.dumps([f"h{i}" for i in range(3)]))
-    first.append(_line(tx(), at(0), org, _params("addVotersList", f'{{"key":"userIdHashes","stringValue":{hashes}}}',
-                                                 f'{{"key":"votersCount","intValue":{int(voters * 1.6)}}}'), "[]"))
+    first.append(
+        _line(
+            tx(),
+            at(0),
+            org,
+            _params(
+                "addVotersList",
+                f'{{"key":"userIdHashes","stringValue":{hashes}}}',
+                f'{{"key":"votersCount","intValue":{int(voters * 1.6)}}}',
+            ),
+            "[]",
+        )
+    )
     first.append(_line(tx(), at(0), org, _params("startVoting"), "[]"))
     for v in range(voters):
         h_issue = min(plan.hours - 1, int(rnd.triangular(0, plan.hours, plan.hours * 0.3)))
         h_vote = min(plan.hours - 1, h_issue + (0 if rnd.random() < 0.8 else 1))
         user = f"{index:05d}{v:08d}"
-        data = json.dumps(json.dumps([{"userId": user, "maskedSig": pool[v % 4000: v % 4000 + 128]}]))
-        by_hour[h_issue].append(_line(
-            tx(), at(h_issue), org, _params("blindSigIssue", f'{{"key":"data","stringValue":{data}}}'),
-            f'[{{"key":"BLINDSIG_{user}","boolValue":true}}]'))
+        data = json.dumps(json.dumps([{"userId": user, "maskedSig": pool[v % 4000 : v % 4000 + 128]}]))
+        by_hour[h_issue].append(
+            _line(
+                tx(),
+                at(h_issue),
+                org,
+                _params("blindSigIssue", f'{{"key":"data","stringValue":{data}}}'),
+                f'[{{"key":"BLINDSIG_{user}","boolValue":true}}]',
+            )
+        )
         key = b58(index * 10_000_000 + v, salt=4)
         n_votes = 2 if rnd.random() < 0.03 else 1
         for k in range(n_votes):
             vote_id = tx()
             off = rnd.randrange(4096)
             rejected = rnd.random() < 0.004
-            diff = (f'[{{"key":"FAIL_{key[:10]}_{vote_id}_vote","stringValue":"verification failed"}}]' if rejected
-                    else f'[{{"key":"VOTE_{key[:20]}","stringValue":"{vote_id}"}}]')
-            line = _line(vote_id, at(min(plan.hours - 1, h_vote + k)), key,
-                         _params("vote", f'{{"key":"vote","binaryValue":"{pool[off:off + BALLOT_CHARS]}"}}',
-                                 f'{{"key":"blindSig","binaryValue":"{pool[off + 7:off + 351]}"}}'), diff)
+            diff = (
+                f'[{{"key":"FAIL_{key[:10]}_{vote_id}_vote","stringValue":"verification failed"}}]'
+                if rejected
+                else f'[{{"key":"VOTE_{key[:20]}","stringValue":"{vote_id}"}}]'
+            )
+            line = _line(
+                vote_id,
+                at(min(plan.hours - 1, h_vote + k)),
+                key,
+                _params(
+                    "vote",
+                    f'{{"key":"vote","binaryValue":"{pool[off : off + BALLOT_CHARS]}"}}',
+                    f'{{"key":"blindSig","binaryValue":"{pool[off + 7 : off + 351]}"}}',
+                ),
+                diff,
+            )
             by_hour[min(plan.hours - 1, h_vote + k)].append(line)
             if rnd.random() < 0.0005:  # rolled back in the next hour's file
                 by_hour[min(plan.hours - 1, h_vote + k + 1)].append(line[:-1] + "-1\n")
@@ -234,8 +281,9 @@ def generate_constituency(args: tuple[int, Plan, str]) -> GenStats:
         if rnd.random() < 0.0002:
             by_hour[h_vote].append("broken;line;without;enough;fields\n")
             stats.malformed += 1
-    by_hour[plan.hours - 1].append(_line(tx(), ms(START + timedelta(hours=plan.hours) - timedelta(seconds=1)),
-                                         org, _params("finishVoting"), "[]"))
+    by_hour[plan.hours - 1].append(
+        _line(tx(), ms(START + timedelta(hours=plan.hours) - timedelta(seconds=1)), org, _params("finishVoting"), "[]")
+    )
     for hour, lines in by_hour.items():
         if not lines:
             continue
@@ -255,10 +303,12 @@ def write_reference(plan: Plan, ref_dir: Path) -> None:
     (ref_dir / "elections.csv").write_text(
         "id,name,country,type,start_date,end_date,timezone,status,description\n"
         f"bench,National benchmark election,Exampleland,parliamentary,2024-09-06T08:00:00,"
-        f"{(START + timedelta(hours=plan.hours + 3)):%Y-%m-%dT%H:%M:%S},Europe/Moscow,active,generated\n")
+        f"{(START + timedelta(hours=plan.hours + 3)):%Y-%m-%dT%H:%M:%S},Europe/Moscow,active,generated\n"
+    )
     rows = "".join(
         f"{b58(i, salt=1)},bench,Constituency {i},Region {i % 85},urban,{int(plan.voters_per_constituency * 1.6)},active\n"
-        for i in range(plan.constituencies))
+        for i in range(plan.constituencies)
+    )
     (ref_dir / "constituencies.csv").write_text("id,election_id,name,region,type,registered_voters,status\n" + rows)
 
 
@@ -267,8 +317,9 @@ def generate(plan: Plan, input_dir: Path, ref_dir: Path, workers: int = 2) -> Ge
     write_reference(plan, ref_dir)
     total = GenStats()
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        for s in pool.imap_unordered(generate_constituency, [(i, plan, str(input_dir)) for i in range(plan.constituencies)],
-                                     chunksize=4):
+        for s in pool.imap_unordered(
+            generate_constituency, [(i, plan, str(input_dir)) for i in range(plan.constituencies)], chunksize=4
+        ):
             total.lines += s.lines
             total.bytes += s.bytes
             total.files += s.files
@@ -287,11 +338,25 @@ def incremental_file(input_dir: Path, contract_index: int, lines: int, hour: int
         t = ms(moment + timedelta(seconds=n % 3600))
         user = f"late{n:08d}"
         data = json.dumps(json.dumps([{"userId": user, "maskedSig": pool[:128]}]))
-        out.append(_line(f"late-b-{n:08d}-{uuid.uuid4().hex[:20]}", t, org,
-                         _params("blindSigIssue", f'{{"key":"data","stringValue":{data}}}'), "[]"))
+        out.append(
+            _line(
+                f"late-b-{n:08d}-{uuid.uuid4().hex[:20]}",
+                t,
+                org,
+                _params("blindSigIssue", f'{{"key":"data","stringValue":{data}}}'),
+                "[]",
+            )
+        )
         off = rnd.randrange(4096)
-        out.append(_line(f"late-v-{n:08d}-{uuid.uuid4().hex[:20]}", t + 500, f"latekey{n:08d}",
-                         _params("vote", f'{{"key":"vote","binaryValue":"{pool[off:off + BALLOT_CHARS]}"}}'), "[]"))
+        out.append(
+            _line(
+                f"late-v-{n:08d}-{uuid.uuid4().hex[:20]}",
+                t + 500,
+                f"latekey{n:08d}",
+                _params("vote", f'{{"key":"vote","binaryValue":"{pool[off : off + BALLOT_CHARS]}"}}'),
+                "[]",
+            )
+        )
     path = input_dir / f"{contract}_{moment:%Y-%m-%d}_{moment:%H}00-late.csv"
     path.write_text("".join(out), encoding="utf-8")
     return path
@@ -322,21 +387,23 @@ class Workspace:
             d.mkdir(parents=True, exist_ok=True)
 
 
-def run_chain(ws: Workspace, results: list[Measure], label: str, batch_size: int,
-              duckdb_memory_limit: str | None = None) -> dict[str, Any] | None:
+def run_chain(
+    ws: Workspace, results: list[Measure], label: str, batch_size: int, duckdb_memory_limit: str | None = None
+) -> dict[str, Any] | None:
     """reference -> ingest -> hourly -> metrics -> alerts -> checks, each measured. A stage
     that fails is a result too: it is recorded as FAILED and None is returned."""
     try:
         return _chain(ws, results, label, batch_size, duckdb_memory_limit)
-    except Exception as exc:  # noqa: BLE001 - reported, and the benchmark goes on
+    except Exception as exc:
         reason = " ".join(str(exc).split())[:160]
         results.append(Measure(f"{label}: FAILED", note=f"{type(exc).__name__}: {reason}"))
         print(results[-1].line(), flush=True)
         return None
 
 
-def _chain(ws: Workspace, results: list[Measure], label: str, batch_size: int,
-           duckdb_memory_limit: str | None) -> dict[str, Any]:
+def _chain(
+    ws: Workspace, results: list[Measure], label: str, batch_size: int, duckdb_memory_limit: str | None
+) -> dict[str, Any]:
     from election_pipeline.analytics.raw_store import open_warehouse
     from election_pipeline.db.session import get_engine, upgrade_database
     from election_pipeline.stages import quality
@@ -356,9 +423,14 @@ def _chain(ws: Workspace, results: list[Measure], label: str, batch_size: int,
     files = ready_files(ws.input_dir, 0, now=time.time() + 60)
     with open_warehouse(ws.duckdb_path, memory_limit=duckdb_memory_limit) as duck:
         with measured(results, f"{label}: ingest ({len(files)} files)") as m:
-            summary = ingest_folder(files, duck=duck, engine=engine,
-                                    folders=DropFolders(ws.input_dir, ws.processed_dir, ws.quarantine_dir),
-                                    batch_size=batch_size, group_small_files=True)
+            summary = ingest_folder(
+                files,
+                duck=duck,
+                engine=engine,
+                folders=DropFolders(ws.input_dir, ws.processed_dir, ws.quarantine_dir),
+                batch_size=batch_size,
+                group_small_files=True,
+            )
             m.rows = summary.transactions + summary.rejected_lines
             m.note = f"{summary.new_transactions:,} new, {summary.rejected_lines} rejected lines"
         figures["ingest"] = summary
@@ -376,11 +448,18 @@ def _chain(ws: Workspace, results: list[Measure], label: str, batch_size: int,
             m.rows = len(metrics.findings)
             m.note = f"{alerts.created} created, {alerts.updated} updated"
         with measured(results, f"{label}: data-quality checks (3 blocking)") as m:
-            verdicts = [check(duck, engine) for check in (quality.no_transaction_counted_twice,
-                                                          quality.hourly_totals_reconcile,
-                                                          quality.every_transaction_in_a_known_hour)]
+            verdicts = [
+                check(duck, engine)
+                for check in (
+                    quality.no_transaction_counted_twice,
+                    quality.hourly_totals_reconcile,
+                    quality.every_transaction_in_a_known_hour,
+                )
+            ]
             m.rows = int(verdicts[0].figures.get("standing_duckdb", 0))
-            m.note = "passed" if all(v.passed for v in verdicts) else "FAILED: " + "; ".join(v.summary for v in verdicts)
+            m.note = (
+                "passed" if all(v.passed for v in verdicts) else "FAILED: " + "; ".join(v.summary for v in verdicts)
+            )
         figures["checks_passed"] = all(v.passed for v in verdicts)
         figures["hourly_frame"] = hourly.frame
     total = time.perf_counter() - started
@@ -441,8 +520,9 @@ def duckdb_floor(input_glob: str, results: list[Measure]) -> Any:
     return frame
 
 
-def orm_one_at_a_time(ws: Workspace, files: list[Path], sample_lines: int, total_lines: int,
-                      results: list[Measure], label: str) -> None:
+def orm_one_at_a_time(
+    ws: Workspace, files: list[Path], sample_lines: int, total_lines: int, results: list[Measure], label: str
+) -> None:
     """The seed system's way: parse, then one ORM object per row, flushed one by one."""
     from sqlalchemy.orm import Session
 
@@ -471,9 +551,19 @@ def orm_one_at_a_time(ws: Workspace, files: list[Path], sample_lines: int, total
                     if session.get(Constituency, line.contract_id) is None:
                         session.add(Constituency(id=line.contract_id, name=line.contract_id))
                         session.flush()
-                    session.add(Transaction(tx_id=tx.tx_id, constituency_id=line.contract_id, timestamp=tx.timestamp,
-                                            type=tx.operation, sender=tx.sender, is_rejected=tx.rejected,
-                                            bulletins=tx.bulletins, source_file=line.source, raw_data=tx.raw_data))
+                    session.add(
+                        Transaction(
+                            tx_id=tx.tx_id,
+                            constituency_id=line.contract_id,
+                            timestamp=tx.timestamp,
+                            type=tx.operation,
+                            sender=tx.sender,
+                            is_rejected=tx.rejected,
+                            bulletins=tx.bulletins,
+                            source_file=line.source,
+                            raw_data=tx.raw_data,
+                        )
+                    )
                     session.flush()
                     done += 1
                 session.commit()
@@ -481,8 +571,12 @@ def orm_one_at_a_time(ws: Workspace, files: list[Path], sample_lines: int, total
                     break
         m.rows = done
     per_row = m.seconds / max(done, 1)
-    extrapolated = Measure(f"(b) {label}: extrapolated to {total_lines:,}", total_lines, per_row * total_lines,
-                           note="extrapolated from the sample, not run")
+    extrapolated = Measure(
+        f"(b) {label}: extrapolated to {total_lines:,}",
+        total_lines,
+        per_row * total_lines,
+        note="extrapolated from the sample, not run",
+    )
     results.append(extrapolated)
     print(extrapolated.line(), flush=True)
 
@@ -519,13 +613,21 @@ def use_store(ws: Workspace, engine_name: str, pg_admin: str, tag: str, *, reset
             ws.db_url = pg_database(pg_admin, f"election_bench_{tag}")
         else:
             from sqlalchemy.engine import make_url
+
             ws.db_url = make_url(pg_admin).set(database=f"election_bench_{tag}").render_as_string(hide_password=False)
     else:
         ws.db_url = f"sqlite:///{ws.root / 'ops.db'}"
 
 
-def increment_on_kept(work: Path, engines: list[str], pg_admin: str, plan: Plan, results: list[Measure],
-                      batch_size: int, duckdb_memory_limit: str | None) -> None:
+def increment_on_kept(
+    work: Path,
+    engines: list[str],
+    pg_admin: str,
+    plan: Plan,
+    results: list[Measure],
+    batch_size: int,
+    duckdb_memory_limit: str | None,
+) -> None:
     """The +5,000-line hourly file on the stores an earlier ``--keep`` run left in ``work``."""
     ws = Workspace(work / "big", "")
     ws.input_dir = ws.root / "late-input"
@@ -547,11 +649,16 @@ def move_back(ws: Workspace) -> None:
 
 def disk_check(path: Path, needed: int) -> None:
     usage = shutil.disk_usage(path)
-    print(f"Disk at {path}: {usage.free / 2**30:,.1f} GiB free of {usage.total / 2**30:,.1f} GiB; "
-          f"this run needs about {needed / 2**30:,.1f} GiB", flush=True)
+    print(
+        f"Disk at {path}: {usage.free / 2**30:,.1f} GiB free of {usage.total / 2**30:,.1f} GiB; "
+        f"this run needs about {needed / 2**30:,.1f} GiB",
+        flush=True,
+    )
     if usage.free < needed * 1.15:
-        raise SystemExit(f"Not enough free disk space in {path}: {usage.free / 2**30:.1f} GiB free, "
-                         f"about {needed * 1.15 / 2**30:.1f} GiB needed. Use --workdir elsewhere or fewer --transactions.")
+        raise SystemExit(
+            f"Not enough free disk space in {path}: {usage.free / 2**30:.1f} GiB free, "
+            f"about {needed * 1.15 / 2**30:.1f} GiB needed. Use --workdir elsewhere or fewer --transactions."
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -565,21 +672,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--constituencies", type=int, default=500, help="contracts, one file per contract and hour")
     parser.add_argument("--hours", type=int, default=60, help="voting hours (hourly files per contract)")
     parser.add_argument("--engines", default="sqlite,postgresql", help="operational databases to replay on, in order")
-    parser.add_argument("--workdir", type=Path, default=Path("/var/tmp/election-bench"),
-                        help="where the files and databases are generated (about 4 KB of disk per transaction)")
-    parser.add_argument("--postgres-admin-url", default=os.environ.get("ELECTION_BENCH_POSTGRES_URL", DEFAULT_PG),
-                        help="a PostgreSQL URL allowed to create and drop the benchmark databases")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("/var/tmp/election-bench"),
+        help="where the files and databases are generated (about 4 KB of disk per transaction)",
+    )
+    parser.add_argument(
+        "--postgres-admin-url",
+        default=os.environ.get("ELECTION_BENCH_POSTGRES_URL", DEFAULT_PG),
+        help="a PostgreSQL URL allowed to create and drop the benchmark databases",
+    )
     parser.add_argument("--batch-size", type=int, default=20_000, help="lines per committed group (as the pipeline)")
     parser.add_argument("--duckdb-memory-limit", default="1GB", help="as ELECTION_DUCKDB_MEMORY_LIMIT")
     parser.add_argument("--orm-sample", type=int, default=20_000, help="rows inserted the old way, then extrapolated")
-    parser.add_argument("--small-history", type=int, default=100_000,
-                        help="transactions of the small history (same constituencies and hours) the 5,000-line "
-                             "increment is also timed on")
+    parser.add_argument(
+        "--small-history",
+        type=int,
+        default=100_000,
+        help="transactions of the small history (same constituencies and hours) the 5,000-line "
+        "increment is also timed on",
+    )
     parser.add_argument("--skip", default="", help="comma-separated: floor,orm,incremental,small")
     parser.add_argument("--keep", action="store_true", help="keep the generated files and databases")
-    parser.add_argument("--increment-only", action="store_true",
-                        help="generate nothing: time the +5,000-line file on the history a --keep run left in --workdir"
-                             " (same --transactions/--constituencies/--hours)")
+    parser.add_argument(
+        "--increment-only",
+        action="store_true",
+        help="generate nothing: time the +5,000-line file on the history a --keep run left in --workdir"
+        " (same --transactions/--constituencies/--hours)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
@@ -590,8 +711,9 @@ def main(argv: list[str] | None = None) -> int:
     work = args.workdir.absolute()
     work.mkdir(parents=True, exist_ok=True)
     if args.increment_only:
-        increment_on_kept(work, engines, args.postgres_admin_url, plan, results, args.batch_size,
-                          args.duckdb_memory_limit)
+        increment_on_kept(
+            work, engines, args.postgres_admin_url, plan, results, args.batch_size, args.duckdb_memory_limit
+        )
         for m in results:
             print(m.line())
         if args.json:
@@ -600,9 +722,12 @@ def main(argv: list[str] | None = None) -> int:
     # Files (~2.4 KB per transaction line on average) + DuckDB + the operational database.
     # With --keep every engine's stores stay until the end.
     disk_check(work, int(args.transactions * (2_700 + 1_400 * (len(engines) if args.keep else 1))))
-    print(f"Machine: {os.cpu_count()} CPU cores. Plan: {plan.transactions:,} transactions, "
-          f"{plan.constituencies} constituencies x {plan.hours} hours, "
-          f"{plan.voters_per_constituency:,} voters per constituency.", flush=True)
+    print(
+        f"Machine: {os.cpu_count()} CPU cores. Plan: {plan.transactions:,} transactions, "
+        f"{plan.constituencies} constituencies x {plan.hours} hours, "
+        f"{plan.voters_per_constituency:,} voters per constituency.",
+        flush=True,
+    )
     ws = Workspace(work / "big", "")
     try:
         with measured(results, "generate the election (2 processes)") as m:
@@ -614,25 +739,40 @@ def main(argv: list[str] | None = None) -> int:
             floor = duckdb_floor(str(ws.input_dir / "*.csv"), results)
         for engine_name in engines:
             use_store(ws, engine_name, args.postgres_admin_url, "big")
-            figures = run_chain(ws, results, f"{engine_name}, {plan.transactions / 1e6:g}M", args.batch_size,
-                                args.duckdb_memory_limit)
+            figures = run_chain(
+                ws, results, f"{engine_name}, {plan.transactions / 1e6:g}M", args.batch_size, args.duckdb_memory_limit
+            )
             if figures is None:  # recorded as FAILED; the next engine still runs
                 move_back(ws)
                 continue
             if "floor" not in skip:
-                ours = figures["hourly_frame"][["constituency_id", "hour", "bulletins_issued", "votes_cast",
-                                                "transaction_count"]].reset_index(drop=True)
-                same = (len(ours) == len(floor) and (ours.values == floor[list(ours.columns)].values).all())
-                print(f"  the pipeline's hourly figures {'equal' if same else 'DIFFER FROM'} DuckDB alone's", flush=True)
+                ours = figures["hourly_frame"][
+                    ["constituency_id", "hour", "bulletins_issued", "votes_cast", "transaction_count"]
+                ].reset_index(drop=True)
+                same = len(ours) == len(floor) and (ours.values == floor[list(ours.columns)].values).all()
+                print(
+                    f"  the pipeline's hourly figures {'equal' if same else 'DIFFER FROM'} DuckDB alone's", flush=True
+                )
             if "incremental" not in skip:
                 incremental_file(ws.input_dir, 0, 5_000, plan.hours - 1)
-                run_chain(ws, results, f"{engine_name}: +5,000 lines on {plan.transactions / 1e6:g}M", args.batch_size,
-                          args.duckdb_memory_limit)
+                run_chain(
+                    ws,
+                    results,
+                    f"{engine_name}: +5,000 lines on {plan.transactions / 1e6:g}M",
+                    args.batch_size,
+                    args.duckdb_memory_limit,
+                )
             if "orm" not in skip:
                 sample_ws = Workspace(work / "orm", "")
                 use_store(sample_ws, engine_name, args.postgres_admin_url, "orm")
-                orm_one_at_a_time(sample_ws, sorted(ws.processed_dir.iterdir()), args.orm_sample, plan.transactions,
-                                  results, engine_name)
+                orm_one_at_a_time(
+                    sample_ws,
+                    sorted(ws.processed_dir.iterdir()),
+                    args.orm_sample,
+                    plan.transactions,
+                    results,
+                    engine_name,
+                )
                 shutil.rmtree(sample_ws.root, ignore_errors=True)
                 if engine_name == "postgresql" and not args.keep:
                     pg_database(args.postgres_admin_url, "election_bench_orm", drop=True)
@@ -648,11 +788,24 @@ def main(argv: list[str] | None = None) -> int:
             generate(small_plan, small.input_dir, small.reference_dir)
             for engine_name in engines:
                 use_store(small, engine_name, args.postgres_admin_url, "small")
-                if run_chain(small, results, f"{engine_name}, {args.small_history:,} history", args.batch_size,
-                             args.duckdb_memory_limit) is not None:
+                if (
+                    run_chain(
+                        small,
+                        results,
+                        f"{engine_name}, {args.small_history:,} history",
+                        args.batch_size,
+                        args.duckdb_memory_limit,
+                    )
+                    is not None
+                ):
                     incremental_file(small.input_dir, 0, 5_000, small_plan.hours - 1)
-                    run_chain(small, results, f"{engine_name}: +5,000 lines on {args.small_history:,}",
-                              args.batch_size, args.duckdb_memory_limit)
+                    run_chain(
+                        small,
+                        results,
+                        f"{engine_name}: +5,000 lines on {args.small_history:,}",
+                        args.batch_size,
+                        args.duckdb_memory_limit,
+                    )
                 move_back(small)
                 for p in small.input_dir.glob("*-late*"):
                     p.unlink()
@@ -665,7 +818,7 @@ def main(argv: list[str] | None = None) -> int:
                 for tag in ("big", "small", "orm"):
                     try:
                         pg_database(args.postgres_admin_url, f"election_bench_{tag}", drop=True)
-                    except Exception as exc:  # noqa: BLE001
+                    except Exception as exc:
                         print(f"could not drop election_bench_{tag}: {exc}")
             print(f"Generated data removed from {work}.")
 

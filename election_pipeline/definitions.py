@@ -4,7 +4,6 @@ Everything is built elsewhere; this module only assembles it (``dagster dev`` an
 ``election-pipeline run`` load it).
 """
 
-
 import dagster as dg
 
 from election_pipeline.defs.assets import alerts, constituency_metrics, hourly_stats, raw_transactions, reference_data
@@ -19,8 +18,15 @@ def build_definitions() -> dg.Definitions:
     sensor, schedule = build_automation()
     retention_job, retention_schedule = build_retention()
     return dg.Definitions(
-        assets=[reference_data, raw_transactions, hourly_stats, constituency_metrics, alerts,
-                election_metrics, election_report],
+        assets=[
+            reference_data,
+            raw_transactions,
+            hourly_stats,
+            constituency_metrics,
+            alerts,
+            election_metrics,
+            election_report,
+        ],
         asset_checks=ALL_CHECKS,
         jobs=[election_pipeline_job, retention_job],
         sensors=[sensor],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from election_pipeline.settings import Settings
@@ -16,7 +16,7 @@ ELECTION_ID = "test-election"
 
 def ms(text: str) -> int:
     """'2024-09-06 07:15:00' (UTC) -> epoch milliseconds."""
-    return int(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
 
 
 def export_line(
@@ -30,10 +30,22 @@ def export_line(
     tx_type: int = 104,
 ) -> str:
     entries = ([{"key": "operation", "stringValue": operation}] if operation else []) + (params or [])
-    return ";".join([
-        tx_id, str(tx_type), "sig" + tx_id, "4", str(ts), sender, "0", "",
-        json.dumps(entries), json.dumps(diff or []), json.dumps({"contractVersion": 1}), "-1" if rollback else "",
-    ])
+    return ";".join(
+        [
+            tx_id,
+            str(tx_type),
+            "sig" + tx_id,
+            "4",
+            str(ts),
+            sender,
+            "0",
+            "",
+            json.dumps(entries),
+            json.dumps(diff or []),
+            json.dumps({"contractVersion": 1}),
+            "-1" if rollback else "",
+        ]
+    )
 
 
 def issue(tx_id: str, ts: int, bulletins: int, rejected: bool = False) -> str:
@@ -43,8 +55,11 @@ def issue(tx_id: str, ts: int, bulletins: int, rejected: bool = False) -> str:
 
 
 def vote(tx_id: str, ts: int, voter: str, rejected: bool = False) -> str:
-    diff = [{"key": f"FAIL_addr_{tx_id}_vote", "stringValue": "bad"}] if rejected else [
-        {"key": f"VOTE_{voter}", "binaryValue": "QkFMTE9U" * 50}]
+    diff = (
+        [{"key": f"FAIL_addr_{tx_id}_vote", "stringValue": "bad"}]
+        if rejected
+        else [{"key": f"VOTE_{voter}", "binaryValue": "QkFMTE9U" * 50}]
+    )
     return export_line(tx_id, "vote", ts, voter, [{"key": "vote", "binaryValue": "QkFMTE9U" * 50}], diff)
 
 
@@ -57,14 +72,24 @@ class Workspace:
         return self.root / "input"
 
     def settings(self, **overrides) -> Settings:
-        values = dict(
-            input_dir=str(self.root / "input"), reference_dir=str(self.root / "reference"),
-            processed_dir=str(self.root / "processed"), quarantine_dir=str(self.root / "quarantine"),
-            database_url=f"sqlite:///{self.root / 'ops.db'}", duckdb_path=str(self.root / "warehouse.duckdb"),
-            file_settle_seconds=0.0, sensor_interval_seconds=1, schedule_cron="*/15 * * * *", batch_size=1000,
-            zip_max_total_bytes=10 * 1024**2, zip_max_ratio=200, spike_warning_z=3.5, spike_critical_z=6.0,
-            spike_hour_share=0.25, spike_min_votes=20,
-        )
+        values = {
+            "input_dir": str(self.root / "input"),
+            "reference_dir": str(self.root / "reference"),
+            "processed_dir": str(self.root / "processed"),
+            "quarantine_dir": str(self.root / "quarantine"),
+            "database_url": f"sqlite:///{self.root / 'ops.db'}",
+            "duckdb_path": str(self.root / "warehouse.duckdb"),
+            "file_settle_seconds": 0.0,
+            "sensor_interval_seconds": 1,
+            "schedule_cron": "*/15 * * * *",
+            "batch_size": 1000,
+            "zip_max_total_bytes": 10 * 1024**2,
+            "zip_max_ratio": 200,
+            "spike_warning_z": 3.5,
+            "spike_critical_z": 6.0,
+            "spike_hour_share": 0.25,
+            "spike_min_votes": 20,
+        }
         values.update(overrides)
         return Settings(**values)
 
@@ -83,7 +108,8 @@ class Workspace:
             "2024-09-08T20:00:00+03:00,Europe/Moscow,active,for tests\n"
         )
         rows = "".join(
-            f"{cid},{ELECTION_ID},District {i},North,urban,{n},active\n" for i, (cid, n) in enumerate(registered.items())
+            f"{cid},{ELECTION_ID},District {i},North,urban,{n},active\n"
+            for i, (cid, n) in enumerate(registered.items())
         )
         (ref / "constituencies.csv").write_text("id,election_id,name,region,type,registered_voters,status\n" + rows)
 

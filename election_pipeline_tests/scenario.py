@@ -79,6 +79,17 @@ def hourly_figures(engine) -> dict:
     from election_pipeline.db.models import HourlyStats as H
 
     with engine.connect() as conn:
-        rows = conn.execute(select(H.constituency_id, H.hour, H.transaction_count, H.bulletins_issued, H.votes_cast,
-                                   H.revote_count, H.rejected_count, H.cumulative_bulletins, H.cumulative_votes)).all()
+        rows = conn.execute(
+            select(
+                H.constituency_id,
+                H.hour,
+                H.transaction_count,
+                H.bulletins_issued,
+                H.votes_cast,
+                H.revote_count,
+                H.rejected_count,
+                H.cumulative_bulletins,
+                H.cumulative_votes,
+            )
+        ).all()
     return {(r[0], r[1]): tuple(r[2:]) for r in rows}

@@ -100,8 +100,11 @@ def hourly_figures(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     from election_pipeline.analytics.figure_cache import refresh
 
     refresh(conn)
-    return _hourly_frame(conn.execute(
-        "SELECT * FROM cached_hourly UNION ALL SELECT * FROM retired_hourly ORDER BY constituency_id, hour").df())
+    return _hourly_frame(
+        conn.execute(
+            "SELECT * FROM cached_hourly UNION ALL SELECT * FROM retired_hourly ORDER BY constituency_id, hour"
+        ).df()
+    )
 
 
 def hourly_figures_from_raw(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -123,7 +126,8 @@ def constituency_totals(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
     refresh(conn)
     return conn.execute(
-        "SELECT * FROM cached_totals UNION ALL SELECT * FROM retired_totals ORDER BY constituency_id").df()
+        "SELECT * FROM cached_totals UNION ALL SELECT * FROM retired_totals ORDER BY constituency_id"
+    ).df()
 
 
 def constituency_totals_from_raw(conn: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -151,8 +155,5 @@ def evidence_tx_ids(
     if operation is not None:
         clauses.append("operation = ?")
         params.append(operation)
-    sql = (
-        f"SELECT tx_id FROM standing_transactions WHERE {' AND '.join(clauses)} "
-        f"ORDER BY ts, tx_id LIMIT {int(limit)}"
-    )
+    sql = f"SELECT tx_id FROM standing_transactions WHERE {' AND '.join(clauses)} ORDER BY ts, tx_id LIMIT {int(limit)}"
     return [r[0] for r in conn.execute(sql, params).fetchall()]

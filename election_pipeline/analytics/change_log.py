@@ -30,7 +30,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 import pandas as pd
@@ -66,7 +66,7 @@ CREATE TABLE IF NOT EXISTS change_marks (
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def ensure_change_log(conn: duckdb.DuckDBPyConnection) -> None:
@@ -94,7 +94,9 @@ def _transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 
 def _raw_counts(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
-    row = conn.execute("SELECT (SELECT count(*) FROM raw_transactions), (SELECT count(*) FROM raw_rollbacks)").fetchall()
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM raw_transactions), (SELECT count(*) FROM raw_rollbacks)"
+    ).fetchall()
     return int(row[0][0]), int(row[0][1])
 
 
@@ -142,8 +144,10 @@ def record_ingested(
     if hashes:
         conn.register("_logged_files", pd.DataFrame({"file_hash": hashes}))
         try:
-            conn.execute("INSERT OR IGNORE INTO change_log_files SELECT file_hash, ? FROM _logged_files",
-                         [seq if seq is not None else 0])
+            conn.execute(
+                "INSERT OR IGNORE INTO change_log_files SELECT file_hash, ? FROM _logged_files",
+                [seq if seq is not None else 0],
+            )
         finally:
             conn.unregister("_logged_files")
     _set_counts(conn)
@@ -162,40 +166,55 @@ def catch_up(conn: duckdb.DuckDBPyConnection) -> int:
     return the last seq: every change up to it is in the log."""
     ensure_change_log(conn)
     with _transaction(conn):
-        unlogged = [r[0] for r in conn.execute(
-            "SELECT file_hash FROM raw_files WHERE file_hash NOT IN (SELECT file_hash FROM change_log_files)"
-        ).fetchall()]
-        expected_tx, expected_rb = (int(v) for v in conn.execute(
-            "SELECT transactions, rollbacks FROM change_log_state").fetchall()[0])
+        unlogged = [
+            r[0]
+            for r in conn.execute(
+                "SELECT file_hash FROM raw_files WHERE file_hash NOT IN (SELECT file_hash FROM change_log_files)"
+            ).fetchall()
+        ]
+        expected_tx, expected_rb = (
+            int(v) for v in conn.execute("SELECT transactions, rollbacks FROM change_log_state").fetchall()[0]
+        )
         if unlogged:
             conn.register("_unlogged", pd.DataFrame({"file_hash": unlogged}))
             try:
                 conn.execute(
                     "CREATE OR REPLACE TEMP TABLE _unlogged_tx AS SELECT tx_id, constituency_id FROM raw_transactions "
-                    "WHERE file_hash IN (SELECT file_hash FROM _unlogged)")
+                    "WHERE file_hash IN (SELECT file_hash FROM _unlogged)"
+                )
                 conn.execute(
                     "CREATE OR REPLACE TEMP TABLE _unlogged_rb AS SELECT tx_id, constituency_id FROM raw_rollbacks "
-                    "WHERE file_hash IN (SELECT file_hash FROM _unlogged)")
-                changed = {r[0] for r in conn.execute(
-                    "SELECT constituency_id FROM _unlogged_tx UNION SELECT constituency_id FROM _unlogged_rb"
-                ).fetchall()}
+                    "WHERE file_hash IN (SELECT file_hash FROM _unlogged)"
+                )
+                changed = {
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT constituency_id FROM _unlogged_tx UNION SELECT constituency_id FROM _unlogged_rb"
+                    ).fetchall()
+                }
                 changed |= constituencies_of(
-                    conn, [r[0] for r in conn.execute("SELECT tx_id FROM _unlogged_rb").fetchall()])
+                    conn, [r[0] for r in conn.execute("SELECT tx_id FROM _unlogged_rb").fetchall()]
+                )
                 expected_tx += int(conn.execute("SELECT count(*) FROM _unlogged_tx").fetchall()[0][0])
                 expected_rb += int(conn.execute("SELECT count(*) FROM _unlogged_rb").fetchall()[0][0])
                 seq = _log(conn, changed, "ingest")
-                conn.execute("INSERT OR IGNORE INTO change_log_files SELECT file_hash, ? FROM _unlogged",
-                             [seq if seq is not None else 0])
+                conn.execute(
+                    "INSERT OR IGNORE INTO change_log_files SELECT file_hash, ? FROM _unlogged",
+                    [seq if seq is not None else 0],
+                )
             finally:
                 conn.unregister("_unlogged")
                 conn.execute("DROP TABLE IF EXISTS _unlogged_tx")
                 conn.execute("DROP TABLE IF EXISTS _unlogged_rb")
         if _raw_counts(conn) != (expected_tx, expected_rb):
             # Rows the log cannot account for: count every constituency as changed.
-            everything = {r[0] for r in conn.execute(
-                "SELECT DISTINCT constituency_id FROM raw_transactions "
-                "UNION SELECT constituency_id FROM raw_rollbacks"
-            ).fetchall()}
+            everything = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT DISTINCT constituency_id FROM raw_transactions "
+                    "UNION SELECT constituency_id FROM raw_rollbacks"
+                ).fetchall()
+            }
             _log(conn, everything, "unaccounted rows")
         _set_counts(conn)
         return last_seq(conn)
@@ -227,7 +246,9 @@ def set_mark(conn: duckdb.DuckDBPyConnection, name: str, seq: int) -> None:
     """Record that ``name`` has taken every change up to ``seq`` into account."""
     conn.execute(
         "INSERT INTO change_marks VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, "
-        "updated_at = excluded.updated_at", [name, int(seq), _now()])
+        "updated_at = excluded.updated_at",
+        [name, int(seq), _now()],
+    )
 
 
 def forget_mark(conn: duckdb.DuckDBPyConnection, name: str) -> None:
@@ -237,5 +258,9 @@ def forget_mark(conn: duckdb.DuckDBPyConnection, name: str) -> None:
 
 def changed_since(conn: duckdb.DuckDBPyConnection, mark: int, upto: int) -> list[str]:
     """Constituencies logged after ``mark`` and up to ``upto``."""
-    return sorted(r[0] for r in conn.execute(
-        "SELECT DISTINCT constituency_id FROM change_log WHERE seq > ? AND seq <= ?", [mark, upto]).fetchall())
+    return sorted(
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT constituency_id FROM change_log WHERE seq > ? AND seq <= ?", [mark, upto]
+        ).fetchall()
+    )

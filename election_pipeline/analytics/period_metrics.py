@@ -28,7 +28,7 @@ Plain functions over a SQLAlchemy engine: no Dagster here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
@@ -39,13 +39,25 @@ from election_pipeline.db.models import Constituency, Election, HourlyStats
 PERIODS: tuple[str, ...] = ("hour", "day", "week", "month")
 
 #: Per-hour counts that add up over time (summed across constituencies and periods).
-FLOW_COLUMNS = ["bulletins_issued", "votes_cast", "revote_count", "rejected_count", "transaction_count", "anomaly_count"]
+FLOW_COLUMNS = [
+    "bulletins_issued",
+    "votes_cast",
+    "revote_count",
+    "rejected_count",
+    "transaction_count",
+    "anomaly_count",
+]
 #: Running totals from the start of the election (carried over hours without data).
 CUMULATIVE_COLUMNS = ["cumulative_bulletins", "cumulative_votes"]
 
 SERIES_COLUMNS = [
-    "hour", *FLOW_COLUMNS, *CUMULATIVE_COLUMNS,
-    "participation_rate", "issued_not_voted", "bulletin_velocity", "vote_velocity",
+    "hour",
+    *FLOW_COLUMNS,
+    *CUMULATIVE_COLUMNS,
+    "participation_rate",
+    "issued_not_voted",
+    "bulletin_velocity",
+    "vote_velocity",
 ]
 
 
@@ -87,7 +99,7 @@ def to_utc_naive(moment: datetime | str | None) -> datetime | None:
         except ValueError as exc:
             raise ValueError(f"not an ISO 8601 date or time: {moment!r}") from exc
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment
 
 
@@ -100,17 +112,28 @@ def constituency_scope(engine: Engine, constituency_id: str) -> Scope:
     """The scope of one constituency (its election's time zone; UTC when it has none)."""
     with engine.connect() as conn:
         row = conn.execute(
-            select(Constituency.id, Constituency.name, Constituency.region, Constituency.registered_voters,
-                   Constituency.election_id, Election.timezone)
+            select(
+                Constituency.id,
+                Constituency.name,
+                Constituency.region,
+                Constituency.registered_voters,
+                Constituency.election_id,
+                Election.timezone,
+            )
             .outerjoin(Election, Election.id == Constituency.election_id)
             .where(Constituency.id == constituency_id)
         ).first()
     if row is None:
         raise LookupError(f"no constituency with id {constituency_id!r}")
     return Scope(
-        kind="constituency", id=row.id, name=row.name, timezone=row.timezone or "UTC",
-        registered_voters=int(row.registered_voters or 0), constituency_ids=(row.id,),
-        election_id=row.election_id, regions={row.id: row.region or ""},
+        kind="constituency",
+        id=row.id,
+        name=row.name,
+        timezone=row.timezone or "UTC",
+        registered_voters=int(row.registered_voters or 0),
+        constituency_ids=(row.id,),
+        election_id=row.election_id,
+        regions={row.id: row.region or ""},
         registered_by_constituency={row.id: int(row.registered_voters or 0)},
     )
 
@@ -118,17 +141,24 @@ def constituency_scope(engine: Engine, constituency_id: str) -> Scope:
 def election_scope(engine: Engine, election_id: str) -> Scope:
     """The scope of one election: all its constituencies, its time zone."""
     with engine.connect() as conn:
-        election = conn.execute(select(Election.id, Election.name, Election.timezone).where(Election.id == election_id)).first()
+        election = conn.execute(
+            select(Election.id, Election.name, Election.timezone).where(Election.id == election_id)
+        ).first()
         if election is None:
             raise LookupError(f"no election with id {election_id!r}")
         members = conn.execute(
             select(Constituency.id, Constituency.region, Constituency.registered_voters)
-            .where(Constituency.election_id == election_id).order_by(Constituency.id)
+            .where(Constituency.election_id == election_id)
+            .order_by(Constituency.id)
         ).all()
     return Scope(
-        kind="election", id=election.id, name=election.name, timezone=election.timezone or "UTC",
+        kind="election",
+        id=election.id,
+        name=election.name,
+        timezone=election.timezone or "UTC",
         registered_voters=sum(int(m.registered_voters or 0) for m in members),
-        constituency_ids=tuple(m.id for m in members), election_id=election.id,
+        constituency_ids=tuple(m.id for m in members),
+        election_id=election.id,
         regions={m.id: m.region or "" for m in members},
         registered_by_constituency={m.id: int(m.registered_voters or 0) for m in members},
     )
@@ -154,13 +184,17 @@ def find_scope(engine: Engine, scope_id: str) -> Scope:
 def constituency_hours(engine: Engine, scope: Scope) -> pd.DataFrame:
     """The stored ``hourly_stats`` rows of the scope's constituencies (one per constituency
     and UTC hour with activity), oldest first."""
-    cols = [HourlyStats.constituency_id, HourlyStats.hour, HourlyStats.timestamp,
-            *[HourlyStats.__table__.c[c] for c in FLOW_COLUMNS + CUMULATIVE_COLUMNS]]
+    cols = [
+        HourlyStats.constituency_id,
+        HourlyStats.hour,
+        HourlyStats.timestamp,
+        *[HourlyStats.__table__.c[c] for c in FLOW_COLUMNS + CUMULATIVE_COLUMNS],
+    ]
     rows: list = []
     ids = list(scope.constituency_ids)
     with engine.connect() as conn:
         for start in range(0, len(ids), 500):
-            part = ids[start:start + 500]
+            part = ids[start : start + 500]
             rows += conn.execute(select(*cols).where(HourlyStats.constituency_id.in_(part))).all()
     frame = pd.DataFrame(rows, columns=["constituency_id", "hour", "timestamp", *FLOW_COLUMNS, *CUMULATIVE_COLUMNS])
     frame["hour"] = pd.to_datetime(frame["hour"])
@@ -192,7 +226,10 @@ def clip_range(
 
 
 def hourly_series(
-    engine: Engine, scope: Scope, start: datetime | str | None = None, end: datetime | str | None = None,
+    engine: Engine,
+    scope: Scope,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
     rows: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per UTC hour from the scope's first to its last hour with data (then cut to
@@ -243,7 +280,7 @@ def _bucket_start(local: pd.Series, period: str) -> pd.Series:
     if period == "day":
         return local.dt.normalize()
     if period == "week":  # weeks start on Monday
-        return (local.dt.normalize() - pd.to_timedelta(local.dt.weekday, unit="D"))
+        return local.dt.normalize() - pd.to_timedelta(local.dt.weekday, unit="D")
     if period == "month":
         return local.dt.to_period("M").dt.start_time
     raise ValueError(f"unknown period {period!r}: choose one of {', '.join(PERIODS)}")
@@ -255,15 +292,27 @@ def _local_to_utc(moment: pd.Timestamp, tz: ZoneInfo) -> datetime:
 
 
 PERIOD_COLUMNS = [
-    "period_start", "period_start_utc", "hours_with_activity", *FLOW_COLUMNS,
-    "cumulative_bulletins", "cumulative_votes", "participation_rate", "participation_gain",
-    "issued_not_voted", "vote_velocity", "peak_vote_velocity", "vote_share",
+    "period_start",
+    "period_start_utc",
+    "hours_with_activity",
+    *FLOW_COLUMNS,
+    "cumulative_bulletins",
+    "cumulative_votes",
+    "participation_rate",
+    "participation_gain",
+    "issued_not_voted",
+    "vote_velocity",
+    "peak_vote_velocity",
+    "vote_share",
 ]
 
 
 def metrics_by_period(
-    engine: Engine, scope: Scope, period: str = "day",
-    start: datetime | str | None = None, end: datetime | str | None = None,
+    engine: Engine,
+    scope: Scope,
+    period: str = "day",
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
     series: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The scope's figures per ``period`` (hour, day, week starting Monday, month) of the
@@ -298,7 +347,8 @@ def metrics_by_period(
     out["participation_gain"] = out["participation_rate"].diff().fillna(out["participation_rate"].iloc[0] - rate_before)
     out["participation_gain"] = out["participation_gain"].round(4)
     out["vote_velocity"] = [
-        round(v / (60.0 * h), 4) if h else 0.0 for v, h in zip(out["votes_cast"], out["hours_with_activity"])
+        round(v / (60.0 * h), 4) if h else 0.0
+        for v, h in zip(out["votes_cast"], out["hours_with_activity"], strict=False)
     ]
     out["peak_vote_velocity"] = groups["vote_velocity"].max().round(4)
     total_votes = int(out["votes_cast"].sum())
@@ -313,11 +363,22 @@ def metrics_by_period(
     return out[PERIOD_COLUMNS]
 
 
-PATTERN_COLUMNS = ["local_hour", "votes_cast", "bulletins_issued", "transaction_count", "vote_share", "bulletin_share", "days"]
+PATTERN_COLUMNS = [
+    "local_hour",
+    "votes_cast",
+    "bulletins_issued",
+    "transaction_count",
+    "vote_share",
+    "bulletin_share",
+    "days",
+]
 
 
 def hourly_activity_pattern(
-    engine: Engine, scope: Scope, start: datetime | str | None = None, end: datetime | str | None = None,
+    engine: Engine,
+    scope: Scope,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
     series: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """24 rows, one per local hour of the day (``Election.timezone``): votes, bulletins and
@@ -344,8 +405,13 @@ def hourly_activity_pattern(
 
 
 VELOCITY_COLUMNS = [
-    "hour", "bulletin_velocity", "vote_velocity", "vote_to_bulletin_ratio",
-    "rolling_bulletin_velocity", "rolling_vote_velocity", "rolling_ratio",
+    "hour",
+    "bulletin_velocity",
+    "vote_velocity",
+    "vote_to_bulletin_ratio",
+    "rolling_bulletin_velocity",
+    "rolling_vote_velocity",
+    "rolling_ratio",
 ]
 
 
@@ -354,8 +420,11 @@ def _ratio(votes: float, bulletins: float) -> float | None:
 
 
 def velocity_trend(
-    engine: Engine, scope: Scope, window_hours: int = 3,
-    start: datetime | str | None = None, end: datetime | str | None = None,
+    engine: Engine,
+    scope: Scope,
+    window_hours: int = 3,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
     series: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per UTC hour: bulletins issued and votes cast per minute, ``vote_to_bulletin_ratio``
@@ -371,10 +440,12 @@ def velocity_trend(
     roll_b = frame["bulletins_issued"].rolling(window_hours, min_periods=1).sum()
     roll_v = frame["votes_cast"].rolling(window_hours, min_periods=1).sum()
     hours_in_window = pd.Series(range(1, len(frame) + 1), index=frame.index).clip(upper=window_hours)
-    frame["vote_to_bulletin_ratio"] = [_ratio(v, b) for v, b in zip(frame["votes_cast"], frame["bulletins_issued"])]
+    frame["vote_to_bulletin_ratio"] = [
+        _ratio(v, b) for v, b in zip(frame["votes_cast"], frame["bulletins_issued"], strict=False)
+    ]
     frame["rolling_bulletin_velocity"] = (roll_b / (60.0 * hours_in_window)).round(4)
     frame["rolling_vote_velocity"] = (roll_v / (60.0 * hours_in_window)).round(4)
-    frame["rolling_ratio"] = [_ratio(v, b) for v, b in zip(roll_v, roll_b)]
+    frame["rolling_ratio"] = [_ratio(v, b) for v, b in zip(roll_v, roll_b, strict=False)]
     return clip_range(frame[VELOCITY_COLUMNS], start, end)
 
 
@@ -382,7 +453,10 @@ GAP_COLUMNS = ["hour", "cumulative_bulletins", "cumulative_votes", "issued_not_v
 
 
 def issued_not_voted(
-    engine: Engine, scope: Scope, start: datetime | str | None = None, end: datetime | str | None = None,
+    engine: Engine,
+    scope: Scope,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
     series: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per UTC hour, at its end: bulletins issued so far, voters so far, the gap between them
@@ -392,6 +466,7 @@ def issued_not_voted(
     hourly = hourly_series(engine, scope, start, end) if series is None else clip_range(series, start, end)
     frame = hourly[["hour", "cumulative_bulletins", "cumulative_votes", "issued_not_voted"]].copy()
     frame["gap_share"] = [
-        round(g / b * 100.0, 2) if b else 0.0 for g, b in zip(frame["issued_not_voted"], frame["cumulative_bulletins"])
+        round(g / b * 100.0, 2) if b else 0.0
+        for g, b in zip(frame["issued_not_voted"], frame["cumulative_bulletins"], strict=False)
     ]
     return frame[GAP_COLUMNS]

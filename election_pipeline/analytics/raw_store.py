@@ -136,9 +136,12 @@ def scalar(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = None
 def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     """Create the tables, and bring a store written by an earlier version up to date."""
     conn.execute(SCHEMA)
-    columns = {r[0] for r in conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'raw_transactions'"
-    ).fetchall()}
+    columns = {
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'raw_transactions'"
+        ).fetchall()
+    }
     if "tx_key" not in columns:  # stores created with a primary key on tx_id instead
         conn.execute("ALTER TABLE raw_transactions ADD COLUMN tx_key UHUGEINT")
         conn.execute("UPDATE raw_transactions SET tx_key = md5_number(tx_id)")
@@ -276,8 +279,9 @@ def recorded_files(conn: duckdb.DuckDBPyConnection, file_hashes: list[str]) -> d
     if not file_hashes:
         return {}
     marks = ", ".join("?" for _ in file_hashes)
-    rows = conn.execute(f"SELECT file_hash, new_transactions FROM raw_files WHERE file_hash IN ({marks})",
-                        list(file_hashes)).fetchall()
+    rows = conn.execute(
+        f"SELECT file_hash, new_transactions FROM raw_files WHERE file_hash IN ({marks})", list(file_hashes)
+    ).fetchall()
     return {h: int(n) for h, n in rows}
 
 

@@ -69,11 +69,15 @@ def _print_table(alerts: list[Any], out: Any = None) -> None:
     if not alerts:
         out.write("No alerts match.\n")
         return
-    out.write(f"{'id':<10} {'severity':<8} {'status':<13} {'rule':<27} {'constituency':<14} "
-              f"{'detected (UTC)':<16} {'assignee':<12} title\n")
+    out.write(
+        f"{'id':<10} {'severity':<8} {'status':<13} {'rule':<27} {'constituency':<14} "
+        f"{'detected (UTC)':<16} {'assignee':<12} title\n"
+    )
     for a in alerts:
-        out.write(f"{a.id[:8]:<10} {a.severity:<8} {a.status:<13} {a.type:<27} {a.constituency_id[:12]:<14} "
-                  f"{_when(a.detected_at):<16} {(a.assigned_to or '-')[:12]:<12} {a.title}\n")
+        out.write(
+            f"{a.id[:8]:<10} {a.severity:<8} {a.status:<13} {a.type:<27} {a.constituency_id[:12]:<14} "
+            f"{_when(a.detected_at):<16} {(a.assigned_to or '-')[:12]:<12} {a.title}\n"
+        )
     out.write(f"{len(alerts)} alert(s). `election-pipeline alerts show ID` for details (an id prefix is enough).\n")
 
 
@@ -85,9 +89,12 @@ def _print_alert(a: Any, out: Any = None) -> None:
     w(f"  id:            {a.id}\n")
     w(f"  rule:          {a.type}\n")
     w(f"  severity:      {a.severity}\n")
-    w(f"  status:        {a.status}"
-      + (f" until {_when(a.snoozed_until)} UTC" if a.status == "snoozed" and a.snoozed_until else "")
-      + (f" at {_when(a.resolved_at)} UTC" if a.resolved_at else "") + "\n")
+    w(
+        f"  status:        {a.status}"
+        + (f" until {_when(a.snoozed_until)} UTC" if a.status == "snoozed" and a.snoozed_until else "")
+        + (f" at {_when(a.resolved_at)} UTC" if a.resolved_at else "")
+        + "\n"
+    )
     w(f"  assigned to:   {a.assigned_to or '-'}\n")
     w(f"  constituency:  {a.constituency_id}\n")
     w(f"  detected:      {_when(a.detected_at)} UTC, last updated {_when(a.updated_at)} UTC\n")
@@ -95,8 +102,10 @@ def _print_alert(a: Any, out: Any = None) -> None:
         w(f"  window (UTC):  {details['window_start']} to {details.get('window_end')}\n")
     if details.get("hours"):
         w(f"  hours (UTC):   {', '.join(details['hours'][:12])}{' ...' if len(details['hours']) > 12 else ''}\n")
-    w(f"  statistic:     {details.get('statistic')} (expected {details.get('expected')}, "
-      f"threshold {details.get('threshold')}, worse when {details.get('worse_when', 'higher')})\n")
+    w(
+        f"  statistic:     {details.get('statistic')} (expected {details.get('expected')}, "
+        f"threshold {details.get('threshold')}, worse when {details.get('worse_when', 'higher')})\n"
+    )
     if details.get("condition_present") is False:
         w(f"  condition:     no longer present (cleared {details.get('condition_cleared_at')})\n")
     if a.description:
@@ -121,8 +130,13 @@ def _print_alert(a: Any, out: Any = None) -> None:
 
 def cmd_list(args: argparse.Namespace) -> int:
     with _crud() as crud:
-        alerts = crud.list_alerts(severity=args.severity, status=args.status, constituency_id=args.constituency,
-                                  rule=args.rule, limit=None if args.limit <= 0 else args.limit)
+        alerts = crud.list_alerts(
+            severity=args.severity,
+            status=args.status,
+            constituency_id=args.constituency,
+            rule=args.rule,
+            limit=None if args.limit <= 0 else args.limit,
+        )
         if args.format == "json":
             json.dump([_as_json(a) for a in alerts], sys.stdout, indent=2, default=str)
             sys.stdout.write("\n")
@@ -186,8 +200,11 @@ def cmd_snooze(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    alerts = sub.add_parser("alerts", help="list, inspect and work on alerts (assign, note, status, snooze)",
-                            description=__doc__.split("\n\n")[0])
+    alerts = sub.add_parser(
+        "alerts",
+        help="list, inspect and work on alerts (assign, note, status, snooze)",
+        description=__doc__.split("\n\n")[0],
+    )
     cmds = alerts.add_subparsers(dest="alerts_command", required=True)
 
     p = cmds.add_parser("list", help="alerts, most severe first")

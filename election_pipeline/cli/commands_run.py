@@ -43,10 +43,13 @@ def print_summary(settings: Settings, out=None) -> dict[str, object]:
     engine = get_engine(settings.database_url)
     create_tables(engine)
     with engine.connect() as conn:
+
         def one(stmt):
             return conn.execute(stmt).scalar_one()
 
-        jobs = dict(conn.execute(select(FileProcessingJob.status, func.count()).group_by(FileProcessingJob.status)).all())
+        jobs = dict(
+            conn.execute(select(FileProcessingJob.status, func.count()).group_by(FileProcessingJob.status)).all()
+        )
         figures: dict[str, object] = {
             "files_completed": int(jobs.get("completed", 0)),
             "files_failed": int(jobs.get("failed", 0)),
@@ -62,13 +65,22 @@ def print_summary(settings: Settings, out=None) -> dict[str, object]:
         }
         alerts = dict(conn.execute(select(Alert.severity, func.count()).group_by(Alert.severity)).all())
         top = conn.execute(
-            select(Constituency.id, Constituency.name, Constituency.registered_voters, Constituency.votes_cast,
-                   Constituency.participation_rate, Constituency.anomaly_score)
-            .order_by(Constituency.anomaly_score.desc(), Constituency.id).limit(10)
+            select(
+                Constituency.id,
+                Constituency.name,
+                Constituency.registered_voters,
+                Constituency.votes_cast,
+                Constituency.participation_rate,
+                Constituency.anomaly_score,
+            )
+            .order_by(Constituency.anomaly_score.desc(), Constituency.id)
+            .limit(10)
         ).all()
         critical = conn.execute(
-            select(Alert.constituency_id, Alert.type, Alert.title).where(Alert.severity == "critical")
-            .order_by(Alert.constituency_id, Alert.type).limit(10)
+            select(Alert.constituency_id, Alert.type, Alert.title)
+            .where(Alert.severity == "critical")
+            .order_by(Alert.constituency_id, Alert.type)
+            .limit(10)
         ).all()
     for sev in ("critical", "warning", "info"):
         figures[f"alerts_{sev}"] = int(alerts.get(sev, 0))
@@ -76,24 +88,30 @@ def print_summary(settings: Settings, out=None) -> dict[str, object]:
     w = out.write
     w("\nElection pipeline summary\n")
     w(f"  operational database: {settings.describe()['database_url']}\n")
-    w(f"  files processed:      {figures['files_completed']} completed, {figures['files_failed']} failed "
-      f"(quarantined in {settings.quarantine_dir})\n")
-    w(f"  transactions:         {figures['transactions_standing']} standing, "
-      f"{figures['transactions_rolled_back']} rolled back\n")
+    w(
+        f"  files processed:      {figures['files_completed']} completed, {figures['files_failed']} failed "
+        f"(quarantined in {settings.quarantine_dir})\n"
+    )
+    w(
+        f"  transactions:         {figures['transactions_standing']} standing, "
+        f"{figures['transactions_rolled_back']} rolled back\n"
+    )
     w(f"  rejected lines:       {figures['rejected_rows']}\n")
     w(f"  hourly rows:          {figures['hourly_rows']}\n")
     w(f"  constituencies:       {figures['constituencies']} ({figures['unknown_constituencies']} unknown)\n")
     w(f"  bulletins issued:     {figures['bulletins_issued']}\n")
     w(f"  votes cast:           {figures['votes_cast']} distinct voters\n")
-    w(f"  alerts:               {figures['alerts_critical']} critical, {figures['alerts_warning']} warning, "
-      f"{figures['alerts_info']} info\n")
+    w(
+        f"  alerts:               {figures['alerts_critical']} critical, {figures['alerts_warning']} warning, "
+        f"{figures['alerts_info']} info\n"
+    )
     if top:
         w("\n  constituency                                   registered   voters  particip.%  anomaly\n")
-        for cid, name, reg, votes, part, score in top:
+        for cid, _name, reg, votes, part, score in top:
             w(f"  {cid[:44]:<46} {reg:>10} {votes:>8} {part:>10.2f} {score:>8.2f}\n")
     if critical:
         w("\n  critical alerts:\n")
-        for cid, rule, title in critical:
+        for _cid, rule, title in critical:
             w(f"  - [{rule}] {title}\n")
     return figures
 
@@ -144,8 +162,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
             return 0
     write_reference = not ((reference_dir / "elections.csv").exists() and args.if_empty)
     summary = generate_sample(
-        input_dir, reference_dir, seed=args.seed, constituencies=args.constituencies,
-        write_reference=write_reference, overwrite_reference=args.force,
+        input_dir,
+        reference_dir,
+        seed=args.seed,
+        constituencies=args.constituencies,
+        write_reference=write_reference,
+        overwrite_reference=args.force,
     )
     print(f"Sample election written: {len(summary.files)} files in {input_dir}, reference data in {reference_dir}")
     return 0
@@ -161,8 +183,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.set_defaults(func=cmd_run)
     sample = sub.add_parser("sample", help="write a sample election into the input and reference folders")
-    sample.add_argument("--if-empty", action="store_true",
-                        help="do nothing when the input folder holds files or files were already processed")
+    sample.add_argument(
+        "--if-empty",
+        action="store_true",
+        help="do nothing when the input folder holds files or files were already processed",
+    )
     sample.add_argument("--seed", type=int, default=7, help="random seed (same seed, same files)")
     sample.add_argument("--constituencies", type=int, default=6, help="number of constituencies")
     sample.add_argument("--force", action="store_true", help="overwrite existing reference files")

@@ -76,10 +76,16 @@ def print_table(rows: list[dict[str, Any]], out: TextIO, columns: list[str] | No
     text = [[_cell(r.get(c)) for c in columns] for r in rows]
     widths = [max(len(c), *(len(t[i]) for t in text)) for i, c in enumerate(columns)]
     numeric = [all(isinstance(_plain(r.get(c)), (int, float)) or r.get(c) is None for r in rows) for c in columns]
-    out.write("  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(columns, widths, numeric)).rstrip() + "\n")
+    out.write(
+        "  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(columns, widths, numeric, strict=False)).rstrip()
+        + "\n"
+    )
     out.write("  ".join("-" * w for w in widths) + "\n")
     for t in text:
-        out.write("  ".join(v.rjust(w) if n else v.ljust(w) for v, w, n in zip(t, widths, numeric)).rstrip() + "\n")
+        out.write(
+            "  ".join(v.rjust(w) if n else v.ljust(w) for v, w, n in zip(t, widths, numeric, strict=False)).rstrip()
+            + "\n"
+        )
 
 
 def print_pairs(pairs: list[tuple[str, Any]], out: TextIO) -> None:
@@ -122,20 +128,37 @@ def _constituency_rows(engine, election_id: str) -> list[dict[str, Any]]:
     from election_pipeline.db.models import Alert, Constituency
 
     open_alerts = (
-        select(Alert.constituency_id, func.count().label("n")).where(Alert.status.in_(["active", "investigating"]))
-        .group_by(Alert.constituency_id).subquery()
+        select(Alert.constituency_id, func.count().label("n"))
+        .where(Alert.status.in_(["active", "investigating"]))
+        .group_by(Alert.constituency_id)
+        .subquery()
     )
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(Constituency.id, Constituency.name, Constituency.region, Constituency.status,
-                   Constituency.registered_voters, Constituency.bulletins_issued, Constituency.votes_cast,
-                   Constituency.revote_count, Constituency.rejected_count, Constituency.transaction_count,
-                   Constituency.participation_rate, Constituency.anomaly_score,
-                   func.coalesce(open_alerts.c.n, 0).label("open_alerts"), Constituency.last_update_time)
-            .outerjoin(open_alerts, open_alerts.c.constituency_id == Constituency.id)
-            .where(Constituency.election_id == election_id)
-            .order_by(Constituency.anomaly_score.desc(), Constituency.id)
-        ).mappings().all()
+        rows = (
+            conn.execute(
+                select(
+                    Constituency.id,
+                    Constituency.name,
+                    Constituency.region,
+                    Constituency.status,
+                    Constituency.registered_voters,
+                    Constituency.bulletins_issued,
+                    Constituency.votes_cast,
+                    Constituency.revote_count,
+                    Constituency.rejected_count,
+                    Constituency.transaction_count,
+                    Constituency.participation_rate,
+                    Constituency.anomaly_score,
+                    func.coalesce(open_alerts.c.n, 0).label("open_alerts"),
+                    Constituency.last_update_time,
+                )
+                .outerjoin(open_alerts, open_alerts.c.constituency_id == Constituency.id)
+                .where(Constituency.election_id == election_id)
+                .order_by(Constituency.anomaly_score.desc(), Constituency.id)
+            )
+            .mappings()
+            .all()
+        )
     out = []
     for r in rows:
         d = dict(r)
@@ -161,32 +184,51 @@ def cmd_election(args: argparse.Namespace) -> int:
     s = metrics.get("summary") or {}
     e = s.get("election", {})
     out.write(f"\n{e.get('name', args.id)}  ({e.get('status', '')}, {e.get('timezone', '')})\n")
-    out.write(f"  voting window {e.get('start_date')} - {e.get('end_date')} UTC; figures as of {s.get('as_of')} UTC\n\n")
-    print_pairs([
-        ("constituencies", metrics["total_constituencies"]),
-        ("reporting", metrics["constituencies_reporting"]),
-        ("offline", metrics["constituencies_offline"]),
-        ("never reported", (s.get("constituencies") or {}).get("never_reported", 0)),
-        ("with critical alerts", metrics["constituencies_with_critical_alerts"]),
-        ("registered voters", metrics["registered_voters"]),
-        ("bulletins issued", metrics["bulletins_issued"]),
-        ("voters (votes cast)", metrics["votes_cast"]),
-        ("revotes", metrics["revote_count"]),
-        ("rejected transactions", metrics["rejected_count"]),
-        ("transactions", metrics["transaction_count"]),
-        ("participation %", metrics["participation_rate"]),
-        ("issued but not voted", metrics["issued_not_voted"]),
-        ("first activity (UTC)", metrics["first_activity"]),
-        ("last activity (UTC)", metrics["last_activity"]),
-        ("open alerts critical", metrics["open_alerts_critical"]),
-        ("open alerts warning", metrics["open_alerts_warning"]),
-        ("open alerts info", metrics["open_alerts_info"]),
-        ("peak hour (UTC)", (s.get("peak_hour") or {}).get("hour")),
-        ("metrics updated (UTC)", metrics["updated_at"]),
-    ], out)
+    out.write(
+        f"  voting window {e.get('start_date')} - {e.get('end_date')} UTC; figures as of {s.get('as_of')} UTC\n\n"
+    )
+    print_pairs(
+        [
+            ("constituencies", metrics["total_constituencies"]),
+            ("reporting", metrics["constituencies_reporting"]),
+            ("offline", metrics["constituencies_offline"]),
+            ("never reported", (s.get("constituencies") or {}).get("never_reported", 0)),
+            ("with critical alerts", metrics["constituencies_with_critical_alerts"]),
+            ("registered voters", metrics["registered_voters"]),
+            ("bulletins issued", metrics["bulletins_issued"]),
+            ("voters (votes cast)", metrics["votes_cast"]),
+            ("revotes", metrics["revote_count"]),
+            ("rejected transactions", metrics["rejected_count"]),
+            ("transactions", metrics["transaction_count"]),
+            ("participation %", metrics["participation_rate"]),
+            ("issued but not voted", metrics["issued_not_voted"]),
+            ("first activity (UTC)", metrics["first_activity"]),
+            ("last activity (UTC)", metrics["last_activity"]),
+            ("open alerts critical", metrics["open_alerts_critical"]),
+            ("open alerts warning", metrics["open_alerts_warning"]),
+            ("open alerts info", metrics["open_alerts_info"]),
+            ("peak hour (UTC)", (s.get("peak_hour") or {}).get("hour")),
+            ("metrics updated (UTC)", metrics["updated_at"]),
+        ],
+        out,
+    )
     out.write("\nConstituencies (most anomalous first)\n")
-    print_table(constituencies, out, ["name", "region", "registered_voters", "bulletins_issued", "votes_cast",
-                                      "participation_rate", "issued_not_voted", "anomaly_score", "open_alerts", "id"])
+    print_table(
+        constituencies,
+        out,
+        [
+            "name",
+            "region",
+            "registered_voters",
+            "bulletins_issued",
+            "votes_cast",
+            "participation_rate",
+            "issued_not_voted",
+            "anomaly_score",
+            "open_alerts",
+            "id",
+        ],
+    )
     return 0
 
 
@@ -200,25 +242,69 @@ def cmd_constituency(args: argparse.Namespace) -> int:
     series = pm.hourly_series(engine, scope)
     periods = records(pm.metrics_by_period(engine, scope, args.period, start, end, series=series))
     pattern = records(pm.hourly_activity_pattern(engine, scope, start, end, series=series))
-    rows = [r for r in _constituency_rows(engine, scope.election_id) if r["id"] == scope.id] if scope.election_id else []
+    rows = (
+        [r for r in _constituency_rows(engine, scope.election_id) if r["id"] == scope.id] if scope.election_id else []
+    )
     totals = rows[0] if rows else _unassigned(engine, scope.id)
     if args.format == "json":
-        print_json({"constituency": totals | {"election_id": scope.election_id, "timezone": scope.timezone},
-                    "period": args.period, "from": start, "to": end,
-                    "by_period": periods, "hourly_activity_pattern": pattern}, out)
+        print_json(
+            {
+                "constituency": totals | {"election_id": scope.election_id, "timezone": scope.timezone},
+                "period": args.period,
+                "from": start,
+                "to": end,
+                "by_period": periods,
+                "hourly_activity_pattern": pattern,
+            },
+            out,
+        )
         return 0
     if args.format == "csv":
         print_csv(periods, out)
         return 0
-    out.write(f"\n{totals['name']}  ({scope.id})\n  region {totals.get('region') or '-'}; election "
-              f"{scope.election_id or '(none: not in the reference data)'}; local time {scope.timezone}\n\n")
-    print_pairs([(k, totals.get(k)) for k in (
-        "registered_voters", "bulletins_issued", "votes_cast", "revote_count", "rejected_count", "transaction_count",
-        "participation_rate", "issued_not_voted", "anomaly_score", "open_alerts", "last_activity")], out)
+    out.write(
+        f"\n{totals['name']}  ({scope.id})\n  region {totals.get('region') or '-'}; election "
+        f"{scope.election_id or '(none: not in the reference data)'}; local time {scope.timezone}\n\n"
+    )
+    print_pairs(
+        [
+            (k, totals.get(k))
+            for k in (
+                "registered_voters",
+                "bulletins_issued",
+                "votes_cast",
+                "revote_count",
+                "rejected_count",
+                "transaction_count",
+                "participation_rate",
+                "issued_not_voted",
+                "anomaly_score",
+                "open_alerts",
+                "last_activity",
+            )
+        ],
+        out,
+    )
     out.write(f"\nBy {args.period} (local calendar, {scope.timezone})\n")
-    print_table(periods, out, ["period_start", "hours_with_activity", "bulletins_issued", "votes_cast", "revote_count",
-                               "transaction_count", "participation_rate", "participation_gain", "issued_not_voted",
-                               "vote_velocity", "peak_vote_velocity", "vote_share", "anomaly_count"])
+    print_table(
+        periods,
+        out,
+        [
+            "period_start",
+            "hours_with_activity",
+            "bulletins_issued",
+            "votes_cast",
+            "revote_count",
+            "transaction_count",
+            "participation_rate",
+            "participation_gain",
+            "issued_not_voted",
+            "vote_velocity",
+            "peak_vote_velocity",
+            "vote_share",
+            "anomaly_count",
+        ],
+    )
     out.write(f"\nActivity by local hour of day ({scope.timezone})\n")
     print_table(pattern, out)
     return 0
@@ -239,9 +325,22 @@ def _unassigned(engine, constituency_id: str) -> dict[str, Any]:
 
 
 HOURLY_COLUMNS = [
-    "hour", "local_time", "bulletins_issued", "votes_cast", "revote_count", "rejected_count", "transaction_count",
-    "cumulative_votes", "participation_rate", "issued_not_voted", "bulletin_velocity", "vote_velocity",
-    "vote_to_bulletin_ratio", "rolling_vote_velocity", "rolling_ratio", "anomaly_count",
+    "hour",
+    "local_time",
+    "bulletins_issued",
+    "votes_cast",
+    "revote_count",
+    "rejected_count",
+    "transaction_count",
+    "cumulative_votes",
+    "participation_rate",
+    "issued_not_voted",
+    "bulletin_velocity",
+    "vote_velocity",
+    "vote_to_bulletin_ratio",
+    "rolling_vote_velocity",
+    "rolling_ratio",
+    "anomaly_count",
 ]
 
 
@@ -255,22 +354,36 @@ def cmd_hourly(args: argparse.Namespace) -> int:
     series = pm.hourly_series(engine, scope)
     hourly = pm.clip_range(series, start, end)
     trend = pm.velocity_trend(engine, scope, args.window, start, end, series=series)
-    frame = hourly.merge(trend[["hour", "vote_to_bulletin_ratio", "rolling_vote_velocity", "rolling_ratio"]],
-                         on="hour", how="left")
+    frame = hourly.merge(
+        trend[["hour", "vote_to_bulletin_ratio", "rolling_vote_velocity", "rolling_ratio"]], on="hour", how="left"
+    )
     frame["local_time"] = [
         pd.Timestamp(h).tz_localize("UTC").tz_convert(scope.tz).strftime("%Y-%m-%d %H:%M") for h in frame["hour"]
     ]
     rows = records(frame[HOURLY_COLUMNS]) if len(frame) else []
     if args.format == "json":
-        print_json({"scope": scope.kind, "id": scope.id, "name": scope.name, "timezone": scope.timezone,
-                    "registered_voters": scope.registered_voters, "from": start, "to": end,
-                    "rolling_window_hours": args.window, "hours": rows}, out)
+        print_json(
+            {
+                "scope": scope.kind,
+                "id": scope.id,
+                "name": scope.name,
+                "timezone": scope.timezone,
+                "registered_voters": scope.registered_voters,
+                "from": start,
+                "to": end,
+                "rolling_window_hours": args.window,
+                "hours": rows,
+            },
+            out,
+        )
         return 0
     if args.format == "csv":
         print_csv(rows, out)
         return 0
-    out.write(f"\n{scope.kind} {scope.name} ({scope.id}): hour by hour, UTC (local time {scope.timezone}); "
-              f"rolling window {args.window} h\n")
+    out.write(
+        f"\n{scope.kind} {scope.name} ({scope.id}): hour by hour, UTC (local time {scope.timezone}); "
+        f"rolling window {args.window} h\n"
+    )
     print_table(rows, out, HOURLY_COLUMNS)
     return 0
 
@@ -306,8 +419,9 @@ def _add_range(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    report = sub.add_parser("report", help="metrics of an election, a constituency or hour by hour",
-                            description=__doc__.split("\n\n")[0])
+    report = sub.add_parser(
+        "report", help="metrics of an election, a constituency or hour by hour", description=__doc__.split("\n\n")[0]
+    )
     kinds = report.add_subparsers(dest="report", required=True)
 
     election = kinds.add_parser("election", help="an election's metrics and its constituencies")
@@ -317,8 +431,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     constituency = kinds.add_parser("constituency", help="a constituency's metrics by period and by local hour")
     constituency.add_argument("id", help="constituency (contract) id")
-    constituency.add_argument("--period", choices=("hour", "day", "week", "month"), default="day",
-                              help="group by this period of the election's local calendar (default: day)")
+    constituency.add_argument(
+        "--period",
+        choices=("hour", "day", "week", "month"),
+        default="day",
+        help="group by this period of the election's local calendar (default: day)",
+    )
     _add_range(constituency)
     _add_format(constituency)
     constituency.set_defaults(func=cmd_constituency)

@@ -38,7 +38,7 @@ class JsonText(str):
     than the object, and written as is by :func:`insert_ignore` / :func:`upsert`."""
 
     @classmethod
-    def of(cls, value: Any) -> "JsonText":
+    def of(cls, value: Any) -> JsonText:
         return cls(json.dumps(value, separators=(",", ":"), default=_json_default))
 
 
@@ -58,19 +58,13 @@ def _insert_for(conn: Connection, table: Table):  # type: ignore[no-untyped-def]
     dialects = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
     make_insert = dialects.get(conn.dialect.name)
     if make_insert is None:
-        raise NotImplementedError(
-            f"the operational database must be SQLite or PostgreSQL, not {conn.dialect.name}"
-        )
+        raise NotImplementedError(f"the operational database must be SQLite or PostgreSQL, not {conn.dialect.name}")
     return make_insert(table)
 
 
 def uses_copy(conn: Connection, rows: Sequence[Any]) -> bool:
     """Whether a write of ``rows`` goes through ``COPY`` (PostgreSQL with psycopg 3)."""
-    return (
-        conn.dialect.name == "postgresql"
-        and conn.dialect.driver == "psycopg"
-        and len(rows) >= COPY_MIN_ROWS
-    )
+    return conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg" and len(rows) >= COPY_MIN_ROWS
 
 
 def insert_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]], key: Sequence[str]) -> None:
@@ -181,9 +175,7 @@ def update_by_key(
         .where(*[table.c[k] == bindparam(f"k_{k}") for k in key])
         .values({c: bindparam(f"v_{c}") for c in columns})
     )
-    params = [
-        {**{f"k_{k}": r[k] for k in key}, **{f"v_{c}": r[c] for c in columns}} for r in _plain(rows)
-    ]
+    params = [{**{f"k_{k}": r[k] for k in key}, **{f"v_{c}": r[c] for c in columns}} for r in _plain(rows)]
     for part in chunks(params):
         conn.execute(stmt, list(part))
 

@@ -42,14 +42,14 @@ def normalise_url(url: str) -> str:
     """``postgres://`` and ``postgresql://`` (no driver) mean psycopg 3."""
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
 def _sqlite_path(url: str) -> Path | None:
     prefix = "sqlite:///"
     if url.startswith(prefix) and ":memory:" not in url:
-        return Path(url[len(prefix):].split("?", 1)[0])
+        return Path(url[len(prefix) :].split("?", 1)[0])
     return None
 
 

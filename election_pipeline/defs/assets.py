@@ -4,7 +4,6 @@ Each asset delegates to a plain stage module (``election_pipeline.stages``) and 
 row counts and a preview in its materialisation metadata.
 """
 
-
 from collections import Counter
 
 import dagster as dg
@@ -20,8 +19,8 @@ from election_pipeline.stages.metrics import publish_metrics
 from election_pipeline.stages.reference import load_reference
 
 from .metadata import check_result, md_table
-from .retries import DB_RETRY_POLICY, permanent_db_errors_fail
 from .resources import DetectionResource, DropFolderResource, OperationalDatabaseResource, WarehouseResource
+from .retries import DB_RETRY_POLICY, permanent_db_errors_fail
 
 DUCKDB_POOL = "duckdb"
 
@@ -58,11 +57,16 @@ class RawTransactionsConfig(dg.Config):
     """``files``: names in the input folder to process (the sensor fills it). Empty: every
     file of the input folder that has not changed for ``ELECTION_FILE_SETTLE_SECONDS``."""
 
-    files: list[str] = []
+    files: list[str] = []  # noqa: RUF012 (pydantic copies the default)
 
 
-@dg.asset(group_name="election", kinds={"duckdb", "python"}, deps=[reference_data], pool=DUCKDB_POOL,
-          retry_policy=DB_RETRY_POLICY)
+@dg.asset(
+    group_name="election",
+    kinds={"duckdb", "python"},
+    deps=[reference_data],
+    pool=DUCKDB_POOL,
+    retry_policy=DB_RETRY_POLICY,
+)
 @permanent_db_errors_fail
 def raw_transactions(
     context: dg.AssetExecutionContext,
@@ -89,21 +93,36 @@ def raw_transactions(
     engine = ops_db.engine()
     with warehouse.connect() as duck:
         summary = ingest_folder(
-            files, duck=duck, engine=engine, folders=folders, batch_size=drop_folder.batch_size,
-            zip_max_total_bytes=drop_folder.zip_max_total_bytes, zip_max_ratio=drop_folder.zip_max_ratio,
-            progress=context.log.info, group_small_files=True,
+            files,
+            duck=duck,
+            engine=engine,
+            folders=folders,
+            batch_size=drop_folder.batch_size,
+            zip_max_total_bytes=drop_folder.zip_max_total_bytes,
+            zip_max_ratio=drop_folder.zip_max_ratio,
+            progress=context.log.info,
+            group_small_files=True,
         )
         stored = duck.execute("SELECT count(*) FROM raw_transactions").fetchall()[0][0]
     with engine.connect() as conn:
         reasons = conn.execute(
-            select(RejectedRow.reason, func.count()).group_by(RejectedRow.reason).order_by(func.count().desc()).limit(10)
+            select(RejectedRow.reason, func.count())
+            .group_by(RejectedRow.reason)
+            .order_by(func.count().desc())
+            .limit(10)
         ).all()
         # The lines this run could not count, each with its reason (the first 20).
         run_jobs = [o.job_id for o in summary.outcomes if o.job_id]
-        rejected_now = conn.execute(
-            select(RejectedRow.filename, RejectedRow.line_number, RejectedRow.reason, RejectedRow.raw_line)
-            .where(RejectedRow.job_id.in_(run_jobs)).order_by(RejectedRow.filename, RejectedRow.line_number).limit(20)
-        ).all() if run_jobs else []
+        rejected_now = (
+            conn.execute(
+                select(RejectedRow.filename, RejectedRow.line_number, RejectedRow.reason, RejectedRow.raw_line)
+                .where(RejectedRow.job_id.in_(run_jobs))
+                .order_by(RejectedRow.filename, RejectedRow.line_number)
+                .limit(20)
+            ).all()
+            if run_jobs
+            else []
+        )
     for o in summary.outcomes:
         if o.status == "failed":
             context.log.error(f"{o.filename} failed: {o.reason}")
@@ -119,8 +138,10 @@ def raw_transactions(
             "transactions_stored_total": int(stored),
             "files": md_table(
                 ["file", "status", "transactions", "new", "rejected lines", "reason"],
-                [(o.filename, o.status, o.transactions, o.new_transactions, o.rejected_lines, o.reason)
-                 for o in summary.outcomes],
+                [
+                    (o.filename, o.status, o.transactions, o.new_transactions, o.rejected_lines, o.reason)
+                    for o in summary.outcomes
+                ],
             ),
             "rejected_lines_this_run": md_table(
                 ["file", "line", "reason", "text (first 80 characters)"],
@@ -135,20 +156,30 @@ def raw_transactions(
 #: DuckDB's file lock keeps another run from ingesting between publishing and checking.
 HOURLY_CHECKS = [
     dg.AssetCheckSpec(
-        "hourly_totals_reconcile", asset="hourly_stats", blocking=True,
+        "hourly_totals_reconcile",
+        asset="hourly_stats",
+        blocking=True,
         description="The hourly table adds up exactly to the raw counts: standing transactions, "
         "bulletins issued and distinct voters.",
     ),
     dg.AssetCheckSpec(
-        "every_transaction_in_a_known_hour", asset="hourly_stats", blocking=True,
+        "every_transaction_in_a_known_hour",
+        asset="hourly_stats",
+        blocking=True,
         description="Every stored transaction was parsed with a timestamp and its constituency-hour "
         "is published in hourly_stats (and no published hour is left without transactions).",
     ),
 ]
 
 
-@dg.asset(group_name="election", kinds={"duckdb", "sql"}, deps=[raw_transactions], pool=DUCKDB_POOL,
-          retry_policy=DB_RETRY_POLICY, check_specs=HOURLY_CHECKS)
+@dg.asset(
+    group_name="election",
+    kinds={"duckdb", "sql"},
+    deps=[raw_transactions],
+    pool=DUCKDB_POOL,
+    retry_policy=DB_RETRY_POLICY,
+    check_specs=HOURLY_CHECKS,
+)
 @permanent_db_errors_fail
 def hourly_stats(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, ops_db: OperationalDatabaseResource
@@ -180,15 +211,30 @@ def hourly_stats(
             "total_transactions": int(summary.frame["transaction_count"].sum()) if summary.rows else 0,
             "latest_hours": md_table(
                 ["constituency", "hour (UTC)", "bulletins", "votes", "revotes", "transactions", "participation %"],
-                [(r.constituency_id, r.hour, r.bulletins_issued, r.votes_cast, r.revote_count,
-                  r.transaction_count, r.participation_rate) for r in f.itertuples()],
+                [
+                    (
+                        r.constituency_id,
+                        r.hour,
+                        r.bulletins_issued,
+                        r.votes_cast,
+                        r.revote_count,
+                        r.transaction_count,
+                        r.participation_rate,
+                    )
+                    for r in f.itertuples()
+                ],
             ),
-        }
+        },
     )
 
 
-@dg.asset(group_name="election", kinds={"duckdb", "python"}, deps=[hourly_stats], pool=DUCKDB_POOL,
-          retry_policy=DB_RETRY_POLICY)
+@dg.asset(
+    group_name="election",
+    kinds={"duckdb", "python"},
+    deps=[hourly_stats],
+    pool=DUCKDB_POOL,
+    retry_policy=DB_RETRY_POLICY,
+)
 @permanent_db_errors_fail
 def constituency_metrics(
     context: dg.AssetExecutionContext,
@@ -222,8 +268,10 @@ def constituency_metrics(
             "findings_by_rule": md_table(["rule", "findings"], sorted(by_rule.items())),
             "most_anomalous": md_table(
                 ["constituency", "registered", "bulletins", "voters", "participation %", "anomaly score"],
-                [(r.id, r.registered, r.bulletins_issued, r.votes_cast, r.participation_rate, r.anomaly_score)
-                 for r in frame.head(10).itertuples()],
+                [
+                    (r.id, r.registered, r.bulletins_issued, r.votes_cast, r.participation_rate, r.anomaly_score)
+                    for r in frame.head(10).itertuples()
+                ],
             ),
         },
     )
@@ -242,13 +290,15 @@ def alerts(
     with engine.connect() as conn:
         open_by_severity = dict(
             conn.execute(
-                select(Alert.severity, func.count()).where(Alert.status.in_(["active", "investigating"]))
+                select(Alert.severity, func.count())
+                .where(Alert.status.in_(["active", "investigating"]))
                 .group_by(Alert.severity)
             ).all()
         )
         recent = conn.execute(
             select(Alert.severity, Alert.type, Alert.constituency_id, Alert.status, Alert.title)
-            .order_by(Alert.severity, Alert.detected_at.desc()).limit(15)
+            .order_by(Alert.severity, Alert.detected_at.desc())
+            .limit(15)
         ).all()
     for sev in ("critical", "warning", "info"):
         if summary.by_severity.get(sev):

@@ -1,7 +1,6 @@
 """The job, the file sensor and the schedule. Both target the whole asset chain (and its
 checks), so the blocking checks gate every run they start."""
 
-
 import hashlib
 import time
 from pathlib import Path
@@ -44,14 +43,20 @@ def build_sensor(input_dir: str, settle_seconds: float, interval_seconds: int) -
         state = FolderState.from_json(context.cursor)
         ready, new_state = observe(Path(input_dir), state, time.time(), settle_seconds)
         if not ready:
-            return dg.SensorResult(run_requests=[], cursor=new_state.to_json(),
-                                   skip_reason=f"{len(new_state.pending)} file(s) settling, none ready")
+            return dg.SensorResult(
+                run_requests=[],
+                cursor=new_state.to_json(),
+                skip_reason=f"{len(new_state.pending)} file(s) settling, none ready",
+            )
         signature = ";".join(f"{n}:{new_state.requested[n][0]}:{new_state.requested[n][1]}" for n in ready)
         run_key = "files-" + hashlib.sha256(signature.encode()).hexdigest()[:24]
         context.log.info(f"{len(ready)} file(s) ready: {', '.join(ready[:10])}{' ...' if len(ready) > 10 else ''}")
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(run_key=run_key, run_config=files_run_config(ready),
-                                        tags={"election/files": str(len(ready))})],
+            run_requests=[
+                dg.RunRequest(
+                    run_key=run_key, run_config=files_run_config(ready), tags={"election/files": str(len(ready))}
+                )
+            ],
             cursor=new_state.to_json(),
         )
 

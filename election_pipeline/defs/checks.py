@@ -2,7 +2,6 @@
 that asset's step: see ``assets.HOURLY_CHECKS``). Blocking checks stop the assets downstream of
 them in the same run, so no figure built on inconsistent data reaches the alerts."""
 
-
 import dagster as dg
 
 from election_pipeline.stages import quality
@@ -13,7 +12,9 @@ from .resources import OperationalDatabaseResource, WarehouseResource
 
 
 @dg.asset_check(asset=raw_transactions, blocking=True, pool=DUCKDB_POOL)
-def no_transaction_counted_twice(warehouse: WarehouseResource, ops_db: OperationalDatabaseResource) -> dg.AssetCheckResult:
+def no_transaction_counted_twice(
+    warehouse: WarehouseResource, ops_db: OperationalDatabaseResource
+) -> dg.AssetCheckResult:
     """Each transaction id is stored once in DuckDB and once in the operational database, and
     both hold the same standing (not rolled back) transactions for every constituency."""
     with warehouse.connect() as duck:

@@ -1,6 +1,5 @@
 """Small helpers that turn figures into materialisation metadata for the Dagster UI."""
 
-
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -20,10 +19,14 @@ def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], limit: int =
     return dg.MetadataValue.md("\n".join(lines))
 
 
-def check_result(result, check_name: str | None = None,
-                 severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:
+def check_result(
+    result, check_name: str | None = None, severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
+) -> dg.AssetCheckResult:
     """A :class:`~election_pipeline.stages.quality.QualityResult` as a Dagster check result."""
     return dg.AssetCheckResult(
-        check_name=check_name, passed=result.passed, severity=severity, description=result.summary,
+        check_name=check_name,
+        passed=result.passed,
+        severity=severity,
+        description=result.summary,
         metadata={"summary": result.summary, **result.figures},
     )

@@ -20,8 +20,9 @@ from .retries import DB_RETRY_POLICY, permanent_db_errors_fail
 EMBEDDED_ELECTIONS = 3
 
 
-@dg.asset(group_name="election", kinds={"python", "sql"}, deps=[constituency_metrics, alerts],
-          retry_policy=DB_RETRY_POLICY)
+@dg.asset(
+    group_name="election", kinds={"python", "sql"}, deps=[constituency_metrics, alerts], retry_policy=DB_RETRY_POLICY
+)
 @permanent_db_errors_fail
 def election_metrics(
     context: dg.AssetExecutionContext, ops_db: OperationalDatabaseResource, reports: ReportsResource
@@ -47,19 +48,47 @@ def election_metrics(
             "open_critical_alerts": sum(r["open_alerts_critical"] for r in rows),
             "constituencies_offline": sum(r["constituencies_offline"] for r in rows),
             "elections_table": md_table(
-                ["election", "participation %", "voters", "registered", "bulletins", "issued − voted",
-                 "reporting", "offline", "with critical alerts", "open alerts (crit/warn/info)"],
-                [(r["summary"]["election"]["name"], f"{r['participation_rate']:.2f}", r["votes_cast"],
-                  r["registered_voters"], r["bulletins_issued"], r["issued_not_voted"],
-                  f"{r['constituencies_reporting']} / {r['total_constituencies']}", r["constituencies_offline"],
-                  r["constituencies_with_critical_alerts"],
-                  f"{r['open_alerts_critical']} / {r['open_alerts_warning']} / {r['open_alerts_info']}")
-                 for r in rows],
+                [
+                    "election",
+                    "participation %",
+                    "voters",
+                    "registered",
+                    "bulletins",
+                    "issued − voted",
+                    "reporting",
+                    "offline",
+                    "with critical alerts",
+                    "open alerts (crit/warn/info)",
+                ],
+                [
+                    (
+                        r["summary"]["election"]["name"],
+                        f"{r['participation_rate']:.2f}",
+                        r["votes_cast"],
+                        r["registered_voters"],
+                        r["bulletins_issued"],
+                        r["issued_not_voted"],
+                        f"{r['constituencies_reporting']} / {r['total_constituencies']}",
+                        r["constituencies_offline"],
+                        r["constituencies_with_critical_alerts"],
+                        f"{r['open_alerts_critical']} / {r['open_alerts_warning']} / {r['open_alerts_info']}",
+                    )
+                    for r in rows
+                ],
             ),
             "most_anomalous": md_table(
                 ["election", "constituency", "region", "participation %", "anomaly score"],
-                [(r["summary"]["election"]["name"], c["name"], c["region"], f"{c['participation_rate']:.2f}",
-                  f"{c['anomaly_score']:.2f}") for r in rows for c in r["summary"]["most_anomalous"]],
+                [
+                    (
+                        r["summary"]["election"]["name"],
+                        c["name"],
+                        c["region"],
+                        f"{c['participation_rate']:.2f}",
+                        f"{c['anomaly_score']:.2f}",
+                    )
+                    for r in rows
+                    for c in r["summary"]["most_anomalous"]
+                ],
             ),
             "dashboard_summary": dg.MetadataValue.json(dashboard_summary(engine)),
         }
@@ -82,8 +111,10 @@ def election_report(
         "reports_dir": dg.MetadataValue.path(reports.reports_dir),
         "reports": md_table(
             ["election", "participation %", "charts", "report"],
-            [(r.election_name, f"{r.figures['participation_rate']:.2f}", len(r.charts), str(r.html_path))
-             for r in written],
+            [
+                (r.election_name, f"{r.figures['participation_rate']:.2f}", len(r.charts), str(r.html_path))
+                for r in written
+            ],
         ),
     }
     for n, report in enumerate(written):

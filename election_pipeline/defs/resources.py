@@ -2,7 +2,6 @@
 the detection thresholds. :func:`build_resources` configures them from the ``ELECTION_*``
 environment settings (see the README)."""
 
-
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -137,7 +136,9 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
     """The resources, configured from ``settings`` (by default, the environment)."""
     s = settings or load_settings()
     return {
-        "warehouse": WarehouseResource(database=s.duckdb_path, connection_config={"memory_limit": s.duckdb_memory_limit}),
+        "warehouse": WarehouseResource(
+            database=s.duckdb_path, connection_config={"memory_limit": s.duckdb_memory_limit}
+        ),
         "ops_db": OperationalDatabaseResource(url=s.database_url),
         "drop_folder": DropFolderResource(
             input_dir=s.input_dir,

@@ -27,12 +27,18 @@ def build_retention(settings: Settings | None = None) -> tuple[dg.JobDefinition,
     s = settings or load_settings()
     default = RetentionPolicy(s.retain_transactions_days, s.retain_hourly_days, s.retain_file_jobs_days)
 
-    @dg.op(name="apply_retention_policy", pool=DUCKDB_POOL, retry_policy=DB_RETRY_POLICY,
-           out=dg.Out(int, description="rows removed"))
+    @dg.op(
+        name="apply_retention_policy",
+        pool=DUCKDB_POOL,
+        retry_policy=DB_RETRY_POLICY,
+        out=dg.Out(int, description="rows removed"),
+    )
     @permanent_db_errors_fail
     def apply_retention_policy(
-        context: dg.OpExecutionContext, config: RetentionConfig,
-        warehouse: WarehouseResource, ops_db: OperationalDatabaseResource,
+        context: dg.OpExecutionContext,
+        config: RetentionConfig,
+        warehouse: WarehouseResource,
+        ops_db: OperationalDatabaseResource,
     ) -> dg.Output[int]:
         """Removes transactions of elections that ended more than the transaction period ago
         (from the operational database and the DuckDB store; their figures stay), hourly
@@ -59,14 +65,18 @@ def build_retention(settings: Settings | None = None) -> tuple[dg.JobDefinition,
                 "cutoffs": md_table(["rule", "cut-off (UTC)"], [(k, v) for k, v in report.cutoffs.items()]),
                 "kept_on_purpose": md_table(["data", "rows"], [(k, v) for k, v in report.kept.items()]),
                 "policy_days": f"transactions {policy.transactions_days} after the election, hourly "
-                               f"{policy.hourly_days}, file jobs {policy.file_jobs_days}",
+                f"{policy.hourly_days}, file jobs {policy.file_jobs_days}",
             },
         )
 
-    @dg.job(name=RETENTION_JOB, description=(
-        "Applies the data retention policy: transactions kept for the election plus "
-        f"{default.transactions_days} days, hourly statistics {default.hourly_days} days, file jobs "
-        f"{default.file_jobs_days} days, alerts forever."))
+    @dg.job(
+        name=RETENTION_JOB,
+        description=(
+            "Applies the data retention policy: transactions kept for the election plus "
+            f"{default.transactions_days} days, hourly statistics {default.hourly_days} days, file jobs "
+            f"{default.file_jobs_days} days, alerts forever."
+        ),
+    )
     def retention_job() -> None:
         apply_retention_policy()
 

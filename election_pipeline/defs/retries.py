@@ -22,9 +22,7 @@ from sqlalchemy import exc as sa_exc
 from election_pipeline.db.errors import explain, is_transient
 from election_pipeline.db.session import SchemaError
 
-DB_RETRY_POLICY = dg.RetryPolicy(
-    max_retries=3, delay=2.0, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
-)
+DB_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=2.0, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,7 +45,7 @@ def permanent_db_errors_fail(fn: F) -> F:
             return fn(*args, **kwargs)
         except (dg.Failure, dg.RetryRequested, dg.DagsterError):
             raise
-        except Exception as error:  # noqa: BLE001 - classified below, re-raised as the cause
+        except Exception as error:
             if worth_retrying(error):
                 raise
             if isinstance(error, (sa_exc.DBAPIError, sa_exc.TimeoutError)):

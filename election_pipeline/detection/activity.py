@@ -46,7 +46,7 @@ MIN_ACTIVE_PEERS = 0.5
 
 
 def _registered(constituencies: pd.DataFrame) -> dict[str, float]:
-    return {str(i): float(r) for i, r in zip(constituencies["id"], constituencies["registered"])}
+    return {str(i): float(r) for i, r in zip(constituencies["id"], constituencies["registered"], strict=False)}
 
 
 def _pivot(hourly: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -148,48 +148,57 @@ def unusual_spike(
                 continue
             expected = reg * median[j]
             mad_used = spread_with_median_error(
-                mad[j], spike_noise_floor(expected, reg, thresholds.relative_spread), len(peer_rows))
+                mad[j], spike_noise_floor(expected, reg, thresholds.relative_spread), len(peer_rows)
+            )
             z_registered = MAD_SCALE * (n / reg - median[j]) / mad_used
             if z_registered <= thresholds.warning_z:
                 continue
             expected_adjusted = total * f_median[j]
             f_mad_used = spread_with_median_error(
-                f_mad[j], spike_noise_floor(expected_adjusted, total, thresholds.relative_spread), len(peer_rows))
+                f_mad[j], spike_noise_floor(expected_adjusted, total, thresholds.relative_spread), len(peer_rows)
+            )
             z_adjusted = MAD_SCALE * (n / total - f_median[j]) / f_mad_used
             z = min(z_registered, z_adjusted)
             if z <= thresholds.warning_z:
                 continue
             severity = "critical" if z > thresholds.critical_z else "warning"
             h = to_naive(hour)
-            findings.append(Finding(
-                rule="unusual_spike",
-                severity=severity,
-                constituency_id=cid,
-                title=f"Vote spike in {label(names, cid)} at {describe_hour(h, window)}",
-                description=(
-                    f"{int(n)} votes in the hour starting {describe_hour(h, window)}, where its {len(peer_rows)} peer "
-                    f"constituencies predict about {expected:.1f} (registered voters × the peers' median share "
-                    f"{median[j]:.4%}), or {expected_adjusted:.1f} allowing for its own turnout. Robust z-score "
-                    f"{z:.1f} (warning above {thresholds.warning_z:g}, critical above {thresholds.critical_z:g}). "
-                    "Look at who voted in this hour and how fast."
-                ),
-                window_start=h,
-                window_end=h + HOUR,
-                statistic=round(float(z), 3),
-                expected=round(float(expected), 3),
-                threshold=thresholds.critical_z if severity == "critical" else thresholds.warning_z,
-                strength=min(1.0, float(z) / thresholds.critical_z),
-                hours=[h],
-                figures={"votes": int(n), "registered_voters": int(reg),
-                         "peer_median_share": round(float(median[j]), 6),
-                         "peer_mad": round(float(mad[j]), 6), "mad_used": round(float(mad_used), 6),
-                         "z_registered": round(float(z_registered), 3),
-                         "expected_turnout_adjusted": round(float(expected_adjusted), 3),
-                         "z_turnout_adjusted": round(float(z_adjusted), 3),
-                         "peers": len(peer_rows), "kind": "peer_z_score"},
-                evidence_kind="vote",
-                window_key=f"{h:%Y-%m-%dT%H}",
-            ))
+            findings.append(
+                Finding(
+                    rule="unusual_spike",
+                    severity=severity,
+                    constituency_id=cid,
+                    title=f"Vote spike in {label(names, cid)} at {describe_hour(h, window)}",
+                    description=(
+                        f"{int(n)} votes in the hour starting {describe_hour(h, window)}, where its {len(peer_rows)} peer "
+                        f"constituencies predict about {expected:.1f} (registered voters × the peers' median share "
+                        f"{median[j]:.4%}), or {expected_adjusted:.1f} allowing for its own turnout. Robust z-score "
+                        f"{z:.1f} (warning above {thresholds.warning_z:g}, critical above {thresholds.critical_z:g}). "
+                        "Look at who voted in this hour and how fast."
+                    ),
+                    window_start=h,
+                    window_end=h + HOUR,
+                    statistic=round(float(z), 3),
+                    expected=round(float(expected), 3),
+                    threshold=thresholds.critical_z if severity == "critical" else thresholds.warning_z,
+                    strength=min(1.0, float(z) / thresholds.critical_z),
+                    hours=[h],
+                    figures={
+                        "votes": int(n),
+                        "registered_voters": int(reg),
+                        "peer_median_share": round(float(median[j]), 6),
+                        "peer_mad": round(float(mad[j]), 6),
+                        "mad_used": round(float(mad_used), 6),
+                        "z_registered": round(float(z_registered), 3),
+                        "expected_turnout_adjusted": round(float(expected_adjusted), 3),
+                        "z_turnout_adjusted": round(float(z_adjusted), 3),
+                        "peers": len(peer_rows),
+                        "kind": "peer_z_score",
+                    },
+                    evidence_kind="vote",
+                    window_key=f"{h:%Y-%m-%dT%H}",
+                )
+            )
 
     totals = votes.sum(axis=1)
     peer_hour_share = grid.div(grid.sum(axis=1).replace(0, np.nan), axis=0)
@@ -207,29 +216,38 @@ def unusual_spike(
             h = to_naive(hour)
             peer_ids = peers.get(cid, [])
             peer_values = peer_hour_share.loc[peer_ids, hour].to_numpy(dtype=float) if peer_ids else np.array([])
-            expected = (float(np.nanmedian(peer_values)) if np.isfinite(peer_values).any()
-                        else 1.0 / max(1, int((votes.loc[cid] > 0).sum())))
-            findings.append(Finding(
-                rule="unusual_spike",
-                severity="warning",
-                constituency_id=cid,
-                title=f"One hour holds {share:.0%} of the votes of {label(names, cid)}",
-                description=(
-                    f"The hour starting {describe_hour(h, window)} holds {int(n)} of {int(total)} votes ({share:.1%}), "
-                    f"more than {thresholds.hour_share:.0%} of the constituency's total in a single hour"
-                    + (f" (its peers cast a median {expected:.1%} of their votes in that hour)." if peer_ids else ".")
-                ),
-                window_start=h,
-                window_end=h + HOUR,
-                statistic=round(share, 4),
-                expected=round(expected, 4),
-                threshold=thresholds.hour_share,
-                strength=min(1.0, share / (2 * thresholds.hour_share)),
-                hours=[h],
-                figures={"votes": int(n), "total_votes": int(total), "kind": "hour_share"},
-                evidence_kind="vote",
-                window_key=f"{h:%Y-%m-%dT%H}|share",
-            ))
+            expected = (
+                float(np.nanmedian(peer_values))
+                if np.isfinite(peer_values).any()
+                else 1.0 / max(1, int((votes.loc[cid] > 0).sum()))
+            )
+            findings.append(
+                Finding(
+                    rule="unusual_spike",
+                    severity="warning",
+                    constituency_id=cid,
+                    title=f"One hour holds {share:.0%} of the votes of {label(names, cid)}",
+                    description=(
+                        f"The hour starting {describe_hour(h, window)} holds {int(n)} of {int(total)} votes ({share:.1%}), "
+                        f"more than {thresholds.hour_share:.0%} of the constituency's total in a single hour"
+                        + (
+                            f" (its peers cast a median {expected:.1%} of their votes in that hour)."
+                            if peer_ids
+                            else "."
+                        )
+                    ),
+                    window_start=h,
+                    window_end=h + HOUR,
+                    statistic=round(share, 4),
+                    expected=round(expected, 4),
+                    threshold=thresholds.hour_share,
+                    strength=min(1.0, share / (2 * thresholds.hour_share)),
+                    hours=[h],
+                    figures={"votes": int(n), "total_votes": int(total), "kind": "hour_share"},
+                    evidence_kind="vote",
+                    window_key=f"{h:%Y-%m-%dT%H}|share",
+                )
+            )
     return findings
 
 
@@ -280,13 +298,13 @@ def night_activity(
             continue
         series = votes.loc[cid].reindex(pd.DatetimeIndex(hours), fill_value=0)
         local = [window.local(h) for h in hours]
-        day = [float(v) for v, loc in zip(series, local) if loc.hour in DAY_HOURS]
+        day = [float(v) for v, loc in zip(series, local, strict=False) if loc.hour in DAY_HOURS]
         if len(day) < MIN_DAY_HOURS:
             continue
         median = float(np.median(day))
         limit = thresholds.night_share * median
         nights: dict[object, list[tuple[datetime, datetime, int]]] = {}
-        for h, loc, v in zip(hours, local, series):
+        for h, loc, v in zip(hours, local, series, strict=False):
             if loc.hour in NIGHT_HOURS and v >= thresholds.night_min_votes and v > limit:
                 nights.setdefault(loc.date(), []).append((h, loc, int(v)))
         for night, flagged in sorted(nights.items()):
@@ -294,32 +312,39 @@ def night_activity(
             ratio = worst / max(median, 1.0)
             hrs = [h for h, _l, _v in flagged]
             listing = ", ".join(f"{loc:%H:%M} ({v})" for _h, loc, v in flagged)
-            findings.append(Finding(
-                rule="night_activity",
-                severity="warning",
-                constituency_id=cid,
-                title=f"Night-time votes in {label(names, cid)} on the night of {night:%Y-%m-%d}",
-                description=(
-                    f"{sum(v for *_x, v in flagged)} votes between 00:00 and 06:00 local time ({window.timezone}) "
-                    f"on {night:%Y-%m-%d}, by local hour: {listing}. A daytime hour holds a median {median:g} "
-                    f"votes; a night hour is flagged above {thresholds.night_share:g} × that (and from "
-                    f"{thresholds.night_min_votes} votes). Check who voted at night."
-                ),
-                window_start=hrs[0],
-                window_end=hrs[-1] + HOUR,
-                statistic=round(ratio, 3),
-                expected=median,
-                threshold=thresholds.night_share,
-                strength=min(1.0, ratio / (4 * thresholds.night_share)) if thresholds.night_share > 0 else 1.0,
-                hours=hrs,
-                figures={"night": night.isoformat(), "timezone": window.timezone,
-                         "votes_by_local_hour": {f"{loc:%H:%M}": v for _h, loc, v in flagged},
-                         "night_votes": sum(v for *_x, v in flagged), "worst_hour_votes": worst,
-                         "daytime_median_votes": median, "daytime_hours": len(day),
-                         "min_votes": thresholds.night_min_votes},
-                evidence_kind="vote",
-                window_key=f"{night:%Y-%m-%d}",
-            ))
+            findings.append(
+                Finding(
+                    rule="night_activity",
+                    severity="warning",
+                    constituency_id=cid,
+                    title=f"Night-time votes in {label(names, cid)} on the night of {night:%Y-%m-%d}",
+                    description=(
+                        f"{sum(v for *_x, v in flagged)} votes between 00:00 and 06:00 local time ({window.timezone}) "
+                        f"on {night:%Y-%m-%d}, by local hour: {listing}. A daytime hour holds a median {median:g} "
+                        f"votes; a night hour is flagged above {thresholds.night_share:g} × that (and from "
+                        f"{thresholds.night_min_votes} votes). Check who voted at night."
+                    ),
+                    window_start=hrs[0],
+                    window_end=hrs[-1] + HOUR,
+                    statistic=round(ratio, 3),
+                    expected=median,
+                    threshold=thresholds.night_share,
+                    strength=min(1.0, ratio / (4 * thresholds.night_share)) if thresholds.night_share > 0 else 1.0,
+                    hours=hrs,
+                    figures={
+                        "night": night.isoformat(),
+                        "timezone": window.timezone,
+                        "votes_by_local_hour": {f"{loc:%H:%M}": v for _h, loc, v in flagged},
+                        "night_votes": sum(v for *_x, v in flagged),
+                        "worst_hour_votes": worst,
+                        "daytime_median_votes": median,
+                        "daytime_hours": len(day),
+                        "min_votes": thresholds.night_min_votes,
+                    },
+                    evidence_kind="vote",
+                    window_key=f"{night:%Y-%m-%d}",
+                )
+            )
     return findings
 
 
@@ -383,23 +408,33 @@ def constituency_offline(
         if len(hours) < needed:
             continue
         index = pd.DatetimeIndex(hours)
-        own = (tx.loc[cid].reindex(index, fill_value=0).to_numpy(dtype=float)
-               if cid in tx.index else np.zeros(len(hours)))
+        own = (
+            tx.loc[cid].reindex(index, fill_value=0).to_numpy(dtype=float) if cid in tx.index else np.zeros(len(hours))
+        )
         silent_runs = [(i0, i1) for i0, i1 in _runs(own == 0) if i1 - i0 >= needed]
         if not silent_runs:  # nothing to judge: the peers' figures are not needed
             continue
         peer_ids = peers[cid]
-        peer_tx = (tx.reindex(index=peer_ids, columns=index).fillna(0).to_numpy(dtype=float)
-                   if not tx.empty else np.zeros((len(peer_ids), len(hours))))
-        peer_votes = (votes.reindex(index=peer_ids, columns=index).fillna(0).to_numpy(dtype=float)
-                      if not votes.empty else np.zeros((len(peer_ids), len(hours))))
+        peer_tx = (
+            tx.reindex(index=peer_ids, columns=index).fillna(0).to_numpy(dtype=float)
+            if not tx.empty
+            else np.zeros((len(peer_ids), len(hours)))
+        )
+        peer_votes = (
+            votes.reindex(index=peer_ids, columns=index).fillna(0).to_numpy(dtype=float)
+            if not votes.empty
+            else np.zeros((len(peer_ids), len(hours)))
+        )
         rates = peer_votes / np.array([registered[p] for p in peer_ids])[:, None]
         expected_by_hour = registered[cid] * np.median(rates, axis=0)
         peer_totals = peer_votes.sum(axis=1)
         with np.errstate(all="ignore"):
             shape, _ = _peer_stats(peer_votes / np.where(peer_totals > 0, peer_totals, np.nan)[:, None])
-        own_votes = (votes.loc[cid].reindex(index, fill_value=0).to_numpy(dtype=float)
-                     if cid in votes.index else np.zeros(len(hours)))
+        own_votes = (
+            votes.loc[cid].reindex(index, fill_value=0).to_numpy(dtype=float)
+            if cid in votes.index
+            else np.zeros(len(hours))
+        )
         own_total = float(own_votes.sum())
         for i0, i1 in silent_runs:
             length = i1 - i0
@@ -413,32 +448,41 @@ def constituency_offline(
                 continue
             start, stop = hours[i0], hours[i1 - 1] + HOUR
             ongoing = i1 == len(hours) and now < window.end
-            findings.append(Finding(
-                rule="constituency_offline",
-                severity="warning",
-                constituency_id=cid,
-                title=(f"{label(names, cid)} silent for {length} h from {window.local(start):%Y-%m-%d %H:%M} local"
-                       + (" (ongoing)" if ongoing else "")),
-                description=(
-                    f"No transaction from {window.local(start):%Y-%m-%d %H:%M} to "
-                    f"{window.local(stop):%H:%M} local time "
-                    f"({start:%H:00}-{stop:%H:00} UTC){', and still silent' if ongoing else ''}, inside the voting "
-                    f"window, while {active:.0%} of its {len(peer_ids)} peers sent transactions and their turnout "
-                    f"predicted about {expected:.0f} votes here (silence by chance: about {math.exp(-expected):.0e}). "
-                    "Check the node, the export and the polling station's connection."
-                ),
-                window_start=start,
-                window_end=stop,
-                statistic=float(length),
-                expected=round(expected, 2),
-                threshold=float(needed),
-                strength=min(1.0, length / (3 * needed)),
-                hours=hours[i0:i1],
-                figures={"silent_hours": length, "predicted_votes": round(expected, 2),
-                         "active_peer_share": round(active, 3), "peers": len(peer_ids),
-                         "min_predicted_votes": thresholds.offline_min_expected,
-                         "ongoing": ongoing, "timezone": window.timezone},
-                evidence_kind="around",
-                window_key=f"{start:%Y-%m-%dT%H}",
-            ))
+            findings.append(
+                Finding(
+                    rule="constituency_offline",
+                    severity="warning",
+                    constituency_id=cid,
+                    title=(
+                        f"{label(names, cid)} silent for {length} h from {window.local(start):%Y-%m-%d %H:%M} local"
+                        + (" (ongoing)" if ongoing else "")
+                    ),
+                    description=(
+                        f"No transaction from {window.local(start):%Y-%m-%d %H:%M} to "
+                        f"{window.local(stop):%H:%M} local time "
+                        f"({start:%H:00}-{stop:%H:00} UTC){', and still silent' if ongoing else ''}, inside the voting "
+                        f"window, while {active:.0%} of its {len(peer_ids)} peers sent transactions and their turnout "
+                        f"predicted about {expected:.0f} votes here (silence by chance: about {math.exp(-expected):.0e}). "
+                        "Check the node, the export and the polling station's connection."
+                    ),
+                    window_start=start,
+                    window_end=stop,
+                    statistic=float(length),
+                    expected=round(expected, 2),
+                    threshold=float(needed),
+                    strength=min(1.0, length / (3 * needed)),
+                    hours=hours[i0:i1],
+                    figures={
+                        "silent_hours": length,
+                        "predicted_votes": round(expected, 2),
+                        "active_peer_share": round(active, 3),
+                        "peers": len(peer_ids),
+                        "min_predicted_votes": thresholds.offline_min_expected,
+                        "ongoing": ongoing,
+                        "timezone": window.timezone,
+                    },
+                    evidence_kind="around",
+                    window_key=f"{start:%Y-%m-%dT%H}",
+                )
+            )
     return findings

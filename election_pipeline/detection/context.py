@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from zoneinfo import ZoneInfo
 
@@ -19,7 +19,7 @@ HOUR = timedelta(hours=1)
 
 def utc_now() -> datetime:
     """The current instant, naive UTC."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def hour_floor(moment: datetime) -> datetime:
@@ -58,11 +58,11 @@ class VotingWindow:
 
     def local(self, moment: datetime) -> datetime:
         """Naive UTC -> naive local time."""
-        return moment.replace(tzinfo=timezone.utc).astimezone(self.tz).replace(tzinfo=None)
+        return moment.replace(tzinfo=UTC).astimezone(self.tz).replace(tzinfo=None)
 
     def utc(self, local: datetime) -> datetime:
         """Naive local time -> naive UTC."""
-        return local.replace(tzinfo=self.tz).astimezone(timezone.utc).replace(tzinfo=None)
+        return local.replace(tzinfo=self.tz).astimezone(UTC).replace(tzinfo=None)
 
     @property
     def first_day_end(self) -> datetime:
@@ -121,7 +121,7 @@ def finish_times(totals: pd.DataFrame | None) -> dict[str, datetime]:
     if totals is None or totals.empty or "voting_finished" not in totals.columns:
         return {}
     out = {}
-    for cid, ts in zip(totals["constituency_id"], totals["voting_finished"]):
+    for cid, ts in zip(totals["constituency_id"], totals["voting_finished"], strict=False):
         moment = to_naive(ts)
         if moment is not None:
             out[str(cid)] = moment
@@ -129,8 +129,10 @@ def finish_times(totals: pd.DataFrame | None) -> dict[str, datetime]:
 
 
 def closed_constituencies(
-    constituencies: pd.DataFrame, totals: pd.DataFrame | None,
-    windows: dict[str, VotingWindow], now: datetime,
+    constituencies: pd.DataFrame,
+    totals: pd.DataFrame | None,
+    windows: dict[str, VotingWindow],
+    now: datetime,
 ) -> set[str]:
     """Constituencies whose voting is over: their contract recorded ``finishVoting``, or
     their election's window has ended by ``now``. Rules "at close" look only at these."""
@@ -150,7 +152,7 @@ def peer_groups(constituencies: pd.DataFrame, min_peers: int = 3) -> dict[str, l
     out: dict[str, list[str]] = {}
     for _eid, members in known.groupby("election_id"):
         ids = [str(i) for i in members["id"]]
-        regions = dict(zip(ids, members["region"]))
+        regions = dict(zip(ids, members["region"], strict=False))
         for cid in ids:
             same = [i for i in ids if i != cid and regions[i] == regions[cid]]
             peers = same if len(same) >= min_peers else [i for i in ids if i != cid]
@@ -163,7 +165,7 @@ def constituency_names(constituencies: pd.DataFrame) -> dict[str, str]:
     """Name of each constituency id (for titles a person can read)."""
     if "name" not in constituencies.columns:
         return {}
-    return {str(i): str(n) for i, n in zip(constituencies["id"], constituencies["name"]) if n}
+    return {str(i): str(n) for i, n in zip(constituencies["id"], constituencies["name"], strict=False) if n}
 
 
 def label(names: dict[str, str], cid: str) -> str:

@@ -133,8 +133,14 @@ def _accepted_voting(late: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def _late_finding(
-    rule: str, cid: str, rows: pd.DataFrame, title: str, description: str, key: str,
-    reference: datetime, figures: dict,
+    rule: str,
+    cid: str,
+    rows: pd.DataFrame,
+    title: str,
+    description: str,
+    key: str,
+    reference: datetime,
+    figures: dict,
 ) -> Finding:
     times = [to_naive(t) for t in rows["ts"]]
     hours = sorted({hour_floor(t) for t in times})
@@ -166,7 +172,9 @@ def _late_finding(
 
 
 def vote_after_close(
-    late: pd.DataFrame | None, totals: pd.DataFrame, constituencies: pd.DataFrame | None = None,
+    late: pd.DataFrame | None,
+    totals: pd.DataFrame,
+    constituencies: pd.DataFrame | None = None,
 ) -> list[Finding]:
     """Critical: accepted votes or bulletins dated after the contract's ``finishVoting``.
 
@@ -186,19 +194,29 @@ def vote_after_close(
         if after.empty:
             continue
         n = len(after)
-        findings.append(_late_finding(
-            "vote_after_close", str(cid), after,
-            f"{n} vote transaction(s) accepted after voting closed in {label(names, str(cid))}",
-            (f"The contract recorded finishVoting at {_fmt(finish)}, yet accepted {n} vote/bulletin "
-             f"transaction(s) after it, the first at {_fmt(to_naive(after['ts'].iloc[0]))}. No vote may "
-             "come after finishVoting: check these transactions and the contract's state."),
-            "after_finish", finish, {"finish_voting_at": finish.isoformat()},
-        ))
+        findings.append(
+            _late_finding(
+                "vote_after_close",
+                str(cid),
+                after,
+                f"{n} vote transaction(s) accepted after voting closed in {label(names, str(cid))}",
+                (
+                    f"The contract recorded finishVoting at {_fmt(finish)}, yet accepted {n} vote/bulletin "
+                    f"transaction(s) after it, the first at {_fmt(to_naive(after['ts'].iloc[0]))}. No vote may "
+                    "come after finishVoting: check these transactions and the contract's state."
+                ),
+                "after_finish",
+                finish,
+                {"finish_voting_at": finish.isoformat()},
+            )
+        )
     return findings
 
 
 def outside_voting_window(
-    late: pd.DataFrame | None, windows: dict[str, VotingWindow], constituencies: pd.DataFrame | None = None,
+    late: pd.DataFrame | None,
+    windows: dict[str, VotingWindow],
+    constituencies: pd.DataFrame | None = None,
 ) -> list[Finding]:
     """Critical: accepted votes or bulletins before the election's start, or at/after its
     end (``[start_date, end_date)`` of ``elections.csv``). One alert per constituency and
@@ -219,16 +237,27 @@ def outside_voting_window(
                 continue
             n = len(part)
             local_ref = window.local(reference)
-            findings.append(_late_finding(
-                "outside_voting_window", str(cid), part,
-                f"{n} vote transaction(s) {words} in {label(names, str(cid))}",
-                (f"{n} accepted vote/bulletin transaction(s) are dated {words} "
-                 f"({_fmt(reference)}, {local_ref:%Y-%m-%d %H:%M} local time, {window.timezone}); the first at "
-                 f"{_fmt(to_naive(part['ts'].iloc[0]))}. Check the export and the election's dates in elections.csv."),
-                key, reference,
-                {"window_start": window.start.isoformat(), "window_end": window.end.isoformat(),
-                 "timezone": window.timezone, "side": key},
-            ))
+            findings.append(
+                _late_finding(
+                    "outside_voting_window",
+                    str(cid),
+                    part,
+                    f"{n} vote transaction(s) {words} in {label(names, str(cid))}",
+                    (
+                        f"{n} accepted vote/bulletin transaction(s) are dated {words} "
+                        f"({_fmt(reference)}, {local_ref:%Y-%m-%d %H:%M} local time, {window.timezone}); the first at "
+                        f"{_fmt(to_naive(part['ts'].iloc[0]))}. Check the export and the election's dates in elections.csv."
+                    ),
+                    key,
+                    reference,
+                    {
+                        "window_start": window.start.isoformat(),
+                        "window_end": window.end.isoformat(),
+                        "timezone": window.timezone,
+                        "side": key,
+                    },
+                )
+            )
     return findings
 
 
@@ -238,7 +267,7 @@ def unknown_constituency(constituencies: pd.DataFrame, totals: pd.DataFrame) -> 
     Its figures are counted, but with no registered voters its participation is 0 and it
     belongs to no election: add it to ``constituencies.csv`` or find where the file came from.
     """
-    counts = dict(zip(totals["constituency_id"], totals["transaction_count"])) if len(totals) else {}
+    counts = dict(zip(totals["constituency_id"], totals["transaction_count"], strict=False)) if len(totals) else {}
     findings = []
     for rec in constituencies.itertuples(index=False):
         if rec.in_reference:

@@ -22,9 +22,19 @@ from .thresholds import DetectionThresholds
 
 
 def _hourly_rate_rule(
-    hourly: pd.DataFrame, constituencies: pd.DataFrame, windows: dict[str, VotingWindow] | None,
-    *, rule: str, count: str, base: list[str], threshold: float, alpha: float,
-    noun: str, base_noun: str, advice: str, evidence: str,
+    hourly: pd.DataFrame,
+    constituencies: pd.DataFrame,
+    windows: dict[str, VotingWindow] | None,
+    *,
+    rule: str,
+    count: str,
+    base: list[str],
+    threshold: float,
+    alpha: float,
+    noun: str,
+    base_noun: str,
+    advice: str,
+    evidence: str,
 ) -> list[Finding]:
     findings: list[Finding] = []
     if hourly.empty:
@@ -45,63 +55,92 @@ def _hourly_rate_rule(
         h = to_naive(rec.hour)
         share = k / n
         window = windows.get(cid)
-        findings.append(Finding(
-            rule=rule,
-            severity="warning",
-            constituency_id=cid,
-            title=f"{share:.0%} {noun} in {label(names, cid)} at {describe_hour(h, window)}",
-            description=(
-                f"{k} of {n} {base_noun} in the hour starting {describe_hour(h, window)} were {noun} ({share:.1%}); "
-                f"the threshold is {threshold:.0%} and across all hours the share is {overall:.2%}. A count this "
-                f"high from a constituency running at the threshold has probability {p:.1e} "
-                f"(alerts need at most {alpha:g}). {advice}"
-            ),
-            window_start=h,
-            window_end=h + HOUR,
-            statistic=round(share, 4),
-            expected=round(overall, 4),
-            threshold=threshold,
-            strength=min(1.0, share / (10 * threshold)),
-            hours=[h],
-            figures={noun.replace(" ", "_"): k, base_noun.replace(" ", "_"): n, "p_value": float(f"{p:.3g}"),
-                     "alpha": alpha, "share_all_hours": round(overall, 5)},
-            evidence_kind=evidence,
-            window_key=f"{h:%Y-%m-%dT%H}",
-        ))
+        findings.append(
+            Finding(
+                rule=rule,
+                severity="warning",
+                constituency_id=cid,
+                title=f"{share:.0%} {noun} in {label(names, cid)} at {describe_hour(h, window)}",
+                description=(
+                    f"{k} of {n} {base_noun} in the hour starting {describe_hour(h, window)} were {noun} ({share:.1%}); "
+                    f"the threshold is {threshold:.0%} and across all hours the share is {overall:.2%}. A count this "
+                    f"high from a constituency running at the threshold has probability {p:.1e} "
+                    f"(alerts need at most {alpha:g}). {advice}"
+                ),
+                window_start=h,
+                window_end=h + HOUR,
+                statistic=round(share, 4),
+                expected=round(overall, 4),
+                threshold=threshold,
+                strength=min(1.0, share / (10 * threshold)),
+                hours=[h],
+                figures={
+                    noun.replace(" ", "_"): k,
+                    base_noun.replace(" ", "_"): n,
+                    "p_value": float(f"{p:.3g}"),
+                    "alpha": alpha,
+                    "share_all_hours": round(overall, 5),
+                },
+                evidence_kind=evidence,
+                window_key=f"{h:%Y-%m-%dT%H}",
+            )
+        )
     return findings
 
 
 def high_rejection_rate(
-    hourly: pd.DataFrame, constituencies: pd.DataFrame,
-    thresholds: DetectionThresholds = DetectionThresholds(), windows: dict[str, VotingWindow] | None = None,
+    hourly: pd.DataFrame,
+    constituencies: pd.DataFrame,
+    thresholds: DetectionThresholds = DetectionThresholds(),
+    windows: dict[str, VotingWindow] | None = None,
 ) -> list[Finding]:
     """Warning: the share of transactions the contract rejected (``FAIL`` in ``diff``) in
     an hour is above ``rejection_rate`` (1%), significantly (see the module docstring)."""
     return _hourly_rate_rule(
-        hourly, constituencies, windows, rule="high_rejection_rate", count="rejected_count",
-        base=["transaction_count"], threshold=thresholds.rejection_rate, alpha=thresholds.rate_alpha,
-        noun="rejected", base_noun="transactions", evidence="rejected",
+        hourly,
+        constituencies,
+        windows,
+        rule="high_rejection_rate",
+        count="rejected_count",
+        base=["transaction_count"],
+        threshold=thresholds.rejection_rate,
+        alpha=thresholds.rate_alpha,
+        noun="rejected",
+        base_noun="transactions",
+        evidence="rejected",
         advice="Many rejections can mean a faulty client, repeated bulletin requests or an attempt to vote "
-               "without a valid signature.",
+        "without a valid signature.",
     )
 
 
 def high_revote_rate(
-    hourly: pd.DataFrame, constituencies: pd.DataFrame,
-    thresholds: DetectionThresholds = DetectionThresholds(), windows: dict[str, VotingWindow] | None = None,
+    hourly: pd.DataFrame,
+    constituencies: pd.DataFrame,
+    thresholds: DetectionThresholds = DetectionThresholds(),
+    windows: dict[str, VotingWindow] | None = None,
 ) -> list[Finding]:
     """Warning: the share of an hour's accepted votes that are revotes (a key voting again)
     is above ``revote_rate`` (10%), significantly (see the module docstring)."""
     return _hourly_rate_rule(
-        hourly, constituencies, windows, rule="high_revote_rate", count="revote_count",
-        base=["votes_cast", "revote_count"], threshold=thresholds.revote_rate, alpha=thresholds.rate_alpha,
-        noun="revotes", base_noun="accepted votes", evidence="revote",
+        hourly,
+        constituencies,
+        windows,
+        rule="high_revote_rate",
+        count="revote_count",
+        base=["votes_cast", "revote_count"],
+        threshold=thresholds.revote_rate,
+        alpha=thresholds.rate_alpha,
+        noun="revotes",
+        base_noun="accepted votes",
+        evidence="revote",
         advice="A burst of revotes can mean voters being made to vote again under supervision.",
     )
 
 
 def issued_not_voted_gap(
-    constituencies: pd.DataFrame, totals: pd.DataFrame, closed: Collection[str],
+    constituencies: pd.DataFrame,
+    totals: pd.DataFrame,
+    closed: Collection[str],
     thresholds: DetectionThresholds = DetectionThresholds(),
 ) -> list[Finding]:
     """Warning, at close: the share of issued bulletins that were never used to vote,
@@ -116,7 +155,7 @@ def issued_not_voted_gap(
     names = constituency_names(constituencies)
     known = set(constituencies["id"].astype(str))
     t = totals[totals["constituency_id"].astype(str).isin(known)]
-    gaps = [(b - v) / b for b, v in zip(t["bulletins_issued"], t["votes_cast"]) if b > 0]
+    gaps = [(b - v) / b for b, v in zip(t["bulletins_issued"], t["votes_cast"], strict=False) if b > 0]
     median_gap = float(np.median(gaps)) if gaps else 0.0
     for rec in t.itertuples(index=False):
         cid = str(rec.constituency_id)
@@ -127,31 +166,41 @@ def issued_not_voted_gap(
         if not fires:
             continue
         share = (b - v) / b
-        findings.append(Finding(
-            rule="issued_not_voted_gap",
-            severity="warning",
-            constituency_id=cid,
-            title=f"{share:.0%} of issued bulletins unused in {label(names, cid)}",
-            description=(
-                f"At the close, {b} bulletins were issued but only {v} distinct voters voted: {b - v} bulletins "
-                f"({share:.1%}) were never used (threshold {thresholds.issued_not_voted_gap:.0%}; median across "
-                f"constituencies {median_gap:.1%}; binomial p-value {p:.1e}). Unused bulletins can hide "
-                "bulletins issued for people who never asked for them."
-            ),
-            statistic=round(share, 4),
-            expected=round(median_gap, 4),
-            threshold=thresholds.issued_not_voted_gap,
-            strength=min(1.0, share / (4 * thresholds.issued_not_voted_gap)),
-            figures={"bulletins_issued": b, "voters": v, "unused_bulletins": b - v,
-                     "p_value": float(f"{p:.3g}"), "alpha": thresholds.rate_alpha,
-                     "evidence_note": "blind signatures make bulletins unlinkable to votes"},
-        ))
+        findings.append(
+            Finding(
+                rule="issued_not_voted_gap",
+                severity="warning",
+                constituency_id=cid,
+                title=f"{share:.0%} of issued bulletins unused in {label(names, cid)}",
+                description=(
+                    f"At the close, {b} bulletins were issued but only {v} distinct voters voted: {b - v} bulletins "
+                    f"({share:.1%}) were never used (threshold {thresholds.issued_not_voted_gap:.0%}; median across "
+                    f"constituencies {median_gap:.1%}; binomial p-value {p:.1e}). Unused bulletins can hide "
+                    "bulletins issued for people who never asked for them."
+                ),
+                statistic=round(share, 4),
+                expected=round(median_gap, 4),
+                threshold=thresholds.issued_not_voted_gap,
+                strength=min(1.0, share / (4 * thresholds.issued_not_voted_gap)),
+                figures={
+                    "bulletins_issued": b,
+                    "voters": v,
+                    "unused_bulletins": b - v,
+                    "p_value": float(f"{p:.3g}"),
+                    "alpha": thresholds.rate_alpha,
+                    "evidence_note": "blind signatures make bulletins unlinkable to votes",
+                },
+            )
+        )
     return findings
 
 
 def low_participation(
-    constituencies: pd.DataFrame, totals: pd.DataFrame, windows: dict[str, VotingWindow],
-    closed: Collection[str], thresholds: DetectionThresholds = DetectionThresholds(),
+    constituencies: pd.DataFrame,
+    totals: pd.DataFrame,
+    windows: dict[str, VotingWindow],
+    closed: Collection[str],
+    thresholds: DetectionThresholds = DetectionThresholds(),
     now: datetime | None = None,
 ) -> list[Finding]:
     """Warning: participation (distinct voters / registered voters) below
@@ -163,10 +212,11 @@ def low_participation(
     threshold does not fire.
     """
     findings: list[Finding] = []
-    voters = dict(zip(totals["constituency_id"].astype(str), totals["votes_cast"])) if len(totals) else {}
+    voters = dict(zip(totals["constituency_id"].astype(str), totals["votes_cast"], strict=False)) if len(totals) else {}
     names = constituency_names(constituencies)
     eligible = [
-        (str(rec.id), float(rec.registered)) for rec in constituencies.itertuples(index=False)
+        (str(rec.id), float(rec.registered))
+        for rec in constituencies.itertuples(index=False)
         if rec.registered > 0 and str(rec.id) in windows
     ]
     rates = [voters.get(cid, 0) / reg for cid, reg in eligible]
@@ -181,24 +231,31 @@ def low_participation(
         rate = voters.get(cid, 0) / reg
         if rate >= limit:
             continue
-        findings.append(Finding(
-            rule="low_participation",
-            severity="warning",
-            constituency_id=cid,
-            title=f"Low participation in {label(names, cid)}: {rate:.1%}",
-            description=(
-                f"{int(voters.get(cid, 0))} of {int(reg)} registered voters have voted ({rate:.1%}), below "
-                f"{limit:.1%} (the {thresholds.low_participation:.0%} threshold"
-                + ("" if progress >= 1 else f" × {progress:.0%} of the voting window passed") + "). "
-                f"The median across the election is {median_rate:.1%}. Check for voters turned away, a wrong "
-                "register or missing exports."
-            ),
-            statistic=round(rate, 4),
-            expected=round(median_rate, 4),
-            threshold=round(limit, 4),
-            strength=min(1.0, (limit - rate) / limit) if limit > 0 else 0.0,
-            figures={"voters": int(voters.get(cid, 0)), "registered_voters": int(reg),
-                     "full_threshold": thresholds.low_participation, "window_elapsed_share": round(progress, 4)},
-            higher_is_worse=False,
-        ))
+        findings.append(
+            Finding(
+                rule="low_participation",
+                severity="warning",
+                constituency_id=cid,
+                title=f"Low participation in {label(names, cid)}: {rate:.1%}",
+                description=(
+                    f"{int(voters.get(cid, 0))} of {int(reg)} registered voters have voted ({rate:.1%}), below "
+                    f"{limit:.1%} (the {thresholds.low_participation:.0%} threshold"
+                    + ("" if progress >= 1 else f" × {progress:.0%} of the voting window passed")
+                    + "). "
+                    f"The median across the election is {median_rate:.1%}. Check for voters turned away, a wrong "
+                    "register or missing exports."
+                ),
+                statistic=round(rate, 4),
+                expected=round(median_rate, 4),
+                threshold=round(limit, 4),
+                strength=min(1.0, (limit - rate) / limit) if limit > 0 else 0.0,
+                figures={
+                    "voters": int(voters.get(cid, 0)),
+                    "registered_voters": int(reg),
+                    "full_threshold": thresholds.low_participation,
+                    "window_elapsed_share": round(progress, 4),
+                },
+                higher_is_worse=False,
+            )
+        )
     return findings

@@ -15,8 +15,9 @@ from collections import defaultdict
 from .findings import Finding
 
 #: Rules whose any firing is a broken invariant: the score is 1.
-CRITICAL_INVARIANTS = frozenset({"votes_exceed_bulletins", "bulletins_exceed_registered",
-                                 "vote_after_close", "outside_voting_window"})
+CRITICAL_INVARIANTS = frozenset(
+    {"votes_exceed_bulletins", "bulletins_exceed_registered", "vote_after_close", "outside_voting_window"}
+)
 
 #: Weight of each statistical rule in the score.
 WEIGHTS: dict[str, float] = {

@@ -81,16 +81,21 @@ class DetectionThresholds:
     @property
     def spike(self) -> SpikeThresholds:
         return SpikeThresholds(
-            self.spike_warning_z, self.spike_critical_z, self.spike_hour_share,
-            self.spike_min_votes, self.spike_relative_spread,
+            self.spike_warning_z,
+            self.spike_critical_z,
+            self.spike_hour_share,
+            self.spike_min_votes,
+            self.spike_relative_spread,
         )
 
     @classmethod
-    def from_spike(cls, spike: SpikeThresholds) -> "DetectionThresholds":
+    def from_spike(cls, spike: SpikeThresholds) -> DetectionThresholds:
         """Default thresholds with the spike ones taken from ``spike``."""
         return cls(
-            spike_warning_z=spike.warning_z, spike_critical_z=spike.critical_z,
-            spike_hour_share=spike.hour_share, spike_min_votes=spike.min_votes,
+            spike_warning_z=spike.warning_z,
+            spike_critical_z=spike.critical_z,
+            spike_hour_share=spike.hour_share,
+            spike_min_votes=spike.min_votes,
             spike_relative_spread=spike.relative_spread,
         )
 

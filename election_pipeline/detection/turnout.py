@@ -49,7 +49,9 @@ def integer_chance(registered: int) -> float:
 
 
 def integer_percentage(
-    constituencies: pd.DataFrame, totals: pd.DataFrame, closed: Collection[str],
+    constituencies: pd.DataFrame,
+    totals: pd.DataFrame,
+    closed: Collection[str],
     thresholds: DetectionThresholds = DetectionThresholds(),
 ) -> list[Finding]:
     """Info, at close: the turnout (distinct voters / registered voters) is a whole-number
@@ -59,7 +61,7 @@ def integer_percentage(
     if totals.empty:
         return findings
     names = constituency_names(constituencies)
-    voters = dict(zip(totals["constituency_id"].astype(str), totals["votes_cast"]))
+    voters = dict(zip(totals["constituency_id"].astype(str), totals["votes_cast"], strict=False))
     units = []
     for rec in constituencies.itertuples(index=False):
         cid, reg = str(rec.id), int(rec.registered)
@@ -77,26 +79,34 @@ def integer_percentage(
         chance = integer_chance(reg)
         hits, expected, n = per_election[eid]
         p_election = poisson_sf(hits, expected)
-        findings.append(Finding(
-            rule="integer_percentage",
-            severity="info",
-            constituency_id=cid,
-            title=f"Turnout of {label(names, cid)} is a whole percentage: {pct:.2f}%",
-            description=(
-                f"{v} voters of {reg} registered: exactly {pct:.2f}%. An honest unit of this size lands on a "
-                f"whole percentage with probability {chance:.1%}. Across the election {hits} of {n} units do, "
-                f"where chance predicts {expected:.1f} (Poisson p-value {p_election:.2g}). Round turnouts are a "
-                "known fingerprint of results written rather than counted (Kobak, Shpilkin and "
-                "Pshenichnikov, 2016)."
-            ),
-            statistic=round(pct, 4),
-            expected=round(chance, 5),
-            threshold=TOLERANCE_PP,
-            strength=1.0 - chance,
-            figures={"voters": v, "registered_voters": reg, "turnout_percent": round(pct, 4),
-                     "chance_by_accident": round(chance, 5), "election_integer_units": hits,
-                     "election_units_checked": n, "election_expected_integer_units": round(expected, 3),
-                     "election_p_value": float(f"{p_election:.3g}"),
-                     "min_registered_voters": thresholds.integer_min_voters},
-        ))
+        findings.append(
+            Finding(
+                rule="integer_percentage",
+                severity="info",
+                constituency_id=cid,
+                title=f"Turnout of {label(names, cid)} is a whole percentage: {pct:.2f}%",
+                description=(
+                    f"{v} voters of {reg} registered: exactly {pct:.2f}%. An honest unit of this size lands on a "
+                    f"whole percentage with probability {chance:.1%}. Across the election {hits} of {n} units do, "
+                    f"where chance predicts {expected:.1f} (Poisson p-value {p_election:.2g}). Round turnouts are a "
+                    "known fingerprint of results written rather than counted (Kobak, Shpilkin and "
+                    "Pshenichnikov, 2016)."
+                ),
+                statistic=round(pct, 4),
+                expected=round(chance, 5),
+                threshold=TOLERANCE_PP,
+                strength=1.0 - chance,
+                figures={
+                    "voters": v,
+                    "registered_voters": reg,
+                    "turnout_percent": round(pct, 4),
+                    "chance_by_accident": round(chance, 5),
+                    "election_integer_units": hits,
+                    "election_units_checked": n,
+                    "election_expected_integer_units": round(expected, 3),
+                    "election_p_value": float(f"{p_election:.3g}"),
+                    "min_registered_voters": thresholds.integer_min_voters,
+                },
+            )
+        )
     return findings

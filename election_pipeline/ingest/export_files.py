@@ -13,9 +13,10 @@ import io
 import re
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 SUPPORTED_SUFFIXES = (".csv", ".zip")
 IGNORED_SUFFIXES = (".tmp", ".part")
@@ -85,8 +86,8 @@ def _lines(stream: BinaryIO, source: str, contract_id: str) -> Iterator[SourceLi
     if head.startswith(b"\xef\xbb\xbf"):
         head = head[3:]
     body = io.BufferedReader(_Prepend(head, stream))  # type: ignore[arg-type]
-    for number, raw_line in enumerate(body, start=1):
-        raw_line = raw_line.rstrip(b"\r\n")
+    for number, read_line in enumerate(body, start=1):
+        raw_line = read_line.rstrip(b"\r\n")
         try:
             text: str | None = raw_line.decode("utf-8")
             raw = text  # type: ignore[assignment]
@@ -155,9 +156,7 @@ def _plan_archive(
         source = f"{label}::{info.filename}"
         if lower.endswith(".zip"):
             if depth >= 1:
-                raise FileRefused(
-                    f"{label} is refused: archive {info.filename!r} is nested more than one level deep"
-                )
+                raise FileRefused(f"{label} is refused: archive {info.filename!r} is nested more than one level deep")
             inner_bytes = archive.read(info)
             try:
                 inner = zipfile.ZipFile(io.BytesIO(inner_bytes))

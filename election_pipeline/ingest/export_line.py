@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 #: Canonical spelling of every operation the contract knows, keyed by its lower-case form.
@@ -100,7 +100,7 @@ def ms_to_utc(ts_ms: int) -> datetime:
 def utc_to_ms(moment: datetime) -> int:
     """Naive-UTC or aware datetime to epoch milliseconds."""
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
@@ -109,8 +109,7 @@ def _split_head(line: str) -> tuple[list[str], str]:
     parts = line.split(";", 8)
     if len(parts) < 9:
         raise LineError(
-            f"expected 12 fields separated by ';', found {len(parts)} "
-            "(the line ends before the params field)"
+            f"expected 12 fields separated by ';', found {len(parts)} (the line ends before the params field)"
         )
     return parts[:8], parts[8]
 
@@ -140,9 +139,7 @@ def _take_json(text: str, pos: int, name: str, index: int) -> tuple[Any, int]:
     try:
         value, end = _decoder.raw_decode(text, pos)
     except json.JSONDecodeError as exc:
-        raise LineError(
-            f"field {index} ({name}) is not valid JSON: {exc.msg} at character {exc.pos - pos}"
-        ) from exc
+        raise LineError(f"field {index} ({name}) is not valid JSON: {exc.msg} at character {exc.pos - pos}") from exc
     return value, end
 
 
@@ -150,7 +147,7 @@ def _expect_separator(text: str, pos: int, after: str) -> int:
     if pos >= len(text):
         raise LineError(f"expected 12 fields separated by ';', the line ends after {after}")
     if text[pos] != ";":
-        raise LineError(f"unexpected text after {after}: {text[pos:pos + 20]!r}")
+        raise LineError(f"unexpected text after {after}: {text[pos : pos + 20]!r}")
     return pos + 1
 
 
@@ -223,9 +220,7 @@ def parse_line(line: str) -> ParsedTransaction:
     try:
         ts_ms = int(ts_raw)
     except ValueError as exc:
-        raise LineError(
-            f"field 4 (ts) is not an integer epoch-milliseconds timestamp: {ts_raw[:40]!r}"
-        ) from exc
+        raise LineError(f"field 4 (ts) is not an integer epoch-milliseconds timestamp: {ts_raw[:40]!r}") from exc
     if not _MIN_TS_MS <= ts_ms < _MAX_TS_MS:
         raise LineError(
             f"field 4 (ts) = {ts_ms} is not a plausible epoch-milliseconds timestamp "

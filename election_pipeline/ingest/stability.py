@@ -27,7 +27,7 @@ class FolderState:
         return json.dumps({"pending": self.pending, "requested": self.requested}, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str | None) -> "FolderState":
+    def from_json(cls, text: str | None) -> FolderState:
         if not text:
             return cls()
         try:

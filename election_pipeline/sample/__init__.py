@@ -20,11 +20,11 @@ from .generator import (
 
 __all__ = [
     "CONSTITUENCIES_HEADER",
+    "ELECTIONS_HEADER",
     "ELECTION_COUNTRY",
     "ELECTION_NAME",
     "ELECTION_TIMEZONE",
     "ELECTION_TYPE",
-    "ELECTIONS_HEADER",
     "WINDOW_END_UTC",
     "WINDOW_START_UTC",
     "ConstituencyTotals",

@@ -34,6 +34,7 @@ import base64
 import csv
 import hashlib
 import io
+import itertools
 import json
 import os
 import random
@@ -41,24 +42,24 @@ import uuid
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
-    "ELECTION_NAME",
-    "ELECTION_COUNTRY",
-    "ELECTION_TYPE",
-    "ELECTION_TIMEZONE",
-    "WINDOW_START_UTC",
-    "WINDOW_END_UTC",
-    "ELECTIONS_HEADER",
-    "CONSTITUENCIES_HEADER",
     "ANOMALY_KINDS",
     "ANOMALY_RULES",
+    "CONSTITUENCIES_HEADER",
     "DEFAULT_ANOMALIES",
+    "ELECTIONS_HEADER",
+    "ELECTION_COUNTRY",
+    "ELECTION_NAME",
+    "ELECTION_TIMEZONE",
+    "ELECTION_TYPE",
     "GROUND_TRUTH_FILE",
+    "WINDOW_END_UTC",
+    "WINDOW_START_UTC",
     "ConstituencyTotals",
     "HourlyFigures",
     "MalformedLine",
@@ -103,10 +104,24 @@ ANOMALY_KINDS: tuple[str, ...] = tuple(ANOMALY_RULES)
 DEFAULT_ANOMALIES: tuple[str, ...] = ANOMALY_KINDS[:-1]
 
 ELECTIONS_HEADER = (
-    "id", "name", "country", "type", "start_date", "end_date", "timezone", "status", "description",
+    "id",
+    "name",
+    "country",
+    "type",
+    "start_date",
+    "end_date",
+    "timezone",
+    "status",
+    "description",
 )
 CONSTITUENCIES_HEADER = (
-    "id", "election_id", "name", "region", "type", "registered_voters", "status",
+    "id",
+    "election_id",
+    "name",
+    "region",
+    "type",
+    "registered_voters",
+    "status",
 )
 
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -118,12 +133,44 @@ _CONTRACT_IMAGE = "registry.example.org/evoting/blockchain-voting-contract:1.4.2
 
 #: Relative activity by local hour of day (0-23): quiet at night, peaks morning and evening.
 _DIURNAL = (
-    0.08, 0.04, 0.03, 0.03, 0.04, 0.08, 0.25, 0.60, 0.90, 1.10, 1.20, 1.00,
-    0.85, 0.80, 0.80, 0.85, 1.00, 1.20, 1.30, 1.15, 0.80, 0.55, 0.35, 0.18,
+    0.08,
+    0.04,
+    0.03,
+    0.03,
+    0.04,
+    0.08,
+    0.25,
+    0.60,
+    0.90,
+    1.10,
+    1.20,
+    1.00,
+    0.85,
+    0.80,
+    0.80,
+    0.85,
+    1.00,
+    1.20,
+    1.30,
+    1.15,
+    0.80,
+    0.55,
+    0.35,
+    0.18,
 )
 _PLACES = (
-    "Riverside", "Old Town", "Northgate", "Pine Hills", "Lakeshore", "Millbrook",
-    "Stonebridge", "Westfield", "Cedar Valley", "Harbour", "Greenfield", "Ashford",
+    "Riverside",
+    "Old Town",
+    "Northgate",
+    "Pine Hills",
+    "Lakeshore",
+    "Millbrook",
+    "Stonebridge",
+    "Westfield",
+    "Cedar Valley",
+    "Harbour",
+    "Greenfield",
+    "Ashford",
 )
 _REGIONS = ("Northern Province", "Southern Province", "Coastal Province")
 _TYPES = ("urban", "rural", "suburban")
@@ -279,8 +326,14 @@ class SampleSummary:
             "window_start": self.window_start.isoformat(),
             "window_end": self.window_end.isoformat(),
             "constituencies": [
-                {"id": c.id, "name": c.name, "region": c.region, "registered_voters": c.registered_voters,
-                 "in_reference": c.in_reference, "anomalies": list(c.anomalies)}
+                {
+                    "id": c.id,
+                    "name": c.name,
+                    "region": c.region,
+                    "registered_voters": c.registered_voters,
+                    "in_reference": c.in_reference,
+                    "anomalies": list(c.anomalies),
+                }
                 for c in self.constituencies
             ],
             "anomalies": [a.to_json() for a in self.anomalies],
@@ -343,7 +396,7 @@ class _Calendar:
     end: datetime
 
     @classmethod
-    def of(cls, tz_name: str) -> "_Calendar":
+    def of(cls, tz_name: str) -> _Calendar:
         try:
             tz = ZoneInfo(tz_name)
         except (ZoneInfoNotFoundError, ValueError):
@@ -351,8 +404,12 @@ class _Calendar:
                 f"timezone must be an IANA time zone name such as 'Europe/Moscow' (got {tz_name!r})"
             ) from None
         last = FIRST_VOTING_DAY + timedelta(days=_VOTING_DAYS - 1)
-        return cls(tz, tz_name, _to_utc(datetime.combine(FIRST_VOTING_DAY, _OPEN_LOCAL), tz),
-                   _to_utc(datetime.combine(last, _CLOSE_LOCAL), tz))
+        return cls(
+            tz,
+            tz_name,
+            _to_utc(datetime.combine(FIRST_VOTING_DAY, _OPEN_LOCAL), tz),
+            _to_utc(datetime.combine(last, _CLOSE_LOCAL), tz),
+        )
 
     def utc(self, day: int, hour: int, minute: int = 0) -> datetime:
         """Naive UTC of ``hour:minute`` local on voting day ``day`` (0 = the first)."""
@@ -364,15 +421,15 @@ class _Calendar:
         return moment.replace(minute=0, second=0, microsecond=0)
 
     def local(self, moment: datetime) -> datetime:
-        return moment.replace(tzinfo=timezone.utc).astimezone(self.tz).replace(tzinfo=None)
+        return moment.replace(tzinfo=UTC).astimezone(self.tz).replace(tzinfo=None)
 
     def iso_local(self, moment: datetime) -> str:
         """``2024-09-06T08:00:00+03:00``: the instant in local time with its offset."""
-        return moment.replace(tzinfo=timezone.utc).astimezone(self.tz).isoformat(timespec="seconds")
+        return moment.replace(tzinfo=UTC).astimezone(self.tz).isoformat(timespec="seconds")
 
 
 def _to_utc(local: datetime, tz: ZoneInfo) -> datetime:
-    return local.replace(tzinfo=tz).astimezone(timezone.utc).replace(tzinfo=None)
+    return local.replace(tzinfo=tz).astimezone(UTC).replace(tzinfo=None)
 
 
 def _file_stem(contract_id: str, first_hour: datetime, hours: int = 1) -> str:
@@ -432,8 +489,18 @@ class _Builder:
         """One export line in the 12-field format, rollback field empty."""
         signature = self.b58(88)
         fields = (
-            tx_id, str(tx_type), signature, _TX_VERSION, str(ts_ms), sender, "0", "",
-            _j(params), _j(diff), _j(extra), "",
+            tx_id,
+            str(tx_type),
+            signature,
+            _TX_VERSION,
+            str(ts_ms),
+            sender,
+            "0",
+            "",
+            _j(params),
+            _j(diff),
+            _j(extra),
+            "",
         )
         return ";".join(fields)
 
@@ -486,17 +553,21 @@ class _Builder:
         else:
             diff = [{"key": f"BLINDSIG_{v.user_id}", "boolValue": True} for v in voters]
         tx = self.call(
-            contract, "blindSigIssue", ts_ms, contract.service_key,
-            [{"key": "data", "stringValue": _j(data)}], diff,
-            rejected=rejected, bulletins=len(voters), tx_id=tx_id,
+            contract,
+            "blindSigIssue",
+            ts_ms,
+            contract.service_key,
+            [{"key": "data", "stringValue": _j(data)}],
+            diff,
+            rejected=rejected,
+            bulletins=len(voters),
+            tx_id=tx_id,
             spelled=self.spelled("blindSigIssue"),
         )
         tx.keys = tuple(v.key for v in voters)
         return tx
 
-    def vote(
-        self, contract: _Contract, ts_ms: int, voter: _Voter, *, rejected: bool = False
-    ) -> _Tx:
+    def vote(self, contract: _Contract, ts_ms: int, voter: _Voter, *, rejected: bool = False) -> _Tx:
         tx_id = self.unique_id()
         params = [
             {"key": "vote", "binaryValue": self.b64(self.ballot_bytes)},
@@ -508,8 +579,15 @@ class _Builder:
         else:
             diff = [{"key": f"VOTE_{voter.address}", "stringValue": tx_id}]
         return self.call(
-            contract, "vote", ts_ms, voter.key, params, diff,
-            rejected=rejected, tx_id=tx_id, spelled=self.spelled("vote"),
+            contract,
+            "vote",
+            ts_ms,
+            voter.key,
+            params,
+            diff,
+            rejected=rejected,
+            tx_id=tx_id,
+            spelled=self.spelled("vote"),
         )
 
     def new_voter(self, user_id: str | None = None) -> _Voter:
@@ -588,35 +666,63 @@ def _lifecycle_before(b: _Builder, c: _Contract, voters: list[_Voter], cal: _Cal
     b.call(c, "addVotersList", ts, c.service_key, params, diff)
     ts = start_ms - _HOUR_MS + rng.randrange(60_000, 3_000_000)
     main_key = b.hexs(33)
-    b.call(c, "addMainKey", ts, c.service_key, [{"key": "mainKey", "stringValue": main_key}],
-           [{"key": "MAIN_KEY", "stringValue": main_key}])
-    b.call(c, "startVoting", start_ms, c.service_key, [],
-           [{"key": "STATUS", "stringValue": "active"}])
+    b.call(
+        c,
+        "addMainKey",
+        ts,
+        c.service_key,
+        [{"key": "mainKey", "stringValue": main_key}],
+        [{"key": "MAIN_KEY", "stringValue": main_key}],
+    )
+    b.call(c, "startVoting", start_ms, c.service_key, [], [{"key": "STATUS", "stringValue": "active"}])
 
 
 def _lifecycle_after(b: _Builder, c: _Contract, votes: int, cal: _Calendar) -> None:
     """finishVoting exactly at the window end, then decryption and results in the next two hours."""
     rng = b.rng
     end_ms = _ms(cal.end)
-    b.call(c, "finishVoting", end_ms, c.service_key, [],
-           [{"key": "STATUS", "stringValue": "finished"}], spelled=b.spelled("finishVoting", 0.2))
+    b.call(
+        c,
+        "finishVoting",
+        end_ms,
+        c.service_key,
+        [],
+        [{"key": "STATUS", "stringValue": "finished"}],
+        spelled=b.spelled("finishVoting", 0.2),
+    )
     ts = end_ms + rng.randrange(300_000, 900_000)
     for member in range(1, 4):
         ts += rng.randrange(60_000, 600_000)
         share = _j({"member": member, "share": b.hexs(24)})
-        b.call(c, "commissionDecryption", ts, b.b58(44),
-               [{"key": "decryption", "stringValue": share}],
-               [{"key": f"COMMISSION_DECRYPTION_{member}", "boolValue": True}])
+        b.call(
+            c,
+            "commissionDecryption",
+            ts,
+            b.b58(44),
+            [{"key": "decryption", "stringValue": share}],
+            [{"key": f"COMMISSION_DECRYPTION_{member}", "boolValue": True}],
+        )
     ts = end_ms + 45 * 60_000 + rng.randrange(0, 600_000)
-    b.call(c, "decryption", ts, c.service_key,
-           [{"key": "decryption", "stringValue": _j([b.hexs(24)])}],
-           [{"key": "DECRYPTION", "boolValue": True}])
+    b.call(
+        c,
+        "decryption",
+        ts,
+        c.service_key,
+        [{"key": "decryption", "stringValue": _j([b.hexs(24)])}],
+        [{"key": "DECRYPTION", "boolValue": True}],
+    )
     shares = [rng.random() + 0.2 for _ in range(_CANDIDATES)]
     counts = [int(votes * s / sum(shares)) for s in shares]
     counts[0] += votes - sum(counts)
     ts = end_ms + _HOUR_MS + rng.randrange(60_000, 1_800_000)
-    b.call(c, "results", ts, c.service_key, [{"key": "results", "stringValue": _j([counts])}],
-           [{"key": "RESULTS", "stringValue": _j([counts])}])
+    b.call(
+        c,
+        "results",
+        ts,
+        c.service_key,
+        [{"key": "results", "stringValue": _j([counts])}],
+        [{"key": "RESULTS", "stringValue": _j([counts])}],
+    )
 
 
 def _batches(rng: random.Random, items: list[Any]) -> list[list[Any]]:
@@ -624,13 +730,17 @@ def _batches(rng: random.Random, items: list[Any]) -> list[list[Any]]:
     out, i = [], 0
     while i < len(items):
         size = 1 if rng.random() < 0.78 else rng.randint(2, 5)
-        out.append(items[i:i + size])
+        out.append(items[i : i + size])
         i += size
     return out
 
 
 def _voting(
-    b: _Builder, c: _Contract, voters: list[_Voter], cum: list[float], cal: _Calendar,
+    b: _Builder,
+    c: _Contract,
+    voters: list[_Voter],
+    cum: list[float],
+    cal: _Calendar,
     place: _Place = _no_gap,
 ) -> list[tuple[int, _Voter]]:
     """Bulletins, votes, rejections and revotes of one constituency.
@@ -698,14 +808,23 @@ def _stuffing(b: _Builder, c: _Contract, natural_votes: int, cal: _Calendar) -> 
             b.vote(c, first + hour * _HOUR_MS + rng.randrange(_HOUR_MS), b.new_voter())
             stuffed += 1
     return PlantedAnomaly(
-        "stuffing", c.info.id, ANOMALY_RULES["stuffing"], first_hour, first_hour + timedelta(hours=4),
+        "stuffing",
+        c.info.id,
+        ANOMALY_RULES["stuffing"],
+        first_hour,
+        first_hour + timedelta(hours=4),
         f"{stuffed} accepted votes from keys that never received a bulletin, 01:00-05:00 local on day 2",
         {"stuffed_votes": stuffed},
     )
 
 
 def _issue_and_vote(
-    b: _Builder, c: _Contract, voters: list[_Voter], lo_ms: int, hi_ms: int, end_ms: int | None = None,
+    b: _Builder,
+    c: _Contract,
+    voters: list[_Voter],
+    lo_ms: int,
+    hi_ms: int,
+    end_ms: int | None = None,
 ) -> int:
     """Ordinary bulletins and votes for ``voters`` between ``lo_ms`` and ``hi_ms``; each vote
     follows its bulletin by 10 s to 2 min (and stays before ``end_ms`` when given)."""
@@ -725,7 +844,7 @@ def _issue_and_vote(
 
 def _take(spare: list[_Voter], n: int) -> list[_Voter]:
     taken = spare[-n:] if n else []
-    del spare[len(spare) - len(taken):]
+    del spare[len(spare) - len(taken) :]
     return taken
 
 
@@ -738,9 +857,15 @@ def _plant_spike(b: _Builder, c: _Contract, cal: _Calendar, spare: list[_Voter])
     hour = cal.utc_hour(0, 14)
     lo = _ms(hour) + 120_000
     cast = _issue_and_vote(b, c, _take(spare, n), lo, lo + 40 * 60_000)
-    return PlantedAnomaly("spike", c.info.id, ANOMALY_RULES["spike"], hour, hour + timedelta(hours=1),
-                          f"{cast} extra voters in the hour from {cal.local(hour):%H:%M} local on day 1",
-                          {"extra_votes": cast})
+    return PlantedAnomaly(
+        "spike",
+        c.info.id,
+        ANOMALY_RULES["spike"],
+        hour,
+        hour + timedelta(hours=1),
+        f"{cast} extra voters in the hour from {cal.local(hour):%H:%M} local on day 1",
+        {"extra_votes": cast},
+    )
 
 
 def _plant_night_burst(b: _Builder, c: _Contract, cal: _Calendar, spare: list[_Voter]) -> PlantedAnomaly | None:
@@ -754,14 +879,23 @@ def _plant_night_burst(b: _Builder, c: _Contract, cal: _Calendar, spare: list[_V
     for k in range(2):
         lo = _ms(first) + k * _HOUR_MS + 120_000
         cast += _issue_and_vote(b, c, _take(spare, per_hour), lo, lo + 45 * 60_000)
-    return PlantedAnomaly("night_burst", c.info.id, ANOMALY_RULES["night_burst"], first, first + timedelta(hours=2),
-                          f"{cast} votes between {cal.local(first):%H:%M} and "
-                          f"{cal.local(first + timedelta(hours=2)):%H:%M} local on day 3",
-                          {"night_votes": cast})
+    return PlantedAnomaly(
+        "night_burst",
+        c.info.id,
+        ANOMALY_RULES["night_burst"],
+        first,
+        first + timedelta(hours=2),
+        f"{cast} votes between {cal.local(first):%H:%M} and "
+        f"{cal.local(first + timedelta(hours=2)):%H:%M} local on day 3",
+        {"night_votes": cast},
+    )
 
 
 def _offline_gap(
-    cal: _Calendar, rng: random.Random, cum: list[float], voters: int,
+    cal: _Calendar,
+    rng: random.Random,
+    cum: list[float],
+    voters: int,
 ) -> tuple[datetime, datetime, _Place]:
     """Silent hours from 11:00 local on day 2: four, or as many more (up to eight) as it
     takes for about 15 voters to be expected in them, so that the silence is
@@ -769,10 +903,10 @@ def _offline_gap(
     hours after (voters come back later)."""
     start = cal.utc_hour(1, 11)
     first = int((start - cal.start) / timedelta(hours=1))
-    weights = [cum[0]] + [b - a for a, b in zip(cum, cum[1:])]
+    weights = [cum[0]] + [b - a for a, b in itertools.pairwise(cum)]
     per_weight = voters / cum[-1]
     hours = 4
-    while hours < 8 and per_weight * sum(weights[first:first + hours]) < 15:
+    while hours < 8 and per_weight * sum(weights[first : first + hours]) < 15:
         hours += 1
     end = start + timedelta(hours=hours)
     lo, hi = _ms(start), _ms(end)
@@ -799,13 +933,22 @@ def _plant_rejections(b: _Builder, c: _Contract, cal: _Calendar, issued_to: list
             b.vote(c, ts, b.new_voter(), rejected=True)
         else:
             b.blind_sig_issue(c, ts, [rng.choice(issued_to)], rejected=True)
-    return PlantedAnomaly("high_rejection", c.info.id, ANOMALY_RULES["high_rejection"], hour, hour + timedelta(hours=1),
-                          f"{n} rejected transactions in the hour from {cal.local(hour):%H:%M} local on day 2",
-                          {"rejected": n})
+    return PlantedAnomaly(
+        "high_rejection",
+        c.info.id,
+        ANOMALY_RULES["high_rejection"],
+        hour,
+        hour + timedelta(hours=1),
+        f"{n} rejected transactions in the hour from {cal.local(hour):%H:%M} local on day 2",
+        {"rejected": n},
+    )
 
 
 def _plant_revotes(
-    b: _Builder, c: _Contract, cal: _Calendar, votes: list[tuple[int, _Voter]],
+    b: _Builder,
+    c: _Contract,
+    cal: _Calendar,
+    votes: list[tuple[int, _Voter]],
 ) -> PlantedAnomaly | None:
     """One hour (11:00 local on day 3) in which 4% of the register (at least 10) who had
     already voted vote again."""
@@ -818,8 +961,15 @@ def _plant_revotes(
     lo = _ms(hour) + 60_000
     for voter in rng.sample(earlier, k=n):
         b.vote(c, lo + rng.randrange(57 * 60_000), voter)
-    return PlantedAnomaly("revote_burst", c.info.id, ANOMALY_RULES["revote_burst"], hour, hour + timedelta(hours=1),
-                          f"{n} revotes in the hour from {cal.local(hour):%H:%M} local on day 3", {"revotes": n})
+    return PlantedAnomaly(
+        "revote_burst",
+        c.info.id,
+        ANOMALY_RULES["revote_burst"],
+        hour,
+        hour + timedelta(hours=1),
+        f"{n} revotes in the hour from {cal.local(hour):%H:%M} local on day 3",
+        {"revotes": n},
+    )
 
 
 def _plant_late_votes(b: _Builder, c: _Contract, cal: _Calendar, spare: list[_Voter]) -> PlantedAnomaly | None:
@@ -837,9 +987,15 @@ def _plant_late_votes(b: _Builder, c: _Contract, cal: _Calendar, spare: list[_Vo
         first = ts if first is None else min(first, ts)
         last = ts if last is None else max(last, ts)
     start = _hour_of(first)
-    return PlantedAnomaly("late_votes", c.info.id, ANOMALY_RULES["late_votes"], start,
-                          _hour_of(last) + timedelta(hours=1), f"{n} votes accepted after finishVoting",
-                          {"late_votes": n})
+    return PlantedAnomaly(
+        "late_votes",
+        c.info.id,
+        ANOMALY_RULES["late_votes"],
+        start,
+        _hour_of(last) + timedelta(hours=1),
+        f"{n} votes accepted after finishVoting",
+        {"late_votes": n},
+    )
 
 
 def _accepted_voters(c: _Contract) -> dict[str, list[_Tx]]:
@@ -852,7 +1008,12 @@ def _accepted_voters(c: _Contract) -> dict[str, list[_Tx]]:
 
 
 def _plant_integer_turnout(
-    b: _Builder, c: _Contract, cal: _Calendar, cum: list[float], spare: list[_Voter], protected: set[str],
+    b: _Builder,
+    c: _Contract,
+    cal: _Calendar,
+    cum: list[float],
+    spare: list[_Voter],
+    protected: set[str],
 ) -> PlantedAnomaly | None:
     """Bring the number of distinct voters to exactly k% of the register, k a multiple of 5
     between 45 and 75 (the register is a multiple of 20, so k% is a whole number of
@@ -876,18 +1037,26 @@ def _plant_integer_turnout(
             b.blind_sig_issue(c, ts, [voter])
             b.vote(c, ts + rng.randrange(10_000, 120_000), voter)
     elif target < have:
-        singles = {tx.keys[0]: tx for tx in c.txs
-                   if tx.operation == "blindSigIssue" and not tx.rejected and len(tx.keys) == 1}
-        removable = sorted(key for key, txs in voted.items()
-                           if len(txs) == 1 and key in singles and key not in protected)
+        singles = {
+            tx.keys[0]: tx for tx in c.txs if tx.operation == "blindSigIssue" and not tx.rejected and len(tx.keys) == 1
+        }
+        removable = sorted(
+            key for key, txs in voted.items() if len(txs) == 1 and key in singles and key not in protected
+        )
         if len(removable) < have - target:
             return None
         drop_keys = set(rng.sample(removable, k=have - target))
         drop = {id(singles[key]) for key in drop_keys}
         c.txs = [tx for tx in c.txs if id(tx) not in drop and not (tx.operation == "vote" and tx.sender in drop_keys)]
-    return PlantedAnomaly("integer_turnout", c.info.id, ANOMALY_RULES["integer_turnout"], None, None,
-                          f"turnout set to exactly {k}% ({target} of {registered} registered voters)",
-                          {"voters": target, "registered_voters": registered, "percent": k})
+    return PlantedAnomaly(
+        "integer_turnout",
+        c.info.id,
+        ANOMALY_RULES["integer_turnout"],
+        None,
+        None,
+        f"turnout set to exactly {k}% ({target} of {registered} registered voters)",
+        {"voters": target, "registered_voters": registered, "percent": k},
+    )
 
 
 def _unknown_contract(b: _Builder, c: _Contract, cal: _Calendar) -> None:
@@ -994,7 +1163,7 @@ def _add_duplicates(
     inner = [h for h in sorted(buckets) if h + timedelta(hours=1) in buckets]
     repeated: set[str] = set()
     for hour in rng.sample(inner, k=min(2, len(inner))):
-        tail = buckets[hour][-rng.randint(1, 2):]
+        tail = buckets[hour][-rng.randint(1, 2) :]
         entries[hour + timedelta(hours=1)][0:0] = [(t.line, None) for t in tail]
         repeated.update(t.tx_id for t in tail)
     return repeated
@@ -1018,9 +1187,12 @@ def _add_rollbacks(
     hours = sorted(entries)
     standing_votes = {key: len(txs) for key, txs in _accepted_voters(c).items()}
     candidates = [
-        t for t in c.txs
-        if t.operation in ("vote", "blindSigIssue") and not t.rejected
-        and t.tx_id not in avoid and _hour_of(t.ts_ms) != hours[-1]
+        t
+        for t in c.txs
+        if t.operation in ("vote", "blindSigIssue")
+        and not t.rejected
+        and t.tx_id not in avoid
+        and _hour_of(t.ts_ms) != hours[-1]
     ]
     picked: list[_Tx] = []
     for t in rng.sample(candidates, k=len(candidates)):
@@ -1109,11 +1281,14 @@ class _Written:
 
 
 def _choose_zip_hours(
-    rng: random.Random, entries: dict[datetime, list[_Entry]], cal: _Calendar,
+    rng: random.Random,
+    entries: dict[datetime, list[_Entry]],
+    cal: _Calendar,
 ) -> list[datetime]:
     """Four consecutive hours with files, starting between 09:00 and 13:00 local on day 2."""
     starts = [
-        h for h in (cal.utc_hour(1, hour) for hour in range(9, 14))
+        h
+        for h in (cal.utc_hour(1, hour) for hour in range(9, 14))
         if all(h + timedelta(hours=k) in entries for k in range(4))
     ]
     if not starts:
@@ -1144,10 +1319,15 @@ def _write_zips(
     nested_name = _file_stem(cid, h3) + ".zip"
     nested = _zip_bytes([(csv_name(h3), members[h3], stamp(h3))])
     out.put(input_dir / outer1, _zip_bytes([(csv_name(h), members[h], stamp(h)) for h in (h0, h1)]))
-    out.put(input_dir / outer2, _zip_bytes([
-        (csv_name(h2), members[h2], stamp(h2)),
-        (nested_name, nested, stamp(h3)),
-    ]))
+    out.put(
+        input_dir / outer2,
+        _zip_bytes(
+            [
+                (csv_name(h2), members[h2], stamp(h2)),
+                (nested_name, nested, stamp(h3)),
+            ]
+        ),
+    )
     for hour, outer in ((h0, outer1), (h1, outer1), (h2, outer2)):
         out.note_malformed(f"{outer}::{csv_name(hour)}", entries[hour])
     out.note_malformed(f"{outer2}::{nested_name}::{csv_name(h3)}", entries[h3])
@@ -1164,12 +1344,19 @@ def _write_reference(
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(ELECTIONS_HEADER)
-    writer.writerow([
-        election_id, ELECTION_NAME, ELECTION_COUNTRY, ELECTION_TYPE,
-        cal.iso_local(cal.start), cal.iso_local(cal.end), cal.name, "completed",
-        f"Synthetic sample election (seed {seed}): {len(constituencies)} constituencies, "
-        "remote electronic voting",
-    ])
+    writer.writerow(
+        [
+            election_id,
+            ELECTION_NAME,
+            ELECTION_COUNTRY,
+            ELECTION_TYPE,
+            cal.iso_local(cal.start),
+            cal.iso_local(cal.end),
+            cal.name,
+            "completed",
+            f"Synthetic sample election (seed {seed}): {len(constituencies)} constituencies, remote electronic voting",
+        ]
+    )
     _write_atomic(elections_csv, buffer.getvalue().encode("utf-8"))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -1254,7 +1441,8 @@ def generate_sample(
         existing = [p for p in (elections_csv, constituencies_csv, truth_json) if p.exists()]
         if existing:
             raise FileExistsError(
-                "reference file(s) already exist: " + ", ".join(str(p) for p in existing)
+                "reference file(s) already exist: "
+                + ", ".join(str(p) for p in existing)
                 + "; pass overwrite_reference=True to replace them, "
                 "or write_reference=False to keep them"
             )
@@ -1289,9 +1477,7 @@ def generate_sample(
         stuffed.info.stuffed = True
     zipped = contracts[roles[1 % constituencies]]
     malformed_owners = list(dict.fromkeys(roles[k % constituencies] for k in (2, 3)))
-    unknown_info = SampleConstituency(
-        b.unique_id(), "Unknown contract", "", "unknown", 0, in_reference=False
-    )
+    unknown_info = SampleConstituency(b.unique_id(), "Unknown contract", "", "unknown", 0, in_reference=False)
     unknown = _Contract(unknown_info, b.unique_id())
 
     # ---- transactions ----------------------------------------------------------------
@@ -1330,11 +1516,18 @@ def generate_sample(
             elif kind == "night_burst":
                 found.append(_plant_night_burst(b, c, cal, spare))
             elif kind == "offline_gap" and gap is not None:
-                found.append(PlantedAnomaly(
-                    "offline_gap", c.info.id, ANOMALY_RULES["offline_gap"], gap[0], gap[1],
-                    f"no transaction from {cal.local(gap[0]):%H:%M} to {cal.local(gap[1]):%H:%M} local on day 2; "
-                    "the voters come back in the hours after",
-                    {"silent_hours": int((gap[1] - gap[0]) / timedelta(hours=1))}))
+                found.append(
+                    PlantedAnomaly(
+                        "offline_gap",
+                        c.info.id,
+                        ANOMALY_RULES["offline_gap"],
+                        gap[0],
+                        gap[1],
+                        f"no transaction from {cal.local(gap[0]):%H:%M} to {cal.local(gap[1]):%H:%M} local on day 2; "
+                        "the voters come back in the hours after",
+                        {"silent_hours": int((gap[1] - gap[0]) / timedelta(hours=1))},
+                    )
+                )
             elif kind == "high_rejection":
                 found.append(_plant_rejections(b, c, cal, [v for _, v in votes]))
             elif kind == "revote_burst":
@@ -1367,13 +1560,10 @@ def generate_sample(
     # Malformed lines: three each in one window-hour file of two constituencies (never zipped).
     samples = _malformed_samples(b, _ms(cal.utc_hour(1, 15)))
     chunks = [samples[:3], samples[3:]] if len(malformed_owners) > 1 else [samples]
-    for index, chunk in zip(malformed_owners, chunks):
+    for index, chunk in zip(malformed_owners, chunks, strict=False):
         c = contracts[index]
         entries = per_file[c.info.id]
-        options = sorted(
-            h for h in entries
-            if cal.start <= h < cal.end and not (c is zipped and h in zip_hours)
-        )
+        options = sorted(h for h in entries if cal.start <= h < cal.end and not (c is zipped and h in zip_hours))
         target = entries[rng.choice(options)]
         for text, kind in chunk:
             target.insert(rng.randint(1, len(target)), (text, kind))
@@ -1400,9 +1590,7 @@ def generate_sample(
     reference_files: list[Path] = []
     if write_reference:
         reference_dir.mkdir(parents=True, exist_ok=True)
-        _write_reference(
-            elections_csv, constituencies_csv, election_id, seed, [c.info for c in contracts], cal
-        )
+        _write_reference(elections_csv, constituencies_csv, election_id, seed, [c.info for c in contracts], cal)
         reference_files = [elections_csv, constituencies_csv]
 
     # ---- ground truth ----------------------------------------------------------------
@@ -1456,7 +1644,11 @@ def generate_sample(
 
 
 def _plan_anomalies(
-    contracts: list[_Contract], roles: list[int], kinds: list[str], copies: int, voters: tuple[int, int],
+    contracts: list[_Contract],
+    roles: list[int],
+    kinds: list[str],
+    copies: int,
+    voters: tuple[int, int],
 ) -> dict[str, list[str]]:
     """Which kinds go to which constituency (in planting order).
 

@@ -47,7 +47,8 @@ def _baseline(alert: Alert) -> dict[str, Any]:
     alert stays resolved (taken from the details of the first run after the resolution)."""
     details = alert.details or {}
     return details.get("resolved_baseline") or {
-        "severity": alert.severity, "statistic": details.get("statistic"),
+        "severity": alert.severity,
+        "statistic": details.get("statistic"),
         "worse_when": details.get("worse_when", "higher"),
     }
 
@@ -88,11 +89,20 @@ def publish_alerts(engine: Engine, findings: list[Finding], now: datetime | None
             details = f.details() | {"condition_present": True}
             alert = existing.get(f.fingerprint)
             if alert is None:
-                db.add(Alert(
-                    constituency_id=f.constituency_id, fingerprint=f.fingerprint, type=f.rule,
-                    severity=f.severity, status="active", title=f.title, description=f.description,
-                    details=details, notes=[], detected_at=now,
-                ))
+                db.add(
+                    Alert(
+                        constituency_id=f.constituency_id,
+                        fingerprint=f.fingerprint,
+                        type=f.rule,
+                        severity=f.severity,
+                        status="active",
+                        title=f.title,
+                        description=f.description,
+                        details=details,
+                        notes=[],
+                        detected_at=now,
+                    )
+                )
                 summary.created += 1
                 continue
             notes = list(alert.notes or [])
@@ -123,8 +133,10 @@ def publish_alerts(engine: Engine, findings: list[Finding], now: datetime | None
                 alert.notes = notes
                 summary.woken += 1
             if (alert.details or {}).get("condition_present", True):
-                alert.details = dict(alert.details or {}) | {"condition_present": False,
-                                                              "condition_cleared_at": now.isoformat()}
+                alert.details = dict(alert.details or {}) | {
+                    "condition_present": False,
+                    "condition_cleared_at": now.isoformat(),
+                }
                 summary.cleared += 1
         db.commit()
     return summary

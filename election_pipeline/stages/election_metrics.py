@@ -92,14 +92,28 @@ def _participation(votes: int, registered: int) -> float:
 
 
 def _constituencies(engine: Engine) -> pd.DataFrame:
-    cols = ["id", "election_id", "name", "region", "status", "in_reference", "registered_voters",
-            "bulletins_issued", "votes_cast", "revote_count", "rejected_count", "transaction_count",
-            "participation_rate", "anomaly_score"]
+    cols = [
+        "id",
+        "election_id",
+        "name",
+        "region",
+        "status",
+        "in_reference",
+        "registered_voters",
+        "bulletins_issued",
+        "votes_cast",
+        "revote_count",
+        "rejected_count",
+        "transaction_count",
+        "participation_rate",
+        "anomaly_score",
+    ]
     with engine.connect() as conn:
         rows = conn.execute(select(*[Constituency.__table__.c[c] for c in cols])).all()
         activity = conn.execute(
-            select(HourlyStats.constituency_id, func.min(HourlyStats.hour), func.max(HourlyStats.timestamp))
-            .group_by(HourlyStats.constituency_id)
+            select(HourlyStats.constituency_id, func.min(HourlyStats.hour), func.max(HourlyStats.timestamp)).group_by(
+                HourlyStats.constituency_id
+            )
         ).all()
     frame = pd.DataFrame(rows, columns=cols)
     act = pd.DataFrame(activity, columns=["id", "first_hour", "last_ts"])
@@ -121,15 +135,22 @@ def _open_alerts(engine: Engine) -> pd.DataFrame:
 
 def _brief(rec: Any) -> dict[str, Any]:
     return {
-        "id": rec.id, "name": rec.name, "region": rec.region,
+        "id": rec.id,
+        "name": rec.name,
+        "region": rec.region,
         "participation_rate": round(float(rec.participation_rate), 4),
         "anomaly_score": round(float(rec.anomaly_score), 4),
-        "votes_cast": int(rec.votes_cast), "registered_voters": int(rec.registered_voters),
+        "votes_cast": int(rec.votes_cast),
+        "registered_voters": int(rec.registered_voters),
     }
 
 
 def election_figures(
-    engine: Engine, election: Any, members: pd.DataFrame, alerts: pd.DataFrame, offline_after_hours: float,
+    engine: Engine,
+    election: Any,
+    members: pd.DataFrame,
+    alerts: pd.DataFrame,
+    offline_after_hours: float,
 ) -> dict[str, Any]:
     """The ``election_metrics`` row of one election (``election`` is a row of ``elections``)."""
     end = pd.Timestamp(election.end_date) if election.end_date is not None else None
@@ -154,9 +175,14 @@ def election_figures(
     bulletins = int(members["bulletins_issued"].sum())
 
     scope = pm.Scope(
-        kind="election", id=election.id, name=election.name, timezone=election.timezone or "UTC",
-        registered_voters=registered, constituency_ids=tuple(members["id"]), election_id=election.id,
-        registered_by_constituency=dict(zip(members["id"], members["registered_voters"].astype(int))),
+        kind="election",
+        id=election.id,
+        name=election.name,
+        timezone=election.timezone or "UTC",
+        registered_voters=registered,
+        constituency_ids=tuple(members["id"]),
+        election_id=election.id,
+        registered_by_constituency=dict(zip(members["id"], members["registered_voters"].astype(int), strict=False)),
     )
     series = pm.hourly_series(engine, scope)
     pattern = pm.hourly_activity_pattern(engine, scope, series=series) if len(series) else None
@@ -164,34 +190,53 @@ def election_figures(
     if len(series):
         active = series[series["transaction_count"] > 0]
         last = active.iloc[-1]
-        latest_hour = {"hour": _iso(last["hour"]), "votes_cast": int(last["votes_cast"]),
-                       "bulletins_issued": int(last["bulletins_issued"]),
-                       "participation_rate": float(last["participation_rate"])}
+        latest_hour = {
+            "hour": _iso(last["hour"]),
+            "votes_cast": int(last["votes_cast"]),
+            "bulletins_issued": int(last["bulletins_issued"]),
+            "participation_rate": float(last["participation_rate"]),
+        }
         peak = series.loc[series["votes_cast"].idxmax()]
-        peak_hour = {"hour": _iso(peak["hour"]), "votes_cast": int(peak["votes_cast"]),
-                     "vote_velocity": float(peak["vote_velocity"])}
+        peak_hour = {
+            "hour": _iso(peak["hour"]),
+            "votes_cast": int(peak["votes_cast"]),
+            "vote_velocity": float(peak["vote_velocity"]),
+        }
 
     ranked = members.sort_values(["anomaly_score", "id"], ascending=[False, True])
     with_voters = members[members["registered_voters"] > 0].sort_values(["participation_rate", "id"])
     summary = {
         "election": {
-            "id": election.id, "name": election.name, "status": election.status, "timezone": election.timezone,
-            "start_date": _iso(election.start_date), "end_date": _iso(election.end_date),
+            "id": election.id,
+            "name": election.name,
+            "status": election.status,
+            "timezone": election.timezone,
+            "start_date": _iso(election.start_date),
+            "end_date": _iso(election.end_date),
         },
         "as_of": _iso(clock),
         "offline_after_hours": offline_after_hours,
         "constituencies": {
-            "total": len(members), "reporting": int(reporting.sum()), "offline": int(offline.sum()),
-            "never_reported": int(never.sum()), "with_critical_alerts": len(critical_ids),
+            "total": len(members),
+            "reporting": int(reporting.sum()),
+            "offline": int(offline.sum()),
+            "never_reported": int(never.sum()),
+            "with_critical_alerts": len(critical_ids),
         },
         "totals": {
-            "registered_voters": registered, "bulletins_issued": bulletins, "votes_cast": votes,
-            "revote_count": int(members["revote_count"].sum()), "rejected_count": int(members["rejected_count"].sum()),
+            "registered_voters": registered,
+            "bulletins_issued": bulletins,
+            "votes_cast": votes,
+            "revote_count": int(members["revote_count"].sum()),
+            "rejected_count": int(members["rejected_count"].sum()),
             "transaction_count": int(members["transaction_count"].sum()),
-            "participation_rate": _participation(counted_votes, registered), "issued_not_voted": bulletins - votes,
+            "participation_rate": _participation(counted_votes, registered),
+            "issued_not_voted": bulletins - votes,
         },
         "participation": {
-            "median_constituency": round(float(with_voters["participation_rate"].median()), 4) if len(with_voters) else 0.0,
+            "median_constituency": round(float(with_voters["participation_rate"].median()), 4)
+            if len(with_voters)
+            else 0.0,
             "lowest": [_brief(r) for r in with_voters.head(5).itertuples()],
             "highest": [_brief(r) for r in with_voters.iloc[::-1].head(5).itertuples()],
         },
@@ -234,8 +279,9 @@ def compute_election_metrics(engine: Engine, offline_after_hours: float = 2.0) -
         raise ValueError("offline_after_hours must be positive")
     with engine.connect() as conn:
         elections = conn.execute(
-            select(Election.id, Election.name, Election.status, Election.timezone, Election.start_date,
-                   Election.end_date).order_by(Election.id)
+            select(
+                Election.id, Election.name, Election.status, Election.timezone, Election.start_date, Election.end_date
+            ).order_by(Election.id)
         ).all()
     constituencies = _constituencies(engine)
     alerts = _open_alerts(engine)
@@ -272,12 +318,16 @@ def publish_election_metrics(engine: Engine, offline_after_hours: float = 2.0) -
         update_by_key(conn, ElectionMetrics.__table__, updates, ["election_id"], FIGURES + ["updated_at"])
         for r in wrong_totals:
             conn.execute(
-                update(Election.__table__).where(Election.id == r["election_id"])
+                update(Election.__table__)
+                .where(Election.id == r["election_id"])
                 .values(total_constituencies=r["total_constituencies"], updated_at=now)
             )
     return ElectionMetricsSummary(
-        rows=rows, inserted=len(inserts), updated=len(updates),
-        unchanged=len(rows) - len(inserts) - len(updates), total_constituencies_fixed=len(wrong_totals),
+        rows=rows,
+        inserted=len(inserts),
+        updated=len(updates),
+        unchanged=len(rows) - len(inserts) - len(updates),
+        total_constituencies_fixed=len(wrong_totals),
     )
 
 
@@ -304,21 +354,32 @@ def dashboard_summary(engine: Engine) -> dict[str, Any]:
         elections = conn.execute(select(Election.id, Election.name, Election.status).order_by(Election.id)).all()
         stored = {r.election_id: r for r in conn.execute(select(ElectionMetrics.__table__))}
         c = conn.execute(
-            select(func.count(), func.coalesce(func.sum(Constituency.registered_voters), 0),
-                   func.coalesce(func.sum(Constituency.bulletins_issued), 0),
-                   func.coalesce(func.sum(Constituency.votes_cast), 0),
-                   func.coalesce(func.sum(Constituency.transaction_count), 0))
+            select(
+                func.count(),
+                func.coalesce(func.sum(Constituency.registered_voters), 0),
+                func.coalesce(func.sum(Constituency.bulletins_issued), 0),
+                func.coalesce(func.sum(Constituency.votes_cast), 0),
+                func.coalesce(func.sum(Constituency.transaction_count), 0),
+            )
         ).one()
         unknown = conn.execute(select(func.count()).where(Constituency.in_reference.is_(False))).scalar_one()
         counted_votes = conn.execute(
             select(func.coalesce(func.sum(Constituency.votes_cast), 0)).where(Constituency.registered_voters > 0)
         ).scalar_one()
-        open_sev = dict(conn.execute(
-            select(Alert.severity, func.count()).where(Alert.status.in_(OPEN_STATUSES)).group_by(Alert.severity)).all())
-        open_rule = dict(conn.execute(
-            select(Alert.type, func.count()).where(Alert.status.in_(OPEN_STATUSES)).group_by(Alert.type)).all())
+        open_sev = dict(
+            conn.execute(
+                select(Alert.severity, func.count()).where(Alert.status.in_(OPEN_STATUSES)).group_by(Alert.severity)
+            ).all()
+        )
+        open_rule = dict(
+            conn.execute(
+                select(Alert.type, func.count()).where(Alert.status.in_(OPEN_STATUSES)).group_by(Alert.type)
+            ).all()
+        )
         all_status = dict(conn.execute(select(Alert.status, func.count()).group_by(Alert.status)).all())
-        files = dict(conn.execute(select(FileProcessingJob.status, func.count()).group_by(FileProcessingJob.status)).all())
+        files = dict(
+            conn.execute(select(FileProcessingJob.status, func.count()).group_by(FileProcessingJob.status)).all()
+        )
         rejected = conn.execute(select(func.count()).select_from(RejectedRow)).scalar_one()
         last = conn.execute(select(func.max(HourlyStats.timestamp))).scalar_one()
     by_status: dict[str, int] = {}
@@ -327,14 +388,18 @@ def dashboard_summary(engine: Engine) -> dict[str, Any]:
     per_election = []
     for e in elections:
         m = stored.get(e.id)
-        per_election.append({
-            "id": e.id, "name": e.name, "status": e.status,
-            "participation_rate": float(m.participation_rate) if m else None,
-            "constituencies": int(m.total_constituencies) if m else None,
-            "reporting": int(m.constituencies_reporting) if m else None,
-            "offline": int(m.constituencies_offline) if m else None,
-            "open_critical_alerts": int(m.open_alerts_critical) if m else None,
-        })
+        per_election.append(
+            {
+                "id": e.id,
+                "name": e.name,
+                "status": e.status,
+                "participation_rate": float(m.participation_rate) if m else None,
+                "constituencies": int(m.total_constituencies) if m else None,
+                "reporting": int(m.constituencies_reporting) if m else None,
+                "offline": int(m.constituencies_offline) if m else None,
+                "open_critical_alerts": int(m.open_alerts_critical) if m else None,
+            }
+        )
     total, registered, bulletins, votes, transactions = (int(v) for v in c)
     return {
         "elections": len(elections),

@@ -62,7 +62,9 @@ def registered_voters(constituencies: pd.DataFrame, totals: pd.DataFrame) -> pd.
 
     Returns columns ``id``, ``registered``, ``source``.
     """
-    chain = dict(zip(totals["constituency_id"], totals["voters_registered_on_chain"])) if len(totals) else {}
+    chain = (
+        dict(zip(totals["constituency_id"], totals["voters_registered_on_chain"], strict=False)) if len(totals) else {}
+    )
     rows = []
     for rec in constituencies.itertuples(index=False):
         if rec.registered_voters_source == "reference" and rec.registered_voters > 0:
@@ -89,7 +91,15 @@ def load_constituencies(engine: Engine) -> pd.DataFrame:
         ).all()
     return pd.DataFrame(
         rows,
-        columns=["id", "election_id", "registered_voters", "registered_voters_source", "region", "in_reference", "name"],
+        columns=[
+            "id",
+            "election_id",
+            "registered_voters",
+            "registered_voters_source",
+            "region",
+            "in_reference",
+            "name",
+        ],
     )
 
 
@@ -104,7 +114,7 @@ def compute_hourly(duck: duckdb.DuckDBPyConnection, engine: Engine) -> pd.DataFr
     frame["bulletin_velocity"] = (frame["bulletins_issued"] / 60.0).round(4)
     frame["vote_velocity"] = (frame["votes_cast"] / 60.0).round(4)
     frame["participation_rate"] = [
-        participation(v, r) for v, r in zip(frame["cumulative_votes"], frame["registered"])
+        participation(v, r) for v, r in zip(frame["cumulative_votes"], frame["registered"], strict=False)
     ]
     return frame
 
@@ -152,23 +162,37 @@ def publish_hourly_stats(duck: duckdb.DuckDBPyConnection, engine: Engine) -> Hou
     wanted = frame[["constituency_id", "hour"] + FIGURES].reset_index(drop=True)
     existing = _published(engine)
     both = wanted.assign(_row=range(len(wanted))).merge(
-        existing, on=["constituency_id", "hour"], how="outer", suffixes=("", "_old"), indicator=True)
+        existing, on=["constituency_id", "hour"], how="outer", suffixes=("", "_old"), indicator=True
+    )
     kept = both[both["_merge"] == "both"]
     old = kept[[f"{c}_old" for c in FIGURES]].set_axis(FIGURES, axis=1)
     changed_rows = kept.loc[_changed_rows(kept[FIGURES], old), "_row"] if len(kept) else []
     new_rows = both.loc[both["_merge"] == "left_only", "_row"]
-    stale = [(c, _clean(h)) for c, h in both.loc[both["_merge"] == "right_only", ["constituency_id", "hour"]]
-             .itertuples(index=False)]
+    stale = [
+        (c, _clean(h))
+        for c, h in both.loc[both["_merge"] == "right_only", ["constituency_id", "hour"]].itertuples(index=False)
+    ]
 
     now = utcnow()
     inserts = [
-        {"id": new_uuid(), "constituency_id": rec["constituency_id"], "hour": _clean(rec["hour"]), "anomaly_count": 0,
-         "created_at": now, "updated_at": now, **{c: _clean(rec[c]) for c in FIGURES}}
+        {
+            "id": new_uuid(),
+            "constituency_id": rec["constituency_id"],
+            "hour": _clean(rec["hour"]),
+            "anomaly_count": 0,
+            "created_at": now,
+            "updated_at": now,
+            **{c: _clean(rec[c]) for c in FIGURES},
+        }
         for rec in wanted.iloc[new_rows.astype(int).tolist()].to_dict("records")
     ]
     updates = [
-        {"constituency_id": rec["constituency_id"], "hour": _clean(rec["hour"]), "updated_at": now,
-         **{c: _clean(rec[c]) for c in FIGURES}}
+        {
+            "constituency_id": rec["constituency_id"],
+            "hour": _clean(rec["hour"]),
+            "updated_at": now,
+            **{c: _clean(rec[c]) for c in FIGURES},
+        }
         for rec in wanted.iloc[[int(r) for r in changed_rows]].to_dict("records")
     ]
 
@@ -182,6 +206,10 @@ def publish_hourly_stats(duck: duckdb.DuckDBPyConnection, engine: Engine) -> Hou
                 )
             )
     return HourlySummary(
-        rows=len(wanted), inserted=len(inserts), updated=len(updates),
-        unchanged=len(wanted) - len(inserts) - len(updates), deleted=len(stale), frame=frame,
+        rows=len(wanted),
+        inserted=len(inserts),
+        updated=len(updates),
+        unchanged=len(wanted) - len(inserts) - len(updates),
+        deleted=len(stale),
+        frame=frame,
     )

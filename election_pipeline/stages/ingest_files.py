@@ -20,6 +20,7 @@ once in each store, with the same per-file jobs, ledger entries and figures as a
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import multiprocessing
@@ -97,7 +98,7 @@ class DropFolders:
     quarantine_dir: Path
 
     @classmethod
-    def of(cls, input_dir: str | Path, processed_dir: str | Path, quarantine_dir: str | Path) -> "DropFolders":
+    def of(cls, input_dir: str | Path, processed_dir: str | Path, quarantine_dir: str | Path) -> DropFolders:
         return cls(Path(input_dir), Path(processed_dir), Path(quarantine_dir))
 
 
@@ -235,18 +236,14 @@ class _FileWriter:
         self.flushed_constituencies.update(r[1] for r in self.rollback_rows)
         self.flushed_rollback_ids.extend(r[0] for r in self.rollback_rows)
         insert_ignore(self.ops, Transaction.__table__, self.op_rows, ["tx_id"])
-        insert_ignore(
-            self.ops, RejectedRow.__table__, self.rejected, ["file_hash", "source", "line_number"]
-        )
+        insert_ignore(self.ops, RejectedRow.__table__, self.rejected, ["file_hash", "source", "line_number"])
         self.tx_rows, self.rollback_rows, self.op_rows, self.rejected = [], [], [], []
 
     def _ensure_constituencies(self, ids: set[str]) -> None:
         missing = ids - self.known_constituencies
         if not missing:
             return
-        existing = set(
-            self.ops.execute(select(Constituency.id).where(Constituency.id.in_(missing))).scalars()
-        )
+        existing = set(self.ops.execute(select(Constituency.id).where(Constituency.id.in_(missing))).scalars())
         now = utcnow()
         rows = [
             {
@@ -273,16 +270,16 @@ class _FileWriter:
             for cid in sorted(missing - existing)
         ]
         if rows:
-            log.warning("Contracts not in the reference data, recorded as unknown: %s", ", ".join(r["id"] for r in rows))
+            log.warning(
+                "Contracts not in the reference data, recorded as unknown: %s", ", ".join(r["id"] for r in rows)
+            )
         insert_ignore(self.ops, Constituency.__table__, rows, ["id"])
         self.known_constituencies |= missing
 
 
 def _rollback_quietly(duck: duckdb.DuckDBPyConnection) -> None:
-    try:
+    with contextlib.suppress(duckdb.Error):  # already committed or rolled back
         duck.rollback()
-    except duckdb.Error:
-        pass  # already committed or rolled back
 
 
 def _open_job(engine: Engine, path: Path, file_hash: str) -> tuple[str, bool]:
@@ -327,20 +324,44 @@ def _completed_details(writer: _FileWriter, notes: list[str]) -> str:
     return "; ".join(parts)
 
 
-def _finish(conn, job_id: str, file_hash: str, path: Path, status: str, details: str, target: Path,
-            transactions: int, rejected: int) -> None:
+def _finish(
+    conn,
+    job_id: str,
+    file_hash: str,
+    path: Path,
+    status: str,
+    details: str,
+    target: Path,
+    transactions: int,
+    rejected: int,
+) -> None:
     now = utcnow()
     conn.execute(
         update(FileProcessingJob.__table__)
         .where(FileProcessingJob.id == job_id)
-        .values(status=status, details=details, transactions_processed=transactions,
-                rejected_lines=rejected, stored_path=str(target), completed_at=now)
+        .values(
+            status=status,
+            details=details,
+            transactions_processed=transactions,
+            rejected_lines=rejected,
+            stored_path=str(target),
+            completed_at=now,
+        )
     )
     insert_ignore(
         conn,
         FileLedgerEntry.__table__,
-        [{"content_hash": file_hash, "filename": path.name, "status": status, "job_id": job_id,
-          "size_bytes": path.stat().st_size, "stored_path": str(target), "recorded_at": now}],
+        [
+            {
+                "content_hash": file_hash,
+                "filename": path.name,
+                "status": status,
+                "job_id": job_id,
+                "size_bytes": path.stat().st_size,
+                "stored_path": str(target),
+                "recorded_at": now,
+            }
+        ],
         ["content_hash"],
     )
 
@@ -358,9 +379,9 @@ def ingest_file(
     """Process one file completely (see the module docstring). Never raises for bad input."""
     file_hash = file_sha256(path)
     with engine.connect() as conn:
-        ledger = conn.execute(
-            select(FileLedgerEntry).where(FileLedgerEntry.content_hash == file_hash)
-        ).mappings().first()
+        ledger = (
+            conn.execute(select(FileLedgerEntry).where(FileLedgerEntry.content_hash == file_hash)).mappings().first()
+        )
     if ledger is not None:
         return _handle_known(path, dict(ledger), engine, folders, file_hash)
 
@@ -407,12 +428,22 @@ def ingest_file(
                 else:
                     writer.new_transactions = writer.inserted
                 raw_store.record_file(duck, file_hash, writer.new_transactions)
-                change_log.record_ingested(duck, [file_hash], writer.flushed_constituencies,
-                                           writer.flushed_rollback_ids)
+                change_log.record_ingested(
+                    duck, [file_hash], writer.flushed_constituencies, writer.flushed_rollback_ids
+                )
                 duck.commit()
                 target = _destination(folders.processed_dir, path, file_hash)
-                _finish(ops, job_id, file_hash, path, "completed", _completed_details(writer, notes), target,
-                        writer.transactions, writer.rejected_count)
+                _finish(
+                    ops,
+                    job_id,
+                    file_hash,
+                    path,
+                    "completed",
+                    _completed_details(writer, notes),
+                    target,
+                    writer.transactions,
+                    writer.rejected_count,
+                )
 
     except BaseException:
         # A database error or an interruption: leave no half-open DuckDB transaction behind.
@@ -434,10 +465,24 @@ def ingest_file(
     _move(path, target)
     log.info(
         "File %s: %d transactions (%d new), %d rollbacks, %d rejected lines -> %s",
-        path.name, writer.transactions, writer.new_transactions, writer.rollbacks, writer.rejected_count, target,
+        path.name,
+        writer.transactions,
+        writer.new_transactions,
+        writer.rollbacks,
+        writer.rejected_count,
+        target,
     )
-    return FileOutcome(path.name, "completed", job_id, writer.transactions, writer.new_transactions,
-                       writer.rollbacks, writer.rejected_count, "", str(target))
+    return FileOutcome(
+        path.name,
+        "completed",
+        job_id,
+        writer.transactions,
+        writer.new_transactions,
+        writer.rollbacks,
+        writer.rejected_count,
+        "",
+        str(target),
+    )
 
 
 def _all_rejections(path: Path, file_hash: str, job_id: str, max_total: int, max_ratio: int) -> list[dict[str, Any]]:
@@ -453,15 +498,27 @@ def _all_rejections(path: Path, file_hash: str, job_id: str, max_total: int, max
                     continue
                 except LineError as err:
                     reason = err.reason
-            out.append({"id": new_uuid(), "file_hash": file_hash, "filename": path.name, "source": line.source,
-                        "line_number": line.line_number, "reason": reason, "raw_line": line.raw,
-                        "job_id": job_id, "created_at": utcnow()})
+            out.append(
+                {
+                    "id": new_uuid(),
+                    "file_hash": file_hash,
+                    "filename": path.name,
+                    "source": line.source,
+                    "line_number": line.line_number,
+                    "reason": reason,
+                    "raw_line": line.raw,
+                    "job_id": job_id,
+                    "created_at": utcnow(),
+                }
+            )
     except FileRefused:
         pass
     return out
 
 
-def _handle_known(path: Path, ledger: dict[str, Any], engine: Engine, folders: DropFolders, file_hash: str) -> FileOutcome:
+def _handle_known(
+    path: Path, ledger: dict[str, Any], engine: Engine, folders: DropFolders, file_hash: str
+) -> FileOutcome:
     stored = Path(ledger["stored_path"]) if ledger["stored_path"] else None
     if stored is not None and not stored.exists() and ledger["filename"] == path.name:
         # A run stopped after recording this file but before moving it: finish the move.
@@ -480,9 +537,16 @@ def _handle_known(path: Path, ledger: dict[str, Any], engine: Engine, folders: D
         job_id = new_uuid()
         conn.execute(
             FileProcessingJob.__table__.insert().values(
-                id=job_id, filename=path.name, status="failed" if failed else "completed",
-                details=reason, transactions_processed=0, rejected_lines=0, file_hash=file_hash,
-                stored_path=str(target), started_at=now, completed_at=now,
+                id=job_id,
+                filename=path.name,
+                status="failed" if failed else "completed",
+                details=reason,
+                transactions_processed=0,
+                rejected_lines=0,
+                file_hash=file_hash,
+                stored_path=str(target),
+                started_at=now,
+                completed_at=now,
             )
         )
     _move(path, target)
@@ -573,10 +637,8 @@ PREFETCH_BYTES = 96 * 1024**2
 
 def _die_with_parent(parent: int) -> None:
     """Worker initialiser: end this worker when the run process is gone (``kill -9`` included)."""
-    try:  # Linux: the kernel sends SIGKILL when the parent dies
+    with contextlib.suppress(OSError, AttributeError):  # Linux: SIGKILL when the parent dies
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
 
@@ -606,8 +668,9 @@ def _prepared(files: list[Path], zip_max_total_bytes: int, zip_max_ratio: int) -
             return 0
 
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent,
-                             initargs=(os.getpid(),)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_die_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         window: deque = deque()
         in_flight = 0
         pending = iter(files)
@@ -627,19 +690,33 @@ def _open_jobs(engine: Engine, group: list[_ParsedFile]) -> None:
     """:func:`_open_job` for a whole group, in one transaction."""
     hashes = [p.file_hash for p in group]
     with engine.begin() as conn:
-        existing = dict(conn.execute(
-            select(FileProcessingJob.file_hash, FileProcessingJob.id).where(
-                FileProcessingJob.file_hash.in_(hashes), FileProcessingJob.status == "processing")
-        ).all())
+        existing = dict(
+            conn.execute(
+                select(FileProcessingJob.file_hash, FileProcessingJob.id).where(
+                    FileProcessingJob.file_hash.in_(hashes), FileProcessingJob.status == "processing"
+                )
+            ).all()
+        )
         rows = []
         for p in group:
             if p.file_hash in existing:
                 p.job_id, p.resumed = existing[p.file_hash], True
             else:
                 p.job_id = new_uuid()
-                rows.append({"id": p.job_id, "filename": p.path.name, "status": "processing", "details": "reading",
-                             "transactions_processed": 0, "rejected_lines": 0, "file_hash": p.file_hash,
-                             "stored_path": None, "completed_at": None, "started_at": utcnow()})
+                rows.append(
+                    {
+                        "id": p.job_id,
+                        "filename": p.path.name,
+                        "status": "processing",
+                        "details": "reading",
+                        "transactions_processed": 0,
+                        "rejected_lines": 0,
+                        "file_hash": p.file_hash,
+                        "stored_path": None,
+                        "completed_at": None,
+                        "started_at": utcnow(),
+                    }
+                )
         if rows:
             conn.execute(FileProcessingJob.__table__.insert(), rows)
     for p in group:
@@ -647,8 +724,9 @@ def _open_jobs(engine: Engine, group: list[_ParsedFile]) -> None:
             r["job_id"] = p.job_id
 
 
-def _write_group(group: list[_ParsedFile], duck: duckdb.DuckDBPyConnection, engine: Engine,
-                 folders: DropFolders) -> list[FileOutcome]:
+def _write_group(
+    group: list[_ParsedFile], duck: duckdb.DuckDBPyConnection, engine: Engine, folders: DropFolders
+) -> list[FileOutcome]:
     """Write a group of parsed small files exactly as :func:`ingest_file` writes one: jobs
     opened, DuckDB committed (rows and per-file counts), then the operational database
     (rows, rejected lines, jobs, ledger) in one transaction, then the files moved."""
@@ -668,9 +746,12 @@ def _write_group(group: list[_ParsedFile], duck: duckdb.DuckDBPyConnection, engi
             else:
                 p.writer.new_transactions = inserted.get(p.file_hash, 0)
         raw_store.record_files(duck, {p.file_hash: p.writer.new_transactions for p in group})
-        change_log.record_ingested(duck, [p.file_hash for p in group],
-                                   {r[1] for p in group for r in p.writer.tx_rows + p.writer.rollback_rows},
-                                   [r[0] for p in group for r in p.writer.rollback_rows])
+        change_log.record_ingested(
+            duck,
+            [p.file_hash for p in group],
+            {r[1] for p in group for r in p.writer.tx_rows + p.writer.rollback_rows},
+            [r[0] for p in group for r in p.writer.rollback_rows],
+        )
         duck.commit()
     except BaseException:
         _rollback_quietly(duck)
@@ -682,27 +763,71 @@ def _write_group(group: list[_ParsedFile], duck: duckdb.DuckDBPyConnection, engi
         if op_rows:
             writer._ensure_constituencies({r["constituency_id"] for r in op_rows})
         insert_ignore(ops, Transaction.__table__, op_rows, ["tx_id"])
-        insert_ignore(ops, RejectedRow.__table__, [r for p in group for r in p.writer.rejected],
-                      ["file_hash", "source", "line_number"])
+        insert_ignore(
+            ops,
+            RejectedRow.__table__,
+            [r for p in group for r in p.writer.rejected],
+            ["file_hash", "source", "line_number"],
+        )
         jobs, ledger = [], []
         for p in group:
             p.target = _destination(folders.processed_dir, p.path, p.file_hash)
-            jobs.append({"id": p.job_id, "status": "completed", "details": _completed_details(p.writer, p.notes),
-                         "transactions_processed": p.writer.transactions, "rejected_lines": p.writer.rejected_count,
-                         "stored_path": str(p.target), "completed_at": now})
-            ledger.append({"content_hash": p.file_hash, "filename": p.path.name, "status": "completed",
-                           "job_id": p.job_id, "size_bytes": p.size, "stored_path": str(p.target), "recorded_at": now})
-        update_by_key(ops, FileProcessingJob.__table__, jobs, ["id"],
-                      ["status", "details", "transactions_processed", "rejected_lines", "stored_path", "completed_at"])
+            jobs.append(
+                {
+                    "id": p.job_id,
+                    "status": "completed",
+                    "details": _completed_details(p.writer, p.notes),
+                    "transactions_processed": p.writer.transactions,
+                    "rejected_lines": p.writer.rejected_count,
+                    "stored_path": str(p.target),
+                    "completed_at": now,
+                }
+            )
+            ledger.append(
+                {
+                    "content_hash": p.file_hash,
+                    "filename": p.path.name,
+                    "status": "completed",
+                    "job_id": p.job_id,
+                    "size_bytes": p.size,
+                    "stored_path": str(p.target),
+                    "recorded_at": now,
+                }
+            )
+        update_by_key(
+            ops,
+            FileProcessingJob.__table__,
+            jobs,
+            ["id"],
+            ["status", "details", "transactions_processed", "rejected_lines", "stored_path", "completed_at"],
+        )
         insert_ignore(ops, FileLedgerEntry.__table__, ledger, ["content_hash"])
     outcomes = []
     for p in group:
         _move(p.path, p.target)
         w = p.writer
-        log.info("File %s: %d transactions (%d new), %d rollbacks, %d rejected lines -> %s",
-                 p.path.name, w.transactions, w.new_transactions, w.rollbacks, w.rejected_count, p.target)
-        outcomes.append(FileOutcome(p.path.name, "completed", p.job_id, w.transactions, w.new_transactions,
-                                    w.rollbacks, w.rejected_count, "", str(p.target)))
+        log.info(
+            "File %s: %d transactions (%d new), %d rollbacks, %d rejected lines -> %s",
+            p.path.name,
+            w.transactions,
+            w.new_transactions,
+            w.rollbacks,
+            w.rejected_count,
+            p.target,
+        )
+        outcomes.append(
+            FileOutcome(
+                p.path.name,
+                "completed",
+                p.job_id,
+                w.transactions,
+                w.new_transactions,
+                w.rollbacks,
+                w.rejected_count,
+                "",
+                str(p.target),
+            )
+        )
     return outcomes
 
 
@@ -736,8 +861,10 @@ def ingest_folder(
         done += 1
         summary.outcomes.append(outcome)
         if progress and (done == total or done % 25 == 0 or outcome.status == "failed"):
-            progress(f"[{done}/{total}] {outcome.filename}: {outcome.status}"
-                     + (f" ({outcome.reason})" if outcome.reason else ""))
+            progress(
+                f"[{done}/{total}] {outcome.filename}: {outcome.status}"
+                + (f" ({outcome.reason})" if outcome.reason else "")
+            )
 
     def write_group() -> None:
         nonlocal group, group_lines
@@ -747,8 +874,17 @@ def ingest_folder(
 
     def one_by_one(path: Path) -> None:
         write_group()  # keep the name order of jobs and of "first file wins"
-        report(ingest_file(path, duck=duck, engine=engine, folders=folders, batch_size=batch_size,
-                           zip_max_total_bytes=zip_max_total_bytes, zip_max_ratio=zip_max_ratio))
+        report(
+            ingest_file(
+                path,
+                duck=duck,
+                engine=engine,
+                folders=folders,
+                batch_size=batch_size,
+                zip_max_total_bytes=zip_max_total_bytes,
+                zip_max_ratio=zip_max_ratio,
+            )
+        )
 
     if not group_small_files:
         for path in files:
@@ -771,9 +907,11 @@ def ingest_folder(
             one_by_one(path)  # the same content twice: the ledger will tell, once the first is written
             continue
         with engine.connect() as conn:
-            ledger = conn.execute(
-                select(FileLedgerEntry).where(FileLedgerEntry.content_hash == parsed.file_hash)
-            ).mappings().first()
+            ledger = (
+                conn.execute(select(FileLedgerEntry).where(FileLedgerEntry.content_hash == parsed.file_hash))
+                .mappings()
+                .first()
+            )
         if ledger is not None:
             write_group()
             report(_handle_known(path, dict(ledger), engine, folders, parsed.file_hash))

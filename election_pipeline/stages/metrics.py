@@ -74,7 +74,13 @@ def detect(
     (default: the current UTC time). ``constituencies`` needs ``registered`` (see
     :func:`registered_voters`); ``elections`` gives windows and time zones."""
     return rules.run_rules(
-        hourly, constituencies, totals, _thresholds(thresholds), elections=elections, late=late, now=now,
+        hourly,
+        constituencies,
+        totals,
+        _thresholds(thresholds),
+        elections=elections,
+        late=late,
+        now=now,
     )
 
 
@@ -128,9 +134,13 @@ def late_transactions(
         columns=["constituency_id", "start_utc", "end_utc"],
     )
     if frame.empty:
-        frame = pd.DataFrame({"constituency_id": pd.Series(dtype=str),
-                              "start_utc": pd.Series(dtype="datetime64[us]"),
-                              "end_utc": pd.Series(dtype="datetime64[us]")})
+        frame = pd.DataFrame(
+            {
+                "constituency_id": pd.Series(dtype=str),
+                "start_utc": pd.Series(dtype="datetime64[us]"),
+                "end_utc": pd.Series(dtype="datetime64[us]"),
+            }
+        )
     duck.register("detection_windows", frame)
     try:
         duck.begin()
@@ -153,8 +163,10 @@ def late_transactions(
             for table in ("cached_late", "cached_late_windows"):
                 duck.execute(f"DELETE FROM {table} WHERE constituency_id IN (SELECT constituency_id FROM _late_scope)")
             duck.execute("INSERT INTO cached_late_windows SELECT constituency_id, start_utc, end_utc FROM _late_scope")
-            duck.execute(f"INSERT INTO cached_late SELECT constituency_id, tx_id, ts, operation, rejected "
-                         f"FROM ({_LATE_SQL})", [LATE_CANDIDATES_PER_CONSTITUENCY])
+            duck.execute(
+                f"INSERT INTO cached_late SELECT constituency_id, tx_id, ts, operation, rejected FROM ({_LATE_SQL})",
+                [LATE_CANDIDATES_PER_CONSTITUENCY],
+            )
             duck.execute("DROP TABLE _late_scope")
             duck.commit()
         except BaseException:
@@ -185,10 +197,13 @@ def evidence_for(duck: duckdb.DuckDBPyConnection, finding: Finding, limit: int =
     if kind == "around":
         before = duck.execute(
             "SELECT tx_id FROM standing_transactions WHERE constituency_id = ? AND ts < ? "
-            "ORDER BY ts DESC, tx_id DESC LIMIT 1", [cid, start]).fetchall()
+            "ORDER BY ts DESC, tx_id DESC LIMIT 1",
+            [cid, start],
+        ).fetchall()
         after = duck.execute(
-            "SELECT tx_id FROM standing_transactions WHERE constituency_id = ? AND ts >= ? "
-            "ORDER BY ts, tx_id LIMIT 1", [cid, end]).fetchall()
+            "SELECT tx_id FROM standing_transactions WHERE constituency_id = ? AND ts >= ? ORDER BY ts, tx_id LIMIT 1",
+            [cid, end],
+        ).fetchall()
         return [r[0] for r in before + after]
     clauses, params = ["constituency_id = ?"], [cid]
     if start is not None:
@@ -206,8 +221,7 @@ def evidence_for(duck: duckdb.DuckDBPyConnection, finding: Finding, limit: int =
         )
         return [r[0] for r in duck.execute(sql, params).fetchall()]
     clauses.append(_EVIDENCE_FILTERS[kind])
-    sql = (f"SELECT tx_id FROM standing_transactions WHERE {' AND '.join(clauses)} "
-           f"ORDER BY ts, tx_id LIMIT {int(limit)}")
+    sql = f"SELECT tx_id FROM standing_transactions WHERE {' AND '.join(clauses)} ORDER BY ts, tx_id LIMIT {int(limit)}"
     return [r[0] for r in duck.execute(sql, params).fetchall()]
 
 
@@ -221,7 +235,8 @@ def attach_evidence(duck: duckdb.DuckDBPyConnection, findings: list[Finding]) ->
     cached = {
         (c, k, _key_time(s), _key_time(e)): list(ids)
         for c, k, s, e, ids in duck.execute(
-            "SELECT constituency_id, kind, window_start, window_end, tx_ids FROM cached_evidence").fetchall()
+            "SELECT constituency_id, kind, window_start, window_end, tx_ids FROM cached_evidence"
+        ).fetchall()
     }
     new_rows = []
     for f in wanted:
@@ -264,7 +279,9 @@ def compute_metrics(
     for col in ("bulletins_issued", "votes_cast", "accepted_votes", "transaction_count", "rejected_count"):
         frame[col] = frame[col].fillna(0).astype("int64")
     frame["revote_count"] = frame["accepted_votes"] - frame["votes_cast"]
-    frame["participation_rate"] = [participation(v, r) for v, r in zip(frame["votes_cast"], frame["registered"])]
+    frame["participation_rate"] = [
+        participation(v, r) for v, r in zip(frame["votes_cast"], frame["registered"], strict=False)
+    ]
     frame["anomaly_score"] = [scores.get(cid, 0.0) for cid in frame["id"]]
     return MetricsSummary(frame=frame, findings=findings)
 
@@ -280,8 +297,7 @@ def publish_metrics(
     frame = summary.frame
     with engine.connect() as conn:
         current = {
-            r.id: r
-            for r in conn.execute(select(*[Constituency.__table__.c[c] for c in ["id"] + CONSTITUENCY_FIGURES]))
+            r.id: r for r in conn.execute(select(*[Constituency.__table__.c[c] for c in ["id"] + CONSTITUENCY_FIGURES]))
         }
     rows = []
     for rec in frame.itertuples(index=False):
@@ -305,13 +321,19 @@ def publish_metrics(
     counts = anomaly_counts(summary.findings)
     # Hours holding a count now, or wanting one: every other hour stays at 0.
     with engine.connect() as conn:
-        nonzero = {(cid, hour): have for cid, hour, have in conn.execute(
-            select(HourlyStats.constituency_id, HourlyStats.hour, HourlyStats.anomaly_count)
-            .where(HourlyStats.anomaly_count != 0)).all()}
+        nonzero = {
+            (cid, hour): have
+            for cid, hour, have in conn.execute(
+                select(HourlyStats.constituency_id, HourlyStats.hour, HourlyStats.anomaly_count).where(
+                    HourlyStats.anomaly_count != 0
+                )
+            ).all()
+        }
     hour_rows = [
         {"constituency_id": cid, "hour": hour, "anomaly_count": counts.get((cid, hour), 0)}
-        for cid, hour in sorted(set(nonzero) | {k for k, n in counts.items() if n and k[1] is not None},
-                                key=lambda k: (k[0], k[1]))
+        for cid, hour in sorted(
+            set(nonzero) | {k for k, n in counts.items() if n and k[1] is not None}, key=lambda k: (k[0], k[1])
+        )
         if counts.get((cid, hour), 0) != nonzero.get((cid, hour), 0)
     ]
     with engine.begin() as conn:
@@ -320,13 +342,15 @@ def publish_metrics(
         # Keep each election's constituency count true.
         counts_by_election = dict(
             conn.execute(
-                select(Constituency.election_id, func.count()).where(Constituency.election_id.is_not(None))
+                select(Constituency.election_id, func.count())
+                .where(Constituency.election_id.is_not(None))
                 .group_by(Constituency.election_id)
             ).all()
         )
         for eid, n in counts_by_election.items():
             conn.execute(
-                update(Election.__table__).where(Election.id == eid, Election.total_constituencies != n)
+                update(Election.__table__)
+                .where(Election.id == eid, Election.total_constituencies != n)
                 .values(total_constituencies=n, updated_at=utcnow())
             )
     summary.updated = len(rows)

@@ -23,8 +23,8 @@ from sqlalchemy import Engine, and_, func, or_, select
 from election_pipeline.analytics import change_log
 from election_pipeline.analytics.aggregation import LIVE
 from election_pipeline.analytics.raw_store import retired_constituency_ids
-from election_pipeline.settings import load_settings
 from election_pipeline.db.models import Constituency, Election, HourlyStats, Transaction, utcnow
+from election_pipeline.settings import load_settings
 
 
 @dataclass
@@ -94,15 +94,19 @@ def _in_scope(column, scope: _Scope):
     return true() if scope.full else column.in_(scope.ids)
 
 
-def _ops_standing_by_constituency(engine: Engine, retired: set[str] = frozenset(),
-                                  scope: _Scope | None = None) -> dict[str, int]:
+def _ops_standing_by_constituency(
+    engine: Engine, retired: set[str] = frozenset(), scope: _Scope | None = None
+) -> dict[str, int]:
     """Standing transactions per constituency, without the ``retired`` ones (whose
     transactions the retention job removed: their figures are frozen)."""
     if scope is not None and scope.empty:
         return {}
     with engine.connect() as conn:
-        query = (select(Transaction.constituency_id, func.count())
-                 .where(Transaction.is_rolled_back.is_(False)).group_by(Transaction.constituency_id))
+        query = (
+            select(Transaction.constituency_id, func.count())
+            .where(Transaction.is_rolled_back.is_(False))
+            .group_by(Transaction.constituency_id)
+        )
         if scope is not None and not scope.full:
             query = query.where(Transaction.constituency_id.in_(scope.ids))
         rows = conn.execute(query).all()
@@ -130,11 +134,12 @@ def _raw_counts(duck: duckdb.DuckDBPyConnection, where: str) -> dict[str, int]:
         """
     ).fetchall()[0]
     keys = ["stored", "stored_twice", "standing", "distinct_voters", "bulletins"]
-    return {k: int(v) for k, v in zip(keys, row)}
+    return {k: int(v) for k, v in zip(keys, row, strict=False)}
 
 
-def no_transaction_counted_twice(duck: duckdb.DuckDBPyConnection, engine: Engine,
-                                 full: bool | None = None) -> QualityResult:
+def no_transaction_counted_twice(
+    duck: duckdb.DuckDBPyConnection, engine: Engine, full: bool | None = None
+) -> QualityResult:
     """Each transaction id is stored once in each store, and both stores hold the same
     standing transactions per constituency.
 
@@ -145,12 +150,19 @@ def no_transaction_counted_twice(duck: duckdb.DuckDBPyConnection, engine: Engine
     scope = _scope(duck, "no_transaction_counted_twice", full)
     counts = _raw_counts(duck, scope.where)
     with engine.connect() as conn:
-        ops_rows, ops_distinct = conn.execute(
-            select(func.count(), func.count(func.distinct(Transaction.tx_id)))
-            .where(_in_scope(Transaction.constituency_id, scope))
-        ).one() if not scope.empty else (0, 0)
+        ops_rows, ops_distinct = (
+            conn.execute(
+                select(func.count(), func.count(func.distinct(Transaction.tx_id))).where(
+                    _in_scope(Transaction.constituency_id, scope)
+                )
+            ).one()
+            if not scope.empty
+            else (0, 0)
+        )
     retired = retired_constituency_ids(duck)
-    duck_by_c = dict(duck.execute(f"SELECT constituency_id, count(*) FROM {LIVE} WHERE {scope.where} GROUP BY 1").fetchall())
+    duck_by_c = dict(
+        duck.execute(f"SELECT constituency_id, count(*) FROM {LIVE} WHERE {scope.where} GROUP BY 1").fetchall()
+    )
     ops_by_c = _ops_standing_by_constituency(engine, retired, scope)
     mismatched = sorted(c for c in set(duck_by_c) | set(ops_by_c) if duck_by_c.get(c, 0) != ops_by_c.get(c, 0))
     figures = {
@@ -164,16 +176,19 @@ def no_transaction_counted_twice(duck: duckdb.DuckDBPyConnection, engine: Engine
         "constituencies_disagreeing": len(mismatched),
     }
     passed = counts["stored_twice"] == 0 and ops_rows == ops_distinct and not mismatched
-    summary = "every transaction stored once; both stores agree" if passed else (
-        "stores disagree or hold a transaction twice"
-        + (f" (constituencies: {', '.join(mismatched[:10])})" if mismatched else "")
+    summary = (
+        "every transaction stored once; both stores agree"
+        if passed
+        else (
+            "stores disagree or hold a transaction twice"
+            + (f" (constituencies: {', '.join(mismatched[:10])})" if mismatched else "")
+        )
     )
     _passed(duck, scope, passed)
     return QualityResult(passed, summary, figures)
 
 
-def hourly_totals_reconcile(duck: duckdb.DuckDBPyConnection, engine: Engine,
-                            full: bool | None = None) -> QualityResult:
+def hourly_totals_reconcile(duck: duckdb.DuckDBPyConnection, engine: Engine, full: bool | None = None) -> QualityResult:
     """The hourly table adds up to the raw counts: transactions, bulletins and distinct voters
     (for the constituencies changed since the check last passed, or all: see
     :func:`no_transaction_counted_twice`)."""
@@ -187,8 +202,9 @@ def hourly_totals_reconcile(duck: duckdb.DuckDBPyConnection, engine: Engine,
                     func.coalesce(func.sum(HourlyStats.transaction_count), 0),
                     func.coalesce(func.sum(HourlyStats.bulletins_issued), 0),
                     func.coalesce(func.sum(HourlyStats.votes_cast), 0),
-                ).where(HourlyStats.constituency_id.not_in(sorted(retired)),
-                        _in_scope(HourlyStats.constituency_id, scope))
+                ).where(
+                    HourlyStats.constituency_id.not_in(sorted(retired)), _in_scope(HourlyStats.constituency_id, scope)
+                )
             ).one()
     else:
         tx = bulletins = votes = 0
@@ -203,30 +219,47 @@ def hourly_totals_reconcile(duck: duckdb.DuckDBPyConnection, engine: Engine,
         "hourly_votes": int(votes),
         "raw_distinct_voters": counts["distinct_voters"],
     }
-    passed = (int(tx) == counts["standing"] == ops_standing and int(bulletins) == counts["bulletins"]
-              and int(votes) == counts["distinct_voters"])
+    passed = (
+        int(tx) == counts["standing"] == ops_standing
+        and int(bulletins) == counts["bulletins"]
+        and int(votes) == counts["distinct_voters"]
+    )
     _passed(duck, scope, passed)
-    return QualityResult(passed, "hourly totals equal the raw counts" if passed else "hourly totals differ from raw counts", figures)
+    return QualityResult(
+        passed, "hourly totals equal the raw counts" if passed else "hourly totals differ from raw counts", figures
+    )
 
 
-def every_transaction_in_a_known_hour(duck: duckdb.DuckDBPyConnection, engine: Engine,
-                                      full: bool | None = None) -> QualityResult:
+def every_transaction_in_a_known_hour(
+    duck: duckdb.DuckDBPyConnection, engine: Engine, full: bool | None = None
+) -> QualityResult:
     """Every standing transaction has a timestamp and its constituency-hour is in ``hourly_stats``
     (for the constituencies changed since the check last passed, or all: see
     :func:`no_transaction_counted_twice`)."""
     scope = _scope(duck, "every_transaction_in_a_known_hour", full)
     raw_hours = {
-        (c, h) for c, h in duck.execute(
-            f"SELECT DISTINCT constituency_id, date_trunc('hour', ts) FROM {LIVE} WHERE {scope.where}").fetchall()
+        (c, h)
+        for c, h in duck.execute(
+            f"SELECT DISTINCT constituency_id, date_trunc('hour', ts) FROM {LIVE} WHERE {scope.where}"
+        ).fetchall()
     }
     retired = retired_constituency_ids(duck)
     if not scope.empty:
         with engine.connect() as conn:
-            published = {(c, h) for c, h in conn.execute(
-                select(HourlyStats.constituency_id, HourlyStats.hour)
-                .where(_in_scope(HourlyStats.constituency_id, scope))).all() if c not in retired}
-            no_time = conn.execute(select(func.count()).where(
-                Transaction.timestamp.is_(None), _in_scope(Transaction.constituency_id, scope))).scalar_one()
+            published = {
+                (c, h)
+                for c, h in conn.execute(
+                    select(HourlyStats.constituency_id, HourlyStats.hour).where(
+                        _in_scope(HourlyStats.constituency_id, scope)
+                    )
+                ).all()
+                if c not in retired
+            }
+            no_time = conn.execute(
+                select(func.count()).where(
+                    Transaction.timestamp.is_(None), _in_scope(Transaction.constituency_id, scope)
+                )
+            ).scalar_one()
     else:
         published, no_time = set(), 0
     missing = sorted(raw_hours - published)
@@ -242,7 +275,9 @@ def every_transaction_in_a_known_hour(duck: duckdb.DuckDBPyConnection, engine: E
     }
     passed = not missing and not extra and no_time == 0
     _passed(duck, scope, passed)
-    return QualityResult(passed, "every transaction falls in a published hour" if passed else "hours missing or stale", figures)
+    return QualityResult(
+        passed, "every transaction falls in a published hour" if passed else "hours missing or stale", figures
+    )
 
 
 def participation_at_most_100(engine: Engine) -> QualityResult:
@@ -250,7 +285,8 @@ def participation_at_most_100(engine: Engine) -> QualityResult:
     with engine.connect() as conn:
         over = conn.execute(
             select(Constituency.id, Constituency.votes_cast, Constituency.registered_voters)
-            .where(Constituency.participation_rate > 100.0).order_by(Constituency.id)
+            .where(Constituency.participation_rate > 100.0)
+            .order_by(Constituency.id)
         ).all()
         worst = conn.execute(select(func.max(Constituency.participation_rate))).scalar() or 0.0
     figures = {
@@ -258,7 +294,9 @@ def participation_at_most_100(engine: Engine) -> QualityResult:
         "max_participation_rate": float(worst),
         "examples": ", ".join(f"{c} ({v}/{r})" for c, v, r in over[:10]),
     }
-    return QualityResult(not over, "participation within 100%" if not over else f"{len(over)} constituencies above 100%", figures)
+    return QualityResult(
+        not over, "participation within 100%" if not over else f"{len(over)} constituencies above 100%", figures
+    )
 
 
 def timestamps_within_voting_window(engine: Engine) -> QualityResult:
@@ -270,19 +308,28 @@ def timestamps_within_voting_window(engine: Engine) -> QualityResult:
     )
     with engine.connect() as conn:
         n = conn.execute(
-            select(func.count()).select_from(Transaction)
+            select(func.count())
+            .select_from(Transaction)
             .join(Constituency, Constituency.id == Transaction.constituency_id)
-            .join(Election, Election.id == Constituency.election_id).where(window)
+            .join(Election, Election.id == Constituency.election_id)
+            .where(window)
         ).scalar_one()
         examples = conn.execute(
             select(Transaction.tx_id, Transaction.constituency_id, Transaction.timestamp)
             .join(Constituency, Constituency.id == Transaction.constituency_id)
-            .join(Election, Election.id == Constituency.election_id).where(window)
-            .order_by(Transaction.timestamp).limit(10)
+            .join(Election, Election.id == Constituency.election_id)
+            .where(window)
+            .order_by(Transaction.timestamp)
+            .limit(10)
         ).all()
     figures = {
         "transactions_outside_window": int(n),
         "examples": ", ".join(f"{t} ({c}, {ts:%Y-%m-%d %H:%M} UTC)" for t, c, ts in examples),
     }
-    return QualityResult(n == 0, "all bulletins and votes inside the voting window" if n == 0
-                         else f"{n} bulletin/vote transactions outside the voting window", figures)
+    return QualityResult(
+        n == 0,
+        "all bulletins and votes inside the voting window"
+        if n == 0
+        else f"{n} bulletin/vote transactions outside the voting window",
+        figures,
+    )

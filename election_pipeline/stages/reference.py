@@ -54,10 +54,7 @@ def _read(path: Path, columns: list[str], problems: list[str]) -> list[tuple[int
 
 
 def _errors(path: Path, line: int, err: ValidationError) -> list[str]:
-    return [
-        f"{path.name} line {line}, {'.'.join(str(p) for p in e['loc']) or 'row'}: {e['msg']}"
-        for e in err.errors()
-    ]
+    return [f"{path.name} line {line}, {'.'.join(str(p) for p in e['loc']) or 'row'}: {e['msg']}" for e in err.errors()]
 
 
 def read_reference(reference_dir: Path) -> tuple[list[ElectionCreate], list[ConstituencyCreate]]:
@@ -132,12 +129,24 @@ def load_reference(reference_dir: str | Path, engine: Engine) -> ReferenceSummar
                 values |= {"registered_voters": c.registered_voters, "registered_voters_source": "reference"}
             old = have_c.get(c.id)
             if old is None:
-                c_new.append({
-                    "id": c.id, "registered_voters": 0, "registered_voters_source": "none",
-                    "bulletins_issued": 0, "votes_cast": 0, "revote_count": 0, "transaction_count": 0,
-                    "rejected_count": 0, "participation_rate": 0.0, "anomaly_score": 0.0,
-                    "last_update_time": None, "created_at": now, "updated_at": now, **values,
-                })
+                c_new.append(
+                    {
+                        "id": c.id,
+                        "registered_voters": 0,
+                        "registered_voters_source": "none",
+                        "bulletins_issued": 0,
+                        "votes_cast": 0,
+                        "revote_count": 0,
+                        "transaction_count": 0,
+                        "rejected_count": 0,
+                        "participation_rate": 0.0,
+                        "anomaly_score": 0.0,
+                        "last_update_time": None,
+                        "created_at": now,
+                        "updated_at": now,
+                        **values,
+                    }
+                )
             else:
                 if old.registered_voters_source == "reference" and c.registered_voters_source != "reference":
                     values |= {"registered_voters": 0, "registered_voters_source": "none"}
@@ -150,4 +159,6 @@ def load_reference(reference_dir: str | Path, engine: Engine) -> ReferenceSummar
         for row in c_upd:
             update_by_key(conn, Constituency.__table__, [row], ["id"], [k for k in row if k != "id"])
     files = [p.name for p in (reference_dir / "elections.csv", reference_dir / "constituencies.csv") if p.exists()]
-    return ReferenceSummary(len(elections), len(constituencies), len(e_new) + len(c_new), len(e_upd) + len(c_upd), files)
+    return ReferenceSummary(
+        len(elections), len(constituencies), len(e_new) + len(c_new), len(e_upd) + len(c_upd), files
+    )

@@ -105,18 +105,43 @@ def _load(engine: Engine, election_id: str) -> _ElectionData:
         election = conn.execute(select(Election.__table__).where(Election.id == election_id)).one()
         members = pd.DataFrame(
             conn.execute(
-                select(Constituency.id, Constituency.name, Constituency.region, Constituency.registered_voters,
-                       Constituency.votes_cast, Constituency.bulletins_issued, Constituency.participation_rate,
-                       Constituency.anomaly_score, Constituency.status)
-                .where(Constituency.election_id == election_id).order_by(Constituency.id)
+                select(
+                    Constituency.id,
+                    Constituency.name,
+                    Constituency.region,
+                    Constituency.registered_voters,
+                    Constituency.votes_cast,
+                    Constituency.bulletins_issued,
+                    Constituency.participation_rate,
+                    Constituency.anomaly_score,
+                    Constituency.status,
+                )
+                .where(Constituency.election_id == election_id)
+                .order_by(Constituency.id)
             ).all(),
-            columns=["id", "name", "region", "registered_voters", "votes_cast", "bulletins_issued",
-                     "participation_rate", "anomaly_score", "status"],
+            columns=[
+                "id",
+                "name",
+                "region",
+                "registered_voters",
+                "votes_cast",
+                "bulletins_issued",
+                "participation_rate",
+                "anomaly_score",
+                "status",
+            ],
         )
         alerts = pd.DataFrame(
             conn.execute(
-                select(Alert.constituency_id, Alert.type, Alert.severity, Alert.status, Alert.title, Alert.details,
-                       Alert.detected_at)
+                select(
+                    Alert.constituency_id,
+                    Alert.type,
+                    Alert.severity,
+                    Alert.status,
+                    Alert.title,
+                    Alert.details,
+                    Alert.detected_at,
+                )
                 .join(Constituency, Constituency.id == Alert.constituency_id)
                 .where(Constituency.election_id == election_id)
                 .order_by(Alert.constituency_id, Alert.type, Alert.fingerprint)
@@ -180,8 +205,10 @@ def participation_chart(data: _ElectionData) -> Chart:
     fig = Figure(figsize=(9, 4.6))
     ax = fig.add_subplot()
     title = "Cumulative participation per constituency, with the peer band"
-    caption = ("Participation (voters / registered × 100) at the end of each UTC hour. Grey band: 10th-90th "
-               "percentile of the election's constituencies; dashed: their median. Coloured: the most anomalous.")
+    caption = (
+        "Participation (voters / registered × 100) at the end of each UTC hour. Grey band: 10th-90th "
+        "percentile of the election's constituencies; dashed: their median. Coloured: the most anomalous."
+    )
     registered = data.members.set_index("id")["registered_voters"]
     counted = registered[registered > 0]
     if data.rows.empty or counted.empty:
@@ -192,14 +219,15 @@ def participation_chart(data: _ElectionData) -> Chart:
     ax.fill_between(x, low, high, color="#9e9e9e", alpha=0.35, label="peer band (P10-P90)", step=None)
     ax.plot(x, mid, color="#424242", linestyle="--", linewidth=1.3, label="peer median")
     ranked = data.members[data.members["id"].isin(counted.index)].sort_values(
-        ["anomaly_score", "id"], ascending=[False, True])
+        ["anomaly_score", "id"], ascending=[False, True]
+    )
     highlighted = list(ranked[ranked["anomaly_score"] > 0]["id"].head(len(HIGHLIGHT_COLOURS)))
     if len(counted) <= 40:
         for cid in counted.index:
             if cid not in highlighted:
                 ax.plot(x, rate[cid], color="#757575", linewidth=0.7, alpha=0.6)
     names = data.members.set_index("id")["name"]
-    for colour, cid in zip(HIGHLIGHT_COLOURS, highlighted):
+    for colour, cid in zip(HIGHLIGHT_COLOURS, highlighted, strict=False):
         score = float(data.members.set_index("id").loc[cid, "anomaly_score"])
         ax.plot(x, rate[cid], color=colour, linewidth=2.0, label=f"{_short(names[cid])} (score {score:.2f})")
     ax.set_ylabel("participation, %")
@@ -214,17 +242,31 @@ def participation_chart(data: _ElectionData) -> Chart:
 def votes_vs_bulletins_chart(data: _ElectionData) -> Chart:
     fig = Figure(figsize=(9, 5.2))
     title = "Hourly votes vs bulletins, and the issued-but-not-voted gap"
-    caption = ("Top: bulletins issued and votes cast (first votes of distinct voters) in each UTC hour. Bottom: "
-               "bulletins issued minus voters so far; below zero there are more voters than bulletins.")
+    caption = (
+        "Top: bulletins issued and votes cast (first votes of distinct voters) in each UTC hour. Bottom: "
+        "bulletins issued minus voters so far; below zero there are more voters than bulletins."
+    )
     if data.series.empty:
         return Chart("votes_vs_bulletins", title, caption, _empty(fig, fig.add_subplot(), "No hourly figures yet"))
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 1]})
     s = data.series
     width = 1 / 24 * 0.42
-    top.bar(s["hour"] + timedelta(minutes=14), s["bulletins_issued"], width=width, color="#90caf9",
-            label="bulletins issued", align="center")
-    top.bar(s["hour"] + timedelta(minutes=40), s["votes_cast"], width=width, color="#1a237e",
-            label="votes cast", align="center")
+    top.bar(
+        s["hour"] + timedelta(minutes=14),
+        s["bulletins_issued"],
+        width=width,
+        color="#90caf9",
+        label="bulletins issued",
+        align="center",
+    )
+    top.bar(
+        s["hour"] + timedelta(minutes=40),
+        s["votes_cast"],
+        width=width,
+        color="#1a237e",
+        label="votes cast",
+        align="center",
+    )
     top.set_ylabel("per hour")
     top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     top.set_title(f"{data.election.name}: bulletins and votes per hour", fontsize=12, loc="left")
@@ -232,10 +274,12 @@ def votes_vs_bulletins_chart(data: _ElectionData) -> Chart:
     gap = s["issued_not_voted"]
     x = s["hour"] + timedelta(hours=1)
     bottom.plot(x, gap, color="#37474f", linewidth=1.5)
-    bottom.fill_between(x, gap, 0, where=gap < 0, color="#c62828", alpha=0.35, interpolate=True,
-                        label="more voters than bulletins")
-    bottom.fill_between(x, gap, 0, where=gap >= 0, color="#81c784", alpha=0.35, interpolate=True,
-                        label="bulletins not (yet) used")
+    bottom.fill_between(
+        x, gap, 0, where=gap < 0, color="#c62828", alpha=0.35, interpolate=True, label="more voters than bulletins"
+    )
+    bottom.fill_between(
+        x, gap, 0, where=gap >= 0, color="#81c784", alpha=0.35, interpolate=True, label="bulletins not (yet) used"
+    )
     bottom.axhline(0, color="#000", linewidth=0.6)
     bottom.set_ylabel("issued − voted")
     bottom.set_xlabel("time (UTC)")
@@ -246,11 +290,13 @@ def votes_vs_bulletins_chart(data: _ElectionData) -> Chart:
 
 def alert_timeline_chart(data: _ElectionData) -> Chart:
     title = "Alert timeline"
-    caption = ("Each alert as a bar over the UTC hours it concerns, one row per constituency and rule, coloured "
-               "by severity; faded once resolved. Diamonds: alerts about the whole election rather than an hour.")
+    caption = (
+        "Each alert as a bar over the UTC hours it concerns, one row per constituency and rule, coloured "
+        "by severity; faded once resolved. Diamonds: alerts about the whole election rather than an hour."
+    )
     alerts = data.alerts
     names = data.members.set_index("id")["name"].to_dict()
-    lanes = sorted({(names.get(c, c), c, t) for c, t in zip(alerts["constituency_id"], alerts["type"])})
+    lanes = sorted({(names.get(c, c), c, t) for c, t in zip(alerts["constituency_id"], alerts["type"], strict=False)})
     fig = Figure(figsize=(7.6, max(2.6, 1.3 + 0.42 * len(lanes))))
     ax = fig.add_subplot()
     if not lanes:
@@ -270,11 +316,18 @@ def alert_timeline_chart(data: _ElectionData) -> Chart:
         if start:
             s = pd.Timestamp(start)
             e = pd.Timestamp(end) if end else s + timedelta(hours=1)
-            ax.barh(y, mdates.date2num(e) - mdates.date2num(s), left=mdates.date2num(s), height=0.6,
-                    color=colour, alpha=alpha, edgecolor="white", linewidth=0.8)
+            ax.barh(
+                y,
+                mdates.date2num(e) - mdates.date2num(s),
+                left=mdates.date2num(s),
+                height=0.6,
+                color=colour,
+                alpha=alpha,
+                edgecolor="white",
+                linewidth=0.8,
+            )
         else:
-            ax.plot([mdates.date2num(origin)], [y], marker="D", markersize=9, color=colour, alpha=alpha,
-                    clip_on=False)
+            ax.plot([mdates.date2num(origin)], [y], marker="D", markersize=9, color=colour, alpha=alpha, clip_on=False)
     ax.set_yticks(range(len(lanes)))
     ax.set_yticklabels([f"{_short(n, 30)} · {t}" for n, _, t in lanes], fontsize=9)
     ax.invert_yaxis()
@@ -282,18 +335,27 @@ def alert_timeline_chart(data: _ElectionData) -> Chart:
     ax.set_xlim(mdates.date2num(origin), mdates.date2num(finish))
     ax.set_xlabel("time (UTC)")
     _time_axis(ax)
-    handles = [Patch(color=c, label=f"{sev} ({int((alerts['severity'] == sev).sum())})")
-               for sev, c in SEVERITY_COLOURS.items()]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.32 if len(lanes) < 4 else -0.18),
-              fontsize=8, frameon=False, ncols=3)
+    handles = [
+        Patch(color=c, label=f"{sev} ({int((alerts['severity'] == sev).sum())})") for sev, c in SEVERITY_COLOURS.items()
+    ]
+    ax.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.32 if len(lanes) < 4 else -0.18),
+        fontsize=8,
+        frameon=False,
+        ncols=3,
+    )
     ax.set_title(f"{data.election.name}: alerts ({len(alerts)})", fontsize=12, loc="left")
     return Chart("alert_timeline", title, caption, _png(fig))
 
 
 def region_hour_heatmap(data: _ElectionData) -> Chart:
     title = "Region × hour heat map of votes"
-    caption = ("Votes cast in each UTC hour by the constituencies of a region, as a share of the region's "
-               "registered voters (%). Night hours and a single region's spike stand out.")
+    caption = (
+        "Votes cast in each UTC hour by the constituencies of a region, as a share of the region's "
+        "registered voters (%). Night hours and a single region's spike stand out."
+    )
     regions = data.members.assign(region=data.members["region"].replace("", "(no region)"))
     region_of = regions.set_index("id")["region"]
     reg_total = regions.groupby("region")["registered_voters"].sum()
@@ -309,8 +371,13 @@ def region_hour_heatmap(data: _ElectionData) -> Chart:
     denom = reg_total.reindex(votes.index).where(lambda v: v > 0)
     share = votes.div(denom, axis=0) * 100.0
     x0, x1 = mdates.date2num(index[0]), mdates.date2num(index[-1] + timedelta(hours=1))
-    image = ax.imshow(share.to_numpy(dtype=float), aspect="auto", cmap="magma_r", interpolation="nearest",
-                      extent=(x0, x1, len(share) - 0.5, -0.5))
+    image = ax.imshow(
+        share.to_numpy(dtype=float),
+        aspect="auto",
+        cmap="magma_r",
+        interpolation="nearest",
+        extent=(x0, x1, len(share) - 0.5, -0.5),
+    )
     ax.set_yticks(range(len(share)))
     ax.set_yticklabels([_short(str(r), 30) for r in share.index], fontsize=9)
     ax.xaxis_date()
@@ -326,8 +393,10 @@ def region_hour_heatmap(data: _ElectionData) -> Chart:
 def local_hour_pattern_chart(data: _ElectionData) -> Chart:
     tzname = data.scope.timezone
     title = "Hourly activity pattern (local time)"
-    caption = (f"Share of all votes and bulletins cast in each hour of the day, local time ({tzname}), "
-               "summed over the voting days.")
+    caption = (
+        f"Share of all votes and bulletins cast in each hour of the day, local time ({tzname}), "
+        "summed over the voting days."
+    )
     fig = Figure(figsize=(9, 3.4))
     ax = fig.add_subplot()
     if data.series.empty:
@@ -346,8 +415,13 @@ def local_hour_pattern_chart(data: _ElectionData) -> Chart:
     return Chart("local_hour_pattern", title, caption, _png(fig))
 
 
-CHARTS = (participation_chart, votes_vs_bulletins_chart, alert_timeline_chart, region_hour_heatmap,
-          local_hour_pattern_chart)
+CHARTS = (
+    participation_chart,
+    votes_vs_bulletins_chart,
+    alert_timeline_chart,
+    region_hour_heatmap,
+    local_hour_pattern_chart,
+)
 
 
 def election_charts(engine: Engine, election_id: str) -> list[Chart]:
@@ -401,8 +475,7 @@ def render_html(data: _ElectionData, figures: dict[str, Any], charts: list[Chart
         ("registered voters", f"{figures['registered_voters']:,}"),
         ("bulletins issued", f"{figures['bulletins_issued']:,}"),
         ("issued − voted", f"{figures['issued_not_voted']:,}"),
-        ("constituencies reporting",
-         f"{figures['constituencies_reporting']} / {figures['total_constituencies']}"),
+        ("constituencies reporting", f"{figures['constituencies_reporting']} / {figures['total_constituencies']}"),
         ("offline", str(figures["constituencies_offline"])),
         ("open critical alerts", str(figures["open_alerts_critical"])),
         ("open warnings", str(figures["open_alerts_warning"])),
@@ -415,16 +488,31 @@ def render_html(data: _ElectionData, figures: dict[str, Any], charts: list[Chart
     members = data.members.sort_values(["anomaly_score", "participation_rate", "id"], ascending=[False, False, True])
     open_by_c = data.alerts[data.alerts["status"].isin(["active", "investigating"])].groupby("constituency_id").size()
     c_rows = [
-        [r.name, r.region, r.registered_voters, r.bulletins_issued, r.votes_cast, f"{r.participation_rate:.2f}",
-         f"{r.anomaly_score:.2f}", int(open_by_c.get(r.id, 0)), r.id]
+        [
+            r.name,
+            r.region,
+            r.registered_voters,
+            r.bulletins_issued,
+            r.votes_cast,
+            f"{r.participation_rate:.2f}",
+            f"{r.anomaly_score:.2f}",
+            int(open_by_c.get(r.id, 0)),
+            r.id,
+        ]
         for r in members.head(300).itertuples()
     ]
     names = data.members.set_index("id")["name"].to_dict()
     order = {"critical": 0, "warning": 1, "info": 2}
     a_sorted = sorted(data.alerts.itertuples(), key=lambda r: (order.get(r.severity, 3), str(r.constituency_id)))
     a_rows = [
-        [(r.severity, f"sev-{r.severity}"), r.type, names.get(r.constituency_id, r.constituency_id), r.status,
-         (r.details or {}).get("window_start") or "whole election", r.title]
+        [
+            (r.severity, f"sev-{r.severity}"),
+            r.type,
+            names.get(r.constituency_id, r.constituency_id),
+            r.status,
+            (r.details or {}).get("window_start") or "whole election",
+            r.title,
+        ]
         for r in a_sorted[:200]
     ]
     chart_html = "".join(
@@ -439,15 +527,32 @@ def render_html(data: _ElectionData, figures: dict[str, Any], charts: list[Chart
 <body>
 <h1>{_esc(e.name)}</h1>
 <p class="muted">{_esc(e.country or "")} · {_esc(e.type or "")} · status {_esc(e.status)} · voting window {window}<br>
-Figures as of the latest transaction {_esc(figures.get('last_activity'))} UTC · report written {_esc(generated_at)} UTC ·
+Figures as of the latest transaction {_esc(figures.get("last_activity"))} UTC · report written {
+        _esc(generated_at)
+    } UTC ·
 election id <code>{_esc(e.id)}</code></p>
 <div class="cards">{card_html}</div>
 <h2>Charts</h2>
 {chart_html}
 <h2>Constituencies ({len(data.members)})</h2>
 <p class="muted">Most anomalous first. Participation = distinct voters / registered voters × 100.</p>
-{_table(["constituency", "region", "registered", "bulletins", "voters", "participation %", "anomaly score",
-         "open alerts", "id"], c_rows, numeric={2, 3, 4, 5, 6, 7})}
+{
+        _table(
+            [
+                "constituency",
+                "region",
+                "registered",
+                "bulletins",
+                "voters",
+                "participation %",
+                "anomaly score",
+                "open alerts",
+                "id",
+            ],
+            c_rows,
+            numeric={2, 3, 4, 5, 6, 7},
+        )
+    }
 <h2>Alerts ({len(data.alerts)})</h2>
 {_table(["severity", "rule", "constituency", "status", "from (UTC)", "title"], a_rows)}
 </body></html>
@@ -455,7 +560,10 @@ election id <code>{_esc(e.id)}</code></p>
 
 
 def write_election_report(
-    engine: Engine, election_id: str, reports_dir: str | Path, figures: dict[str, Any] | None = None,
+    engine: Engine,
+    election_id: str,
+    reports_dir: str | Path,
+    figures: dict[str, Any] | None = None,
 ) -> ElectionReport:
     """Draw the charts of one election and write them with its ``report.html``."""
     data = _load(engine, election_id)
@@ -480,10 +588,12 @@ def write_index(reports: list[ElectionReport], reports_dir: str | Path) -> Path:
         f'<td class="n">{_esc(r.figures.get("open_alerts_critical"))}</td></tr>'
         for r in reports
     )
-    page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Election reports</title>'
-            f"<style>{_CSS}</style></head><body><h1>Election reports</h1><table><thead><tr><th>election</th>"
-            f"<th>participation %</th><th>reporting</th><th>open critical alerts</th></tr></thead><tbody>{rows}"
-            "</tbody></table></body></html>")
+    page = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Election reports</title>'
+        f"<style>{_CSS}</style></head><body><h1>Election reports</h1><table><thead><tr><th>election</th>"
+        f"<th>participation %</th><th>reporting</th><th>open critical alerts</th></tr></thead><tbody>{rows}"
+        "</tbody></table></body></html>"
+    )
     path = Path(reports_dir) / "index.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
@@ -506,8 +616,11 @@ def write_reports(engine: Engine, reports_dir: str | Path, offline_after_hours: 
         ids = list(conn.execute(select(Election.id).order_by(Election.id)).scalars())
     missing = [i for i in ids if i not in stored]
     if missing:
-        stored |= {r["election_id"]: r for r in compute_election_metrics(engine, offline_after_hours)
-                   if r["election_id"] in missing}
+        stored |= {
+            r["election_id"]: r
+            for r in compute_election_metrics(engine, offline_after_hours)
+            if r["election_id"] in missing
+        }
     reports = [write_election_report(engine, eid, reports_dir, stored[eid]) for eid in ids]
     write_index(reports, reports_dir)
     return reports

@@ -89,7 +89,8 @@ def constituencies_due(duck: duckdb.DuckDBPyConnection, engine: Engine, cutoff: 
     with engine.connect() as conn:
         by_election = set(
             conn.execute(
-                select(Constituency.id).join(Election, Election.id == Constituency.election_id)
+                select(Constituency.id)
+                .join(Election, Election.id == Constituency.election_id)
                 .where(Election.end_date < cutoff)
             ).scalars()
         )
@@ -100,13 +101,17 @@ def constituencies_due(duck: duckdb.DuckDBPyConnection, engine: Engine, cutoff: 
     # An unknown contract whose raw rows are gone already but whose operational rows stayed
     # (a run stopped half-way): its end is its last operational transaction.
     with engine.connect() as conn:
-        ops_last = dict(
-            conn.execute(
-                select(Transaction.constituency_id, func.max(Transaction.timestamp))
-                .where(Transaction.constituency_id.in_(no_election - set(last_seen)))
-                .group_by(Transaction.constituency_id)
-            ).all()
-        ) if no_election - set(last_seen) else {}
+        ops_last = (
+            dict(
+                conn.execute(
+                    select(Transaction.constituency_id, func.max(Transaction.timestamp))
+                    .where(Transaction.constituency_id.in_(no_election - set(last_seen)))
+                    .group_by(Transaction.constituency_id)
+                ).all()
+            )
+            if no_election - set(last_seen)
+            else {}
+        )
     unknown_done |= {c for c, ts in ops_last.items() if ts < cutoff}
     holding = set(last_seen) | ops_holding
     return sorted((by_election | unknown_done) & holding)
@@ -127,10 +132,12 @@ def _retire_in_duckdb(duck: duckdb.DuckDBPyConnection, ids: list[str], now: date
         )
         duck.execute(f"INSERT INTO retired_hourly {LIVE_HOURLY_SQL.format(source=source)}")
         duck.execute(f"INSERT INTO retired_totals {LIVE_TOTALS_SQL.format(source=source)}")
-        counts = dict(duck.execute(
-            "SELECT constituency_id, count(*) FROM raw_transactions "
-            "WHERE constituency_id IN (SELECT constituency_id FROM _retiring) GROUP BY 1"
-        ).fetchall())
+        counts = dict(
+            duck.execute(
+                "SELECT constituency_id, count(*) FROM raw_transactions "
+                "WHERE constituency_id IN (SELECT constituency_id FROM _retiring) GROUP BY 1"
+            ).fetchall()
+        )
         duck.executemany(
             "INSERT INTO retired_constituencies VALUES (?, ?, ?) ON CONFLICT (constituency_id) DO UPDATE "
             "SET transactions_removed = retired_constituencies.transactions_removed + excluded.transactions_removed",
@@ -138,9 +145,13 @@ def _retire_in_duckdb(duck: duckdb.DuckDBPyConnection, ids: list[str], now: date
         )
         # Constituencies whose figures change: the retired ones, and those of transactions
         # that a rollback line of a retired contract cancelled (they stand again).
-        touched = set(ids) | {r[0] for r in duck.execute(
-            "SELECT t.constituency_id FROM raw_transactions t JOIN raw_rollbacks r USING (tx_id) "
-            "WHERE r.constituency_id IN (SELECT constituency_id FROM _retiring)").fetchall()}
+        touched = set(ids) | {
+            r[0]
+            for r in duck.execute(
+                "SELECT t.constituency_id FROM raw_transactions t JOIN raw_rollbacks r USING (tx_id) "
+                "WHERE r.constituency_id IN (SELECT constituency_id FROM _retiring)"
+            ).fetchall()
+        }
         duck.execute(
             "DELETE FROM raw_rollbacks WHERE tx_id IN (SELECT tx_id FROM raw_transactions "
             "WHERE constituency_id IN (SELECT constituency_id FROM _retiring)) "
@@ -165,9 +176,14 @@ def apply_retention(
     tx_cutoff = now - timedelta(days=policy.transactions_days)
     hourly_cutoff = now - timedelta(days=policy.hourly_days)
     jobs_cutoff = now - timedelta(days=policy.file_jobs_days)
-    report = RetentionReport(now=now, cutoffs={
-        "elections_ended_before": tx_cutoff, "hours_before": hourly_cutoff, "file_jobs_ended_before": jobs_cutoff,
-    })
+    report = RetentionReport(
+        now=now,
+        cutoffs={
+            "elections_ended_before": tx_cutoff,
+            "hours_before": hourly_cutoff,
+            "file_jobs_ended_before": jobs_cutoff,
+        },
+    )
 
     # 1. Transactions of finished elections: DuckDB first (figures frozen), then the
     #    operational rows. A stop in between is finished by the next run.
@@ -176,9 +192,10 @@ def apply_retention(
     removed_tx = 0
     with engine.begin() as conn:
         for part in chunks(due, 200):
-            removed_tx += conn.execute(
-                delete(Transaction.__table__).where(Transaction.constituency_id.in_(list(part)))
-            ).rowcount or 0
+            removed_tx += (
+                conn.execute(delete(Transaction.__table__).where(Transaction.constituency_id.in_(list(part)))).rowcount
+                or 0
+            )
     report.removed["transactions"] = removed_tx
     report.retired_constituencies = due
 
@@ -188,21 +205,33 @@ def apply_retention(
     with engine.begin() as conn:
         old_hours = HourlyStats.hour < hourly_cutoff
         report.kept["hourly rows older than the period, constituency still holding transactions"] = int(
-            conn.execute(select(func.count()).where(old_hours, HourlyStats.constituency_id.not_in(sorted(retired))))
-            .scalar_one()
-            if retired else conn.execute(select(func.count()).where(old_hours)).scalar_one()
+            conn.execute(
+                select(func.count()).where(old_hours, HourlyStats.constituency_id.not_in(sorted(retired)))
+            ).scalar_one()
+            if retired
+            else conn.execute(select(func.count()).where(old_hours)).scalar_one()
         )
         removed_hours = 0
         for part in chunks(sorted(retired), 200):
-            removed_hours += conn.execute(
-                delete(HourlyStats.__table__).where(old_hours, HourlyStats.constituency_id.in_(list(part)))
-            ).rowcount or 0
+            removed_hours += (
+                conn.execute(
+                    delete(HourlyStats.__table__).where(old_hours, HourlyStats.constituency_id.in_(list(part)))
+                ).rowcount
+                or 0
+            )
         report.removed["hourly_stats"] = removed_hours
     duck.begin()
     try:
-        change_log.record_changes(duck, [r[0] for r in duck.execute(
-            "SELECT DISTINCT constituency_id FROM retired_hourly WHERE hour < ?", [hourly_cutoff]).fetchall()],
-            "retention")
+        change_log.record_changes(
+            duck,
+            [
+                r[0]
+                for r in duck.execute(
+                    "SELECT DISTINCT constituency_id FROM retired_hourly WHERE hour < ?", [hourly_cutoff]
+                ).fetchall()
+            ],
+            "retention",
+        )
         duck.execute("DELETE FROM retired_hourly WHERE hour < ?", [hourly_cutoff])
         duck.commit()
     except BaseException:
@@ -212,22 +241,29 @@ def apply_retention(
     # 3. File processing jobs (finished ones) and the rejected lines they recorded.
     ended = func.coalesce(FileProcessingJob.completed_at, FileProcessingJob.started_at)
     with engine.begin() as conn:
-        old_jobs = list(conn.execute(
-            select(FileProcessingJob.id).where(FileProcessingJob.status != "processing", ended < jobs_cutoff)
-        ).scalars())
+        old_jobs = list(
+            conn.execute(
+                select(FileProcessingJob.id).where(FileProcessingJob.status != "processing", ended < jobs_cutoff)
+            ).scalars()
+        )
         removed_rejected = removed_jobs = 0
         for part in chunks(old_jobs, 500):
             ids = list(part)
             conn.execute(update(FileLedgerEntry.__table__).where(FileLedgerEntry.job_id.in_(ids)).values(job_id=None))
-            removed_rejected += conn.execute(delete(RejectedRow.__table__).where(RejectedRow.job_id.in_(ids))).rowcount or 0
-            removed_jobs += conn.execute(delete(FileProcessingJob.__table__).where(FileProcessingJob.id.in_(ids))).rowcount or 0
-        report.kept["unfinished file jobs older than the period"] = int(conn.execute(
-            select(func.count()).where(FileProcessingJob.status == "processing", ended < jobs_cutoff)
-        ).scalar_one())
+            removed_rejected += (
+                conn.execute(delete(RejectedRow.__table__).where(RejectedRow.job_id.in_(ids))).rowcount or 0
+            )
+            removed_jobs += (
+                conn.execute(delete(FileProcessingJob.__table__).where(FileProcessingJob.id.in_(ids))).rowcount or 0
+            )
+        report.kept["unfinished file jobs older than the period"] = int(
+            conn.execute(
+                select(func.count()).where(FileProcessingJob.status == "processing", ended < jobs_cutoff)
+            ).scalar_one()
+        )
     report.removed["file_processing_jobs"] = removed_jobs
     report.removed["rejected_rows"] = removed_rejected
 
     for line in report.lines():
         log.info("Retention: %s", line)
     return report
-

@@ -30,10 +30,20 @@ NOW = datetime(2024, 9, 7, 12)
 def _finding(rule: str, cid: str, severity: str, key: str, statistic: float = 5.0) -> Finding:
     hour = datetime(2024, 9, 6, 7)
     return Finding(
-        rule=rule, severity=severity, constituency_id=cid, title=f"{rule} in {cid}",
-        description=f"What {rule} found in {cid}.", window_start=hour, window_end=hour + timedelta(hours=1),
-        statistic=statistic, expected=1.0, threshold=3.5, hours=[hour], figures={"votes": 42},
-        evidence_tx_ids=["tx-1", "tx-2"], window_key=key,
+        rule=rule,
+        severity=severity,
+        constituency_id=cid,
+        title=f"{rule} in {cid}",
+        description=f"What {rule} found in {cid}.",
+        window_start=hour,
+        window_end=hour + timedelta(hours=1),
+        statistic=statistic,
+        expected=1.0,
+        threshold=3.5,
+        hours=[hour],
+        figures={"votes": 42},
+        evidence_tx_ids=["tx-1", "tx-2"],
+        window_key=key,
     )
 
 
@@ -46,12 +56,16 @@ def db_url(tmp_path, monkeypatch) -> str:
     with Session(engine) as db:
         db.add_all([Constituency(id="CtrA", name="Riverside"), Constituency(id="CtrB", name="Old Town")])
         db.commit()
-    publish_alerts(engine, [
-        _finding("votes_exceed_bulletins", "CtrA", "critical", "all"),
-        _finding("unusual_spike", "CtrA", "warning", "2024-09-06T07"),
-        _finding("night_activity", "CtrB", "warning", "2024-09-07"),
-        _finding("integer_percentage", "CtrB", "info", "all"),
-    ], now=NOW)
+    publish_alerts(
+        engine,
+        [
+            _finding("votes_exceed_bulletins", "CtrA", "critical", "all"),
+            _finding("unusual_spike", "CtrA", "warning", "2024-09-06T07"),
+            _finding("night_activity", "CtrB", "warning", "2024-09-07"),
+            _finding("integer_percentage", "CtrB", "info", "all"),
+        ],
+        now=NOW,
+    )
     return url
 
 
@@ -77,7 +91,10 @@ def test_list_with_filters(db_url, capsys):
     assert main(["alerts", "list", "--format", "json", "--rule", "unusual_spike"]) == 0
     [item] = json.loads(capsys.readouterr().out)
     assert (item["type"], item["severity"], item["details"]["evidence_tx_ids"]) == (
-        "unusual_spike", "warning", ["tx-1", "tx-2"])
+        "unusual_spike",
+        "warning",
+        ["tx-1", "tx-2"],
+    )
 
 
 def test_show_assign_note_status_and_snooze(db_url, capsys):
@@ -90,9 +107,15 @@ def test_show_assign_note_status_and_snooze(db_url, capsys):
     capsys.readouterr()
     assert main(["alerts", "show", spike.id]) == 0
     out = capsys.readouterr().out
-    for text in ("unusual_spike in CtrA", "status:        investigating", "assigned to:   anna",
-                 "statistic:     5.0 (expected 1.0, threshold 3.5", "votes: 42", "tx-1",
-                 "anna: Checked the hour's votes"):
+    for text in (
+        "unusual_spike in CtrA",
+        "status:        investigating",
+        "assigned to:   anna",
+        "statistic:     5.0 (expected 1.0, threshold 3.5",
+        "votes: 42",
+        "tx-1",
+        "anna: Checked the hour's votes",
+    ):
         assert text in out, text
 
     assert main(["alerts", "status", prefix, "resolved"]) == 0
@@ -111,17 +134,20 @@ def test_show_assign_note_status_and_snooze(db_url, capsys):
     assert after.assigned_to is None and after.notes[0]["author"] == "anna"
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["alerts", "show", "no-such-alert"], "not found"),
-    (["alerts", "assign", "0000", "anna"], "not found"),
-    (["alerts", "note", "no-such-alert", "text"], "not found"),
-    (["alerts", "status", "{id}", "closed"], "status must be one of active, investigating, resolved, snoozed"),
-    (["alerts", "status", "{id}", "snoozed"], "alerts snooze ID --until"),
-    (["alerts", "snooze", "{id}", "--until", "tomorrow"], "--until must be an ISO 8601 time"),
-    (["alerts", "snooze", "{id}", "--until", "2000-01-01T00:00"], "--until must be in the future"),
-    (["alerts", "list", "--severity", "high"], "severity must be one of critical, warning, info"),
-    (["alerts", "note", "{id}", "   "], "note must not be empty"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["alerts", "show", "no-such-alert"], "not found"),
+        (["alerts", "assign", "0000", "anna"], "not found"),
+        (["alerts", "note", "no-such-alert", "text"], "not found"),
+        (["alerts", "status", "{id}", "closed"], "status must be one of active, investigating, resolved, snoozed"),
+        (["alerts", "status", "{id}", "snoozed"], "alerts snooze ID --until"),
+        (["alerts", "snooze", "{id}", "--until", "tomorrow"], "--until must be an ISO 8601 time"),
+        (["alerts", "snooze", "{id}", "--until", "2000-01-01T00:00"], "--until must be in the future"),
+        (["alerts", "list", "--severity", "high"], "severity must be one of critical, warning, info"),
+        (["alerts", "note", "{id}", "   "], "note must not be empty"),
+    ],
+)
 def test_clear_errors(db_url, capsys, argv, message):
     alert_id = _alerts(db_url)["night_activity"].id
     before = _alerts(db_url)["night_activity"]
@@ -163,8 +189,9 @@ def test_cli_edits_survive_two_materialisations(tmp_path, monkeypatch, capsys):
         assert dg.materialize(assets, resources=build_resources(settings), instance=instance).success
         engine = get_engine(settings.database_url)
         with Session(engine) as db:
-            critical = db.scalars(select(Alert).where(Alert.type == "votes_exceed_bulletins",
-                                                      Alert.constituency_id == CONTRACT_B)).one()
+            critical = db.scalars(
+                select(Alert).where(Alert.type == "votes_exceed_bulletins", Alert.constituency_id == CONTRACT_B)
+            ).one()
         assert main(["alerts", "assign", critical.id, "boris"]) == 0
         assert main(["alerts", "note", critical.id, "Asked the commission for the paper log", "--author", "boris"]) == 0
         assert main(["alerts", "status", critical.id, "investigating"]) == 0

@@ -17,7 +17,9 @@ def test_definitions_load_with_the_four_layers_and_their_lineage():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == PIPELINE_ASSETS | REPORT_ASSETS
-    parents = {k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()}
+    parents = {
+        k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()
+    }
     assert parents == {
         "reference_data": set(),
         "raw_transactions": {"reference_data"},

@@ -11,7 +11,15 @@ from election_pipeline.defs.automation import build_sensor, election_pipeline_jo
 from election_pipeline.defs.resources import build_resources
 from election_pipeline_tests.builders import CONTRACT_A, CONTRACT_B
 from election_pipeline_tests.scenario import (
-    A07, A08, B07, EXPECTED_HOURLY, HOUR7, a07_lines, a08_lines, b07_lines, hourly_figures,
+    A07,
+    A08,
+    B07,
+    EXPECTED_HOURLY,
+    HOUR7,
+    a07_lines,
+    a08_lines,
+    b07_lines,
+    hourly_figures,
 )
 
 
@@ -19,7 +27,9 @@ def test_dropped_files_are_sensed_run_and_counted_exactly(workspace, instance):
     settings = workspace.settings()
     sensor = build_sensor(settings.input_dir, settle_seconds=0, interval_seconds=1)
     job = dg.Definitions(
-        assets=defs.assets, asset_checks=defs.asset_checks, jobs=[election_pipeline_job],
+        assets=defs.assets,
+        asset_checks=defs.asset_checks,
+        jobs=[election_pipeline_job],
         resources=build_resources(settings),
     ).resolve_job_def("election_pipeline_job")
 
@@ -37,8 +47,10 @@ def test_dropped_files_are_sensed_run_and_counted_exactly(workspace, instance):
 
     engine = get_engine(settings.database_url)
     figures = hourly_figures(engine)
-    assert figures == {(CONTRACT_A, HOUR7): EXPECTED_HOURLY[(CONTRACT_A, HOUR7)],
-                       (CONTRACT_B, HOUR7): EXPECTED_HOURLY[(CONTRACT_B, HOUR7)]}
+    assert figures == {
+        (CONTRACT_A, HOUR7): EXPECTED_HOURLY[(CONTRACT_A, HOUR7)],
+        (CONTRACT_B, HOUR7): EXPECTED_HOURLY[(CONTRACT_B, HOUR7)],
+    }
 
     # Second wave: hour 08 lands later; the sensor picks up only the new file.
     workspace.drop(A08, a08_lines())
@@ -50,11 +62,16 @@ def test_dropped_files_are_sensed_run_and_counted_exactly(workspace, instance):
     assert hourly_figures(engine) == EXPECTED_HOURLY
     with engine.connect() as conn:
         rejected = conn.execute(select(RejectedRow.source, RejectedRow.line_number, RejectedRow.reason)).all()
-        jobs = conn.execute(select(FileProcessingJob.filename, FileProcessingJob.status,
-                                   FileProcessingJob.transactions_processed)).all()
-        rolled_back = conn.execute(select(Transaction.tx_id).where(Transaction.is_rolled_back.is_(True))).scalars().all()
+        jobs = conn.execute(
+            select(FileProcessingJob.filename, FileProcessingJob.status, FileProcessingJob.transactions_processed)
+        ).all()
+        rolled_back = (
+            conn.execute(select(Transaction.tx_id).where(Transaction.is_rolled_back.is_(True))).scalars().all()
+        )
         stored = conn.execute(select(func.count()).select_from(Transaction)).scalar_one()
-    assert rejected == [(A07, 6, "expected 12 fields separated by ';', found 6 (the line ends before the params field)")]
+    assert rejected == [
+        (A07, 6, "expected 12 fields separated by ';', found 6 (the line ends before the params field)")
+    ]
     assert sorted(jobs) == sorted([(A07, "completed", 5), (B07, "completed", 4), (A08, "completed", 5)])
     assert rolled_back == ["a9"]
     assert stored == 13  # a1-a9 and b1-b4, each once (a3 arrived twice)

@@ -18,8 +18,9 @@ ASSETS = [reference_data, raw_transactions, hourly_stats, constituency_metrics, 
 
 
 def _materialize(ws, instance, db_url):
-    return dg.materialize(ASSETS, resources=build_resources(ws.settings(database_url=db_url)), instance=instance,
-                          raise_on_error=False)
+    return dg.materialize(
+        ASSETS, resources=build_resources(ws.settings(database_url=db_url)), instance=instance, raise_on_error=False
+    )
 
 
 def test_whole_graph_gives_exact_figures_and_is_idempotent(workspace, instance, db_url):
@@ -68,9 +69,21 @@ def test_failing_blocking_check_stops_downstream_assets(workspace, instance, db_
     # The stores diverge: a transaction appears in the operational database that DuckDB never saw.
     when = datetime(2024, 9, 6, 7, 30)
     with engine.begin() as conn:
-        conn.execute(Transaction.__table__.insert().values(
-            id="tampered", tx_id="tampered", constituency_id=CONTRACT_A, timestamp=when, type="vote",
-            sender="x", is_rejected=False, is_rolled_back=False, bulletins=0, created_at=when, updated_at=when))
+        conn.execute(
+            Transaction.__table__.insert().values(
+                id="tampered",
+                tx_id="tampered",
+                constituency_id=CONTRACT_A,
+                timestamp=when,
+                type="vote",
+                sender="x",
+                is_rejected=False,
+                is_rolled_back=False,
+                bulletins=0,
+                created_at=when,
+                updated_at=when,
+            )
+        )
     result = _materialize(workspace, instance, db_url)
     assert not result.success
     evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}

@@ -14,9 +14,12 @@ from election_pipeline.sample import generate_sample
 def env(workspace, tmp_path, monkeypatch):
     s = workspace.settings()
     for key, value in {
-        "ELECTION_INPUT_DIR": s.input_dir, "ELECTION_REFERENCE_DIR": s.reference_dir,
-        "ELECTION_PROCESSED_DIR": s.processed_dir, "ELECTION_QUARANTINE_DIR": s.quarantine_dir,
-        "ELECTION_DATABASE_URL": s.database_url, "ELECTION_DUCKDB_PATH": s.duckdb_path,
+        "ELECTION_INPUT_DIR": s.input_dir,
+        "ELECTION_REFERENCE_DIR": s.reference_dir,
+        "ELECTION_PROCESSED_DIR": s.processed_dir,
+        "ELECTION_QUARANTINE_DIR": s.quarantine_dir,
+        "ELECTION_DATABASE_URL": s.database_url,
+        "ELECTION_DUCKDB_PATH": s.duckdb_path,
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
     }.items():
         monkeypatch.setenv(key, value)
@@ -25,8 +28,16 @@ def env(workspace, tmp_path, monkeypatch):
 
 def _hourly(engine):
     with engine.connect() as conn:
-        rows = conn.execute(select(HourlyStats.constituency_id, HourlyStats.hour, HourlyStats.bulletins_issued,
-                                   HourlyStats.votes_cast, HourlyStats.revote_count, HourlyStats.transaction_count))
+        rows = conn.execute(
+            select(
+                HourlyStats.constituency_id,
+                HourlyStats.hour,
+                HourlyStats.bulletins_issued,
+                HourlyStats.votes_cast,
+                HourlyStats.revote_count,
+                HourlyStats.transaction_count,
+            )
+        )
         return sorted(tuple(r) for r in rows)
 
 
@@ -46,7 +57,9 @@ def test_cli_run_on_the_sample_matches_its_ground_truth(env, workspace, capsys):
     )
     assert _hourly(engine) == expected
     with engine.connect() as conn:
-        unknown = conn.execute(select(Constituency.in_reference).where(Constituency.id == truth.unknown_contract_id)).scalar_one()
+        unknown = conn.execute(
+            select(Constituency.in_reference).where(Constituency.id == truth.unknown_contract_id)
+        ).scalar_one()
         totals = dict(conn.execute(select(Constituency.id, Constituency.votes_cast)).all())
     assert unknown is False
     assert totals == {cid: t.votes_cast for cid, t in truth.totals.items()}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError
@@ -70,8 +70,13 @@ def constituencies(db, election):
     return [
         crud.create(
             ConstituencyCreate(
-                id=cid, election_id=election.id, name=name, region=region, type=kind,
-                registered_voters=reg, status=status,
+                id=cid,
+                election_id=election.id,
+                name=name,
+                region=region,
+                type=kind,
+                registered_voters=reg,
+                status=status,
             )
         )
         for cid, name, region, kind, reg, status in rows
@@ -189,20 +194,19 @@ def test_election_queries(db, election):
     crud = ElectionCRUD(db)
     later = crud.create(
         ElectionCreate(
-            name="Mayor 2025", status="upcoming", type="local",
-            start_date=datetime(2025, 9, 12, 8), end_date=datetime(2025, 9, 14, 20),
+            name="Mayor 2025",
+            status="upcoming",
+            type="local",
+            start_date=datetime(2025, 9, 12, 8),
+            end_date=datetime(2025, 9, 14, 20),
         )
     )
     assert crud.get_by_name(name="Mayor 2025").id == later.id
     assert crud.get_by_name(name="nope") is None
     assert [e.id for e in crud.get_active_elections()] == ["duma-2024"]
-    in_2024 = crud.get_by_date_range(
-        start_date=datetime(2024, 9, 7), end_date=datetime(2024, 9, 7, 12)
-    )
+    in_2024 = crud.get_by_date_range(start_date=datetime(2024, 9, 7), end_date=datetime(2024, 9, 7, 12))
     assert [e.id for e in in_2024] == ["duma-2024"]
-    everything = crud.get_by_date_range(
-        start_date=datetime(2024, 1, 1, tzinfo=timezone.utc), end_date=datetime(2026, 1, 1)
-    )
+    everything = crud.get_by_date_range(start_date=datetime(2024, 1, 1, tzinfo=UTC), end_date=datetime(2026, 1, 1))
     assert {e.id for e in everything} == {"duma-2024", later.id}
     before = crud.get_by_date_range(start_date=datetime(2023, 1, 1), end_date=datetime(2023, 2, 1))
     assert before == []
@@ -214,7 +218,7 @@ def test_election_update_uses_the_stored_zone_for_naive_dates(db, election):
     assert e.end_date == datetime(2024, 9, 8, 18)
     e = crud.update(db_obj=e, obj_in={"start_date": datetime(2024, 9, 6, 9)})
     assert e.start_date == datetime(2024, 9, 6, 6)
-    e = crud.update(db_obj=e, obj_in={"start_date": datetime(2024, 9, 6, 7, tzinfo=timezone.utc)})
+    e = crud.update(db_obj=e, obj_in={"start_date": datetime(2024, 9, 6, 7, tzinfo=UTC)})
     assert e.start_date == datetime(2024, 9, 6, 7)
 
 
@@ -277,7 +281,11 @@ def test_transaction_queries(db, constituencies):
     for tx_id, cid, kind, ts, height in specs:
         crud.create(
             TransactionCreate(
-                tx_id=tx_id, constituency_id=cid, type=kind, timestamp=ts, block_height=height,
+                tx_id=tx_id,
+                constituency_id=cid,
+                type=kind,
+                timestamp=ts,
+                block_height=height,
                 raw_data={"nestedTxId": tx_id},
             )
         )
@@ -327,7 +335,7 @@ def test_add_note_appends_and_persists(db, db_url, constituencies):
     assert notes[1]["author"] == "anna"
     at = datetime.fromisoformat(notes[0]["at"])
     assert at.tzinfo is not None and at.utcoffset() == timedelta(0)
-    assert abs(datetime.now(timezone.utc) - at) < timedelta(minutes=5)
+    assert abs(datetime.now(UTC) - at) < timedelta(minutes=5)
 
     with pytest.raises(ValueError, match="note must not be empty"):
         crud.add_note(id=alert.id, note="  ")
@@ -343,15 +351,13 @@ def test_set_status_resolved_sets_and_clears_resolved_at(db, constituencies):
     resolved = crud.set_status(alert.id, "resolved")
     assert resolved.status == "resolved"
     assert resolved.resolved_at is not None
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     assert abs(now - resolved.resolved_at) < timedelta(minutes=5)
 
     reopened = crud.set_status(alert.id, "investigating")
     assert (reopened.status, reopened.resolved_at) == ("investigating", None)
 
-    with pytest.raises(
-        ValueError, match="status must be one of active, investigating, resolved, snoozed"
-    ):
+    with pytest.raises(ValueError, match="status must be one of active, investigating, resolved, snoozed"):
         crud.set_status(alert.id, "closed")
     assert crud.get(alert.id).status == "investigating"
 
@@ -403,14 +409,10 @@ def test_hourly_stats_queries(db, election, constituencies):
     latest = crud.get_latest_for_constituency(constituency_id="C1")
     assert (latest.hour, latest.votes_cast) == (base + timedelta(hours=2), 5)
     assert crud.get_latest_for_constituency(constituency_id="C2") is None
-    in_range = crud.get_by_hour_range(
-        start_hour=base + timedelta(hours=1), end_hour=base + timedelta(hours=2)
-    )
+    in_range = crud.get_by_hour_range(start_hour=base + timedelta(hours=1), end_hour=base + timedelta(hours=2))
     expected = [("C1", 20), ("C3", 7), ("C1", 5)]  # both ends included
     assert [(h.constituency_id, h.votes_cast) for h in in_range] == expected
-    only_c3 = crud.get_by_hour_range(
-        start_hour=base, end_hour=base + timedelta(hours=5), constituency_id="C3"
-    )
+    only_c3 = crud.get_by_hour_range(start_hour=base, end_hour=base + timedelta(hours=5), constituency_id="C3")
     assert [h.votes_cast for h in only_c3] == [7]
     with pytest.raises(IntegrityError):  # one row per constituency and hour
         crud.create({"constituency_id": "C1", "hour": base})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError
@@ -84,12 +84,8 @@ def test_aware_election_dates_are_converted_to_naive_utc_whatever_the_zone():
 
 def test_election_local_time_follows_daylight_saving():
     berlin = "Europe/Berlin"
-    summer = _election(
-        timezone=berlin, start_date=datetime(2024, 7, 1, 8), end_date=datetime(2024, 7, 1, 20)
-    )
-    winter = _election(
-        timezone=berlin, start_date=datetime(2024, 1, 8, 8), end_date=datetime(2024, 1, 8, 20)
-    )
+    summer = _election(timezone=berlin, start_date=datetime(2024, 7, 1, 8), end_date=datetime(2024, 7, 1, 20))
+    winter = _election(timezone=berlin, start_date=datetime(2024, 1, 8, 8), end_date=datetime(2024, 1, 8, 20))
     assert summer.start_date.hour == 6
     assert winter.start_date.hour == 7
 
@@ -105,7 +101,7 @@ def test_election_end_after_start_is_checked_in_utc():
     with pytest.raises(ValidationError, match="end_date must be after start_date"):
         _election(
             timezone="Europe/Moscow",
-            start_date=datetime(2024, 9, 6, 8, tzinfo=timezone.utc),
+            start_date=datetime(2024, 9, 6, 8, tzinfo=UTC),
             end_date=datetime(2024, 9, 6, 10),
         )
 
@@ -141,9 +137,7 @@ def test_election_update_converts_naive_dates_with_its_own_or_the_context_zone()
     assert own.end_date == datetime(2024, 9, 8, 18)
     assert own.pending_local_dates == frozenset()
 
-    ctx = ElectionUpdate.model_validate(
-        {"start_date": datetime(2024, 9, 6, 9)}, context={"timezone": "Europe/Moscow"}
-    )
+    ctx = ElectionUpdate.model_validate({"start_date": datetime(2024, 9, 6, 9)}, context={"timezone": "Europe/Moscow"})
     assert ctx.start_date == datetime(2024, 9, 6, 6)
 
     unknown = ElectionUpdate(end_date=datetime(2024, 9, 8, 21))
@@ -155,9 +149,7 @@ def test_election_update_validates_values():
     with pytest.raises(ValidationError, match="status must be one of"):
         ElectionUpdate(status="done")
     with pytest.raises(ValidationError, match="end_date must be after start_date"):
-        ElectionUpdate(
-            start_date=datetime(2024, 1, 2), end_date=datetime(2024, 1, 1), timezone="UTC"
-        )
+        ElectionUpdate(start_date=datetime(2024, 1, 2), end_date=datetime(2024, 1, 1), timezone="UTC")
 
 
 # -- constituency ----------------------------------------------------------------------

@@ -27,8 +27,9 @@ def hourly(rows: Iterable[dict]) -> pd.DataFrame:
         rec["constituency_id"] = r["constituency_id"]
         rec["hour"] = pd.Timestamp(r["hour"])
         if "transaction_count" not in r:
-            rec["transaction_count"] = (rec["bulletins_issued"] + rec["votes_cast"] + rec["revote_count"]
-                                        + rec["rejected_count"])
+            rec["transaction_count"] = (
+                rec["bulletins_issued"] + rec["votes_cast"] + rec["revote_count"] + rec["rejected_count"]
+            )
         records.append(rec)
     frame = pd.DataFrame(records, columns=["constituency_id", "hour", *HOURLY_COLUMNS])
     if frame.empty:
@@ -45,8 +46,16 @@ def constituencies(specs: Iterable[tuple], election: str | None = ELECTION) -> p
     for spec in specs:
         cid, registered = spec[0], spec[1]
         region = spec[2] if len(spec) > 2 else "North"
-        rows.append({"id": cid, "election_id": election, "region": region, "registered": registered,
-                     "in_reference": election is not None, "name": f"District {cid}"})
+        rows.append(
+            {
+                "id": cid,
+                "election_id": election,
+                "region": region,
+                "registered": registered,
+                "in_reference": election is not None,
+                "name": f"District {cid}",
+            }
+        )
     return pd.DataFrame(rows, columns=["id", "election_id", "region", "registered", "in_reference", "name"])
 
 
@@ -57,15 +66,31 @@ def elections(timezone: str = "Europe/Moscow", start: datetime = START, end: dat
 def totals(rows: Iterable[dict]) -> pd.DataFrame:
     """Rows with ``constituency_id`` and any of ``bulletins_issued``, ``votes_cast``,
     ``transaction_count``, ``voting_finished``."""
-    records = [{"constituency_id": r["constituency_id"], "bulletins_issued": r.get("bulletins_issued", 0),
-                "votes_cast": r.get("votes_cast", 0), "transaction_count": r.get("transaction_count", 0),
-                "voting_finished": r.get("voting_finished")} for r in rows]
-    return pd.DataFrame(records, columns=["constituency_id", "bulletins_issued", "votes_cast", "transaction_count",
-                                          "voting_finished"])
+    records = [
+        {
+            "constituency_id": r["constituency_id"],
+            "bulletins_issued": r.get("bulletins_issued", 0),
+            "votes_cast": r.get("votes_cast", 0),
+            "transaction_count": r.get("transaction_count", 0),
+            "voting_finished": r.get("voting_finished"),
+        }
+        for r in rows
+    ]
+    return pd.DataFrame(
+        records, columns=["constituency_id", "bulletins_issued", "votes_cast", "transaction_count", "voting_finished"]
+    )
 
 
 def late(rows: Iterable[tuple]) -> pd.DataFrame:
     """``(constituency_id, tx_id, ts, operation[, rejected])`` tuples."""
-    records = [{"constituency_id": r[0], "tx_id": r[1], "ts": pd.Timestamp(r[2]), "operation": r[3],
-                "rejected": r[4] if len(r) > 4 else False} for r in rows]
+    records = [
+        {
+            "constituency_id": r[0],
+            "tx_id": r[1],
+            "ts": pd.Timestamp(r[2]),
+            "operation": r[3],
+            "rejected": r[4] if len(r) > 4 else False,
+        }
+        for r in rows
+    ]
     return pd.DataFrame(records, columns=["constituency_id", "tx_id", "ts", "operation", "rejected"])

@@ -32,8 +32,14 @@ def spike_frames(x: int):
     rows = []
     for cid in [*PEERS, "A"]:
         rows.append({"constituency_id": cid, "hour": H0, "votes_cast": 90, "bulletins_issued": 90})
-        rows.append({"constituency_id": cid, "hour": H1, "votes_cast": x if cid == "A" else 10,
-                     "bulletins_issued": x if cid == "A" else 10})
+        rows.append(
+            {
+                "constituency_id": cid,
+                "hour": H1,
+                "votes_cast": x if cid == "A" else 10,
+                "bulletins_issued": x if cid == "A" else 10,
+            }
+        )
     return hourly(rows), constituencies([(c, 1000) for c in [*PEERS, "A"]])
 
 
@@ -91,7 +97,7 @@ def test_small_early_numbers_with_closely_agreeing_peers_are_not_a_spike():
     rows.append({"constituency_id": "A", "hour": H1, "votes_cast": 24})
     for cid in registered:  # the rest of the day, equal shares
         rows.append({"constituency_id": cid, "hour": H1 + timedelta(hours=1), "votes_cast": registered[cid] // 20})
-    c = constituencies([(cid, n) for cid, n in registered.items()])
+    c = constituencies(list(registered.items()))
     assert unusual_spike(hourly(rows), c) == []
 
 
@@ -107,7 +113,7 @@ def test_hour_share_only_once_voting_is_over():
     # A: 100 votes, 25 of them in one hour: exactly 25% is not more than 25%.
     hours = [datetime(2024, 9, 6, h) for h in range(6, 12)]
     votes = [25, 15, 15, 15, 15, 15]
-    rows = [{"constituency_id": "A", "hour": h, "votes_cast": v} for h, v in zip(hours, votes)]
+    rows = [{"constituency_id": "A", "hour": h, "votes_cast": v} for h, v in zip(hours, votes, strict=False)]
     c = constituencies([("A", 1000)])
     assert [f for f in unusual_spike(hourly(rows), c) if f.figures["kind"] == "hour_share"] == []
     rows[0]["votes_cast"] = 26  # 26 of 101 = 25.7%
@@ -175,8 +181,14 @@ def offline_frames(silent: list[int], hours: int = 8, votes: int = 6):
         for k in range(hours):
             if cid == "A" and k in silent:
                 continue
-            rows.append({"constituency_id": cid, "hour": START + timedelta(hours=k),
-                         "votes_cast": votes, "bulletins_issued": votes})
+            rows.append(
+                {
+                    "constituency_id": cid,
+                    "hour": START + timedelta(hours=k),
+                    "votes_cast": votes,
+                    "bulletins_issued": votes,
+                }
+            )
     c = constituencies([(cid, REG) for cid in [*PEERS, "A"]])
     return hourly(rows), c, constituency_windows(c, elections())
 
@@ -199,8 +211,7 @@ def test_offline_needs_enough_predicted_votes():
     now = START + timedelta(hours=8)
     frame, c, windows = offline_frames(silent=[3, 4])
     assert len(constituency_offline(frame, c, windows, DetectionThresholds(offline_min_expected=12.0), now=now)) == 1
-    assert constituency_offline(frame, c, windows, DetectionThresholds(offline_min_expected=12.0 + 1e-9),
-                                now=now) == []
+    assert constituency_offline(frame, c, windows, DetectionThresholds(offline_min_expected=12.0 + 1e-9), now=now) == []
 
 
 def test_offline_fires_from_the_schedule_as_time_passes():

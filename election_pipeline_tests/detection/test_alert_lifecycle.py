@@ -31,11 +31,14 @@ def _rematerialise(ws, now: datetime):
 
 def _stuffed_election(ws):
     """C2 gets 3 votes for 1 bulletin in hour 07 (votes exceed bulletins)."""
-    ws.write_reference([ELECTION], [f"{C1},E1,Riverside,North,urban,10,active",
-                                    f"{C2},E1,Old Town,North,urban,40,active"])
+    ws.write_reference(
+        [ELECTION], [f"{C1},E1,Riverside,North,urban,10,active", f"{C2},E1,Old Town,North,urban,40,active"]
+    )
     ws.drop(file_name(C1, 7), [bsi("a1", at(7, 5), 3), vote("a2", at(7, 10), "v1")])
-    ws.drop(file_name(C2, 7), [bsi("b1", at(7, 1), 1), vote("b2", at(7, 2), "w1"), vote("b3", at(7, 3), "w2"),
-                               vote("b4", at(7, 4), "w3")])
+    ws.drop(
+        file_name(C2, 7),
+        [bsi("b1", at(7, 1), 1), vote("b2", at(7, 2), "w1"), vote("b3", at(7, 3), "w2"), vote("b4", at(7, 4), "w3")],
+    )
 
 
 def _the_alert(ws) -> Alert:
@@ -123,8 +126,15 @@ def test_worse_means_higher_severity_or_the_statistic_moving_the_bad_way():
     f = Finding(rule="r", severity="warning", constituency_id="A", title="t", description="d", statistic=1.0)
     assert worse_reason({"severity": "warning", "statistic": 1.0}, f) is None
     assert "severity rose" in worse_reason({"severity": "info", "statistic": 1.0}, f)
-    low = Finding(rule="low_participation", severity="warning", constituency_id="A", title="t", description="d",
-                  statistic=0.2, higher_is_worse=False)
+    low = Finding(
+        rule="low_participation",
+        severity="warning",
+        constituency_id="A",
+        title="t",
+        description="d",
+        statistic=0.2,
+        higher_is_worse=False,
+    )
     assert "fell from 0.25 to 0.2" in worse_reason({"severity": "warning", "statistic": 0.25}, low)
     assert worse_reason({"severity": "warning", "statistic": 0.1}, low) is None
 

@@ -34,12 +34,15 @@ def _by_rule(findings, rule):
 def test_vote_after_close_and_outside_window_edges_in_the_raw_store(ws):
     ws.write_reference([ELECTION], [f"{C1},E1,Riverside,North,urban,10,active"])
     ws.drop(file_name(C1, 5), [simple("S1", at(5, 0), "startVoting"), bsi("B1", at(5, 10), 6)])
-    ws.drop(file_name(C1, 16, day=8), [
-        simple("F1", at(16, 0, day=8), "finishVoting"),
-        vote("AT", at(16, 0, day=8), "K1"),  # at the finishVoting instant: not after it
-        vote("L1", at(16, 0, 0, 1, day=8), "K2"),  # 1 ms later: after the close
-        vote("R1", at(16, 30, day=8), "K3", rejected=True),  # rejected by the contract: fine
-    ])
+    ws.drop(
+        file_name(C1, 16, day=8),
+        [
+            simple("F1", at(16, 0, day=8), "finishVoting"),
+            vote("AT", at(16, 0, day=8), "K1"),  # at the finishVoting instant: not after it
+            vote("L1", at(16, 0, 0, 1, day=8), "K2"),  # 1 ms later: after the close
+            vote("R1", at(16, 30, day=8), "K3", rejected=True),  # rejected by the contract: fine
+        ],
+    )
     ws.drop(file_name(C1, 17, day=8), [vote("END", at(17, 0, day=8), "K4")])  # 20:00 local: outside
     ws.ingest()
     findings = _publish(ws, AFTER).findings
@@ -64,8 +67,11 @@ def test_evidence_ids_are_the_transactions_behind_the_alert(ws):
     assert f.constituency_id == C1 and f.statistic == round(5 / 7, 4)
     assert f.evidence_tx_ids == [f"X{i}" for i in range(5)]  # only the rejected ones, oldest first
     with ws.engine.connect() as conn:
-        count = conn.execute(select(HourlyStats.anomaly_count).where(
-            HourlyStats.constituency_id == C1, HourlyStats.hour == datetime(2024, 9, 6, 9))).scalar_one()
+        count = conn.execute(
+            select(HourlyStats.anomaly_count).where(
+                HourlyStats.constituency_id == C1, HourlyStats.hour == datetime(2024, 9, 6, 9)
+            )
+        ).scalar_one()
     assert count >= 1
 
 

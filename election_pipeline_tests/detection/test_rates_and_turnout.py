@@ -30,8 +30,8 @@ def test_binomial_and_poisson_tails_by_hand():
     assert binomial_sf(2, 3, 0.5) == pytest.approx(0.5)  # (3 + 1) / 8
     assert binomial_sf(1, 2, 0.1) == pytest.approx(0.19)  # 1 − 0.9²
     assert binomial_sf(0, 5, 0.3) == 1.0 and binomial_sf(6, 5, 0.3) == 0.0
-    assert poisson_sf(1, 2.0) == pytest.approx(1 - 2.718281828459045 ** -2)
-    assert poisson_sf(3, 1.0) == pytest.approx(1 - 2.5 * 2.718281828459045 ** -1)
+    assert poisson_sf(1, 2.0) == pytest.approx(1 - 2.718281828459045**-2)
+    assert poisson_sf(3, 1.0) == pytest.approx(1 - 2.5 * 2.718281828459045**-1)
 
 
 def test_rate_exceeds_needs_both_the_share_and_significance():
@@ -50,14 +50,21 @@ def test_rate_exceeds_needs_both_the_share_and_significance():
 
 def test_high_rejection_rate():
     c = constituencies([("A", 1000), ("B", 1000), ("C", 1000)])
-    frame = hourly([
-        {"constituency_id": "A", "hour": HOUR, "rejected_count": 10, "transaction_count": 1000},  # exactly 1%
-        {"constituency_id": "B", "hour": HOUR, "rejected_count": 1, "transaction_count": 3},  # 33%, not significant
-        {"constituency_id": "C", "hour": HOUR, "rejected_count": 12, "transaction_count": 30},  # 40%
-    ])
+    frame = hourly(
+        [
+            {"constituency_id": "A", "hour": HOUR, "rejected_count": 10, "transaction_count": 1000},  # exactly 1%
+            {"constituency_id": "B", "hour": HOUR, "rejected_count": 1, "transaction_count": 3},  # 33%, not significant
+            {"constituency_id": "C", "hour": HOUR, "rejected_count": 12, "transaction_count": 30},  # 40%
+        ]
+    )
     [f] = high_rejection_rate(frame, c)
     assert (f.rule, f.severity, f.constituency_id, f.statistic, f.threshold) == (
-        "high_rejection_rate", "warning", "C", 0.4, 0.01)
+        "high_rejection_rate",
+        "warning",
+        "C",
+        0.4,
+        0.01,
+    )
     assert f.expected == round(23 / 1033, 4)  # the share over every hour given
     assert f.figures["rejected"] == 12 and f.figures["transactions"] == 30
     assert f.figures["p_value"] < 1e-5 and f.evidence_kind == "rejected" and f.hours == [HOUR]
@@ -65,10 +72,12 @@ def test_high_rejection_rate():
 
 def test_high_revote_rate():
     c = constituencies([("A", 1000), ("B", 1000)])
-    frame = hourly([
-        {"constituency_id": "A", "hour": HOUR, "votes_cast": 90, "revote_count": 10},  # exactly 10%
-        {"constituency_id": "B", "hour": HOUR, "votes_cast": 10, "revote_count": 15},  # 60%
-    ])
+    frame = hourly(
+        [
+            {"constituency_id": "A", "hour": HOUR, "votes_cast": 90, "revote_count": 10},  # exactly 10%
+            {"constituency_id": "B", "hour": HOUR, "votes_cast": 10, "revote_count": 15},  # 60%
+        ]
+    )
     [f] = high_revote_rate(frame, c)
     assert (f.constituency_id, f.statistic, f.threshold, f.evidence_kind) == ("B", 0.6, 0.1, "revote")
     assert f.figures["revotes"] == 15 and f.figures["accepted_votes"] == 25
@@ -82,11 +91,13 @@ def test_high_revote_rate():
 
 def test_issued_not_voted_gap_at_close():
     c = constituencies([("A", 2000), ("B", 2000), ("C", 2000)])
-    t = totals([
-        {"constituency_id": "A", "bulletins_issued": 1000, "votes_cast": 950},  # exactly 5%
-        {"constituency_id": "B", "bulletins_issued": 1000, "votes_cast": 800},  # 20%
-        {"constituency_id": "C", "bulletins_issued": 100, "votes_cast": 120},  # more votes: another rule
-    ])
+    t = totals(
+        [
+            {"constituency_id": "A", "bulletins_issued": 1000, "votes_cast": 950},  # exactly 5%
+            {"constituency_id": "B", "bulletins_issued": 1000, "votes_cast": 800},  # 20%
+            {"constituency_id": "C", "bulletins_issued": 100, "votes_cast": 120},  # more votes: another rule
+        ]
+    )
     closed = {"A", "B", "C"}
     [f] = issued_not_voted_gap(c, t, closed)
     assert (f.constituency_id, f.statistic, f.threshold) == ("B", 0.2, 0.05)
@@ -102,11 +113,13 @@ def test_issued_not_voted_gap_at_close():
 def test_low_participation_at_close_and_pro_rated_before():
     c = constituencies([("A", 1000), ("B", 1000), ("C", 1000)])
     windows = constituency_windows(c, elections())
-    t = totals([
-        {"constituency_id": "A", "votes_cast": 300},  # exactly 30%
-        {"constituency_id": "B", "votes_cast": 299},
-        {"constituency_id": "C", "votes_cast": 700},
-    ])
+    t = totals(
+        [
+            {"constituency_id": "A", "votes_cast": 300},  # exactly 30%
+            {"constituency_id": "B", "votes_cast": 299},
+            {"constituency_id": "C", "votes_cast": 700},
+        ]
+    )
     after = END + timedelta(hours=1)
     [f] = low_participation(c, t, windows, closed={"A", "B", "C"}, now=after)
     assert (f.constituency_id, f.statistic, f.threshold, f.expected) == ("B", 0.299, 0.3, 0.3)
@@ -114,8 +127,13 @@ def test_low_participation_at_close_and_pro_rated_before():
 
     # Halfway through the window: the threshold is 0.3 × 0.5 = 0.15.
     halfway = START + (END - START) / 2
-    t = totals([{"constituency_id": "A", "votes_cast": 150}, {"constituency_id": "B", "votes_cast": 149},
-                {"constituency_id": "C", "votes_cast": 400}])
+    t = totals(
+        [
+            {"constituency_id": "A", "votes_cast": 150},
+            {"constituency_id": "B", "votes_cast": 149},
+            {"constituency_id": "C", "votes_cast": 400},
+        ]
+    )
     [g] = low_participation(c, t, windows, closed=set(), now=halfway)
     assert (g.constituency_id, g.threshold, g.figures["window_elapsed_share"]) == ("B", 0.15, 0.5)
     # Before the first voting day is over (midnight Moscow = 21:00 UTC): no judgement yet.
@@ -141,13 +159,15 @@ def test_integer_percentage_definition():
 
 def test_integer_percentage_rule():
     c = constituencies([("A", 640), ("B", 640), ("C", 99), ("D", 100), ("E", 437)])
-    t = totals([
-        {"constituency_id": "A", "votes_cast": 448},  # 70.00%
-        {"constituency_id": "B", "votes_cast": 449},
-        {"constituency_id": "C", "votes_cast": 55},  # 55.56% ... and under 100 voters anyway
-        {"constituency_id": "D", "votes_cast": 55},  # 55.00%, 100 registered: checked
-        {"constituency_id": "E", "votes_cast": 300},
-    ])
+    t = totals(
+        [
+            {"constituency_id": "A", "votes_cast": 448},  # 70.00%
+            {"constituency_id": "B", "votes_cast": 449},
+            {"constituency_id": "C", "votes_cast": 55},  # 55.56% ... and under 100 voters anyway
+            {"constituency_id": "D", "votes_cast": 55},  # 55.00%, 100 registered: checked
+            {"constituency_id": "E", "votes_cast": 300},
+        ]
+    )
     found = {f.constituency_id: f for f in integer_percentage(c, t, closed={"A", "B", "C", "D", "E"})}
     assert set(found) == {"A", "D"}
     a = found["A"]

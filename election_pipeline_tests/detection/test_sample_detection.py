@@ -35,8 +35,9 @@ def _one_file_per_contract(input_dir: Path) -> None:
 
 
 def test_every_planted_anomaly_is_found_and_clean_constituencies_stay_quiet(tmp_path: Path) -> None:
-    truth = generate_sample(tmp_path / "input", tmp_path / "reference", seed=7, constituencies=10,
-                            ballot_bytes=16, anomalies=ANOMALY_KINDS)
+    truth = generate_sample(
+        tmp_path / "input", tmp_path / "reference", seed=7, constituencies=10, ballot_bytes=16, anomalies=ANOMALY_KINDS
+    )
     _one_file_per_contract(tmp_path / "input")
     folders = DropFolders(tmp_path / "input", tmp_path / "processed", tmp_path / "quarantine")
     for folder in (folders.processed_dir, folders.quarantine_dir):
@@ -45,8 +46,12 @@ def test_every_planted_anomaly_is_found_and_clean_constituencies_stay_quiet(tmp_
     upgrade_database(engine)
     load_reference(tmp_path / "reference", engine)
     with open_warehouse(tmp_path / "warehouse.duckdb") as duck:
-        ingest_folder(ready_files(folders.input_dir, settle_seconds=0, now=time.time() + 60), duck=duck,
-                      engine=engine, folders=folders)
+        ingest_folder(
+            ready_files(folders.input_dir, settle_seconds=0, now=time.time() + 60),
+            duck=duck,
+            engine=engine,
+            folders=folders,
+        )
         publish_hourly_stats(duck, engine)
         metrics = publish_metrics(duck, engine)
     publish_alerts(engine, metrics.findings)
@@ -62,8 +67,12 @@ def test_every_planted_anomaly_is_found_and_clean_constituencies_stay_quiet(tmp_
         for rule in anomaly.rules:
             found = [d for r, _s, d in by_constituency[anomaly.constituency_id] if r == rule]
             if anomaly.start is not None:
-                found = [d for d in found if d["window_start"] is None or (
-                    d["window_start"] < anomaly.end.isoformat() and anomaly.start.isoformat() < d["window_end"])]
+                found = [
+                    d
+                    for d in found
+                    if d["window_start"] is None
+                    or (d["window_start"] < anomaly.end.isoformat() and anomaly.start.isoformat() < d["window_end"])
+                ]
             assert found, f"{anomaly.kind} in {anomaly.constituency_id} not found by {rule}"
     for cid in truth.clean_contract_ids:
         loud = [(r, s) for r, s, _d in by_constituency[cid] if s in ("warning", "critical")]

@@ -20,8 +20,15 @@ from .frames import END, START, constituencies, elections, hourly, totals
 
 
 def _finding(rule: str, cid: str = "A", strength: float = 1.0, **kw) -> Finding:
-    return Finding(rule=rule, severity=kw.pop("severity", "warning"), constituency_id=cid, title="t",
-                   description="d", strength=strength, **kw)
+    return Finding(
+        rule=rule,
+        severity=kw.pop("severity", "warning"),
+        constituency_id=cid,
+        title="t",
+        description="d",
+        strength=strength,
+        **kw,
+    )
 
 
 def test_score_is_one_on_a_critical_invariant_else_one_minus_the_product():
@@ -39,19 +46,36 @@ def test_score_is_one_on_a_critical_invariant_else_one_minus_the_product():
 
 def test_anomaly_counts_per_hour():
     h = datetime(2024, 9, 6, 7)
-    counts = anomaly_counts([_finding("unusual_spike", hours=[h]), _finding("night_activity", hours=[h]),
-                             _finding("high_rejection_rate", "B", hours=[h])])
+    counts = anomaly_counts(
+        [
+            _finding("unusual_spike", hours=[h]),
+            _finding("night_activity", hours=[h]),
+            _finding("high_rejection_rate", "B", hours=[h]),
+        ]
+    )
     assert counts == {("A", h): 2, ("B", h): 1}
 
 
 def test_fingerprint_and_details():
-    f = _finding("unusual_spike", window_key="2024-09-06T07", statistic=4.2, expected=3.0, threshold=3.5,
-                 evidence_tx_ids=[f"t{i}" for i in range(30)], higher_is_worse=False)
+    f = _finding(
+        "unusual_spike",
+        window_key="2024-09-06T07",
+        statistic=4.2,
+        expected=3.0,
+        threshold=3.5,
+        evidence_tx_ids=[f"t{i}" for i in range(30)],
+        higher_is_worse=False,
+    )
     assert f.fingerprint == "unusual_spike|A|2024-09-06T07"
     assert _finding("low_participation").fingerprint == "low_participation|A|all"
     d = f.details()
     assert (d["rule"], d["statistic"], d["expected"], d["threshold"], d["worse_when"]) == (
-        "unusual_spike", 4.2, 3.0, 3.5, "lower")
+        "unusual_spike",
+        4.2,
+        3.0,
+        3.5,
+        "lower",
+    )
     assert len(d["evidence_tx_ids"]) == 20
     with pytest.raises(ValueError, match="severity must be one of"):
         _finding("x", severity="high")
@@ -67,8 +91,9 @@ def test_windows_local_time_and_whole_hours():
 
 
 def test_closed_and_peers():
-    c = constituencies([("A", 100, "N"), ("B", 100, "N"), ("C", 100, "N"), ("D", 100, "N"), ("E", 100, "S"),
-                        ("Z", 0, "S")])
+    c = constituencies(
+        [("A", 100, "N"), ("B", 100, "N"), ("C", 100, "N"), ("D", 100, "N"), ("E", 100, "S"), ("Z", 0, "S")]
+    )
     windows = constituency_windows(c, elections())
     t = totals([{"constituency_id": "A", "voting_finished": datetime(2024, 9, 8, 17)}])
     assert closed_constituencies(c, t, windows, END - timedelta(hours=1)) == {"A"}
@@ -91,8 +116,18 @@ def test_run_rules_on_an_ordinary_election_with_one_broken_invariant():
     rows.append({"constituency_id": "A", "hour": START + timedelta(hours=60), "votes_cast": 3})
     frame = hourly(rows)
     c = constituencies([(cid, 517) for cid in ids])  # 300/517 = 58.03%: not a whole percentage
-    t = totals([{"constituency_id": cid, "bulletins_issued": 300, "votes_cast": 303 if cid == "A" else 300,
-                 "transaction_count": 600, "voting_finished": END} for cid in ids])
+    t = totals(
+        [
+            {
+                "constituency_id": cid,
+                "bulletins_issued": 300,
+                "votes_cast": 303 if cid == "A" else 300,
+                "transaction_count": 600,
+                "voting_finished": END,
+            }
+            for cid in ids
+        ]
+    )
     findings = run_rules(frame, c, t, DetectionThresholds(), elections=elections(), now=END + timedelta(days=1))
     assert {(f.rule, f.constituency_id) for f in findings} == {("votes_exceed_bulletins", "A")}
     assert set(RULES) >= {f.rule for f in findings}

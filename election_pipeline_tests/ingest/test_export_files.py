@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
-import zlib
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from election_pipeline.ingest.export_files import (
     iter_export_lines,
 )
 
-GOOD = "Tx{n};104;SIG;4;1725609600000;Key{n};0;;[{{\"key\":\"operation\",\"stringValue\":\"startVoting\"}}];[];{{}};"
+GOOD = 'Tx{n};104;SIG;4;1725609600000;Key{n};0;;[{{"key":"operation","stringValue":"startVoting"}}];[];{{}};'
 
 
 def good(n: int) -> str:
@@ -48,8 +47,10 @@ def lines_of(path: Path, **kwargs) -> list[tuple[str, str, int, str | None, str]
 @pytest.mark.parametrize(
     "name,expected",
     [
-        ("AsrxMqfGWsXEgTmvdw95omtQ4Gv1Vi4mGAvLYy23DHpM_2024-09-06_0800-0900.csv",
-         "AsrxMqfGWsXEgTmvdw95omtQ4Gv1Vi4mGAvLYy23DHpM"),  # the part before the first '_'
+        (
+            "AsrxMqfGWsXEgTmvdw95omtQ4Gv1Vi4mGAvLYy23DHpM_2024-09-06_0800-0900.csv",
+            "AsrxMqfGWsXEgTmvdw95omtQ4Gv1Vi4mGAvLYy23DHpM",
+        ),  # the part before the first '_'
         ("C1_anything_at_all.zip", "C1"),
         ("C1.csv", "C1"),  # no '_': the name without its extension
         ("outer.zip::dir/C7_x.csv", "C7"),  # only the last path component counts
@@ -135,12 +136,16 @@ def test_other_suffix_refused(tmp_path):
 def test_zip_members_nested_one_level_and_notes(tmp_path):
     inner = zip_bytes([("C3_c.csv", f"{good(5)}\n".encode())])
     path = tmp_path / "batch.zip"
-    path.write_bytes(zip_bytes([
-        ("C1_a.csv", f"{good(1)}\n{good(2)}\n".encode()),
-        ("readme.txt", b"hello"),
-        ("inner.zip", inner),
-        ("dir/C2_b.csv", f"{good(4)}\n".encode()),
-    ]))
+    path.write_bytes(
+        zip_bytes(
+            [
+                ("C1_a.csv", f"{good(1)}\n{good(2)}\n".encode()),
+                ("readme.txt", b"hello"),
+                ("inner.zip", inner),
+                ("dir/C2_b.csv", f"{good(4)}\n".encode()),
+            ]
+        )
+    )
     notes: list[str] = []
     out = [(s, c, n, t) for s, c, n, t, _ in lines_of(path, notes=notes)]
     # archive order: C1_a (2 lines), then inner.zip's member, then dir/C2_b

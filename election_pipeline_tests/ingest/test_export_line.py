@@ -35,11 +35,13 @@ def line(
     operation: str = "vote",
 ) -> str:
     if params is None:
-        params = _j([
-            {"key": "operation", "stringValue": operation},
-            {"key": "vote", "binaryValue": "QUJD" * 250},
-            {"key": "blindSig", "binaryValue": "U0lH"},
-        ])
+        params = _j(
+            [
+                {"key": "operation", "stringValue": operation},
+                {"key": "vote", "binaryValue": "QUJD" * 250},
+                {"key": "blindSig", "binaryValue": "U0lH"},
+            ]
+        )
     return ";".join([tx_id, tx_type, "SIGNATURE", version, ts, sender, "0", "", params, diff, extra, rollback])
 
 
@@ -106,8 +108,13 @@ def test_operation_matched_case_insensitively(spelled):
 
 @pytest.mark.parametrize(
     "spelled,canonical",
-    [("BLINDSIGISSUE", "blindSigIssue"), ("addvoterslist", "addVotersList"), ("FinishVoting", "finishVoting"),
-     ("COMMISSIONDECRYPTION", "commissionDecryption"), ("Results", "results")],
+    [
+        ("BLINDSIGISSUE", "blindSigIssue"),
+        ("addvoterslist", "addVotersList"),
+        ("FinishVoting", "finishVoting"),
+        ("COMMISSIONDECRYPTION", "commissionDecryption"),
+        ("Results", "results"),
+    ],
 )
 def test_every_operation_has_a_canonical_name(spelled, canonical):
     params = [{"key": "operation", "stringValue": spelled}]
@@ -119,7 +126,9 @@ def test_every_operation_has_a_canonical_name(spelled, canonical):
 
 
 def test_blindsigissue_counts_array_elements():
-    data = _j([{"userId": "u1", "maskedSig": "a"}, {"userId": "u2", "maskedSig": "b"}, {"userId": "u3", "maskedSig": "c"}])
+    data = _j(
+        [{"userId": "u1", "maskedSig": "a"}, {"userId": "u2", "maskedSig": "b"}, {"userId": "u3", "maskedSig": "c"}]
+    )
     tx = parse_line(line(params=bsi_params(data)))
     assert tx.operation == "blindSigIssue"
     assert tx.bulletins == 3  # three elements in data -> 3 bulletins from one transaction
@@ -169,7 +178,7 @@ def test_raw_data_has_no_ballot_but_keeps_its_length():
     raw = line()
     tx = parse_line(raw)
     dumped = json.dumps(tx.raw_data)
-    assert "binaryValue\"" not in dumped
+    assert 'binaryValue"' not in dumped
     assert "QUJDQUJD" not in dumped  # no piece of the ballot survives
     assert "SIGNATURE" not in dumped  # the signature is not kept either
     assert tx.raw_data["params"] == [
@@ -301,7 +310,7 @@ def test_bad_json_inside_csv_quotes():
 
 def test_text_after_json_value():
     # the reason quotes the next 20 characters: 'x;[];{"contractVersi'
-    assert _reason(line(params='[]x')) == "unexpected text after field 8 (params): 'x;[];{\"contractVersi'"
+    assert _reason(line(params="[]x")) == "unexpected text after field 8 (params): 'x;[];{\"contractVersi'"
 
 
 def test_params_not_array_of_objects():
@@ -339,9 +348,7 @@ def test_blindsigissue_without_data():
 
 
 def test_blindsigissue_data_not_json():
-    assert _reason(line(params=bsi_params("[{oops"))).startswith(
-        "blindSigIssue parameter 'data' is not valid JSON: "
-    )
+    assert _reason(line(params=bsi_params("[{oops"))).startswith("blindSigIssue parameter 'data' is not valid JSON: ")
 
 
 def test_blindsigissue_data_not_array():

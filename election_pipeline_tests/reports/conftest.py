@@ -63,12 +63,20 @@ class MetricsDb:
     root: Path
 
 
-def _constituency(cid: str, election: str | None, name: str, region: str, registered: int, status: str = "active",
-                  **totals) -> Constituency:
+def _constituency(
+    cid: str, election: str | None, name: str, region: str, registered: int, status: str = "active", **totals
+) -> Constituency:
     return Constituency(
-        id=cid, election_id=election, name=name, region=region, type="urban", registered_voters=registered,
-        registered_voters_source="reference" if election else "none", status=status,
-        in_reference=election is not None, **totals,
+        id=cid,
+        election_id=election,
+        name=name,
+        region=region,
+        type="urban",
+        registered_voters=registered,
+        registered_voters_source="reference" if election else "none",
+        status=status,
+        in_reference=election is not None,
+        **totals,
     )
 
 
@@ -79,41 +87,118 @@ def build_metrics_db(root: Path, url: str | None = None) -> MetricsDb:
     engine = get_engine(url)
     create_tables(engine)
     with Session(engine) as db:
-        db.add(Election(id=E1, name="Test election", country="Exampleland", type="local", status="active",
-                        start_date=H(6, 5), end_date=H(8, 17), timezone="Europe/Moscow", total_constituencies=0))
+        db.add(
+            Election(
+                id=E1,
+                name="Test election",
+                country="Exampleland",
+                type="local",
+                status="active",
+                start_date=H(6, 5),
+                end_date=H(8, 17),
+                timezone="Europe/Moscow",
+                total_constituencies=0,
+            )
+        )
         db.flush()
-        db.add_all([
-            _constituency(C1, E1, "North One", "North", 100, bulletins_issued=17, votes_cast=20, revote_count=1,
-                          rejected_count=1, transaction_count=40, participation_rate=20.0, anomaly_score=1.0),
-            _constituency(C2, E1, "South Two", "South", 50, bulletins_issued=6, votes_cast=5, transaction_count=11,
-                          participation_rate=10.0, anomaly_score=0.3),
-            _constituency(C3, E1, "East Three", "North", 30),
-            _constituency(C4, E1, "West Four", "South", 20, status="offline"),
-            _constituency(CX, None, f"Unknown contract {CX}", "", 0, status="unknown", bulletins_issued=3,
-                          votes_cast=3, transaction_count=6, anomaly_score=0.15),
-        ])
+        db.add_all(
+            [
+                _constituency(
+                    C1,
+                    E1,
+                    "North One",
+                    "North",
+                    100,
+                    bulletins_issued=17,
+                    votes_cast=20,
+                    revote_count=1,
+                    rejected_count=1,
+                    transaction_count=40,
+                    participation_rate=20.0,
+                    anomaly_score=1.0,
+                ),
+                _constituency(
+                    C2,
+                    E1,
+                    "South Two",
+                    "South",
+                    50,
+                    bulletins_issued=6,
+                    votes_cast=5,
+                    transaction_count=11,
+                    participation_rate=10.0,
+                    anomaly_score=0.3,
+                ),
+                _constituency(C3, E1, "East Three", "North", 30),
+                _constituency(C4, E1, "West Four", "South", 20, status="offline"),
+                _constituency(
+                    CX,
+                    None,
+                    f"Unknown contract {CX}",
+                    "",
+                    0,
+                    status="unknown",
+                    bulletins_issued=3,
+                    votes_cast=3,
+                    transaction_count=6,
+                    anomaly_score=0.15,
+                ),
+            ]
+        )
         db.flush()
         cum: dict[str, tuple[int, int]] = {}
         for cid, hour, b, v, rv, rj, tx, an, last in HOURS:
             cb, cv = cum.get(cid, (0, 0))
             cb, cv = cb + b, cv + v
             cum[cid] = (cb, cv)
-            db.add(HourlyStats(
-                constituency_id=cid, election_id=E1 if cid != CX else None, hour=hour, timestamp=last,
-                bulletins_issued=b, votes_cast=v, revote_count=rv, rejected_count=rj, transaction_count=tx,
-                cumulative_bulletins=cb, cumulative_votes=cv, bulletin_velocity=round(b / 60, 4),
-                vote_velocity=round(v / 60, 4), participation_rate=0.0, anomaly_count=an,
-            ))
+            db.add(
+                HourlyStats(
+                    constituency_id=cid,
+                    election_id=E1 if cid != CX else None,
+                    hour=hour,
+                    timestamp=last,
+                    bulletins_issued=b,
+                    votes_cast=v,
+                    revote_count=rv,
+                    rejected_count=rj,
+                    transaction_count=tx,
+                    cumulative_bulletins=cb,
+                    cumulative_votes=cv,
+                    bulletin_velocity=round(b / 60, 4),
+                    vote_velocity=round(v / 60, 4),
+                    participation_rate=0.0,
+                    anomaly_count=an,
+                )
+            )
 
         def alert(cid, rule, severity, status, start, end, title):
-            db.add(Alert(
-                constituency_id=cid, fingerprint=f"{rule}|{cid}|{start}", type=rule, severity=severity,
-                status=status, title=title, description=title, notes=[], detected_at=datetime(2024, 9, 7),
-                details={"window_start": start.isoformat() if start else None,
-                         "window_end": end.isoformat() if end else None},
-            ))
+            db.add(
+                Alert(
+                    constituency_id=cid,
+                    fingerprint=f"{rule}|{cid}|{start}",
+                    type=rule,
+                    severity=severity,
+                    status=status,
+                    title=title,
+                    description=title,
+                    notes=[],
+                    detected_at=datetime(2024, 9, 7),
+                    details={
+                        "window_start": start.isoformat() if start else None,
+                        "window_end": end.isoformat() if end else None,
+                    },
+                )
+            )
 
-        alert(C1, "votes_exceed_bulletins", "critical", "active", H(6, 20), H(6, 22), "More voters than bulletins in North One")
+        alert(
+            C1,
+            "votes_exceed_bulletins",
+            "critical",
+            "active",
+            H(6, 20),
+            H(6, 22),
+            "More voters than bulletins in North One",
+        )
         alert(C1, "unusual_spike", "warning", "active", H(6, 21), H(6, 22), "Night-time spike in North One")
         alert(C2, "unusual_spike", "critical", "resolved", H(6, 7), H(6, 8), "Spike in South Two")
         alert(C2, "late_file", "info", "investigating", None, None, "Late file for South Two")

@@ -25,25 +25,57 @@ def test_election_figures_are_persisted_with_constituency_states_and_alerts(metr
     assert (result.inserted, result.updated, result.total_constituencies_fixed) == (1, 0, 1)
 
     row = stored_election_metrics(engine, E1)
-    assert {k: row[k] for k in (
-        "total_constituencies", "constituencies_reporting", "constituencies_offline",
-        "constituencies_with_critical_alerts", "registered_voters", "bulletins_issued", "votes_cast",
-        "revote_count", "rejected_count", "transaction_count", "participation_rate", "issued_not_voted",
-        "first_activity", "last_activity", "open_alerts_critical", "open_alerts_warning", "open_alerts_info",
-    )} == {
+    assert {
+        k: row[k]
+        for k in (
+            "total_constituencies",
+            "constituencies_reporting",
+            "constituencies_offline",
+            "constituencies_with_critical_alerts",
+            "registered_voters",
+            "bulletins_issued",
+            "votes_cast",
+            "revote_count",
+            "rejected_count",
+            "transaction_count",
+            "participation_rate",
+            "issued_not_voted",
+            "first_activity",
+            "last_activity",
+            "open_alerts_critical",
+            "open_alerts_warning",
+            "open_alerts_info",
+        )
+    } == {
         # C1 reported at 21:30, the election's latest transaction: reporting. C2 fell silent at 07:40,
         # more than 2 h before: offline. C4 is marked offline; C3 never reported.
-        "total_constituencies": 4, "constituencies_reporting": 1, "constituencies_offline": 2,
+        "total_constituencies": 4,
+        "constituencies_reporting": 1,
+        "constituencies_offline": 2,
         # C2's critical alert is resolved: only C1 counts.
         "constituencies_with_critical_alerts": 1,
-        "registered_voters": 200, "bulletins_issued": 23, "votes_cast": 25, "revote_count": 1, "rejected_count": 1,
-        "transaction_count": 51, "participation_rate": 12.5, "issued_not_voted": -2,
-        "first_activity": H(6, 5), "last_activity": H(6, 21, 30),
-        "open_alerts_critical": 1, "open_alerts_warning": 1, "open_alerts_info": 1,
+        "registered_voters": 200,
+        "bulletins_issued": 23,
+        "votes_cast": 25,
+        "revote_count": 1,
+        "rejected_count": 1,
+        "transaction_count": 51,
+        "participation_rate": 12.5,
+        "issued_not_voted": -2,
+        "first_activity": H(6, 5),
+        "last_activity": H(6, 21, 30),
+        "open_alerts_critical": 1,
+        "open_alerts_warning": 1,
+        "open_alerts_info": 1,
     }
     summary = row["summary"]
-    assert summary["constituencies"] == {"total": 4, "reporting": 1, "offline": 2, "never_reported": 1,
-                                         "with_critical_alerts": 1}
+    assert summary["constituencies"] == {
+        "total": 4,
+        "reporting": 1,
+        "offline": 2,
+        "never_reported": 1,
+        "with_critical_alerts": 1,
+    }
     assert summary["as_of"] == "2024-09-06T21:30:00"
     assert summary["offline_constituencies"] == ["CtrSouthTwo", "CtrWestFour"]
     assert summary["constituencies_with_critical_alerts"] == [C1]
@@ -77,8 +109,11 @@ def test_rerun_writes_nothing_and_a_change_updates_the_row(metrics_db_any):
         assert conn.execute(select(ElectionMetrics.updated_at)).scalar_one() == stamp
 
     with engine.begin() as conn:  # the analyst resolves C1's critical alert
-        conn.execute(update(Alert).where(Alert.constituency_id == C1, Alert.severity == "critical")
-                     .values(status="resolved", resolved_at=datetime(2024, 9, 7)))
+        conn.execute(
+            update(Alert)
+            .where(Alert.constituency_id == C1, Alert.severity == "critical")
+            .values(status="resolved", resolved_at=datetime(2024, 9, 7))
+        )
     changed = publish_election_metrics(engine)
     assert (changed.updated, changed.unchanged) == (1, 0)
     row = stored_election_metrics(engine, E1)
@@ -94,9 +129,17 @@ def test_dashboard_summary_covers_every_election_and_unknown_contracts(metrics_d
     assert dash["participation_rate"] == 12.5  # CX has no registered voters: its 3 voters do not count
     assert dash["open_alerts"] == {"critical": 1, "warning": 2, "info": 1}
     assert dash["alerts_by_status"] == {"active": 3, "investigating": 1, "resolved": 1}
-    assert dash["per_election"] == [{
-        "id": E1, "name": "Test election", "status": "active", "participation_rate": 12.5, "constituencies": 4,
-        "reporting": 1, "offline": 2, "open_critical_alerts": 1,
-    }]
+    assert dash["per_election"] == [
+        {
+            "id": E1,
+            "name": "Test election",
+            "status": "active",
+            "participation_rate": 12.5,
+            "constituencies": 4,
+            "reporting": 1,
+            "offline": 2,
+            "open_critical_alerts": 1,
+        }
+    ]
     with pytest.raises(LookupError, match="no election"):
         stored_election_metrics(engine, "nope")

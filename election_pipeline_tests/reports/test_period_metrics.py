@@ -20,7 +20,12 @@ def test_constituency_by_local_day_splits_at_local_midnight(metrics_db):
     assert list(days["period_start"]) == ["2024-09-06T00:00:00+03:00", "2024-09-07T00:00:00+03:00"]
     assert list(days["period_start_utc"]) == [datetime(2024, 9, 5, 21), datetime(2024, 9, 6, 21)]
     day6, day7 = days.to_dict("records")
-    assert (day6["bulletins_issued"], day6["votes_cast"], day6["revote_count"], day6["transaction_count"]) == (17, 16, 1, 36)
+    assert (day6["bulletins_issued"], day6["votes_cast"], day6["revote_count"], day6["transaction_count"]) == (
+        17,
+        16,
+        1,
+        36,
+    )
     assert (day6["hours_with_activity"], day6["cumulative_votes"], day6["participation_rate"]) == (3, 16, 16.0)
     assert day6["participation_gain"] == 16.0 and day6["issued_not_voted"] == 1
     assert day6["vote_velocity"] == round(16 / 180, 4) and day6["peak_vote_velocity"] == 0.1333
@@ -36,7 +41,12 @@ def test_week_and_month_hold_everything_and_start_on_monday_and_the_first(metric
     assert [w["period_start"] for w in week] == ["2024-09-02T00:00:00+03:00"]  # 6 September 2024 is a Friday
     assert [m["period_start"] for m in month] == ["2024-09-01T00:00:00+03:00"]
     for row in week + month:
-        assert (row["votes_cast"], row["bulletins_issued"], row["transaction_count"], row["hours_with_activity"]) == (20, 17, 40, 4)
+        assert (row["votes_cast"], row["bulletins_issued"], row["transaction_count"], row["hours_with_activity"]) == (
+            20,
+            17,
+            40,
+            4,
+        )
         assert row["participation_rate"] == 20.0 and row["vote_share"] == 100.0
 
 
@@ -47,7 +57,12 @@ def test_hour_periods_over_a_range_fill_silent_hours_and_keep_cumulative_figures
     first, last = hours.iloc[0], hours.iloc[-1]
     assert first["period_start"] == "2024-09-06T09:00:00+03:00"
     # Cumulative figures count from the start of the election, not of the range.
-    assert (first["votes_cast"], first["cumulative_votes"], first["participation_rate"], first["participation_gain"]) == (6, 14, 14.0, 6.0)
+    assert (
+        first["votes_cast"],
+        first["cumulative_votes"],
+        first["participation_rate"],
+        first["participation_gain"],
+    ) == (6, 14, 14.0, 6.0)
     silent = hours[hours["transaction_count"] == 0]
     assert len(silent) == 13 and set(silent["cumulative_votes"]) == {14}
     assert (last["votes_cast"], last["cumulative_votes"]) == (2, 16)
@@ -97,15 +112,30 @@ def test_activity_pattern_follows_daylight_saving_time(tmp_path):
     engine = get_engine(f"sqlite:///{tmp_path / 'dst.db'}")
     create_tables(engine)
     with Session(engine) as db:
-        db.add(Election(id="eu", name="Berlin", start_date=datetime(2024, 3, 30), end_date=datetime(2024, 4, 1),
-                        timezone="Europe/Berlin"))
+        db.add(
+            Election(
+                id="eu",
+                name="Berlin",
+                start_date=datetime(2024, 3, 30),
+                end_date=datetime(2024, 4, 1),
+                timezone="Europe/Berlin",
+            )
+        )
         db.flush()
         db.add(Constituency(id="B1", election_id="eu", name="Mitte", registered_voters=10))
         db.flush()
         # 00:00 UTC on 31 March is 01:00 CET; clocks jump at 01:00 UTC, so 01:00 UTC is 03:00 CEST.
         for n, hour in enumerate([datetime(2024, 3, 31, 0), datetime(2024, 3, 31, 1)], start=1):
-            db.add(HourlyStats(constituency_id="B1", election_id="eu", hour=hour, votes_cast=n, transaction_count=n,
-                               cumulative_votes=n * (n + 1) // 2))
+            db.add(
+                HourlyStats(
+                    constituency_id="B1",
+                    election_id="eu",
+                    hour=hour,
+                    votes_cast=n,
+                    transaction_count=n,
+                    cumulative_votes=n * (n + 1) // 2,
+                )
+            )
         db.commit()
     scope = pm.constituency_scope(engine, "B1")
     pattern = pm.hourly_activity_pattern(engine, scope).set_index("local_hour")
@@ -140,7 +170,12 @@ def test_issued_not_voted_gap_turns_negative_with_votes_without_bulletins(metric
 
 def test_scopes_and_unknown_ids(metrics_db):
     unknown = pm.find_scope(metrics_db.engine, CX)
-    assert (unknown.kind, unknown.election_id, unknown.timezone, unknown.registered_voters) == ("constituency", None, "UTC", 0)
+    assert (unknown.kind, unknown.election_id, unknown.timezone, unknown.registered_voters) == (
+        "constituency",
+        None,
+        "UTC",
+        0,
+    )
     series = pm.hourly_series(metrics_db.engine, unknown)
     assert list(series["participation_rate"]) == [0.0]  # nobody registered: 0, never a division error
     assert pm.find_scope(metrics_db.engine, E1).kind == "election"
@@ -161,12 +196,25 @@ def test_voters_of_a_constituency_without_registered_voters_do_not_inflate_parti
     with Session(engine) as db:
         db.add(Election(id="z", name="Z", start_date=datetime(2024, 9, 6), end_date=datetime(2024, 9, 7)))
         db.flush()
-        db.add_all([Constituency(id="Z1", election_id="z", name="Known", registered_voters=10, votes_cast=2),
-                    Constituency(id="Z2", election_id="z", name="No register", registered_voters=0, votes_cast=5)])
+        db.add_all(
+            [
+                Constituency(id="Z1", election_id="z", name="Known", registered_voters=10, votes_cast=2),
+                Constituency(id="Z2", election_id="z", name="No register", registered_voters=0, votes_cast=5),
+            ]
+        )
         db.flush()
         for cid, votes in (("Z1", 2), ("Z2", 5)):
-            db.add(HourlyStats(constituency_id=cid, election_id="z", hour=datetime(2024, 9, 6, 10), votes_cast=votes,
-                               transaction_count=votes, cumulative_votes=votes, timestamp=datetime(2024, 9, 6, 10, 5)))
+            db.add(
+                HourlyStats(
+                    constituency_id=cid,
+                    election_id="z",
+                    hour=datetime(2024, 9, 6, 10),
+                    votes_cast=votes,
+                    transaction_count=votes,
+                    cumulative_votes=votes,
+                    timestamp=datetime(2024, 9, 6, 10, 5),
+                )
+            )
         db.commit()
     row = pm.hourly_series(engine, pm.election_scope(engine, "z")).iloc[0]
     assert (row["cumulative_votes"], row["participation_rate"]) == (7, 20.0)  # 2 of 10, not 7 of 10

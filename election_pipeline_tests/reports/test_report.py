@@ -61,8 +61,14 @@ def test_write_reports_writes_charts_and_a_self_contained_page(metrics_db, tmp_p
     images = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)">', page)
     assert [base64.b64decode(i) for i in images] == [c.png for c in report.charts]
     assert not re.search(r'(src|href)="(https?:|//|file:)', page)  # nothing to fetch: it opens offline
-    for text in ("Test election", "North One", "12.50 %", "More voters than bulletins in North One",
-                 "1 / 4", "whole election"):
+    for text in (
+        "Test election",
+        "North One",
+        "12.50 %",
+        "More voters than bulletins in North One",
+        "1 / 4",
+        "whole election",
+    ):
         assert text in page
     # Most anomalous constituency first in the table.
     assert page.index("North One") < page.index("South Two") < page.index("East Three")
@@ -72,8 +78,15 @@ def test_write_reports_writes_charts_and_a_self_contained_page(metrics_db, tmp_p
 
 def test_an_election_without_data_still_gets_a_report(metrics_db, tmp_path):
     with Session(metrics_db.engine) as db:
-        db.add(Election(id="empty/../election", name="Not started", start_date=datetime(2024, 10, 1),
-                        end_date=datetime(2024, 10, 2), timezone="Asia/Kolkata"))
+        db.add(
+            Election(
+                id="empty/../election",
+                name="Not started",
+                start_date=datetime(2024, 10, 1),
+                end_date=datetime(2024, 10, 2),
+                timezone="Asia/Kolkata",
+            )
+        )
         db.commit()
     reports = write_reports(metrics_db.engine, tmp_path / "reports")
     empty = next(r for r in reports if r.election_id == "empty/../election")

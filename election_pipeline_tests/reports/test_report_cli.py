@@ -44,15 +44,39 @@ def test_report_constituency_by_period(db, capsys):
     data = json.loads(_run(capsys, "constituency", C1, "--period", "day", "--format", "json"))
     assert data["constituency"]["timezone"] == "Europe/Moscow"
     assert [(p["period_start"], p["votes_cast"]) for p in data["by_period"]] == [
-        ("2024-09-06T00:00:00+03:00", 16), ("2024-09-07T00:00:00+03:00", 4)]
+        ("2024-09-06T00:00:00+03:00", 16),
+        ("2024-09-07T00:00:00+03:00", 4),
+    ]
     assert {p["local_hour"]: p["vote_share"] for p in data["hourly_activity_pattern"] if p["votes_cast"]} == {
-        0: 20.0, 8: 40.0, 9: 30.0, 23: 10.0}
+        0: 20.0,
+        8: 40.0,
+        9: 30.0,
+        23: 10.0,
+    }
 
-    rows = list(csv.DictReader(io.StringIO(_run(
-        capsys, "constituency", C1, "--period", "hour", "--from", "2024-09-06T20:00", "--to", "2024-09-07T00:00",
-        "--format", "csv"))))
+    rows = list(
+        csv.DictReader(
+            io.StringIO(
+                _run(
+                    capsys,
+                    "constituency",
+                    C1,
+                    "--period",
+                    "hour",
+                    "--from",
+                    "2024-09-06T20:00",
+                    "--to",
+                    "2024-09-07T00:00",
+                    "--format",
+                    "csv",
+                )
+            )
+        )
+    )
     assert [(r["period_start"], r["votes_cast"], r["cumulative_votes"]) for r in rows] == [
-        ("2024-09-06T23:00:00+03:00", "2", "16"), ("2024-09-07T00:00:00+03:00", "4", "20")]
+        ("2024-09-06T23:00:00+03:00", "2", "16"),
+        ("2024-09-07T00:00:00+03:00", "4", "20"),
+    ]
 
     table = _run(capsys, "constituency", C1, "--period", "week")
     assert "By week (local calendar, Europe/Moscow)" in table and "2024-09-02T00:00:00+03:00" in table
@@ -61,15 +85,26 @@ def test_report_constituency_by_period(db, capsys):
 def test_report_hourly_for_a_constituency_and_an_election(db, capsys):
     data = json.loads(_run(capsys, "hourly", C1, "--from", "2024-09-06T20:00", "--window", "2", "--format", "json"))
     assert data["scope"] == "constituency" and data["rolling_window_hours"] == 2
-    assert [(h["hour"], h["local_time"], h["votes_cast"], h["issued_not_voted"], h["vote_to_bulletin_ratio"],
-             h["rolling_ratio"]) for h in data["hours"]] == [
+    assert [
+        (
+            h["hour"],
+            h["local_time"],
+            h["votes_cast"],
+            h["issued_not_voted"],
+            h["vote_to_bulletin_ratio"],
+            h["rolling_ratio"],
+        )
+        for h in data["hours"]
+    ] == [
         ("2024-09-06T20:00:00", "2024-09-06 23:00", 2, 1, 1.0, 2 / 2),
         ("2024-09-06T21:00:00", "2024-09-07 00:00", 4, -3, None, 3.0),
     ]
     rows = list(csv.DictReader(io.StringIO(_run(capsys, "hourly", E1, "--to", "2024-09-06T08:00", "--format", "csv"))))
     assert [(r["hour"], r["votes_cast"], r["cumulative_votes"], r["participation_rate"]) for r in rows] == [
-        ("2024-09-06T05:00:00", "12", "12", "6.0"), ("2024-09-06T06:00:00", "6", "18", "9.0"),
-        ("2024-09-06T07:00:00", "1", "19", "9.5")]
+        ("2024-09-06T05:00:00", "12", "12", "6.0"),
+        ("2024-09-06T06:00:00", "6", "18", "9.0"),
+        ("2024-09-06T07:00:00", "1", "19", "9.5"),
+    ]
     assert "hour by hour, UTC" in _run(capsys, "hourly", CX)
 
 

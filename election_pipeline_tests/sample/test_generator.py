@@ -14,7 +14,6 @@ import zipfile
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
 
 import pytest
 
@@ -50,7 +49,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> SampleSummary:
     return generate_sample(root / "input", root / "reference")
 
 
-Row = tuple[str, str, int, Optional[ParsedTransaction], str]
+Row = tuple[str, str, int, ParsedTransaction | None, str]
 
 
 def read_all(input_dir: Path) -> list[Row]:
@@ -82,7 +81,7 @@ def _hour(moment: datetime) -> datetime:
 
 def _file_hour(source: str) -> datetime:
     """The first hour named by the (innermost) file name of a source label."""
-    match = FILE_NAME.match(source.split("::")[-1])
+    match = FILE_NAME.match(source.rsplit("::", maxsplit=1)[-1])
     assert match, source
     return datetime.strptime(f"{match['date']} {match['start']}", "%Y-%m-%d %H%M")
 
@@ -123,8 +122,7 @@ def reference_counter(rows: list[Row]) -> list[dict]:
                 voted.add((contract, tx.sender))
                 bucket["votes_cast"] += 1
     return [
-        {"constituency_id": contract, "hour": hour, **counts}
-        for (contract, hour), counts in sorted(figures.items())
+        {"constituency_id": contract, "hour": hour, **counts} for (contract, hour), counts in sorted(figures.items())
     ]
 
 
@@ -231,21 +229,32 @@ def test_sample_carries_the_irregularities(sample: SampleSummary, parsed) -> Non
     txs = [tx for _s, _c, tx, _t in good if not tx.is_rollback]
     assert {tx.version for tx in txs} == {4}
     ops = {tx.operation for tx in txs}
-    lifecycle = {"createContract", "addVotersList", "addMainKey", "startVoting", "blindSigIssue",
-                 "vote", "finishVoting", "commissionDecryption", "decryption", "results"}
+    lifecycle = {
+        "createContract",
+        "addVotersList",
+        "addMainKey",
+        "startVoting",
+        "blindSigIssue",
+        "vote",
+        "finishVoting",
+        "commissionDecryption",
+        "decryption",
+        "results",
+    }
     assert lifecycle == ops
     assert any(tx.rejected and tx.operation == "vote" for tx in txs)
     assert any(tx.rejected and tx.operation == "blindSigIssue" for tx in txs)
     assert any(tx.bulletins >= 2 for tx in txs if tx.operation == "blindSigIssue")
     assert any(sum(f.revotes for f in h.values()) for h in sample.hourly.values())
-    spelled = {
-        p["stringValue"] for tx in txs for p in tx.raw_data["params"] if p.get("key") == "operation"
-    }
+    spelled = {p["stringValue"] for tx in txs for p in tx.raw_data["params"] if p.get("key") == "operation"}
     odd = spelled - lifecycle
     assert any(s.lower() == "vote" for s in odd) and any(s.lower() == "blindsigissue" for s in odd)
     assert any(
-        ";" in p["stringValue"] for tx in txs if tx.operation == "blindSigIssue"
-        for p in tx.raw_data["params"] if p.get("key") == "data"
+        ";" in p["stringValue"]
+        for tx in txs
+        if tx.operation == "blindSigIssue"
+        for p in tx.raw_data["params"]
+        if p.get("key") == "data"
     )
     creates = [tx for tx in txs if tx.operation == "createContract"]
     assert all(tx.tx_type == 103 and "image" in tx.raw_data["extra"]["keys"] for tx in creates)
@@ -259,8 +268,13 @@ def test_sample_carries_the_irregularities(sample: SampleSummary, parsed) -> Non
     # No vote after the window closes; ballots carry the requested size (base64 of 256 bytes).
     votes = [tx for tx in txs if tx.operation == "vote"]
     assert all(sample.window_start <= tx.timestamp < sample.window_end for tx in votes)
-    vote_sizes = {p["binaryValueLength"] for tx in txs if tx.operation == "vote"
-                  for p in tx.raw_data["params"] if p.get("key") == "vote"}
+    vote_sizes = {
+        p["binaryValueLength"]
+        for tx in txs
+        if tx.operation == "vote"
+        for p in tx.raw_data["params"]
+        if p.get("key") == "vote"
+    }
     assert 344 in vote_sizes
 
 
@@ -270,9 +284,7 @@ def test_participation_stuffing_and_unknown_contract(sample: SampleSummary) -> N
         if c.id == sample.unknown_contract_id:
             assert not c.in_reference and totals.votes_cast > 0 and totals.participation_rate == 0
         elif c.id == sample.stuffed_contract_id:
-            stuffed_hours = [
-                f for f in sample.hourly[c.id].values() if f.votes_cast >= f.bulletins_issued + 25
-            ]
+            stuffed_hours = [f for f in sample.hourly[c.id].values() if f.votes_cast >= f.bulletins_issued + 25]
             assert len(stuffed_hours) >= 3
         else:
             assert 40 <= totals.participation_rate <= 80, (c.id, totals)
@@ -286,15 +298,31 @@ def test_participation_stuffing_and_unknown_contract(sample: SampleSummary) -> N
 def test_reference_files(sample: SampleSummary) -> None:
     with (sample.reference_dir / "elections.csv").open(newline="", encoding="utf-8") as fh:
         elections = list(csv.reader(fh))
-    assert tuple(elections[0]) == ELECTIONS_HEADER == (
-        "id", "name", "country", "type", "start_date", "end_date", "timezone", "status",
-        "description",
+    assert (
+        tuple(elections[0])
+        == ELECTIONS_HEADER
+        == (
+            "id",
+            "name",
+            "country",
+            "type",
+            "start_date",
+            "end_date",
+            "timezone",
+            "status",
+            "description",
+        )
     )
     assert len(elections) == 2
-    row = dict(zip(elections[0], elections[1]))
+    row = dict(zip(elections[0], elections[1], strict=False))
     assert row["id"] == sample.election_id
     assert (row["name"], row["country"], row["type"], row["timezone"], row["status"]) == (
-        "Sample regional election", "Exampleland", "local", "Europe/Moscow", "completed")
+        "Sample regional election",
+        "Exampleland",
+        "local",
+        "Europe/Moscow",
+        "completed",
+    )
     assert row["start_date"] == "2024-09-06T08:00:00+03:00"
     assert row["end_date"] == "2024-09-08T20:00:00+03:00"
     start = datetime.fromisoformat(row["start_date"])
@@ -304,8 +332,11 @@ def test_reference_files(sample: SampleSummary) -> None:
         rows = list(csv.DictReader(fh))
         fh.seek(0)
         header = next(csv.reader(fh))
-    assert tuple(header) == CONSTITUENCIES_HEADER == (
-        "id", "election_id", "name", "region", "type", "registered_voters", "status")
+    assert (
+        tuple(header)
+        == CONSTITUENCIES_HEADER
+        == ("id", "election_id", "name", "region", "type", "registered_voters", "status")
+    )
     ids = [r["id"] for r in rows]
     assert sample.unknown_contract_id not in ids
     assert sample.stuffed_contract_id in ids
@@ -334,8 +365,9 @@ def test_existing_reference_files_are_not_overwritten_by_default(tmp_path: Path)
 
 
 def test_small_sample_is_still_consistent(tmp_path: Path) -> None:
-    summary = generate_sample(tmp_path / "in", tmp_path / "ref", seed=3, constituencies=2,
-                              voters_per_constituency=(40, 60), ballot_bytes=32)
+    summary = generate_sample(
+        tmp_path / "in", tmp_path / "ref", seed=3, constituencies=2, voters_per_constituency=(40, 60), ballot_bytes=32
+    )
     rows = read_all(tmp_path / "in")
     failures = {(s, n) for s, _c, n, tx, _t in rows if tx is None}
     assert failures == {(m.source, m.line_number) for m in summary.malformed}
@@ -431,8 +463,14 @@ def test_clean_constituencies_never_have_votes_above_bulletins() -> None:
 
     for seed in (1, 2, 3, 4):
         with tempfile.TemporaryDirectory() as tmp:
-            s = generate_sample(Path(tmp) / "in", Path(tmp) / "ref", seed=seed, constituencies=8,
-                                voters_per_constituency=(100, 300), ballot_bytes=16)
+            s = generate_sample(
+                Path(tmp) / "in",
+                Path(tmp) / "ref",
+                seed=seed,
+                constituencies=8,
+                voters_per_constituency=(100, 300),
+                ballot_bytes=16,
+            )
             for cid in s.clean_contract_ids:
                 votes = bulletins = 0
                 for _h, f in sorted(s.hourly[cid].items()):
@@ -443,12 +481,22 @@ def test_clean_constituencies_never_have_votes_above_bulletins() -> None:
 
 
 def test_time_zone_late_votes_and_no_anomalies(tmp_path: Path) -> None:
-    s = generate_sample(tmp_path / "in", tmp_path / "ref", seed=5, constituencies=10, ballot_bytes=16,
-                        timezone_name="Asia/Kolkata", anomalies=["late_votes", "spike"])
+    s = generate_sample(
+        tmp_path / "in",
+        tmp_path / "ref",
+        seed=5,
+        constituencies=10,
+        ballot_bytes=16,
+        timezone_name="Asia/Kolkata",
+        anomalies=["late_votes", "spike"],
+    )
     with (tmp_path / "ref" / "elections.csv").open(newline="", encoding="utf-8") as fh:
         row = next(csv.DictReader(fh))
     assert (row["start_date"], row["end_date"], row["timezone"]) == (
-        "2024-09-06T08:00:00+05:30", "2024-09-08T20:00:00+05:30", "Asia/Kolkata")
+        "2024-09-06T08:00:00+05:30",
+        "2024-09-08T20:00:00+05:30",
+        "Asia/Kolkata",
+    )
     assert (s.window_start, s.window_end) == (datetime(2024, 9, 6, 2, 30), datetime(2024, 9, 8, 14, 30))
     assert sorted(a.kind for a in s.anomalies) == ["late_votes", "spike"]
     late = next(a for a in s.anomalies if a.kind == "late_votes")
@@ -456,8 +504,7 @@ def test_time_zone_late_votes_and_no_anomalies(tmp_path: Path) -> None:
     late_votes = sum(f.votes_cast for h, f in s.hourly[late.constituency_id].items() if h >= datetime(2024, 9, 8, 15))
     assert late_votes >= 1
 
-    none = generate_sample(tmp_path / "in2", tmp_path / "ref2", seed=5, constituencies=4, ballot_bytes=16,
-                           anomalies=[])
+    none = generate_sample(tmp_path / "in2", tmp_path / "ref2", seed=5, constituencies=4, ballot_bytes=16, anomalies=[])
     assert none.anomalies == [] and len(none.clean_contract_ids) == 4
 
     with pytest.raises(ValueError, match="unknown anomaly kind"):

@@ -96,14 +96,31 @@ def export_line(
     if extra is None:
         extra = CALL_EXTRA if str(tx_type) == "104" else {"image": "registry/contract:1", "imageHash": "abc"}
     fields = [
-        tx_id, str(tx_type), signature, version, str(ts), sender, fee, fee_asset,
-        _j(entries), _j(list(diff)), _j(extra), rollback,
+        tx_id,
+        str(tx_type),
+        signature,
+        version,
+        str(ts),
+        sender,
+        fee,
+        fee_asset,
+        _j(entries),
+        _j(list(diff)),
+        _j(extra),
+        rollback,
     ]
     return ";".join(fields)
 
 
-def bsi(tx_id: str, ts: int, bulletins: int, *, rejected: bool = False, spelled: str = "blindSigIssue",
-        semicolon: bool = False) -> str:
+def bsi(
+    tx_id: str,
+    ts: int,
+    bulletins: int,
+    *,
+    rejected: bool = False,
+    spelled: str = "blindSigIssue",
+    semicolon: bool = False,
+) -> str:
     """A blindSigIssue issuing ``bulletins`` bulletins (elements of the ``data`` JSON string)."""
     data = [
         {"userId": f"user-{tx_id}-{i}", "maskedSig": ("ab12;cd34" if semicolon else "ab12cd34") + str(i)}
@@ -139,9 +156,11 @@ def add_voters(tx_id: str, ts: int, *, count: int | None = None, hashes: int = 0
     ]
     if count is not None:
         params.append({"key": "votersCount", "intValue": count})
-    diff = [{"key": f"FAIL_{tx_id}_voters", "stringValue": "not allowed"}] if rejected else [
-        {"key": "VOTERS", "intValue": hashes}
-    ]
+    diff = (
+        [{"key": f"FAIL_{tx_id}_voters", "stringValue": "not allowed"}]
+        if rejected
+        else [{"key": "VOTERS", "intValue": hashes}]
+    )
     return export_line(tx_id, "addVotersList", ts, params=params, diff=diff)
 
 
@@ -229,8 +248,7 @@ class Workspace:
             encoding="utf-8",
         )
         (self.reference_dir / "constituencies.csv").write_text(
-            "id,election_id,name,region,type,registered_voters,status\n"
-            + "".join(r + "\n" for r in constituencies),
+            "id,election_id,name,region,type,registered_voters,status\n" + "".join(r + "\n" for r in constituencies),
             encoding="utf-8",
         )
         load_reference(self.reference_dir, self.engine)
@@ -254,9 +272,11 @@ class Workspace:
 
     def hourly(self, constituency_id: str) -> dict[datetime, dict[str, Any]]:
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(HourlyStats.__table__).where(HourlyStats.constituency_id == constituency_id)
-            ).mappings().all()
+            rows = (
+                conn.execute(select(HourlyStats.__table__).where(HourlyStats.constituency_id == constituency_id))
+                .mappings()
+                .all()
+            )
         return {r["hour"]: dict(r) for r in rows}
 
     def hourly_figures(self, constituency_id: str, *columns: str) -> dict[datetime, tuple]:
@@ -265,9 +285,9 @@ class Workspace:
 
     def constituency(self, constituency_id: str) -> dict[str, Any]:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(Constituency.__table__).where(Constituency.id == constituency_id)
-            ).mappings().one()
+            row = (
+                conn.execute(select(Constituency.__table__).where(Constituency.id == constituency_id)).mappings().one()
+            )
         return dict(row)
 
     def transactions(self) -> dict[str, dict[str, Any]]:
@@ -277,9 +297,11 @@ class Workspace:
 
     def jobs(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(FileProcessingJob.__table__).order_by(FileProcessingJob.started_at)
-            ).mappings().all()
+            rows = (
+                conn.execute(select(FileProcessingJob.__table__).order_by(FileProcessingJob.started_at))
+                .mappings()
+                .all()
+            )
         return [dict(r) for r in rows]
 
     def ledger(self) -> list[dict[str, Any]]:
@@ -288,9 +310,11 @@ class Workspace:
 
     def rejected_rows(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(RejectedRow.__table__).order_by(RejectedRow.source, RejectedRow.line_number)
-            ).mappings().all()
+            rows = (
+                conn.execute(select(RejectedRow.__table__).order_by(RejectedRow.source, RejectedRow.line_number))
+                .mappings()
+                .all()
+            )
         return [dict(r) for r in rows]
 
     def count(self, model: Any) -> int:

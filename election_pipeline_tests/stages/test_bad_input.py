@@ -56,23 +56,28 @@ def only_job(ws) -> dict:
 # --------------------------------------------------------------------------------------
 
 BAD_FIELD_COUNT = "Tx2;104;SIG;4;1725609600000;K2"  # 6 fields
-BAD_JSON = ('Tx3;104;SIG;4;1725609600000;K3;0;;[{"key":"operation","stringValue":"vote"},'
-            '{"key":"vote","binaryValue":"QUJD;[];{"contractVersion":1};')
+BAD_JSON = (
+    'Tx3;104;SIG;4;1725609600000;K3;0;;[{"key":"operation","stringValue":"vote"},'
+    '{"key":"vote","binaryValue":"QUJD;[];{"contractVersion":1};'
+)
 BAD_TS = export_line("Tx5", "startVoting", "2024-09-06 08:00:00")
 BAD_OP = export_line("Tx6", "updateVotersList", at(8, 30))
 
 
 def test_bad_lines_become_rejected_rows_and_the_rest_is_counted(ws):
     name = file_name(C1, 8)
-    ws.drop(name, [
-        vote("V1", at(8, 10), "K1"),   # line 1: good
-        BAD_FIELD_COUNT,               # line 2
-        BAD_JSON,                      # line 3
-        "",                            # line 4: blank, skipped (not a rejection)
-        BAD_TS,                        # line 5
-        BAD_OP,                        # line 6
-        bsi("B1", at(8, 20), 2),       # line 7: good
-    ])
+    ws.drop(
+        name,
+        [
+            vote("V1", at(8, 10), "K1"),  # line 1: good
+            BAD_FIELD_COUNT,  # line 2
+            BAD_JSON,  # line 3
+            "",  # line 4: blank, skipped (not a rejection)
+            BAD_TS,  # line 5
+            BAD_OP,  # line 6
+            bsi("B1", at(8, 20), 2),  # line 7: good
+        ],
+    )
     summary = ws.run()
 
     rows = [(r["filename"], r["source"], r["line_number"], r["raw_line"]) for r in ws.rejected_rows()]
@@ -138,13 +143,16 @@ def test_file_whose_lines_are_all_bad(ws):
     ws.drop(name, data)
     ws.run()
     job = _assert_quarantined(
-        ws, name, data,
+        ws,
+        name,
+        data,
         f"none of the 2 lines of {name} could be read (first problem: {name} line 1: expected 12 fields",
     )
     assert job["rejected_lines"] == 2
     # every bad line is still explained, line by line
     assert [(r["line_number"], r["raw_line"], r["job_id"]) for r in ws.rejected_rows()] == [
-        (1, BAD_FIELD_COUNT, job["id"]), (2, BAD_OP, job["id"]),
+        (1, BAD_FIELD_COUNT, job["id"]),
+        (2, BAD_OP, job["id"]),
     ]
 
 
@@ -175,7 +183,9 @@ def test_non_utf8_file(ws):
     ws.drop(name, data)
     ws.run()
     job = _assert_quarantined(
-        ws, name, data,
+        ws,
+        name,
+        data,
         f"none of the 2 lines of {name} could be read (first problem: {name} line 1: the line is not valid UTF-8)",
     )
     assert job["rejected_lines"] == 2
@@ -190,8 +200,8 @@ def test_file_name_without_contract_id(ws):
 
 
 def test_failed_file_does_not_stop_the_others(ws):
-    ws.drop(file_name(C1, 7), b"\x00\x00\x00")                     # binary: fails
-    ws.drop(file_name(C1, 8), [vote("V1", at(8, 1), "K1")])       # good
+    ws.drop(file_name(C1, 7), b"\x00\x00\x00")  # binary: fails
+    ws.drop(file_name(C1, 8), [vote("V1", at(8, 1), "K1")])  # good
     summary = ws.run()
     assert [o.status for o in summary.outcomes] == ["failed", "completed"]  # name order 0700 < 0800
     assert ws.hourly_figures(C1) == {hour(8): (1, 0, 1, 0, 0)}
@@ -293,10 +303,12 @@ def test_contract_not_in_reference_is_counted_and_flagged(ws):
 
 
 def test_zip_with_path_traversal_refused(ws):
-    data = zip_bytes([
-        ("C1_a.csv", csv_bytes([vote("V1", at(8, 1), "K1")])),
-        ("../evil.csv", csv_bytes([vote("V2", at(8, 2), "K2")])),
-    ])
+    data = zip_bytes(
+        [
+            ("C1_a.csv", csv_bytes([vote("V1", at(8, 1), "K1")])),
+            ("../evil.csv", csv_bytes([vote("V2", at(8, 2), "K2")])),
+        ]
+    )
     ws.drop("C1_batch.zip", data)
     ws.run()
     job = only_job(ws)
@@ -328,11 +340,13 @@ def test_zip_expanding_beyond_the_limit_refused(ws):
 
 def test_zip_with_csv_members_and_a_nested_zip_is_read(ws):
     inner = zip_bytes([(file_name(C2, 8), csv_bytes([vote("V2", at(8, 2), "K2"), bsi("B1", at(8, 3), 2)]))])
-    data = zip_bytes([
-        (file_name(C1, 8), csv_bytes([vote("V1", at(8, 1), "K1")])),
-        ("inner.zip", inner),
-        ("readme.txt", b"not an export"),
-    ])
+    data = zip_bytes(
+        [
+            (file_name(C1, 8), csv_bytes([vote("V1", at(8, 1), "K1")])),
+            ("inner.zip", inner),
+            ("readme.txt", b"not an export"),
+        ]
+    )
     ws.drop("batch_2024-09-06.zip", data)
     ws.run()
     assert ws.hourly_figures(C1) == {hour(8): (1, 0, 1, 0, 0)}  # V1
@@ -396,11 +410,13 @@ def test_ready_files_ignores_partial_copies_and_unsettled_files(tmp_path):
     assert [p.name for p in ready_files(folder, settle_seconds=30, now=now)] == ["C1_old.csv", "C1_old.zip"]
     # 25 s later it has been quiet for 35 s >= 30 s
     assert [p.name for p in ready_files(folder, settle_seconds=30, now=now + 25)] == [
-        "C1_fresh.csv", "C1_old.csv", "C1_old.zip",
+        "C1_fresh.csv",
+        "C1_old.csv",
+        "C1_old.zip",
     ]
     # renamed into place from its .tmp name: picked up like any other file
     (folder / "C1_a.csv.tmp").rename(folder / "C1_a.csv")
-    assert [p.name for p in ready_files(folder, settle_seconds=30, now=now + 25)][0] == "C1_a.csv"
+    assert next(p.name for p in ready_files(folder, settle_seconds=30, now=now + 25)) == "C1_a.csv"
     assert ready_files(tmp_path / "missing", settle_seconds=0) == []
 
 
@@ -429,12 +445,15 @@ def test_same_name_new_content_adds_only_new_transactions(ws):
 
 
 def test_unknown_contract_with_addvoterslist_still_has_participation_zero(ws):
-    ws.drop(file_name(CX, 8), [
-        add_voters("A1", at(8, 0), count=10),
-        bsi("B1", at(8, 1), 2),
-        vote("V1", at(8, 2), "K1"),
-        vote("V2", at(8, 3), "K2"),
-    ])
+    ws.drop(
+        file_name(CX, 8),
+        [
+            add_voters("A1", at(8, 0), count=10),
+            bsi("B1", at(8, 1), 2),
+            vote("V1", at(8, 2), "K1"),
+            vote("V2", at(8, 3), "K2"),
+        ],
+    )
     ws.ingest()
     _, metrics = ws.publish()
     c = ws.constituency(CX)

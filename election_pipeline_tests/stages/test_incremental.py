@@ -32,8 +32,7 @@ V2 = vote("V2", at(8, 5), "K2")
 def first_election(ws) -> None:
     ws.write_reference(
         ["E1,Test election,RU,parliamentary,2024-09-06T08:00:00,2024-09-08T20:00:00,Europe/Moscow,active,"],
-        [f"{C1},E1,North,R1,urban,10,active", f"{C2},E1,South,R1,rural,20,active",
-         f"{C3},E1,East,R1,rural,30,active"],
+        [f"{C1},E1,North,R1,urban,10,active", f"{C2},E1,South,R1,rural,20,active", f"{C3},E1,East,R1,rural,30,active"],
     )
     ws.drop(file_name(C1, 8), [bsi("B1", at(8, 1), 2), vote("V1", at(8, 5), "K1")])
     ws.drop(file_name(C2, 8), [B2, V2, vote("V3", at(8, 7), "K3")])
@@ -44,17 +43,36 @@ def first_election(ws) -> None:
 def published(ws) -> tuple[list[tuple], list[tuple]]:
     """Every published figure: hourly rows and constituency rows."""
     with ws.engine.connect() as conn:
-        hours = conn.execute(select(
-            HourlyStats.constituency_id, HourlyStats.hour, HourlyStats.election_id, HourlyStats.timestamp,
-            HourlyStats.bulletins_issued, HourlyStats.votes_cast, HourlyStats.revote_count,
-            HourlyStats.rejected_count, HourlyStats.transaction_count, HourlyStats.cumulative_bulletins,
-            HourlyStats.cumulative_votes, HourlyStats.participation_rate, HourlyStats.anomaly_count,
-        ).order_by(HourlyStats.constituency_id, HourlyStats.hour)).all()
-        places = conn.execute(select(
-            Constituency.id, Constituency.bulletins_issued, Constituency.votes_cast, Constituency.revote_count,
-            Constituency.transaction_count, Constituency.rejected_count, Constituency.participation_rate,
-            Constituency.registered_voters, Constituency.anomaly_score,
-        ).order_by(Constituency.id)).all()
+        hours = conn.execute(
+            select(
+                HourlyStats.constituency_id,
+                HourlyStats.hour,
+                HourlyStats.election_id,
+                HourlyStats.timestamp,
+                HourlyStats.bulletins_issued,
+                HourlyStats.votes_cast,
+                HourlyStats.revote_count,
+                HourlyStats.rejected_count,
+                HourlyStats.transaction_count,
+                HourlyStats.cumulative_bulletins,
+                HourlyStats.cumulative_votes,
+                HourlyStats.participation_rate,
+                HourlyStats.anomaly_count,
+            ).order_by(HourlyStats.constituency_id, HourlyStats.hour)
+        ).all()
+        places = conn.execute(
+            select(
+                Constituency.id,
+                Constituency.bulletins_issued,
+                Constituency.votes_cast,
+                Constituency.revote_count,
+                Constituency.transaction_count,
+                Constituency.rejected_count,
+                Constituency.participation_rate,
+                Constituency.registered_voters,
+                Constituency.anomaly_score,
+            ).order_by(Constituency.id)
+        ).all()
     return [tuple(r) for r in hours], [tuple(r) for r in places]
 
 
@@ -81,12 +99,17 @@ def test_an_increment_recomputes_only_the_changed_constituency(ws):
 
     ws.publish()
     assert ws.hourly_figures(C2, "votes_cast", "revote_count", "transaction_count") == {
-        hour(8): (2, 0, 3), hour(9): (1, 1, 2)}
+        hour(8): (2, 0, 3),
+        hour(9): (1, 1, 2),
+    }
     assert_equal_to_full_recompute(ws)
 
     # The checks look at every constituency once, then at the changed one only.
-    checks = (quality.no_transaction_counted_twice, quality.hourly_totals_reconcile,
-              quality.every_transaction_in_a_known_hour)
+    checks = (
+        quality.no_transaction_counted_twice,
+        quality.hourly_totals_reconcile,
+        quality.every_transaction_in_a_known_hour,
+    )
     for check in checks:
         assert check(ws.duck, ws.engine).figures["scope"] == "all constituencies"
     ws.drop(file_name(C3, 9), [vote("V7", at(9, 20), "K7")])
@@ -144,8 +167,12 @@ def test_a_crash_after_the_stored_figures_moved_on_is_repaired_by_the_next_run(w
     ws.drop(file_name(C3, 10), [vote("V9", at(10, 30), "K9")])
     ws.ingest()
     with ws.engine.begin() as conn:
-        conn.execute(text("CREATE TRIGGER simulated_crash BEFORE INSERT ON hourly_stats "
-                          "BEGIN SELECT RAISE(ABORT, 'simulated crash'); END"))
+        conn.execute(
+            text(
+                "CREATE TRIGGER simulated_crash BEFORE INSERT ON hourly_stats "
+                "BEGIN SELECT RAISE(ABORT, 'simulated crash'); END"
+            )
+        )
     with pytest.raises(Exception, match="simulated crash"):
         publish_hourly_stats(ws.duck, ws.engine)
     assert change_log.mark_of(ws.duck, figure_cache.MARK) == change_log.last_seq(ws.duck)
@@ -181,8 +208,10 @@ def test_a_change_made_by_hand_to_an_unchanged_constituency_is_found_by_the_next
     between = quality.hourly_totals_reconcile(ws.duck, ws.engine)
     assert between.passed and between.figures["scope"] == "constituencies changed since the last pass: 0"
 
-    ws.duck.execute("UPDATE change_marks SET updated_at = updated_at - INTERVAL 61 MINUTE "
-                    "WHERE name = 'check:hourly_totals_reconcile:full'")
+    ws.duck.execute(
+        "UPDATE change_marks SET updated_at = updated_at - INTERVAL 61 MINUTE "
+        "WHERE name = 'check:hourly_totals_reconcile:full'"
+    )
     due = quality.hourly_totals_reconcile(ws.duck, ws.engine)
     assert not due.passed and due.figures["scope"] == "all constituencies"
 

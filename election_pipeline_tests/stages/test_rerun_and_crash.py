@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from election_pipeline.stages.ingest_files import ingest_file, ingest_folder, ready_files, sync_rollbacks
+from election_pipeline.stages.ingest_files import ingest_file, ready_files, sync_rollbacks
 
 from .conftest import C1, C2, add_voters, at, bsi, file_name, hour, rollback_of, simple, vote
 
@@ -37,34 +37,51 @@ def drop_dataset(ws) -> None:
         [f"{C1},E1,North,R1,urban,10,active", f"{C2},E1,South,R1,rural,,active"],
     )
     v1, v2 = vote("V1", at(8, 10), "K1"), vote("V2", at(8, 20), "K2")
-    ws.drop(F1, [
-        simple("S1", at(8, 0), "startVoting"),
-        bsi("B1", at(8, 5), 3),
-        v1,
-        v2,
-        vote("V3", at(8, 30), "K3", rejected=True),
-        "Tx9;104;SIG;4;1725609600000;K9",            # line 6: wrong field count -> rejected row
-    ])
-    ws.drop(F2, [
-        v2,                                          # overlapping export: V2 again
-        vote("V4", at(9, 10), "K3"),                 # K3's first accepted vote
-        vote("V5", at(9, 20), "K1"),                 # K1 again, but V1 is rolled back below
-        rollback_of(v1),
-        bsi("B2", at(9, 30), 2),
-        vote("V8", at(9, 40), "K2"),                 # K2's second accepted vote: a revote
-    ])
-    ws.drop(F3, [
-        add_voters("A1", at(8, 0), count=4),
-        bsi("B3", at(8, 1), 2),
-        vote("V6", at(8, 2), "K6"),
-        vote("V7", at(8, 3), "K7"),
-    ])
-    ws.drop(F4, b"\x00\x01binary\x00")                # refused, quarantined
+    ws.drop(
+        F1,
+        [
+            simple("S1", at(8, 0), "startVoting"),
+            bsi("B1", at(8, 5), 3),
+            v1,
+            v2,
+            vote("V3", at(8, 30), "K3", rejected=True),
+            "Tx9;104;SIG;4;1725609600000;K9",  # line 6: wrong field count -> rejected row
+        ],
+    )
+    ws.drop(
+        F2,
+        [
+            v2,  # overlapping export: V2 again
+            vote("V4", at(9, 10), "K3"),  # K3's first accepted vote
+            vote("V5", at(9, 20), "K1"),  # K1 again, but V1 is rolled back below
+            rollback_of(v1),
+            bsi("B2", at(9, 30), 2),
+            vote("V8", at(9, 40), "K2"),  # K2's second accepted vote: a revote
+        ],
+    )
+    ws.drop(
+        F3,
+        [
+            add_voters("A1", at(8, 0), count=4),
+            bsi("B3", at(8, 1), 2),
+            vote("V6", at(8, 2), "K6"),
+            vote("V7", at(8, 3), "K7"),
+        ],
+    )
+    ws.drop(F4, b"\x00\x01binary\x00")  # refused, quarantined
 
 
 def assert_dataset_figures(ws) -> None:
-    cols = ("transaction_count", "bulletins_issued", "votes_cast", "revote_count", "rejected_count",
-            "cumulative_bulletins", "cumulative_votes", "participation_rate")
+    cols = (
+        "transaction_count",
+        "bulletins_issued",
+        "votes_cast",
+        "revote_count",
+        "rejected_count",
+        "cumulative_bulletins",
+        "cumulative_votes",
+        "participation_rate",
+    )
     assert ws.hourly_figures(C1, *cols) == {
         # S1, B1, V2, V3 = 4 tx (V1 rolled back); 3 bulletins; K2 = 1 vote; V3 rejected;
         # cumulative 3 bulletins, 1 vote; 1 / 10 registered = 10 %
@@ -77,8 +94,16 @@ def assert_dataset_figures(ws) -> None:
         # A1, B3, V6, V7 = 4 tx; 2 bulletins; K6, K7 = 2 votes; 2 / 4 (votersCount) = 50 %
         hour(8): (4, 2, 2, 0, 0, 2, 2, 50.0),
     }
-    figures = ("transaction_count", "bulletins_issued", "votes_cast", "revote_count", "rejected_count",
-               "registered_voters", "registered_voters_source", "participation_rate")
+    figures = (
+        "transaction_count",
+        "bulletins_issued",
+        "votes_cast",
+        "revote_count",
+        "rejected_count",
+        "registered_voters",
+        "registered_voters_source",
+        "participation_rate",
+    )
     c1, c2 = ws.constituency(C1), ws.constituency(C2)
     # C1: 4 + 4 = 8 tx; 5 bulletins; K1, K2, K3 = 3 voters; accepted V2, V4, V5, V8 = 4 -> 1 revote;
     # 1 rejected (V3); 3 / 10 = 30 %
@@ -95,8 +120,14 @@ def assert_dataset_figures(ws) -> None:
 
 def jobs_summary(ws) -> list[tuple]:
     return sorted(
-        (j["filename"], j["status"], j["transactions_processed"], j["rejected_lines"], j["details"],
-         str(Path(j["stored_path"]).relative_to(ws.root)))
+        (
+            j["filename"],
+            j["status"],
+            j["transactions_processed"],
+            j["rejected_lines"],
+            j["details"],
+            str(Path(j["stored_path"]).relative_to(ws.root)),
+        )
         for j in ws.jobs()
     )
 
@@ -115,8 +146,7 @@ def duck_rows(ws) -> tuple[list, list]:
 
 
 def folder_contents(ws) -> dict[str, list[str]]:
-    return {d.name: sorted(p.name for p in d.iterdir())
-            for d in (ws.input_dir, ws.processed_dir, ws.quarantine_dir)}
+    return {d.name: sorted(p.name for p in d.iterdir()) for d in (ws.input_dir, ws.processed_dir, ws.quarantine_dir)}
 
 
 def assert_same_as(ws, clean) -> None:
@@ -135,7 +165,9 @@ def clean(workspace_factory):
     workspace.run()
     assert_dataset_figures(workspace)
     assert folder_contents(workspace) == {
-        "input": [], "processed": [F1, F2, F3], "quarantine": [F4],
+        "input": [],
+        "processed": [F1, F2, F3],
+        "quarantine": [F4],
     }
     assert [j[:4] for j in jobs_summary(workspace)] == [
         (F1, "completed", 5, 1),  # S1, B1, V1, V2, V3 + 1 bad line
@@ -148,10 +180,12 @@ def clean(workspace_factory):
 
 def add_crash_trigger(ws, table: str, condition: str) -> None:
     with ws.engine.begin() as conn:
-        conn.execute(text(
-            f"CREATE TRIGGER simulated_crash BEFORE INSERT ON {table} WHEN {condition} "
-            "BEGIN SELECT RAISE(ABORT, 'simulated crash'); END"
-        ))
+        conn.execute(
+            text(
+                f"CREATE TRIGGER simulated_crash BEFORE INSERT ON {table} WHEN {condition} "
+                "BEGIN SELECT RAISE(ABORT, 'simulated crash'); END"
+            )
+        )
 
 
 def drop_crash_trigger(ws) -> None:
@@ -220,8 +254,9 @@ def test_crash_after_duckdb_commit_before_operational_commit(ws, clean, crash_fi
     assert (ws.input_dir / crash_file).exists()
     if crash_file in (F1, F2):
         # e.g. F1: 5 transaction lines committed to DuckDB; none of F1's rows in the operational DB
-        committed = ws.duck.execute(
-            "SELECT count(*) FROM raw_transactions WHERE source = ?", [crash_file]).fetchall()[0][0]
+        committed = ws.duck.execute("SELECT count(*) FROM raw_transactions WHERE source = ?", [crash_file]).fetchall()[
+            0
+        ][0]
         assert committed == {F1: 5, F2: 4}[crash_file]  # F2: V2 was already stored from F1
         assert not any(r["source_file"] == crash_file for r in ws.transactions().values())
 
@@ -269,7 +304,10 @@ def test_crash_after_operational_commit_before_the_move(ws, clean):
     summary = ws.run()
     # F1 is recognised by its content hash and only moved; nothing of it is counted twice
     assert [(o.filename, o.status) for o in summary.outcomes] == [
-        (F1, "recovered"), (F2, "completed"), (F3, "completed"), (F4, "failed"),
+        (F1, "recovered"),
+        (F2, "completed"),
+        (F3, "completed"),
+        (F4, "failed"),
     ]
     assert_dataset_figures(ws)
     assert_same_as(ws, clean)

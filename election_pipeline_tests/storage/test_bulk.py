@@ -20,24 +20,53 @@ def engine(db_url):
     engine = get_engine(db_url)
     upgrade_database(engine)
     with engine.begin() as conn:
-        conn.execute(Constituency.__table__.insert(), [
-            {"id": cid, "name": cid, "region": "", "type": "urban", "registered_voters": 100,
-             "registered_voters_source": "reference", "status": "active", "in_reference": True,
-             "bulletins_issued": 0, "votes_cast": 0, "revote_count": 0, "transaction_count": 0,
-             "rejected_count": 0, "participation_rate": 0.0, "anomaly_score": 0.0,
-             "created_at": T0, "updated_at": T0}
-            for cid in ("C1", "C2")
-        ])
+        conn.execute(
+            Constituency.__table__.insert(),
+            [
+                {
+                    "id": cid,
+                    "name": cid,
+                    "region": "",
+                    "type": "urban",
+                    "registered_voters": 100,
+                    "registered_voters_source": "reference",
+                    "status": "active",
+                    "in_reference": True,
+                    "bulletins_issued": 0,
+                    "votes_cast": 0,
+                    "revote_count": 0,
+                    "transaction_count": 0,
+                    "rejected_count": 0,
+                    "participation_rate": 0.0,
+                    "anomaly_score": 0.0,
+                    "created_at": T0,
+                    "updated_at": T0,
+                }
+                for cid in ("C1", "C2")
+            ],
+        )
     return engine
 
 
 def tx_rows(n: int, start: int = 0) -> list[dict]:
     return [
-        {"id": f"id-{i}", "tx_id": f"tx-{i}", "constituency_id": "C1" if i % 2 else "C2", "block_height": None,
-         "timestamp": T0 + timedelta(seconds=i), "type": "vote", "sender": f"voter;{i}", "is_rejected": i % 7 == 0,
-         "is_rolled_back": False, "bulletins": 0, "source_file": "f.csv",
-         "raw_data": {"params": [{"key": "text", "stringValue": 'semi;colon "quoted"\ttab\\back'}], "n": i},
-         "operation_data": {"operation": "vote", "line_number": i}, "created_at": T0, "updated_at": T0}
+        {
+            "id": f"id-{i}",
+            "tx_id": f"tx-{i}",
+            "constituency_id": "C1" if i % 2 else "C2",
+            "block_height": None,
+            "timestamp": T0 + timedelta(seconds=i),
+            "type": "vote",
+            "sender": f"voter;{i}",
+            "is_rejected": i % 7 == 0,
+            "is_rolled_back": False,
+            "bulletins": 0,
+            "source_file": "f.csv",
+            "raw_data": {"params": [{"key": "text", "stringValue": 'semi;colon "quoted"\ttab\\back'}], "n": i},
+            "operation_data": {"operation": "vote", "line_number": i},
+            "created_at": T0,
+            "updated_at": T0,
+        }
         for i in range(start, start + n)
     ]
 
@@ -64,11 +93,26 @@ def test_insert_ignore_stores_each_key_once_with_json_intact(engine, n):
 
 def hourly_rows(n: int, votes: int) -> list[dict]:
     return [
-        {"id": f"h-{i}-{votes}", "constituency_id": "C1", "election_id": None, "hour": T0 + timedelta(hours=i),
-         "timestamp": T0 + timedelta(hours=i, minutes=59), "bulletins_issued": votes, "votes_cast": votes,
-         "revote_count": 0, "rejected_count": 0, "transaction_count": votes, "cumulative_bulletins": votes,
-         "cumulative_votes": votes, "bulletin_velocity": votes / 60, "vote_velocity": votes / 60,
-         "participation_rate": 1.5, "anomaly_count": 0, "created_at": T0, "updated_at": T0}
+        {
+            "id": f"h-{i}-{votes}",
+            "constituency_id": "C1",
+            "election_id": None,
+            "hour": T0 + timedelta(hours=i),
+            "timestamp": T0 + timedelta(hours=i, minutes=59),
+            "bulletins_issued": votes,
+            "votes_cast": votes,
+            "revote_count": 0,
+            "rejected_count": 0,
+            "transaction_count": votes,
+            "cumulative_bulletins": votes,
+            "cumulative_votes": votes,
+            "bulletin_velocity": votes / 60,
+            "vote_velocity": votes / 60,
+            "participation_rate": 1.5,
+            "anomaly_count": 0,
+            "created_at": T0,
+            "updated_at": T0,
+        }
         for i in range(n)
     ]
 
@@ -104,9 +148,8 @@ def test_upsert_and_update_by_key_overwrite_only_the_given_columns(engine, n):
 
 def test_a_failed_transaction_leaves_nothing_behind(engine):
     rows = tx_rows(bulk.COPY_MIN_ROWS + 1)
-    with pytest.raises(RuntimeError):
-        with engine.begin() as conn:
-            bulk.insert_ignore(conn, Transaction.__table__, rows, ["tx_id"])
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        bulk.insert_ignore(conn, Transaction.__table__, rows, ["tx_id"])
+        raise RuntimeError("killed")
     with engine.connect() as conn:
         assert conn.execute(select(Transaction.id)).all() == []

@@ -33,8 +33,10 @@ def dagster_pg_env(database: str) -> dict[str, str]:
     """The DAGSTER_PG_* variables deploy/dagster.yaml reads, for ``database`` on the test server."""
     url = create_engine(pg_base_url()).url
     return {
-        "DAGSTER_PG_HOST": url.host or "127.0.0.1", "DAGSTER_PG_PORT": str(url.port or 5432),
-        "DAGSTER_PG_DB": database, "DAGSTER_PG_USERNAME": url.username or "postgres",
+        "DAGSTER_PG_HOST": url.host or "127.0.0.1",
+        "DAGSTER_PG_PORT": str(url.port or 5432),
+        "DAGSTER_PG_DB": database,
+        "DAGSTER_PG_USERNAME": url.username or "postgres",
         "DAGSTER_PG_PASSWORD": url.password or "",
     }
 
@@ -52,15 +54,22 @@ def test_instance_on_postgres_runs_the_graph(tmp_path, workspace, postgres_datab
         config = instance.get_concurrency_config()
         assert config.pool_config.default_pool_limit == 1
         assert config.run_queue_config.max_concurrent_runs == 4
-        result = dg.materialize(ASSETS, instance=instance, raise_on_error=False,
-                                resources=build_resources(workspace.settings(database_url=postgres_schema_url)))
+        result = dg.materialize(
+            ASSETS,
+            instance=instance,
+            raise_on_error=False,
+            resources=build_resources(workspace.settings(database_url=postgres_schema_url)),
+        )
         assert result.success
         assert instance.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.SUCCESS
     assert hourly_figures(get_engine(postgres_schema_url)) == EXPECTED_HOURLY
     # The run history is in PostgreSQL, not in files under DAGSTER_HOME.
     with get_engine(postgres_database["url"]).connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM runs")).scalar_one() == 1
-        assert conn.execute(text("SELECT count(*) FROM event_logs WHERE run_id = :r"), {"r": result.run_id}).scalar_one() > 10
+        assert (
+            conn.execute(text("SELECT count(*) FROM event_logs WHERE run_id = :r"), {"r": result.run_id}).scalar_one()
+            > 10
+        )
 
 
 def _wait(predicate, timeout: float, what: str, interval: float = 1.0) -> None:
@@ -72,16 +81,22 @@ def _wait(predicate, timeout: float, what: str, interval: float = 1.0) -> None:
 
 
 @pytest.mark.slow
-def test_burst_of_files_with_overlapping_runs_processed_exactly_once(tmp_path, postgres_database, postgres_schema_url,
-                                                                   monkeypatch):
+def test_burst_of_files_with_overlapping_runs_processed_exactly_once(
+    tmp_path, postgres_database, postgres_schema_url, monkeypatch
+):
     """~220 files land in four bursts while the daemon's sensor turns them into runs (several
     at once, each in its own process) and operators also start ``election-pipeline run``
     twice on the same folder. DuckDB steps take turns through the pool. The first and last
     bursts each wait for a run of the sensor, so both kinds of run are always exercised."""
     root = tmp_path / "ws"
     home = tmp_path / "dagster_home"
-    env = pipeline_env(root, postgres_schema_url, home, ELECTION_SENSOR_INTERVAL_SECONDS="1",
-                       **dagster_pg_env(postgres_database["name"]))
+    env = pipeline_env(
+        root,
+        postgres_schema_url,
+        home,
+        ELECTION_SENSOR_INTERVAL_SECONDS="1",
+        **dagster_pg_env(postgres_database["name"]),
+    )
     for key, value in dagster_pg_env(postgres_database["name"]).items():
         monkeypatch.setenv(key, value)  # this process reads the same instance
     shutil.copy(DEPLOY_YAML, home / "dagster.yaml")
@@ -94,15 +109,25 @@ def test_burst_of_files_with_overlapping_runs_processed_exactly_once(tmp_path, p
     files = sorted(staging.iterdir())
     assert len(files) >= 200
 
-    daemon = start([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(tmp_path / "workspace.yaml")],
-                   env, tmp_path / "daemon.log")
+    daemon = start(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(tmp_path / "workspace.yaml")],
+        env,
+        tmp_path / "daemon.log",
+    )
     operators: list = []
     try:
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            _wait(lambda: {"SENSOR", "QUEUED_RUN_COORDINATOR"} <= set(instance.get_daemon_heartbeats()), 120,
-                  "the daemon", interval=0.5)
+            _wait(
+                lambda: {"SENSOR", "QUEUED_RUN_COORDINATOR"} <= set(instance.get_daemon_heartbeats()),
+                120,
+                "the daemon",
+                interval=0.5,
+            )
+
             def sensor_runs_launched() -> int:
-                return len(instance.get_runs(filters=dg.RunsFilter(tags={"dagster/sensor_name": "input_folder_sensor"})))
+                return len(
+                    instance.get_runs(filters=dg.RunsFilter(tags={"dagster/sensor_name": "input_folder_sensor"}))
+                )
 
             for n, burst in enumerate([files[i::4] for i in range(4)]):
                 if n == 3:
@@ -115,15 +140,26 @@ def test_burst_of_files_with_overlapping_runs_processed_exactly_once(tmp_path, p
                 if n in (1, 2):  # operators start runs by hand on the same folder, twice
                     operators.append(start(cli("run", "--log-level", "WARNING"), env, tmp_path / f"operator{n}.log"))
                 if n in (0, 3):
-                    _wait(lambda: sensor_runs_launched() >= (1 if n == 0 else 2), 120, "a run requested by the sensor",
-                          interval=0.5)
+                    _wait(
+                        lambda: sensor_runs_launched() >= (1 if n == 0 else 2),
+                        120,
+                        "a run requested by the sensor",
+                        interval=0.5,
+                    )
                 else:
                     time.sleep(2.5)
 
             def all_done() -> bool:
-                busy = instance.get_runs(filters=dg.RunsFilter(statuses=[
-                    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-                    dg.DagsterRunStatus.STARTED]))
+                busy = instance.get_runs(
+                    filters=dg.RunsFilter(
+                        statuses=[
+                            dg.DagsterRunStatus.QUEUED,
+                            dg.DagsterRunStatus.NOT_STARTED,
+                            dg.DagsterRunStatus.STARTING,
+                            dg.DagsterRunStatus.STARTED,
+                        ]
+                    )
+                )
                 return not busy and not any((root / "input").iterdir()) and all(p.poll() is not None for p in operators)
 
             _wait(all_done, 480, "every file processed and every run finished", interval=2.0)
@@ -132,7 +168,9 @@ def test_burst_of_files_with_overlapping_runs_processed_exactly_once(tmp_path, p
             sensor_runs = [r for r in runs if r.tags.get("dagster/sensor_name") == "input_folder_sensor"]
             records = {r.dagster_run.run_id: r for r in instance.get_run_records()}
             failed_steps = [
-                e for r in runs for e in instance.all_logs(r.run_id)
+                e
+                for r in runs
+                for e in instance.all_logs(r.run_id)
                 if e.is_dagster_event and e.dagster_event.event_type_value in ("STEP_FAILURE", "STEP_UP_FOR_RETRY")
             ]
     finally:
@@ -140,7 +178,7 @@ def test_burst_of_files_with_overlapping_runs_processed_exactly_once(tmp_path, p
         for proc in operators:
             if proc.poll() is None:
                 kill_group(proc)
-    for n, proc in zip((1, 2), operators):
+    for n, proc in zip((1, 2), operators, strict=False):
         assert proc.returncode == 0, (tmp_path / f"operator{n}.log").read_text()[-3000:]
     assert failed_steps == []
     assert set(statuses) == {"SUCCESS"}, statuses
@@ -156,14 +194,27 @@ def test_burst_of_files_with_overlapping_runs_processed_exactly_once(tmp_path, p
 
     engine = get_engine(postgres_schema_url)
     with engine.connect() as conn:
-        per_file = dict(conn.execute(select(FileProcessingJob.filename, func.count()).group_by(FileProcessingJob.filename)).all())
+        per_file = dict(
+            conn.execute(select(FileProcessingJob.filename, func.count()).group_by(FileProcessingJob.filename)).all()
+        )
         ledger = conn.execute(select(func.count()).select_from(FileLedgerEntry)).scalar_one()
-        hourly = sorted(conn.execute(select(HourlyStats.constituency_id, HourlyStats.hour, HourlyStats.bulletins_issued,
-                                            HourlyStats.votes_cast, HourlyStats.revote_count,
-                                            HourlyStats.transaction_count)).all())
+        hourly = sorted(
+            conn.execute(
+                select(
+                    HourlyStats.constituency_id,
+                    HourlyStats.hour,
+                    HourlyStats.bulletins_issued,
+                    HourlyStats.votes_cast,
+                    HourlyStats.revote_count,
+                    HourlyStats.transaction_count,
+                )
+            ).all()
+        )
     assert per_file == {p.name: 1 for p in files}  # every file processed exactly once
     assert ledger == len(files)
-    expected = sorted((h["constituency_id"], h["hour"], h["bulletins_issued"], h["votes_cast"], h["revotes"],
-                       h["transaction_count"]) for h in truth.expected_hourly)
+    expected = sorted(
+        (h["constituency_id"], h["hour"], h["bulletins_issued"], h["votes_cast"], h["revotes"], h["transaction_count"])
+        for h in truth.expected_hourly
+    )
     assert [tuple(r) for r in hourly] == expected
     assert len(list((root / "processed").iterdir())) + len(list((root / "quarantine").iterdir())) == len(files)

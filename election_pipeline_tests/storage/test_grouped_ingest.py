@@ -39,17 +39,40 @@ def drop_election(ws) -> None:
         [f"{C1},E1,North,R1,urban,10,active", f"{C2},E1,South,R1,rural,,active"],
     )
     v1, v2 = vote("V1", at(8, 10), "K1"), vote("V2", at(8, 20), "K2")
-    first = [simple("S1", at(8, 0), "startVoting"), bsi("B1", at(8, 5), 3), v1, v2,
-             vote("V3", at(8, 30), "K3", rejected=True), "Tx9;104;SIG;4;1725609600000;K9"]
+    first = [
+        simple("S1", at(8, 0), "startVoting"),
+        bsi("B1", at(8, 5), 3),
+        v1,
+        v2,
+        vote("V3", at(8, 30), "K3", rejected=True),
+        "Tx9;104;SIG;4;1725609600000;K9",
+    ]
     ws.drop(file_name(C1, 8), first)
-    ws.drop(file_name(C1, 8, tag="-copy"), first)                       # the same content again
-    ws.drop(file_name(C1, 9), [v2, vote("V4", at(9, 10), "K3"), vote("V5", at(9, 20), "K1"), rollback_of(v1),
-                               bsi("B2", at(9, 30), 2), vote("V8", at(9, 40), "K2"), v2])   # overlap, repeat
-    ws.drop(file_name(C2, 8), [add_voters("A1", at(8, 0), count=4), bsi("B3", at(8, 1), 2),
-                               vote("V6", at(8, 2), "K6"), vote("V7", at(8, 3), "K7")])
-    ws.drop(file_name(C2, 9), ["only;bad;lines", "still;bad"])            # every line bad: refused
-    ws.drop(file_name(C2, 10), b"")                                       # empty: refused
-    ws.drop(file_name(C2, 11), b"\x00\x01binary\x00")                     # binary: refused
+    ws.drop(file_name(C1, 8, tag="-copy"), first)  # the same content again
+    ws.drop(
+        file_name(C1, 9),
+        [
+            v2,
+            vote("V4", at(9, 10), "K3"),
+            vote("V5", at(9, 20), "K1"),
+            rollback_of(v1),
+            bsi("B2", at(9, 30), 2),
+            vote("V8", at(9, 40), "K2"),
+            v2,
+        ],
+    )  # overlap, repeat
+    ws.drop(
+        file_name(C2, 8),
+        [
+            add_voters("A1", at(8, 0), count=4),
+            bsi("B3", at(8, 1), 2),
+            vote("V6", at(8, 2), "K6"),
+            vote("V7", at(8, 3), "K7"),
+        ],
+    )
+    ws.drop(file_name(C2, 9), ["only;bad;lines", "still;bad"])  # every line bad: refused
+    ws.drop(file_name(C2, 10), b"")  # empty: refused
+    ws.drop(file_name(C2, 11), b"\x00\x01binary\x00")  # binary: refused
     ws.drop(file_name(CX, 8), [bsi("X1", at(8, 7), 1), vote("X2", at(8, 9), "KX")])  # unknown contract
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -59,8 +82,9 @@ def drop_election(ws) -> None:
 
 def run(ws, *, grouped: bool, batch_size: int = 4) -> None:
     files = ready_files(ws.input_dir, settle_seconds=1, now=time.time() + 60)
-    ingest_folder(files, duck=ws.duck, engine=ws.engine, folders=ws.folders, batch_size=batch_size,
-                  group_small_files=grouped)
+    ingest_folder(
+        files, duck=ws.duck, engine=ws.engine, folders=ws.folders, batch_size=batch_size, group_small_files=grouped
+    )
     ws.publish()
 
 
@@ -71,16 +95,33 @@ def everything(ws) -> dict:
     root = ws.root
     # A duplicate's job names the minute its first copy was recorded: the two workspaces of a
     # test are run one after the other, possibly on both sides of a minute.
-    jobs = sorted((j["filename"], j["status"], _WHEN.sub(" on <minute> UTC", j["details"]), j["transactions_processed"],
-                   j["rejected_lines"],
-                   j["file_hash"], str(Path(j["stored_path"]).relative_to(root))) for j in ws.jobs())
-    ledger = sorted((e["content_hash"], e["filename"], e["status"], e["size_bytes"],
-                     str(Path(e["stored_path"]).relative_to(root))) for e in ws.ledger())
+    jobs = sorted(
+        (
+            j["filename"],
+            j["status"],
+            _WHEN.sub(" on <minute> UTC", j["details"]),
+            j["transactions_processed"],
+            j["rejected_lines"],
+            j["file_hash"],
+            str(Path(j["stored_path"]).relative_to(root)),
+        )
+        for j in ws.jobs()
+    )
+    ledger = sorted(
+        (e["content_hash"], e["filename"], e["status"], e["size_bytes"], str(Path(e["stored_path"]).relative_to(root)))
+        for e in ws.ledger()
+    )
     duck = ws.duck.execute("SELECT * FROM raw_transactions ORDER BY tx_id").fetchall()
     rollbacks = ws.duck.execute("SELECT * FROM raw_rollbacks ORDER BY tx_id").fetchall()
     files = {d.name: sorted(p.name for p in d.iterdir()) for d in (ws.input_dir, ws.processed_dir, ws.quarantine_dir)}
-    return {"snapshot": ws.snapshot(), "jobs": jobs, "ledger": ledger, "duck": duck, "rollbacks": rollbacks,
-            "files": files}
+    return {
+        "snapshot": ws.snapshot(),
+        "jobs": jobs,
+        "ledger": ledger,
+        "duck": duck,
+        "rollbacks": rollbacks,
+        "files": files,
+    }
 
 
 @pytest.fixture
@@ -113,13 +154,25 @@ def _crash_on_ledger_insert(ws, filename: str) -> None:
     """A trigger makes the ledger INSERT of ``filename`` fail, as if the process died there."""
     with ws.engine.begin() as conn:
         if conn.dialect.name == "sqlite":
-            conn.execute(text(f"CREATE TRIGGER simulated_crash BEFORE INSERT ON file_ledger WHEN NEW.filename = "
-                              f"'{filename}' BEGIN SELECT RAISE(ABORT, 'simulated crash'); END"))
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER simulated_crash BEFORE INSERT ON file_ledger WHEN NEW.filename = "
+                    f"'{filename}' BEGIN SELECT RAISE(ABORT, 'simulated crash'); END"
+                )
+            )
         else:
-            conn.execute(text("CREATE FUNCTION simulated_crash() RETURNS trigger LANGUAGE plpgsql AS "
-                              "$$ BEGIN RAISE EXCEPTION 'simulated crash'; END $$"))
-            conn.execute(text(f"CREATE TRIGGER simulated_crash BEFORE INSERT ON file_ledger FOR EACH ROW "
-                              f"WHEN (NEW.filename = '{filename}') EXECUTE FUNCTION simulated_crash()"))
+            conn.execute(
+                text(
+                    "CREATE FUNCTION simulated_crash() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'simulated crash'; END $$"
+                )
+            )
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER simulated_crash BEFORE INSERT ON file_ledger FOR EACH ROW "
+                    f"WHEN (NEW.filename = '{filename}') EXECUTE FUNCTION simulated_crash()"
+                )
+            )
 
 
 def _remove_crash(ws) -> None:

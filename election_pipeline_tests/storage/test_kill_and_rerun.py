@@ -26,8 +26,10 @@ pytestmark = pytest.mark.slow
 def _jobs(db_url: str) -> dict[str, int]:
     try:
         with get_engine(db_url).connect() as conn:
-            return dict(conn.execute(select(FileProcessingJob.status, func.count()).group_by(FileProcessingJob.status)).all())
-    except Exception:  # noqa: BLE001 - the database may not exist yet
+            return dict(
+                conn.execute(select(FileProcessingJob.status, func.count()).group_by(FileProcessingJob.status)).all()
+            )
+    except Exception:
         return {}
 
 
@@ -54,8 +56,11 @@ def test_kill_9_mid_ingest_then_rerun_equals_one_clean_run(tmp_path, db_url, req
     files = sorted(p.name for p in (source / "input").iterdir())
 
     # The clean run, in a workspace of its own (its own database).
-    clean_url = f"sqlite:///{tmp_path / 'clean.db'}" if db_url.startswith("sqlite") else \
-        request.getfixturevalue("postgres_database")["url"]
+    clean_url = (
+        f"sqlite:///{tmp_path / 'clean.db'}"
+        if db_url.startswith("sqlite")
+        else request.getfixturevalue("postgres_database")["url"]
+    )
     clean = pipeline_env(tmp_path / "clean", clean_url, tmp_path / "clean_home")
     copy_files(source / "reference", tmp_path / "clean" / "reference")
     copy_files(source / "input", tmp_path / "clean" / "input")

@@ -35,8 +35,14 @@ def _tables(engine) -> set[str]:
 def test_alembic_cli_upgrade_head_builds_exactly_the_models(db_url):
     """``alembic upgrade head`` from the repository root, URL from ELECTION_DATABASE_URL."""
     env = {**os.environ, "ELECTION_DATABASE_URL": db_url}
-    done = subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     engine = get_engine(db_url)
     with engine.connect() as conn:
@@ -44,8 +50,9 @@ def test_alembic_cli_upgrade_head_builds_exactly_the_models(db_url):
         assert schema_differences(conn) == []
     assert _tables(engine) == set(Base.metadata.tables)
     # `alembic check` agrees: no operation would be generated.
-    check = subprocess.run([sys.executable, "-m", "alembic", "check"], cwd=REPO, env=env,
-                           capture_output=True, text=True, timeout=120)
+    check = subprocess.run(
+        [sys.executable, "-m", "alembic", "check"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert check.returncode == 0, check.stdout + check.stderr
 
 

@@ -44,9 +44,9 @@ def test_memory_does_not_grow_with_the_number_of_stored_ids(tmp_path):
 def test_a_store_written_with_a_primary_key_is_upgraded(tmp_path):
     """Stores created before the digest column existed get it on open, and keep deduplicating."""
     path = tmp_path / "old.duckdb"
-    old_schema = raw_store.SCHEMA.replace(
-        "tx_id           VARCHAR NOT NULL,", "tx_id VARCHAR PRIMARY KEY,", 1
-    ).replace(",\n    tx_key          UHUGEINT NOT NULL   -- md5_number(tx_id): where to look for a stored id", "")
+    old_schema = raw_store.SCHEMA.replace("tx_id           VARCHAR NOT NULL,", "tx_id VARCHAR PRIMARY KEY,", 1).replace(
+        ",\n    tx_key          UHUGEINT NOT NULL   -- md5_number(tx_id): where to look for a stored id", ""
+    )
     assert "tx_key" not in old_schema.split("raw_rollbacks")[0]
     conn = duckdb.connect(str(path))
     conn.execute(old_schema)

@@ -43,10 +43,20 @@ ELECTIONS = [
     # still running
     "ENEW,New election,RU,local,2024-10-20T08:00:00,2024-10-22T20:00:00,UTC,active,",
 ]
-CONSTITUENCIES = [f"{CO},EOLD,Old,R,urban,10,active", f"{CM},EMID,Mid,R,urban,10,active",
-                  f"{CB},EBND,Boundary,R,urban,10,active", f"{CN},ENEW,New,R,urban,10,active"]
-STARTS = {CO: datetime(2023, 9, 2, 9), CM: datetime(2024, 9, 6, 9), CB: datetime(2024, 9, 20, 9),
-          CN: datetime(2024, 10, 20, 9), CU_OLD: datetime(2024, 9, 1, 9), CU_NEW: datetime(2024, 10, 20, 10)}
+CONSTITUENCIES = [
+    f"{CO},EOLD,Old,R,urban,10,active",
+    f"{CM},EMID,Mid,R,urban,10,active",
+    f"{CB},EBND,Boundary,R,urban,10,active",
+    f"{CN},ENEW,New,R,urban,10,active",
+]
+STARTS = {
+    CO: datetime(2023, 9, 2, 9),
+    CM: datetime(2024, 9, 6, 9),
+    CB: datetime(2024, 9, 20, 9),
+    CN: datetime(2024, 10, 20, 9),
+    CU_OLD: datetime(2024, 9, 1, 9),
+    CU_NEW: datetime(2024, 10, 20, 10),
+}
 
 
 def _lines(contract: str, start: datetime) -> list[str]:
@@ -54,9 +64,9 @@ def _lines(contract: str, start: datetime) -> list[str]:
     return [
         bsi(f"{contract}-B1", t(1), 3),
         vote(f"{contract}-V1", t(5), f"{contract}-K1"),
-        vote(f"{contract}-V2", t(70), f"{contract}-K2"),            # the next hour
+        vote(f"{contract}-V2", t(70), f"{contract}-K2"),  # the next hour
         vote(f"{contract}-V3", t(75), f"{contract}-K3", rejected=True),
-        export_line(f"{contract}-X", "vote", "not-a-number"),        # a rejected line
+        export_line(f"{contract}-X", "vote", "not-a-number"),  # a rejected line
     ]
 
 
@@ -72,8 +82,11 @@ def _rows(ws, table, *where) -> list[dict]:
 
 
 def _checks_pass(ws) -> None:
-    for check in (quality.no_transaction_counted_twice, quality.hourly_totals_reconcile,
-                  quality.every_transaction_in_a_known_hour):
+    for check in (
+        quality.no_transaction_counted_twice,
+        quality.hourly_totals_reconcile,
+        quality.every_transaction_in_a_known_hour,
+    ):
         result = check(ws.duck, ws.engine)
         assert result.passed, (check.__name__, result.summary, result.figures)
 
@@ -90,8 +103,11 @@ def election_ws(tmp_path, db_url):
     with ws.engine.begin() as conn:
         for contract, days in ((CO, 100), (CM, 89)):
             when = NOW - timedelta(days=days)
-            conn.execute(update(FileProcessingJob.__table__).where(FileProcessingJob.filename.like(f"{contract}_%"))
-                         .values(started_at=when, completed_at=when))
+            conn.execute(
+                update(FileProcessingJob.__table__)
+                .where(FileProcessingJob.filename.like(f"{contract}_%"))
+                .values(started_at=when, completed_at=when)
+            )
     try:
         yield ws
     finally:
@@ -120,9 +136,11 @@ def test_only_data_older_than_each_period_is_removed_and_reported(election_ws):
     # last transaction is older than 30 days. 4 standing transactions each.
     assert report.retired_constituencies == sorted([CO, CM, CU_OLD])
     assert report.removed == {
-        "raw_transactions (DuckDB)": 12, "transactions": 12,
+        "raw_transactions (DuckDB)": 12,
+        "transactions": 12,
         "hourly_stats": 2,  # CtrOld's two hours (2023): older than a year
-        "file_processing_jobs": 1, "rejected_rows": 1,  # CtrOld's job and its bad line
+        "file_processing_jobs": 1,
+        "rejected_rows": 1,  # CtrOld's job and its bad line
     }
     assert report.cutoffs["elections_ended_before"] == NOW - timedelta(days=30)
     assert any("transactions: 12 removed" in line for line in report.lines())
@@ -133,7 +151,7 @@ def test_only_data_older_than_each_period_is_removed_and_reported(election_ws):
     assert _rows(ws, HourlyStats) == before["hourly_kept"]
     assert _rows(ws, FileProcessingJob) == before["jobs_kept"]
     assert _rows(ws, RejectedRow) == before["rejected_kept"]
-    assert _rows(ws, Alert) == before["alerts"]                    # alerts: forever
+    assert _rows(ws, Alert) == before["alerts"]  # alerts: forever
     assert _rows(ws, Constituency) == before["constituencies"]
     ledger = {e["filename"].split("_")[0]: e for e in _rows(ws, FileLedgerEntry)}
     assert len(ledger) == len(STARTS) and ledger[CO]["job_id"] is None  # the ledger stays
@@ -155,12 +173,15 @@ def test_only_data_older_than_each_period_is_removed_and_reported(election_ws):
 def test_retention_job_runs_in_dagster_with_the_settings_periods(tmp_path, db_url):
     """The scheduled job, through a real Dagster instance, with periods from the settings."""
     settings = SettingsWorkspace(tmp_path / "job").settings(
-        database_url=db_url, retain_transactions_days=30, retain_hourly_days=365, retain_file_jobs_days=90)
+        database_url=db_url, retain_transactions_days=30, retain_hourly_days=365, retain_file_jobs_days=90
+    )
     ws = make_workspace(tmp_path / "job", db_url)
     try:
         # The job runs as of the real clock: CtrNew belongs here to an election that ends in 2099.
-        ws.write_reference(ELECTIONS + ["EFUT,Future election,RU,local,2099-01-01T08:00:00,2099-01-03T20:00:00,UTC,active,"],
-                           [f"{CO},EOLD,Old,R,urban,10,active", f"{CN},EFUT,New,R,urban,10,active"])
+        ws.write_reference(
+            ELECTIONS + ["EFUT,Future election,RU,local,2099-01-01T08:00:00,2099-01-03T20:00:00,UTC,active,"],
+            [f"{CO},EOLD,Old,R,urban,10,active", f"{CN},EFUT,New,R,urban,10,active"],
+        )
         ws.drop(f"{CO}_2023-09-02_0900.csv", _lines(CO, STARTS[CO]))
         ws.drop(f"{CN}_2099-01-01_0900.csv", _lines(CN, datetime(2099, 1, 1, 9)))
         _run_pipeline(ws)

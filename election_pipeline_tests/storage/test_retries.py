@@ -27,7 +27,7 @@ def _error(engine, sql: str) -> BaseException:
     try:
         with engine.begin() as conn:
             conn.execute(text(sql))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return exc
     raise AssertionError(f"{sql} did not fail")
 
@@ -68,7 +68,7 @@ def test_postgresql_lock_timeout_and_dropped_connection_are_transient(postgres_s
             admin.execute("SELECT pg_terminate_backend(%s)", [pid])
         try:
             victim.execute(text("SELECT 1"))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             dropped = exc
         else:
             raise AssertionError("the terminated session still answered")
@@ -118,15 +118,21 @@ def test_lock_timeout_in_a_step_is_retried_and_the_run_finishes_exactly(workspac
     watcher = threading.Thread(target=release_after_first_failure, daemon=True)
     watcher.start()
     started = time.monotonic()
-    result = dg.materialize(ASSETS, resources=build_resources(workspace.settings(database_url=url)),
-                            instance=instance, raise_on_error=False)
+    result = dg.materialize(
+        ASSETS, resources=build_resources(workspace.settings(database_url=url)), instance=instance, raise_on_error=False
+    )
     watcher.join(5)
     assert released.is_set()
     assert result.success
     retried = _step_events(instance, result.run_id, dg.DagsterEventType.STEP_UP_FOR_RETRY, "hourly_stats")
     assert len(retried) >= 1
-    assert "lock timeout" in str(retried[0].dagster_event.event_specific_data.error.cause or
-                                 retried[0].dagster_event.event_specific_data.error).lower()
+    assert (
+        "lock timeout"
+        in str(
+            retried[0].dagster_event.event_specific_data.error.cause
+            or retried[0].dagster_event.event_specific_data.error
+        ).lower()
+    )
     assert time.monotonic() - started >= DB_RETRY_POLICY.delay * 0.5  # it waited before retrying
     assert hourly_figures(engine) == EXPECTED_HOURLY
 
@@ -137,8 +143,12 @@ def test_permanent_error_fails_at_once_with_a_clear_message(workspace, instance)
     missing_db = pg_base_url().rsplit("/", 1)[0] + "/no_such_database_for_election_tests"
     drop_all(workspace)
     started = time.monotonic()
-    result = dg.materialize(ASSETS, resources=build_resources(workspace.settings(database_url=missing_db)),
-                            instance=instance, raise_on_error=False)
+    result = dg.materialize(
+        ASSETS,
+        resources=build_resources(workspace.settings(database_url=missing_db)),
+        instance=instance,
+        raise_on_error=False,
+    )
     assert not result.success
     failures = _step_events(instance, result.run_id, dg.DagsterEventType.STEP_FAILURE, "reference_data")
     assert len(failures) == 1

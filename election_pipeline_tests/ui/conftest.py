@@ -14,6 +14,7 @@ through GraphQL on ``/graphql``, until the sensor's run has finished.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -125,20 +126,16 @@ def _stop(process: subprocess.Popen) -> list[int]:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         return killed
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pass
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if not _live_members(pgid):
             return killed
         time.sleep(0.3)
     killed.append(pgid)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait(timeout=10)
     return killed
 
@@ -171,11 +168,27 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev
     port = free_port()
     log_path = root / "dagster_dev.log"
     dagster = Path(sys.executable).with_name("dagster")
-    command = [str(dagster) if dagster.exists() else sys.executable, *([] if dagster.exists() else ["-m", "dagster"]),
-               "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(REPO / "workspace.yaml")]
+    command = [
+        str(dagster) if dagster.exists() else sys.executable,
+        *([] if dagster.exists() else ["-m", "dagster"]),
+        "dev",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-w",
+        str(REPO / "workspace.yaml"),
+    ]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     dev = DagsterDev(f"http://127.0.0.1:{port}", workspace, home, reports_dir, log_path, process)
     try:
         _wait_for_server(dev)

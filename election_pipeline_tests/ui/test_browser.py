@@ -21,11 +21,24 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = os.environ.get("ELECTION_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
-ASSETS = ["reference_data", "raw_transactions", "hourly_stats", "constituency_metrics", "alerts",
-          "election_metrics", "election_report"]
+ASSETS = [
+    "reference_data",
+    "raw_transactions",
+    "hourly_stats",
+    "constituency_metrics",
+    "alerts",
+    "election_metrics",
+    "election_report",
+]
 TIMEOUT_MS = 60_000
 
 
@@ -56,7 +69,10 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     profile = tmp_path_factory.mktemp("chromium_profile")
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            str(profile),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
             viewport={"width": 1500, "height": 950},
         )
         context.set_default_timeout(TIMEOUT_MS)
@@ -74,7 +90,7 @@ def _open(browser, url: str):
     try:
         skip.wait_for(state="visible", timeout=4_000)
         skip.click()
-    except Exception:  # noqa: BLE001 - the dialog shows only on a profile's first visit
+    except Exception:
         pass
     return page
 

@@ -75,8 +75,11 @@ def test_materialisations_report_their_figures_in_metadata(dagster_dev, sensed_r
     def materialisations(key: str) -> list[dict]:
         """Metadata of the asset's materialisations by the sensor's run(s), newest first."""
         asset = dagster_dev.graphql(MATERIALIZATIONS_QUERY, {"key": {"path": [key]}})["assetOrError"]
-        return [{e["label"]: e.get("intValue", e.get("mdStr")) for e in m["metadataEntries"]}
-                for m in asset["assetMaterializations"] if m["runId"] in run_ids]
+        return [
+            {e["label"]: e.get("intValue", e.get("mdStr")) for e in m["metadataEntries"]}
+            for m in asset["assetMaterializations"]
+            if m["runId"] in run_ids
+        ]
 
     raw = materialisations("raw_transactions")
     assert raw[0]["transactions_stored_total"] == 13
@@ -98,7 +101,11 @@ def test_the_database_holds_the_exact_figures(dagster_dev, sensed_run):
         critical = set(conn.execute(select(Alert.constituency_id).where(Alert.severity == "critical")).scalars())
     assert jobs == sorted([(A07, "completed"), (A08, "completed"), (B07, "completed")])
     # A: 5 bulletins, 3 voters of 10 registered; B: 1 bulletin, 3 voters of 4.
-    assert (metrics["election_id"], metrics["total_constituencies"], metrics["constituencies_reporting"]) == (ELECTION_ID, 2, 2)
+    assert (metrics["election_id"], metrics["total_constituencies"], metrics["constituencies_reporting"]) == (
+        ELECTION_ID,
+        2,
+        2,
+    )
     assert (metrics["registered_voters"], metrics["bulletins_issued"], metrics["votes_cast"]) == (14, 6, 6)
     assert (metrics["participation_rate"], metrics["issued_not_voted"]) == (round(6 / 14 * 100, 4), 0)
     assert CONTRACT_B in critical and CONTRACT_B in metrics["summary"]["constituencies_with_critical_alerts"]

@@ -18,9 +18,7 @@ from ..schemas.alert import (
 from ..schemas.base import check_choice, to_naive_utc, utc_now
 from .base import BaseCRUD, NotFoundError
 
-_SEVERITY_ORDER = case(
-    {s: i for i, s in enumerate(ALERT_SEVERITIES)}, value=Alert.severity, else_=99
-)
+_SEVERITY_ORDER = case({s: i for i, s in enumerate(ALERT_SEVERITIES)}, value=Alert.severity, else_=99)
 
 
 def _status_values(alert: Alert, status: str) -> dict[str, Any]:

@@ -74,9 +74,7 @@ class BaseCRUD(Generic[ModelType, CreateSchemaType, UpdateSchemaType]):
         self._commit(db_obj)
         return db_obj  # type: ignore[return-value]
 
-    def update(
-        self, *, db_obj: ModelType, obj_in: UpdateSchemaType | dict[str, Any]
-    ) -> ModelType:
+    def update(self, *, db_obj: ModelType, obj_in: UpdateSchemaType | dict[str, Any]) -> ModelType:
         """Apply the fields that ``obj_in`` sets (``exclude_unset``) to ``db_obj``."""
         return self._apply(db_obj, self._update_data(obj_in))
 
@@ -110,8 +108,10 @@ class BaseCRUD(Generic[ModelType, CreateSchemaType, UpdateSchemaType]):
         out = {}
         for key, value in data.items():
             column = columns.get(key)
-            if value is None and column is not None and (
-                column.primary_key or column.default is not None or not column.nullable
+            if (
+                value is None
+                and column is not None
+                and (column.primary_key or column.default is not None or not column.nullable)
             ):
                 continue
             out[key] = value

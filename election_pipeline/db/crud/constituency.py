@@ -38,31 +38,19 @@ class ConstituencyCRUD(BaseCRUD[Constituency, ConstituencyCreate, ConstituencyUp
 
     def get_by_region(self, *, region: str) -> list[Constituency]:
         """Constituencies of one region, by name."""
-        stmt = (
-            select(Constituency)
-            .where(Constituency.region == region)
-            .order_by(Constituency.name, Constituency.id)
-        )
+        stmt = select(Constituency).where(Constituency.region == region).order_by(Constituency.name, Constituency.id)
         return self._list(stmt)
 
     def get_by_status(self, *, status: str) -> list[Constituency]:
         """Constituencies with this status (``ValueError`` for an unknown status)."""
         check_choice(status, CONSTITUENCY_STATUSES, "status")
-        stmt = (
-            select(Constituency)
-            .where(Constituency.status == status)
-            .order_by(Constituency.name, Constituency.id)
-        )
+        stmt = select(Constituency).where(Constituency.status == status).order_by(Constituency.name, Constituency.id)
         return self._list(stmt)
 
     def get_by_type(self, *, type: str) -> list[Constituency]:
         """Constituencies of this type (``ValueError`` for an unknown type)."""
         check_choice(type, CONSTITUENCY_TYPES, "type")
-        stmt = (
-            select(Constituency)
-            .where(Constituency.type == type)
-            .order_by(Constituency.name, Constituency.id)
-        )
+        stmt = select(Constituency).where(Constituency.type == type).order_by(Constituency.name, Constituency.id)
         return self._list(stmt)
 
     def update_metrics(self, *, id: str, bulletins: int, votes: int) -> Constituency:

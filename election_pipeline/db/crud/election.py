@@ -37,15 +37,11 @@ class ElectionCRUD(BaseCRUD[Election, ElectionCreate, ElectionUpdate]):
         """
         start, end = to_naive_utc(start_date), to_naive_utc(end_date)
         stmt = (
-            select(Election)
-            .where(Election.start_date <= end, Election.end_date >= start)
-            .order_by(Election.start_date)
+            select(Election).where(Election.start_date <= end, Election.end_date >= start).order_by(Election.start_date)
         )
         return self._list(stmt)
 
-    def update(
-        self, *, db_obj: Election, obj_in: ElectionUpdate | dict[str, Any]
-    ) -> Election:
+    def update(self, *, db_obj: Election, obj_in: ElectionUpdate | dict[str, Any]) -> Election:
         """Apply the set fields. Naive dates without a ``timezone`` in the update are local
         time in the stored zone. The resulting window must still end after it starts."""
         if isinstance(obj_in, dict):
@@ -53,9 +49,7 @@ class ElectionCRUD(BaseCRUD[Election, ElectionCreate, ElectionUpdate]):
         values = obj_in.model_dump(exclude_unset=True)
         for name in obj_in.pending_local_dates:
             values[name] = local_to_naive_utc(values[name], db_obj.timezone)
-        check_election_window(
-            values.get("start_date", db_obj.start_date), values.get("end_date", db_obj.end_date)
-        )
+        check_election_window(values.get("start_date", db_obj.start_date), values.get("end_date", db_obj.end_date))
         return self._apply(db_obj, values)
 
 

@@ -25,9 +25,7 @@ def _status_values(job: FileProcessingJob, status: str) -> dict[str, Any]:
     return {"status": status, "completed_at": None}
 
 
-class FileProcessingJobCRUD(
-    BaseCRUD[FileProcessingJob, FileProcessingJobCreate, FileProcessingJobUpdate]
-):
+class FileProcessingJobCRUD(BaseCRUD[FileProcessingJob, FileProcessingJobCreate, FileProcessingJobUpdate]):
     """Processing attempts of input files."""
 
     model = FileProcessingJob
@@ -54,9 +52,7 @@ class FileProcessingJobCRUD(
         )
         return self.db.scalars(stmt).first()
 
-    def update_status(
-        self, *, id: str, status: str, details: str | None = None
-    ) -> FileProcessingJob:
+    def update_status(self, *, id: str, status: str, details: str | None = None) -> FileProcessingJob:
         """Set the status (and ``details`` if given). ``completed``/``failed`` stamp
         ``completed_at`` if not yet set; ``processing`` clears it."""
         check_choice(status, FILE_JOB_STATUSES, "status")

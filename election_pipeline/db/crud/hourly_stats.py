@@ -21,11 +21,7 @@ class HourlyStatsCRUD(BaseCRUD[HourlyStats, HourlyStatsCreate, HourlyStatsUpdate
 
     def get_by_constituency(self, *, constituency_id: str) -> list[HourlyStats]:
         """Every hour of one constituency, earliest first."""
-        stmt = (
-            select(HourlyStats)
-            .where(HourlyStats.constituency_id == constituency_id)
-            .order_by(HourlyStats.hour)
-        )
+        stmt = select(HourlyStats).where(HourlyStats.constituency_id == constituency_id).order_by(HourlyStats.hour)
         return self._list(stmt)
 
     def get_by_hour_range(

@@ -42,9 +42,7 @@ class TransactionCRUD(BaseCRUD[Transaction, TransactionCreate, TransactionUpdate
         stmt = select(Transaction).where(Transaction.constituency_id == constituency_id)
         return self._paged(stmt, skip, limit)
 
-    def get_by_type(
-        self, *, type: str, skip: int = 0, limit: int | None = None
-    ) -> list[Transaction]:
+    def get_by_type(self, *, type: str, skip: int = 0, limit: int | None = None) -> list[Transaction]:
         """Transactions of one operation (``vote``, ``blindSigIssue``, ...; any case)."""
         canonical = validate_transaction_type(type)
         stmt = select(Transaction).where(Transaction.type == canonical)

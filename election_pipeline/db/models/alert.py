@@ -40,4 +40,4 @@ class Alert(UUIDMixin, TimestampMixin, Base):
     snoozed_until: Mapped[datetime | None] = mapped_column(DateTime)
     assigned_to: Mapped[str | None] = mapped_column(String(255))
 
-    constituency: Mapped["Constituency"] = relationship(back_populates="alerts")
+    constituency: Mapped[Constituency] = relationship(back_populates="alerts")

@@ -51,7 +51,7 @@ class Constituency(TimestampMixin, Base):
     participation_rate: Mapped[float] = mapped_column(Float, default=0.0, nullable=False)
     anomaly_score: Mapped[float] = mapped_column(Float, default=0.0, nullable=False)
 
-    election: Mapped["Election | None"] = relationship(back_populates="constituencies")
-    transactions: Mapped[list["Transaction"]] = relationship(back_populates="constituency")
-    alerts: Mapped[list["Alert"]] = relationship(back_populates="constituency")
-    hourly_stats: Mapped[list["HourlyStats"]] = relationship(back_populates="constituency")
+    election: Mapped[Election | None] = relationship(back_populates="constituencies")
+    transactions: Mapped[list[Transaction]] = relationship(back_populates="constituency")
+    alerts: Mapped[list[Alert]] = relationship(back_populates="constituency")
+    hourly_stats: Mapped[list[HourlyStats]] = relationship(back_populates="constituency")

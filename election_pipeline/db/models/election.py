@@ -31,5 +31,5 @@ class Election(UUIDMixin, TimestampMixin, Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC", nullable=False)
     total_constituencies: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
 
-    constituencies: Mapped[list["Constituency"]] = relationship(back_populates="election")
-    hourly_stats: Mapped[list["HourlyStats"]] = relationship(back_populates="election")
+    constituencies: Mapped[list[Constituency]] = relationship(back_populates="election")
+    hourly_stats: Mapped[list[HourlyStats]] = relationship(back_populates="election")

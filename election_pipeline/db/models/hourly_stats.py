@@ -47,5 +47,5 @@ class HourlyStats(UUIDMixin, TimestampMixin, Base):
     participation_rate: Mapped[float] = mapped_column(Float, default=0.0, nullable=False)
     anomaly_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
 
-    constituency: Mapped["Constituency"] = relationship(back_populates="hourly_stats")
-    election: Mapped["Election | None"] = relationship(back_populates="hourly_stats")
+    constituency: Mapped[Constituency] = relationship(back_populates="hourly_stats")
+    election: Mapped[Election | None] = relationship(back_populates="hourly_stats")

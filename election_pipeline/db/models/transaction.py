@@ -43,4 +43,4 @@ class Transaction(UUIDMixin, TimestampMixin, Base):
     raw_data: Mapped[dict[str, Any]] = mapped_column(nullable=True)
     operation_data: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
 
-    constituency: Mapped["Constituency"] = relationship(back_populates="transactions")
+    constituency: Mapped[Constituency] = relationship(back_populates="transactions")

@@ -91,7 +91,7 @@ class AlertCreate(AlertBase):
     fingerprint: str | None = None
 
     @model_validator(mode="after")
-    def _default_fingerprint(self) -> "AlertCreate":
+    def _default_fingerprint(self) -> AlertCreate:
         if not self.fingerprint:
             self.fingerprint = f"manual:{self.type}:{self.constituency_id}:{uuid.uuid4().hex}"
         return self

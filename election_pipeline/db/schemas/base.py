@@ -8,7 +8,7 @@ to be UTC already). Election dates are the exception: see :mod:`.election`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -38,7 +38,7 @@ def to_naive_utc(value: datetime | None) -> datetime | None:
     """Timezone-aware -> naive UTC; naive is returned unchanged (already UTC)."""
     if value is None or value.tzinfo is None:
         return value
-    return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def local_to_naive_utc(value: datetime | None, tz_name: str) -> datetime | None:
@@ -47,7 +47,7 @@ def local_to_naive_utc(value: datetime | None, tz_name: str) -> datetime | None:
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=ZoneInfo(tz_name))
-    return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def validate_timezone(value: str | None) -> str | None:
@@ -58,8 +58,7 @@ def validate_timezone(value: str | None) -> str | None:
         ZoneInfo(value)
     except (ValueError, KeyError, OSError):
         raise ValueError(
-            f"timezone must be a valid IANA time zone name such as 'UTC' or 'Europe/Moscow' "
-            f"(got {value!r})"
+            f"timezone must be a valid IANA time zone name such as 'UTC' or 'Europe/Moscow' (got {value!r})"
         ) from None
     return value
 
@@ -69,10 +68,10 @@ def utc_iso(value: datetime | None = None) -> str:
 
     Naive values are taken to be UTC.
     """
-    value = value or datetime.now(timezone.utc)
+    value = value or datetime.now(UTC)
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat(timespec="seconds")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def _utc_datetime(value: Any) -> Any:

@@ -19,10 +19,7 @@ def validate_contract_id(value: str | None) -> str | None:
     if value is None:
         return None
     if not value or not value.isascii() or not value.isalnum():
-        raise ValueError(
-            "id must be a non-empty contract id of ASCII letters and digits (base58), "
-            f"got {value!r}"
-        )
+        raise ValueError(f"id must be a non-empty contract id of ASCII letters and digits (base58), got {value!r}")
     return value
 
 

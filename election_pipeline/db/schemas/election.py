@@ -29,8 +29,7 @@ def check_election_window(start: datetime | None, end: datetime | None) -> None:
     """Raise a ``ValueError`` unless ``end`` is after ``start`` (either may be missing)."""
     if start is not None and end is not None and end <= start:
         raise ValueError(
-            f"end_date must be after start_date (start_date {start.isoformat()} UTC, "
-            f"end_date {end.isoformat()} UTC)"
+            f"end_date must be after start_date (start_date {start.isoformat()} UTC, end_date {end.isoformat()} UTC)"
         )
 
 
@@ -73,7 +72,7 @@ class ElectionCreate(ElectionBase):
     id: str | None = None
 
     @model_validator(mode="after")
-    def _dates_to_utc(self) -> "ElectionCreate":
+    def _dates_to_utc(self) -> ElectionCreate:
         self.start_date = local_to_naive_utc(self.start_date, self.timezone)
         self.end_date = local_to_naive_utc(self.end_date, self.timezone)
         check_election_window(self.start_date, self.end_date)
@@ -102,7 +101,7 @@ class ElectionUpdate(_ElectionChecks):
     _pending_local: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     @model_validator(mode="after")
-    def _dates_to_utc(self, info: ValidationInfo) -> "ElectionUpdate":
+    def _dates_to_utc(self, info: ValidationInfo) -> ElectionUpdate:
         context: Any = info.context if isinstance(info.context, dict) else {}
         zone = self.timezone or context.get("timezone")
         pending: set[str] = set()

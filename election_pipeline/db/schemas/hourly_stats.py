@@ -12,10 +12,7 @@ from .base import BaseSchema, UTCDateTime
 def validate_hour(value: datetime | None) -> datetime | None:
     """An hour bucket must start on the hour (minutes, seconds and microseconds zero)."""
     if value is not None and (value.minute or value.second or value.microsecond):
-        raise ValueError(
-            "hour must be the start of a UTC hour (minutes and seconds zero), "
-            f"got {value.isoformat()}"
-        )
+        raise ValueError(f"hour must be the start of a UTC hour (minutes and seconds zero), got {value.isoformat()}")
     return value
 
 
