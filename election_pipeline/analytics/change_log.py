@@ -225,11 +225,6 @@ def last_seq(conn: duckdb.DuckDBPyConnection) -> int:
     return int(conn.execute("SELECT last_seq FROM change_log_state").fetchall()[0][0])
 
 
-def store_id(conn: duckdb.DuckDBPyConnection) -> str:
-    """A random id given to this store when its log was created."""
-    return str(conn.execute("SELECT store_id FROM change_log_state").fetchall()[0][0])
-
-
 def mark_of(conn: duckdb.DuckDBPyConnection, name: str) -> int | None:
     """The last seq the reader ``name`` has taken into account (None: it never ran)."""
     rows = conn.execute("SELECT seq FROM change_marks WHERE name = ?", [name]).fetchall()

@@ -16,13 +16,12 @@ import fcntl
 import hashlib
 import logging
 import tempfile
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from .models import Base
@@ -209,17 +208,3 @@ def create_tables(engine: Engine) -> None:
 
 def session_factory(url: str) -> sessionmaker[Session]:
     return sessionmaker(bind=get_engine(url), autoflush=False, expire_on_commit=False)
-
-
-def get_db(url: str) -> Generator[Session, None, None]:
-    """Yield a session and close it afterwards (seed 002 §4)."""
-    db = session_factory(url)()
-    try:
-        yield db
-    finally:
-        db.close()
-
-
-def describe_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    return make_url(normalise_url(url)).render_as_string(hide_password=True)

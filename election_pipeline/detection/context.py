@@ -6,7 +6,6 @@ election's IANA time zone (``Election.timezone``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -79,9 +78,6 @@ class VotingWindow:
             out.append(h)
             h += HOUR
         return out
-
-    def local_hours(self, hours: Iterable[datetime]) -> list[datetime]:
-        return [self.local(h) for h in hours]
 
     def elapsed_share(self, now: datetime) -> float:
         """How much of the window has passed at ``now`` (0 before it, 1 after it)."""

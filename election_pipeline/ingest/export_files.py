@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-SUPPORTED_SUFFIXES = (".csv", ".zip")
 IGNORED_SUFFIXES = (".tmp", ".part")
 _CONTRACT_ID = re.compile(r"^[A-Za-z0-9]+$")
 _SNIFF_BYTES = 8192

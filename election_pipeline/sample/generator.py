@@ -58,8 +58,6 @@ __all__ = [
     "ELECTION_TIMEZONE",
     "ELECTION_TYPE",
     "GROUND_TRUTH_FILE",
-    "WINDOW_END_UTC",
-    "WINDOW_START_UTC",
     "ConstituencyTotals",
     "HourlyFigures",
     "MalformedLine",
@@ -79,10 +77,6 @@ FIRST_VOTING_DAY = date(2024, 9, 6)
 _OPEN_LOCAL = time(8, 0)
 _CLOSE_LOCAL = time(20, 0)
 _VOTING_DAYS = 3
-#: Voting window of the default time zone in naive UTC (Europe/Moscow is UTC+03:00 all
-#: year round): 08:00 local on 2024-09-06 to 20:00 local on 2024-09-08.
-WINDOW_START_UTC = datetime(2024, 9, 6, 5, 0)
-WINDOW_END_UTC = datetime(2024, 9, 8, 17, 0)
 
 #: Name of the ground-truth file written next to the reference files.
 GROUND_TRUTH_FILE = "ground_truth.json"

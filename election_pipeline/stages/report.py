@@ -72,10 +72,6 @@ class ElectionReport:
     charts: list[Chart] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def chart_paths(self) -> list[Path]:
-        return [self.folder / f"{c.name}.png" for c in self.charts]
-
 
 def safe_name(text: str) -> str:
     """A file-system-safe folder name for an election id."""
@@ -422,12 +418,6 @@ CHARTS = (
     region_hour_heatmap,
     local_hour_pattern_chart,
 )
-
-
-def election_charts(engine: Engine, election_id: str) -> list[Chart]:
-    """The five charts of one election, in reading order."""
-    data = _load(engine, election_id)
-    return [make(data) for make in CHARTS]
 
 
 # --------------------------------------------------------------------------------------

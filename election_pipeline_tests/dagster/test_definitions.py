@@ -4,11 +4,6 @@ import dagster as dg
 
 from election_pipeline.definitions import defs
 
-
-def _key(*path: str) -> dg.AssetKey:
-    return dg.AssetKey(list(path))
-
-
 PIPELINE_ASSETS = {"reference_data", "raw_transactions", "hourly_stats", "constituency_metrics", "alerts"}
 REPORT_ASSETS = {"election_metrics", "election_report"}
 

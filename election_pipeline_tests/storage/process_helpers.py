@@ -27,7 +27,6 @@ from election_pipeline.db.models import (
 from election_pipeline.db.session import get_engine
 
 REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 
 
 def pipeline_env(root: Path, db_url: str, dagster_home: Path, **extra: str) -> dict[str, str]:

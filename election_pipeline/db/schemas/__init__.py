@@ -43,7 +43,6 @@ from .election import (
 )
 from .file_processing import (
     FILE_JOB_STATUSES,
-    FILE_PROCESSING_STATUSES,
     FileProcessingJobBase,
     FileProcessingJobCreate,
     FileProcessingJobResponse,
@@ -74,7 +73,6 @@ __all__ = [
     "ELECTION_STATUSES",
     "ELECTION_TYPES",
     "FILE_JOB_STATUSES",
-    "FILE_PROCESSING_STATUSES",
     "REGISTERED_VOTERS_SOURCES",
     "TRANSACTION_TYPES",
     "AlertBase",

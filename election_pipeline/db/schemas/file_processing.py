@@ -7,7 +7,6 @@ from pydantic import Field, field_validator
 from .base import BaseSchema, UTCDateTime, check_choice
 
 FILE_JOB_STATUSES: tuple[str, ...] = ("processing", "completed", "failed")
-FILE_PROCESSING_STATUSES = FILE_JOB_STATUSES  # alias
 
 
 class _FileJobChecks(BaseSchema):
@@ -56,7 +55,6 @@ class FileProcessingJobResponse(FileProcessingJobBase):
 
 __all__ = [
     "FILE_JOB_STATUSES",
-    "FILE_PROCESSING_STATUSES",
     "FileProcessingJobBase",
     "FileProcessingJobCreate",
     "FileProcessingJobResponse",
