@@ -27,7 +27,6 @@ Timings are printed for information; nothing here is asserted.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shutil
 import sys
 import tempfile
@@ -140,8 +139,7 @@ def run_election(spec: ElectionSpec, workdir: Path) -> ElectionResult:
     t1 = time.perf_counter()
     for sub in ("processed", "quarantine"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    settings = dataclasses.replace(
-        load_settings(),
+    settings = load_settings(
         input_dir=str(root / "input"),
         reference_dir=str(root / "reference"),
         processed_dir=str(root / "processed"),

@@ -406,6 +406,7 @@ def _chain(
 ) -> dict[str, Any]:
     from election_pipeline.analytics.raw_store import open_warehouse
     from election_pipeline.db.session import get_engine, upgrade_database
+    from election_pipeline.settings import load_settings
     from election_pipeline.stages import quality
     from election_pipeline.stages.alerts import publish_alerts
     from election_pipeline.stages.hourly import publish_hourly_stats
@@ -413,6 +414,8 @@ def _chain(
     from election_pipeline.stages.metrics import publish_metrics
     from election_pipeline.stages.reference import load_reference
 
+    # The documented defaults of every other setting (thresholds, zip limits, checks).
+    settings = load_settings(batch_size=batch_size)
     engine = get_engine(ws.db_url)
     figures: dict[str, Any] = {}
     started = time.perf_counter()
@@ -428,7 +431,9 @@ def _chain(
                 duck=duck,
                 engine=engine,
                 folders=DropFolders(ws.input_dir, ws.processed_dir, ws.quarantine_dir),
-                batch_size=batch_size,
+                batch_size=settings.batch_size,
+                zip_max_total_bytes=settings.zip_max_total_bytes,
+                zip_max_ratio=settings.zip_max_ratio,
                 group_small_files=True,
             )
             m.rows = summary.transactions + summary.rejected_lines
@@ -440,7 +445,7 @@ def _chain(
             m.note = f"{hourly.inserted:,} inserted, {hourly.updated:,} updated"
         figures["hourly"] = hourly
         with measured(results, f"{label}: constituency_metrics") as m:
-            metrics = publish_metrics(duck, engine)
+            metrics = publish_metrics(duck, engine, settings.thresholds())
             m.rows = len(metrics.frame)
             m.note = f"{len(metrics.findings)} findings"
         with measured(results, f"{label}: alerts") as m:
@@ -449,7 +454,7 @@ def _chain(
             m.note = f"{alerts.created} created, {alerts.updated} updated"
         with measured(results, f"{label}: data-quality checks (3 blocking)") as m:
             verdicts = [
-                check(duck, engine)
+                check(duck, engine, full_every_minutes=settings.full_check_every_minutes)
                 for check in (
                     quality.no_transaction_counted_twice,
                     quality.hourly_totals_reconcile,

@@ -12,11 +12,14 @@ from election_pipeline.defs.checks import ALL_CHECKS
 from election_pipeline.defs.report_assets import election_metrics, election_report
 from election_pipeline.defs.resources import build_resources
 from election_pipeline.defs.retention import build_retention
+from election_pipeline.settings import Settings, load_settings
 
 
-def build_definitions() -> dg.Definitions:
-    sensor, schedule = build_automation()
-    retention_job, retention_schedule = build_retention()
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    """Every definition, configured from ``settings`` (by default, the environment)."""
+    s = settings or load_settings()
+    sensor, schedule = build_automation(s)
+    retention_job, retention_schedule = build_retention(s)
     return dg.Definitions(
         assets=[
             reference_data,
@@ -31,7 +34,7 @@ def build_definitions() -> dg.Definitions:
         jobs=[election_pipeline_job, retention_job],
         sensors=[sensor],
         schedules=[schedule, retention_schedule],
-        resources=build_resources(),
+        resources=build_resources(s),
         # One process per run: the steps run one after the other anyway (a chain, and the
         # DuckDB pool), and a process per step costs seconds of start-up each.
         executor=dg.in_process_executor,

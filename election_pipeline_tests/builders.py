@@ -7,7 +7,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from election_pipeline.detection.thresholds import DetectionThresholds
 from election_pipeline.settings import Settings
+
+#: The documented default thresholds, for tests that call the detection stages directly.
+THRESHOLDS = DetectionThresholds()
+#: The documented defaults of the ingest limits, for tests that call the ingest directly.
+INGEST_LIMITS: dict[str, int] = {
+    name: Settings.model_fields[name].default for name in ("batch_size", "zip_max_total_bytes", "zip_max_ratio")
+}
+#: Minutes between the quality checks' full passes (the documented default).
+FULL_CHECK_EVERY_MINUTES: float = Settings.model_fields["full_check_every_minutes"].default
 
 CONTRACT_A = "AsrxMqfGWsXEgTmvdw95omtQ4Gv1Vi4mGAvLYy23DHpM"
 CONTRACT_B = "BtrxMqfGWsXEgTmvdw95omtQ4Gv1Vi4mGAvLYy23DHpN"
@@ -85,10 +95,7 @@ class Workspace:
             "batch_size": 1000,
             "zip_max_total_bytes": 10 * 1024**2,
             "zip_max_ratio": 200,
-            "spike_warning_z": 3.5,
-            "spike_critical_z": 6.0,
-            "spike_hour_share": 0.25,
-            "spike_min_votes": 20,
+            "reports_dir": str(self.root / "reports"),
         }
         values.update(overrides)
         return Settings(**values)

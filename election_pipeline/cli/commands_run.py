@@ -126,7 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     ensure_dagster_home()
     from election_pipeline.definitions import build_definitions
 
-    defs = build_definitions()  # from the settings now in force, not those of the first import
+    defs = build_definitions(settings)  # the settings now in force, not those of the first import
 
     input_dir = Path(settings.input_dir)
     names = sorted(p.name for p in input_dir.iterdir() if is_candidate(p)) if input_dir.is_dir() else []

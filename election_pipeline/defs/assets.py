@@ -19,7 +19,13 @@ from election_pipeline.stages.metrics import publish_metrics
 from election_pipeline.stages.reference import load_reference
 
 from .metadata import check_result, md_table
-from .resources import DetectionResource, DropFolderResource, OperationalDatabaseResource, WarehouseResource
+from .resources import (
+    DetectionResource,
+    DropFolderResource,
+    OperationalDatabaseResource,
+    QualityChecksResource,
+    WarehouseResource,
+)
 from .retries import DB_RETRY_POLICY, permanent_db_errors_fail
 
 DUCKDB_POOL = "duckdb"
@@ -182,7 +188,10 @@ HOURLY_CHECKS = [
 )
 @permanent_db_errors_fail
 def hourly_stats(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, ops_db: OperationalDatabaseResource
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    ops_db: OperationalDatabaseResource,
+    quality_checks: QualityChecksResource,
 ) -> dg.MaterializeResult:
     """Per constituency and UTC hour: bulletins issued, votes cast (voters whose first vote
     fell in the hour), revotes, rejected and total transactions, per-minute velocities and
@@ -191,9 +200,15 @@ def hourly_stats(
     engine = ops_db.engine()
     with warehouse.connect() as duck:
         summary = publish_hourly_stats(duck, engine)
+        every = quality_checks.full_check_every_minutes
         checks = [
-            check_result(quality.hourly_totals_reconcile(duck, engine), "hourly_totals_reconcile"),
-            check_result(quality.every_transaction_in_a_known_hour(duck, engine), "every_transaction_in_a_known_hour"),
+            check_result(
+                quality.hourly_totals_reconcile(duck, engine, full_every_minutes=every), "hourly_totals_reconcile"
+            ),
+            check_result(
+                quality.every_transaction_in_a_known_hour(duck, engine, full_every_minutes=every),
+                "every_transaction_in_a_known_hour",
+            ),
         ]
     context.log.info(
         f"hourly_stats: {summary.rows} hours ({summary.inserted} new, {summary.updated} updated, "

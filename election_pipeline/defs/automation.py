@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from election_pipeline.ingest.stability import FolderState, observe
-from election_pipeline.settings import load_settings
+from election_pipeline.settings import Settings
 
 JOB_NAME = "election_pipeline_job"
 
@@ -77,6 +77,6 @@ def build_schedule(cron: str) -> dg.ScheduleDefinition:
     )
 
 
-def build_automation():
-    s = load_settings()
+def build_automation(s: Settings) -> tuple[dg.SensorDefinition, dg.ScheduleDefinition]:
+    """The file sensor and the schedule, configured from the settings."""
     return build_sensor(s.input_dir, s.file_settle_seconds, s.sensor_interval_seconds), build_schedule(s.schedule_cron)

@@ -8,17 +8,21 @@ from election_pipeline.stages import quality
 
 from .assets import DUCKDB_POOL, constituency_metrics, raw_transactions
 from .metadata import check_result
-from .resources import OperationalDatabaseResource, WarehouseResource
+from .resources import OperationalDatabaseResource, QualityChecksResource, WarehouseResource
 
 
 @dg.asset_check(asset=raw_transactions, blocking=True, pool=DUCKDB_POOL)
 def no_transaction_counted_twice(
-    warehouse: WarehouseResource, ops_db: OperationalDatabaseResource
+    warehouse: WarehouseResource, ops_db: OperationalDatabaseResource, quality_checks: QualityChecksResource
 ) -> dg.AssetCheckResult:
     """Each transaction id is stored once in DuckDB and once in the operational database, and
     both hold the same standing (not rolled back) transactions for every constituency."""
     with warehouse.connect() as duck:
-        return check_result(quality.no_transaction_counted_twice(duck, ops_db.engine()))
+        return check_result(
+            quality.no_transaction_counted_twice(
+                duck, ops_db.engine(), full_every_minutes=quality_checks.full_check_every_minutes
+            )
+        )
 
 
 @dg.asset_check(asset=raw_transactions, blocking=False)

@@ -13,7 +13,7 @@ from election_pipeline.stages.report import write_reports
 
 from .assets import alerts, constituency_metrics
 from .metadata import md_table
-from .resources import OperationalDatabaseResource, ReportsResource
+from .resources import DetectionResource, OperationalDatabaseResource, ReportsResource
 from .retries import DB_RETRY_POLICY, permanent_db_errors_fail
 
 #: Elections whose charts are embedded in the report's metadata (the others are linked by path).
@@ -25,7 +25,7 @@ EMBEDDED_ELECTIONS = 3
 )
 @permanent_db_errors_fail
 def election_metrics(
-    context: dg.AssetExecutionContext, ops_db: OperationalDatabaseResource, reports: ReportsResource
+    context: dg.AssetExecutionContext, ops_db: OperationalDatabaseResource, detection: DetectionResource
 ) -> dg.MaterializeResult:
     """One row per election in ``election_metrics``: registered voters, bulletins issued,
     voters, participation, the issued-but-not-voted gap, how many constituencies are
@@ -33,7 +33,7 @@ def election_metrics(
     election's latest transaction) or carry an open critical alert, open alerts by severity,
     and the dashboard summary. Also keeps ``elections.total_constituencies`` true."""
     engine = ops_db.engine()
-    summary = publish_election_metrics(engine, reports.offline_after_hours)
+    summary = publish_election_metrics(engine, detection.offline_after_hours)
     rows = summary.rows
     context.log.info(
         f"election_metrics: {len(rows)} election(s) ({summary.inserted} new, {summary.updated} updated, "
@@ -98,14 +98,17 @@ def election_metrics(
 @dg.asset(group_name="election", kinds={"python"}, deps=[election_metrics], retry_policy=DB_RETRY_POLICY)
 @permanent_db_errors_fail
 def election_report(
-    context: dg.AssetExecutionContext, ops_db: OperationalDatabaseResource, reports: ReportsResource
+    context: dg.AssetExecutionContext,
+    ops_db: OperationalDatabaseResource,
+    reports: ReportsResource,
+    detection: DetectionResource,
 ) -> dg.MaterializeResult:
     """Charts of every election, written with a self-contained HTML page into the reports
     folder (``ELECTION_REPORTS_DIR``, one sub-folder per election) and shown below:
     cumulative participation per constituency against the peer band, hourly votes vs
     bulletins with the issued-but-not-voted gap, the alert timeline, a region × hour heat
     map of votes, and the activity pattern by local hour of day."""
-    written = write_reports(ops_db.engine(), reports.reports_dir, reports.offline_after_hours)
+    written = write_reports(ops_db.engine(), reports.reports_dir, detection.offline_after_hours)
     metadata: dict[str, object] = {
         "elections": len(written),
         "reports_dir": dg.MetadataValue.path(reports.reports_dir),

@@ -1,11 +1,16 @@
-"""Dagster resources: the DuckDB raw store, the operational database, the drop folder and
-the detection thresholds. :func:`build_resources` configures them from the ``ELECTION_*``
-environment settings (see the README)."""
+"""Dagster resources: the DuckDB raw store, the operational database, the drop folder, the
+detection thresholds, the quality checks and the reports folder.
 
+:func:`build_resources` configures them from :class:`~election_pipeline.settings.Settings`
+(the ``ELECTION_*`` environment, README "Settings"). A secret setting set in the environment
+(``ELECTION_DATABASE_URL``) reaches its resource as ``dg.EnvVar``, so the Dagster UI, the run
+storage and the logs show the variable's name, never the password in it.
+"""
+
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import fields
 from pathlib import Path
 
 import dagster as dg
@@ -15,39 +20,55 @@ from sqlalchemy import Engine
 
 from election_pipeline.analytics.raw_store import ensure_schema
 from election_pipeline.db.session import get_engine, upgrade_database
-from election_pipeline.detection.thresholds import DetectionThresholds, SpikeThresholds
+from election_pipeline.detection.thresholds import DetectionThresholds
 from election_pipeline.settings import Settings, load_settings
 from election_pipeline.stages.ingest_files import DropFolders
 
 from .run_recovery import record_run_worker, release_dead_runs
 
-_LOCK_WAIT_SECONDS = 300.0
+#: How long opening the DuckDB file waits for another process's lock before giving up.
+LOCK_WAIT_SECONDS = 300.0
+
+
+def is_lock_error(error: BaseException) -> bool:
+    """DuckDB refused to open the file because another process holds its write lock."""
+    return isinstance(error, duckdb.IOException) and "lock" in str(error).lower()
 
 
 class WarehouseResource(DuckDBResource):
     """The DuckDB file holding every parsed transaction (``ELECTION_DUCKDB_PATH``).
 
     DuckDB allows one writer per file: the assets and checks that open it share the
-    ``duckdb`` pool (limit 1), and a connection that finds the file locked by another
-    process waits and retries for up to five minutes instead of failing.
+    ``duckdb`` pool (limit 1), and opening a file locked by another process waits and
+    retries for up to five minutes instead of failing. Only the opening is retried: an
+    error raised while the connection is in use propagates as it is, and the connection is
+    closed either way.
     """
 
-    @contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def open(self) -> duckdb.DuckDBPyConnection:
+        """A new read-write connection, waiting out another process's lock."""
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + _LOCK_WAIT_SECONDS
+        config = {"custom_user_agent": "dagster", **self.connection_config}
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
         delay = 0.2
         while True:
             try:
-                with self.get_connection() as conn:
-                    ensure_schema(conn)
-                    yield conn
-                return
+                return duckdb.connect(self.database, read_only=False, config=config)
             except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                if not is_lock_error(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The raw store, its schema up to date; closed when the block ends."""
+        conn = self.open()
+        try:
+            ensure_schema(conn)
+            yield conn
+        finally:
+            conn.close()
 
 
 class OperationalDatabaseResource(dg.ConfigurableResource):
@@ -71,65 +92,51 @@ class OperationalDatabaseResource(dg.ConfigurableResource):
 
 
 class DropFolderResource(dg.ConfigurableResource):
-    """Where export files arrive and where they go after processing."""
+    """Where export files arrive and where they go after processing, and the limits of the
+    ingest (``ELECTION_INPUT_DIR``, ``ELECTION_FILE_SETTLE_SECONDS``, ``ELECTION_BATCH_SIZE``,
+    ``ELECTION_ZIP_MAX_*`` ...)."""
 
     input_dir: str
     processed_dir: str
     quarantine_dir: str
     reference_dir: str
-    settle_seconds: float = 5.0
-    batch_size: int = 20_000
-    zip_max_total_bytes: int = 4 * 1024**3
-    zip_max_ratio: int = 200
+    settle_seconds: float
+    batch_size: int
+    zip_max_total_bytes: int
+    zip_max_ratio: int
 
     def folders(self) -> DropFolders:
         return DropFolders.of(self.input_dir, self.processed_dir, self.quarantine_dir)
 
 
-#: The documented default of every threshold, and the resource field of each threshold
-#: whose setting is named differently (``ELECTION_OFFLINE_MIN_VOTES``).
-_D = DetectionThresholds()
-_RESOURCE_FIELD = {"offline_min_expected": "offline_min_votes"}
-#: The setting each resource field takes when it is named differently.
-_SETTING_OF_FIELD = {"offline_hours": "offline_after_hours"}
-
-
-class DetectionResource(dg.ConfigurableResource):
+class DetectionResource(dg.ConfigurableResource, DetectionThresholds):
     """Thresholds of the detection rules (``ELECTION_SPIKE_*``, ``ELECTION_NIGHT_*``,
-    ``ELECTION_RATE_ALPHA`` ... see the README, "Detection")."""
+    ``ELECTION_RATE_ALPHA`` ... see the README, "Detection and alerts"). Its fields are those
+    of :class:`~election_pipeline.detection.thresholds.DetectionThresholds`, declared there
+    once; :meth:`thresholds` gives them to the rules."""
 
-    spike_warning_z: float = _D.spike_warning_z
-    spike_critical_z: float = _D.spike_critical_z
-    spike_hour_share: float = _D.spike_hour_share
-    spike_min_votes: int = _D.spike_min_votes
-    spike_relative_spread: float = _D.spike_relative_spread
-    night_share: float = _D.night_share
-    night_min_votes: int = _D.night_min_votes
-    low_participation: float = _D.low_participation
-    rejection_rate: float = _D.rejection_rate
-    revote_rate: float = _D.revote_rate
-    issued_not_voted_gap: float = _D.issued_not_voted_gap
-    rate_alpha: float = _D.rate_alpha
-    offline_hours: float = _D.offline_hours
-    offline_min_votes: float = _D.offline_min_expected
-    integer_min_voters: int = _D.integer_min_voters
 
-    def spike(self) -> SpikeThresholds:
-        return self.thresholds().spike
+class QualityChecksResource(dg.ConfigurableResource):
+    """How often the blocking data-quality checks look at every constituency rather than at
+    the changed ones (``ELECTION_FULL_CHECK_EVERY_MINUTES``; 0: every run)."""
 
-    def thresholds(self) -> DetectionThresholds:
-        """Every rule's thresholds (a ``ValueError`` names any invalid one)."""
-        return DetectionThresholds(
-            **{f.name: getattr(self, _RESOURCE_FIELD.get(f.name, f.name)) for f in fields(DetectionThresholds)}
-        )
+    full_check_every_minutes: float
 
 
 class ReportsResource(dg.ConfigurableResource):
-    """Where election reports are written (``ELECTION_REPORTS_DIR``) and when a silent
-    constituency counts as offline (``ELECTION_OFFLINE_AFTER_HOURS``)."""
+    """Where election reports are written (``ELECTION_REPORTS_DIR``)."""
 
     reports_dir: str
-    offline_after_hours: float = 2.0
+
+
+def _value(settings: Settings, name: str) -> object:
+    """A setting as a resource field: ``dg.EnvVar`` for a secret that comes from the
+    environment (the UI then shows its name only), else the value itself."""
+    value = getattr(settings, name)
+    env = Settings.env_name(name)
+    if name in Settings.secret_fields() and os.environ.get(env, "").strip() == value:
+        return dg.EnvVar(env)
+    return value
 
 
 def build_resources(settings: Settings | None = None) -> dict[str, object]:
@@ -139,7 +146,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         "warehouse": WarehouseResource(
             database=s.duckdb_path, connection_config={"memory_limit": s.duckdb_memory_limit}
         ),
-        "ops_db": OperationalDatabaseResource(url=s.database_url),
+        "ops_db": OperationalDatabaseResource(url=_value(s, "database_url")),
         "drop_folder": DropFolderResource(
             input_dir=s.input_dir,
             processed_dir=s.processed_dir,
@@ -150,8 +157,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
             zip_max_total_bytes=s.zip_max_total_bytes,
             zip_max_ratio=s.zip_max_ratio,
         ),
-        "detection": DetectionResource(
-            **{name: getattr(s, _SETTING_OF_FIELD.get(name, name)) for name in DetectionResource.model_fields}
-        ),
-        "reports": ReportsResource(reports_dir=s.reports_folder, offline_after_hours=s.offline_after_hours),
+        "detection": DetectionResource(**s.thresholds().model_dump()),
+        "quality_checks": QualityChecksResource(full_check_every_minutes=s.full_check_every_minutes),
+        "reports": ReportsResource(reports_dir=s.reports_folder),
     }

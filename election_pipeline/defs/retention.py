@@ -4,7 +4,7 @@ of the ``ELECTION_RETAIN_*`` settings. Each run reports what it removed."""
 
 import dagster as dg
 
-from election_pipeline.settings import Settings, load_settings
+from election_pipeline.settings import Settings
 from election_pipeline.stages.retention import RetentionPolicy, apply_retention
 
 from .metadata import md_table
@@ -23,8 +23,7 @@ class RetentionConfig(dg.Config):
     file_jobs_days: int | None = None
 
 
-def build_retention(settings: Settings | None = None) -> tuple[dg.JobDefinition, dg.ScheduleDefinition]:
-    s = settings or load_settings()
+def build_retention(s: Settings) -> tuple[dg.JobDefinition, dg.ScheduleDefinition]:
     default = RetentionPolicy(s.retain_transactions_days, s.retain_hourly_days, s.retain_file_jobs_days)
 
     @dg.op(

@@ -90,7 +90,7 @@ def _peer_stats(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def unusual_spike(
     hourly: pd.DataFrame,
     constituencies: pd.DataFrame,
-    thresholds: SpikeThresholds = SpikeThresholds(),
+    thresholds: SpikeThresholds,
     closed: Collection[str] | None = None,
     windows: dict[str, VotingWindow] | None = None,
 ) -> list[Finding]:
@@ -271,7 +271,7 @@ def night_activity(
     hourly: pd.DataFrame,
     constituencies: pd.DataFrame,
     windows: dict[str, VotingWindow],
-    thresholds: DetectionThresholds = DetectionThresholds(),
+    thresholds: DetectionThresholds,
     now: datetime | None = None,
 ) -> list[Finding]:
     """Warning: votes between 00:00 and 06:00 **local time** (the election's time zone).
@@ -371,15 +371,15 @@ def constituency_offline(
     hourly: pd.DataFrame,
     constituencies: pd.DataFrame,
     windows: dict[str, VotingWindow],
-    thresholds: DetectionThresholds = DetectionThresholds(),
+    thresholds: DetectionThresholds,
     now: datetime | None = None,
 ) -> list[Finding]:
-    """Warning: no transactions for ``offline_hours`` (rounded up) or more whole hours inside the voting
+    """Warning: no transactions for ``offline_after_hours`` (rounded up) or more whole hours inside the voting
     window, while peers were active.
 
     Only whole UTC hours inside the window and before ``now`` count, so the rule also fires
     from the schedule while a constituency stays silent (no file needs to arrive). A silent
-    run is flagged when its peers predict at least ``offline_min_expected`` votes for it and
+    run is flagged when its peers predict at least ``offline_min_votes`` votes for it and
     at least half of the peers sent transactions during it. The prediction is the smaller
     of registered voters × the peers' median votes per registered voter (hour by hour) and
     the constituency's own votes (scaled up for the silent hours) × the share of their
@@ -397,7 +397,7 @@ def constituency_offline(
     names = constituency_names(constituencies)
     registered = _registered(constituencies)
     peers = peer_groups(constituencies)
-    needed = max(1, math.ceil(thresholds.offline_hours))
+    needed = max(1, math.ceil(thresholds.offline_after_hours))
     tx = _pivot(hourly, "transaction_count") if not hourly.empty else pd.DataFrame()
     votes = _pivot(hourly, "votes_cast") if not hourly.empty else pd.DataFrame()
     for cid in sorted(peers):
@@ -444,7 +444,7 @@ def constituency_offline(
                 # its own turnout, scaled up for the silent hours, times the peers' hourly shape
                 expected = min(expected, own_total / (1 - run_share) * run_share)
             active = float(np.mean((peer_tx[:, i0:i1] > 0).any(axis=1)))
-            if expected < thresholds.offline_min_expected or active < MIN_ACTIVE_PEERS:
+            if expected < thresholds.offline_min_votes or active < MIN_ACTIVE_PEERS:
                 continue
             start, stop = hours[i0], hours[i1 - 1] + HOUR
             ongoing = i1 == len(hours) and now < window.end
@@ -477,7 +477,7 @@ def constituency_offline(
                         "predicted_votes": round(expected, 2),
                         "active_peer_share": round(active, 3),
                         "peers": len(peer_ids),
-                        "min_predicted_votes": thresholds.offline_min_expected,
+                        "min_predicted_votes": thresholds.offline_min_votes,
                         "ongoing": ongoing,
                         "timezone": window.timezone,
                     },

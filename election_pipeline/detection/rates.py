@@ -91,7 +91,7 @@ def _hourly_rate_rule(
 def high_rejection_rate(
     hourly: pd.DataFrame,
     constituencies: pd.DataFrame,
-    thresholds: DetectionThresholds = DetectionThresholds(),
+    thresholds: DetectionThresholds,
     windows: dict[str, VotingWindow] | None = None,
 ) -> list[Finding]:
     """Warning: the share of transactions the contract rejected (``FAIL`` in ``diff``) in
@@ -116,7 +116,7 @@ def high_rejection_rate(
 def high_revote_rate(
     hourly: pd.DataFrame,
     constituencies: pd.DataFrame,
-    thresholds: DetectionThresholds = DetectionThresholds(),
+    thresholds: DetectionThresholds,
     windows: dict[str, VotingWindow] | None = None,
 ) -> list[Finding]:
     """Warning: the share of an hour's accepted votes that are revotes (a key voting again)
@@ -141,7 +141,7 @@ def issued_not_voted_gap(
     constituencies: pd.DataFrame,
     totals: pd.DataFrame,
     closed: Collection[str],
-    thresholds: DetectionThresholds = DetectionThresholds(),
+    thresholds: DetectionThresholds,
 ) -> list[Finding]:
     """Warning, at close: the share of issued bulletins that were never used to vote,
     (bulletins − voters) / bulletins, is above ``issued_not_voted_gap`` (5%), significantly.
@@ -200,7 +200,7 @@ def low_participation(
     totals: pd.DataFrame,
     windows: dict[str, VotingWindow],
     closed: Collection[str],
-    thresholds: DetectionThresholds = DetectionThresholds(),
+    thresholds: DetectionThresholds,
     now: datetime | None = None,
 ) -> list[Finding]:
     """Warning: participation (distinct voters / registered voters) below

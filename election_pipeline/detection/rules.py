@@ -82,7 +82,7 @@ def run_rules(
     hourly: pd.DataFrame,
     constituencies: pd.DataFrame,
     totals: pd.DataFrame,
-    thresholds: DetectionThresholds = DetectionThresholds(),
+    thresholds: DetectionThresholds,
     *,
     elections: pd.DataFrame | None = None,
     late: pd.DataFrame | None = None,

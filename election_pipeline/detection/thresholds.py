@@ -1,17 +1,21 @@
-"""Thresholds of the detection rules, with their documented defaults.
+"""Thresholds of the detection rules, each declared once here with its documented default.
 
-Each value is an ``ELECTION_*`` setting (see the README, "Detection"); the pipeline builds
-a :class:`DetectionThresholds` from the settings through the ``detection`` resource.
+Every field is also an ``ELECTION_<FIELD>`` setting: :class:`election_pipeline.settings.Settings`
+and the Dagster ``detection`` resource both inherit these fields, so a threshold's name,
+default and meaning exist in this one place (the README's "Settings" table lists them).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 @dataclass(frozen=True)
 class SpikeThresholds:
-    """Thresholds of ``unusual_spike`` (settings ``ELECTION_SPIKE_*``).
+    """The ``unusual_spike`` thresholds, as the rule reads them (built by
+    :attr:`DetectionThresholds.spike`).
 
     ``relative_spread`` is the spread of turnout that honest constituencies show between
     each other (0.25: ±25%); with Poisson counting noise it is the least dispersion a
@@ -19,46 +23,76 @@ class SpikeThresholds:
     cannot turn an ordinary hour into a spike.
     """
 
-    warning_z: float = 3.5
-    critical_z: float = 6.0
-    hour_share: float = 0.25
-    min_votes: int = 20
-    relative_spread: float = 0.25
+    warning_z: float
+    critical_z: float
+    hour_share: float
+    min_votes: int
+    relative_spread: float
 
 
-@dataclass(frozen=True)
-class DetectionThresholds:
-    """Every threshold of every rule. Defaults are the documented ones."""
+class DetectionThresholds(BaseModel):
+    """Every threshold of every rule (README, "Detection and alerts")."""
 
-    # unusual_spike
-    spike_warning_z: float = 3.5
-    spike_critical_z: float = 6.0
-    spike_hour_share: float = 0.25
-    spike_min_votes: int = 20
-    spike_relative_spread: float = 0.25
-    # night_activity: a night hour (00:00-06:00 local) above this share of the daytime median
-    night_share: float = 0.5
-    night_min_votes: int = 10
-    # low_participation: final participation below this fraction (pro-rated before the close)
-    low_participation: float = 0.3
-    # high_rejection_rate / high_revote_rate / issued_not_voted_gap
-    rejection_rate: float = 0.01
-    revote_rate: float = 0.10
-    issued_not_voted_gap: float = 0.05
-    #: a rate rule fires only when the excess is also statistically significant:
-    #: one-sided binomial test against the threshold rate, p-value at most this (about 70
-    #: hours are tested per constituency and rule: at most ~0.07% false alerts)
-    rate_alpha: float = 1e-5
-    # constituency_offline: this many whole hours of silence (rounded up to whole hours)
-    offline_hours: float = 2.0
-    #: peers must predict at least this many votes for the silent hours: an honest
-    #: constituency is that silent with probability e^-12 ≈ 6e-6 (about 30 such windows
-    #: per constituency and election, and the prediction is itself uncertain)
-    offline_min_expected: float = 12.0
-    # integer_percentage
-    integer_min_voters: int = 100
+    model_config = ConfigDict(frozen=True)
 
-    def __post_init__(self) -> None:
+    spike_warning_z: float = Field(3.5, description="unusual_spike: robust z-score above which an hour is a warning")
+    spike_critical_z: float = Field(6.0, description="unusual_spike: robust z-score above which it is critical")
+    spike_hour_share: float = Field(
+        0.25,
+        description="unusual_spike: share of a constituency's votes in one hour above which it is a warning "
+        "(once voting is over)",
+    )
+    spike_min_votes: int = Field(20, description="unusual_spike: hours with fewer votes are not flagged")
+    spike_relative_spread: float = Field(
+        0.25,
+        description="unusual_spike: turnout spread between honest constituencies (±25%) that, with Poisson "
+        "noise, is the least dispersion a z-score is computed against",
+    )
+    night_share: float = Field(
+        0.5,
+        description="night_activity: a 00:00-06:00 local hour is flagged above this share of the "
+        "constituency's median daytime hour",
+    )
+    night_min_votes: int = Field(10, description="night_activity: night hours with fewer votes are not flagged")
+    low_participation: float = Field(
+        0.3,
+        description="low_participation: participation (fraction) below which it warns at the close (pro-rated before)",
+    )
+    rejection_rate: float = Field(
+        0.01,
+        description="high_rejection_rate: share of an hour's transactions rejected (FAIL) above which it warns",
+    )
+    revote_rate: float = Field(
+        0.10,
+        description="high_revote_rate: share of an hour's accepted votes that are revotes above which it warns",
+    )
+    issued_not_voted_gap: float = Field(
+        0.05,
+        description="issued_not_voted_gap: share of issued bulletins never used, at the close, above which it warns",
+    )
+    rate_alpha: float = Field(
+        1e-5,
+        description="the three rate rules also need the excess to be significant: one-sided binomial p-value "
+        "against the threshold rate at most this (about 70 hours are tested per constituency and rule: "
+        "at most ~0.07% false alerts)",
+    )
+    offline_after_hours: float = Field(
+        2.0,
+        description="a constituency silent for longer than this before its election's latest transaction "
+        "counts as offline in the election metrics; the constituency_offline alert needs this many whole "
+        "hours of silence (rounded up)",
+    )
+    offline_min_votes: float = Field(
+        12.0,
+        description="constituency_offline: peers must predict at least this many votes for the silent hours "
+        "(an honest constituency is that silent with probability e^-12)",
+    )
+    integer_min_voters: int = Field(
+        100, description="integer_percentage: units with fewer registered voters are skipped"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DetectionThresholds:
         problems = []
         for name in ("rejection_rate", "revote_rate", "issued_not_voted_gap", "rate_alpha"):
             value = getattr(self, name)
@@ -70,13 +104,14 @@ class DetectionThresholds:
             problems.append("spike_critical_z must not be below spike_warning_z")
         if not 0 < self.spike_hour_share <= 1:
             problems.append(f"spike_hour_share must be in (0, 1], got {self.spike_hour_share}")
-        if self.offline_hours <= 0:
-            problems.append(f"offline_hours must be positive, got {self.offline_hours}")
-        for name in ("night_share", "spike_relative_spread", "offline_min_expected"):
+        if self.offline_after_hours <= 0:
+            problems.append(f"offline_after_hours must be positive, got {self.offline_after_hours}")
+        for name in ("night_share", "spike_relative_spread", "offline_min_votes"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative")
         if problems:
             raise ValueError("invalid detection thresholds: " + "; ".join(problems))
+        return self
 
     @property
     def spike(self) -> SpikeThresholds:
@@ -88,16 +123,10 @@ class DetectionThresholds:
             self.spike_relative_spread,
         )
 
-    @classmethod
-    def from_spike(cls, spike: SpikeThresholds) -> DetectionThresholds:
-        """Default thresholds with the spike ones taken from ``spike``."""
-        return cls(
-            spike_warning_z=spike.warning_z,
-            spike_critical_z=spike.critical_z,
-            spike_hour_share=spike.hour_share,
-            spike_min_votes=spike.min_votes,
-            spike_relative_spread=spike.relative_spread,
-        )
+    def thresholds(self) -> DetectionThresholds:
+        """Only the thresholds (also when called on the settings or the Dagster resource,
+        which carry these fields among others)."""
+        return DetectionThresholds(**{name: getattr(self, name) for name in DetectionThresholds.model_fields})
 
     def as_dict(self) -> dict[str, float]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in DetectionThresholds.model_fields}

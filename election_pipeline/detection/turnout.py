@@ -52,7 +52,7 @@ def integer_percentage(
     constituencies: pd.DataFrame,
     totals: pd.DataFrame,
     closed: Collection[str],
-    thresholds: DetectionThresholds = DetectionThresholds(),
+    thresholds: DetectionThresholds,
 ) -> list[Finding]:
     """Info, at close: the turnout (distinct voters / registered voters) is a whole-number
     percentage. Units with fewer than ``integer_min_voters`` registered voters (100) are

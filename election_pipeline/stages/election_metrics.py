@@ -273,7 +273,7 @@ def election_figures(
     }
 
 
-def compute_election_metrics(engine: Engine, offline_after_hours: float = 2.0) -> list[dict[str, Any]]:
+def compute_election_metrics(engine: Engine, offline_after_hours: float) -> list[dict[str, Any]]:
     """One dict of :data:`FIGURES` per election, ordered by election id."""
     if offline_after_hours <= 0:
         raise ValueError("offline_after_hours must be positive")
@@ -297,7 +297,7 @@ def _differs(a: Any, b: Any) -> bool:
     return a != b
 
 
-def publish_election_metrics(engine: Engine, offline_after_hours: float = 2.0) -> ElectionMetricsSummary:
+def publish_election_metrics(engine: Engine, offline_after_hours: float) -> ElectionMetricsSummary:
     """Compute every election's figures and write the rows that changed (see module docstring)."""
     rows = compute_election_metrics(engine, offline_after_hours)
     cols = [ElectionMetrics.__table__.c[c] for c in ["election_id", *FIGURES]]

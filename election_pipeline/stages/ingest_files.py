@@ -372,9 +372,9 @@ def ingest_file(
     duck: duckdb.DuckDBPyConnection,
     engine: Engine,
     folders: DropFolders,
-    batch_size: int = 20_000,
-    zip_max_total_bytes: int = 4 * 1024**3,
-    zip_max_ratio: int = 200,
+    batch_size: int,
+    zip_max_total_bytes: int,
+    zip_max_ratio: int,
 ) -> FileOutcome:
     """Process one file completely (see the module docstring). Never raises for bad input."""
     file_hash = file_sha256(path)
@@ -837,9 +837,9 @@ def ingest_folder(
     duck: duckdb.DuckDBPyConnection,
     engine: Engine,
     folders: DropFolders,
-    batch_size: int = 20_000,
-    zip_max_total_bytes: int = 4 * 1024**3,
-    zip_max_ratio: int = 200,
+    batch_size: int,
+    zip_max_total_bytes: int,
+    zip_max_ratio: int,
     progress: Callable[[str], None] | None = None,
     group_small_files: bool = False,
 ) -> IngestSummary:

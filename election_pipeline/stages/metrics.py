@@ -27,7 +27,7 @@ from election_pipeline.detection import rules
 from election_pipeline.detection.context import constituency_windows
 from election_pipeline.detection.findings import Finding
 from election_pipeline.detection.score import anomaly_counts, anomaly_scores
-from election_pipeline.detection.thresholds import DetectionThresholds, SpikeThresholds
+from election_pipeline.detection.thresholds import DetectionThresholds
 
 from .hourly import compute_hourly, load_constituencies, participation, registered_voters
 
@@ -52,19 +52,11 @@ class MetricsSummary:
     updated: int = 0
 
 
-def _thresholds(value: DetectionThresholds | SpikeThresholds | None) -> DetectionThresholds:
-    if value is None:
-        return DetectionThresholds()
-    if isinstance(value, SpikeThresholds):
-        return DetectionThresholds.from_spike(value)
-    return value
-
-
 def detect(
     hourly: pd.DataFrame,
     constituencies: pd.DataFrame,
     totals: pd.DataFrame,
-    thresholds: DetectionThresholds | SpikeThresholds | None = None,
+    thresholds: DetectionThresholds,
     *,
     elections: pd.DataFrame | None = None,
     late: pd.DataFrame | None = None,
@@ -77,7 +69,7 @@ def detect(
         hourly,
         constituencies,
         totals,
-        _thresholds(thresholds),
+        thresholds,
         elections=elections,
         late=late,
         now=now,
@@ -259,7 +251,7 @@ def _key_time(value) -> datetime | None:
 def compute_metrics(
     duck: duckdb.DuckDBPyConnection,
     engine: Engine,
-    thresholds: DetectionThresholds | SpikeThresholds | None = None,
+    thresholds: DetectionThresholds,
     now: datetime | None = None,
 ) -> MetricsSummary:
     """Totals per constituency plus findings (with evidence transaction ids) at ``now``."""
@@ -289,7 +281,7 @@ def compute_metrics(
 def publish_metrics(
     duck: duckdb.DuckDBPyConnection,
     engine: Engine,
-    thresholds: DetectionThresholds | SpikeThresholds | None = None,
+    thresholds: DetectionThresholds,
     now: datetime | None = None,
 ) -> MetricsSummary:
     """Compute the metrics at ``now`` and write them; only rows whose figures changed are updated."""

@@ -24,7 +24,6 @@ from election_pipeline.analytics import change_log
 from election_pipeline.analytics.aggregation import LIVE
 from election_pipeline.analytics.raw_store import retired_constituency_ids
 from election_pipeline.db.models import Constituency, Election, HourlyStats, Transaction, utcnow
-from election_pipeline.settings import load_settings
 
 
 @dataclass
@@ -58,15 +57,18 @@ class _Scope:
         return "all constituencies" if self.full else f"constituencies changed since the last pass: {len(self.ids)}"
 
 
-def _scope(duck: duckdb.DuckDBPyConnection, name: str, full: bool | None) -> _Scope:
+def _scope(duck: duckdb.DuckDBPyConnection, name: str, full_every_minutes: float, full: bool) -> _Scope:
     """Every constituency when ``full``, when the check never passed on this store, or when
-    its last full pass is older than ``ELECTION_FULL_CHECK_EVERY_MINUTES``; else the
-    constituencies the change log names since its last pass. A subset is put in a temporary
-    table of ``duck``, which ``where`` selects."""
-    if full is None:
-        every = load_settings().full_check_every_minutes
+    its last full pass is older than ``full_every_minutes`` (``ELECTION_FULL_CHECK_EVERY_MINUTES``;
+    0: always); else the constituencies the change log names since its last pass. A subset is
+    put in a temporary table of ``duck``, which ``where`` selects."""
+    if not full:
         last_full = change_log.marked_at(duck, f"check:{name}:full")
-        full = every <= 0 or last_full is None or utcnow() - last_full >= timedelta(minutes=every)
+        full = (
+            full_every_minutes <= 0
+            or last_full is None
+            or utcnow() - last_full >= timedelta(minutes=full_every_minutes)
+        )
     seq = change_log.catch_up(duck)
     mark = change_log.mark_of(duck, f"check:{name}")
     if full or mark is None or mark > seq:
@@ -138,16 +140,16 @@ def _raw_counts(duck: duckdb.DuckDBPyConnection, where: str) -> dict[str, int]:
 
 
 def no_transaction_counted_twice(
-    duck: duckdb.DuckDBPyConnection, engine: Engine, full: bool | None = None
+    duck: duckdb.DuckDBPyConnection, engine: Engine, *, full_every_minutes: float, full: bool = False
 ) -> QualityResult:
     """Each transaction id is stored once in each store, and both stores hold the same
     standing transactions per constituency.
 
     Looks at the constituencies changed since the check last passed (every one on its first
-    run, with ``full``, or when the last full pass is older than
-    ``ELECTION_FULL_CHECK_EVERY_MINUTES``); a transaction id of those is looked
+    run, with ``full``, or when the last full pass is older than ``full_every_minutes``);
+    a transaction id of those is looked
     for in the whole raw store."""
-    scope = _scope(duck, "no_transaction_counted_twice", full)
+    scope = _scope(duck, "no_transaction_counted_twice", full_every_minutes, full)
     counts = _raw_counts(duck, scope.where)
     with engine.connect() as conn:
         ops_rows, ops_distinct = (
@@ -188,11 +190,13 @@ def no_transaction_counted_twice(
     return QualityResult(passed, summary, figures)
 
 
-def hourly_totals_reconcile(duck: duckdb.DuckDBPyConnection, engine: Engine, full: bool | None = None) -> QualityResult:
+def hourly_totals_reconcile(
+    duck: duckdb.DuckDBPyConnection, engine: Engine, *, full_every_minutes: float, full: bool = False
+) -> QualityResult:
     """The hourly table adds up to the raw counts: transactions, bulletins and distinct voters
     (for the constituencies changed since the check last passed, or all: see
     :func:`no_transaction_counted_twice`)."""
-    scope = _scope(duck, "hourly_totals_reconcile", full)
+    scope = _scope(duck, "hourly_totals_reconcile", full_every_minutes, full)
     counts = _raw_counts(duck, scope.where)
     retired = retired_constituency_ids(duck)
     if not scope.empty:
@@ -231,12 +235,12 @@ def hourly_totals_reconcile(duck: duckdb.DuckDBPyConnection, engine: Engine, ful
 
 
 def every_transaction_in_a_known_hour(
-    duck: duckdb.DuckDBPyConnection, engine: Engine, full: bool | None = None
+    duck: duckdb.DuckDBPyConnection, engine: Engine, *, full_every_minutes: float, full: bool = False
 ) -> QualityResult:
     """Every standing transaction has a timestamp and its constituency-hour is in ``hourly_stats``
     (for the constituencies changed since the check last passed, or all: see
     :func:`no_transaction_counted_twice`)."""
-    scope = _scope(duck, "every_transaction_in_a_known_hour", full)
+    scope = _scope(duck, "every_transaction_in_a_known_hour", full_every_minutes, full)
     raw_hours = {
         (c, h)
         for c, h in duck.execute(

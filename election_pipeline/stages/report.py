@@ -553,12 +553,11 @@ def write_election_report(
     engine: Engine,
     election_id: str,
     reports_dir: str | Path,
-    figures: dict[str, Any] | None = None,
+    figures: dict[str, Any],
 ) -> ElectionReport:
-    """Draw the charts of one election and write them with its ``report.html``."""
+    """Draw the charts of one election (headline ``figures``: its ``election_metrics`` row)
+    and write them with its ``report.html``."""
     data = _load(engine, election_id)
-    if figures is None:
-        figures = {r["election_id"]: r for r in compute_election_metrics(engine)}[election_id]
     charts = [make(data) for make in CHARTS]
     folder = Path(reports_dir) / safe_name(election_id)
     folder.mkdir(parents=True, exist_ok=True)
@@ -596,7 +595,7 @@ def stored_figures(engine: Engine) -> dict[str, dict[str, Any]]:
         return {r.election_id: dict(r._mapping) for r in conn.execute(select(ElectionMetrics.__table__))}
 
 
-def write_reports(engine: Engine, reports_dir: str | Path, offline_after_hours: float = 2.0) -> list[ElectionReport]:
+def write_reports(engine: Engine, reports_dir: str | Path, offline_after_hours: float) -> list[ElectionReport]:
     """A report for every election, and the index page. Returns them in election-id order.
 
     The headline figures are those stored in ``election_metrics`` (what the dashboard

@@ -18,9 +18,12 @@ from election_pipeline.detection.activity import (
 )
 from election_pipeline.detection.context import constituency_windows
 from election_pipeline.detection.stats import MAD_SCALE
-from election_pipeline.detection.thresholds import DetectionThresholds, SpikeThresholds
+from election_pipeline.detection.thresholds import DetectionThresholds
 
 from .frames import START, constituencies, elections, hourly
+
+T = DetectionThresholds()
+SPIKE = T.spike
 
 H0, H1 = datetime(2024, 9, 6, 9), datetime(2024, 9, 6, 10)
 PEERS = ["P1", "P2", "P3", "P4"]
@@ -59,7 +62,7 @@ def test_spike_z_score_by_hand():
     frame, c = spike_frames(40)
     z = expected_z(40)  # min(30/4.031, 27/4.854) = 5.562
     assert z == pytest.approx(5.5623, abs=1e-4)
-    [f] = unusual_spike(frame, c, closed=set())
+    [f] = unusual_spike(frame, c, SPIKE, closed=set())
     assert (f.rule, f.severity, f.constituency_id, f.hours) == ("unusual_spike", "warning", "A", [H1])
     assert f.statistic == round(z, 3)
     assert f.expected == 10.0  # registered voters × the peers' median share
@@ -71,19 +74,19 @@ def test_spike_exactly_at_the_warning_and_critical_thresholds():
     frame, c = spike_frames(40)
     z = expected_z(40)
     none: set[str] = set()  # nobody has finished voting: only the peer z-score applies
-    assert unusual_spike(frame, c, SpikeThresholds(warning_z=z + 1e-9, critical_z=10), none) == []
-    [f] = unusual_spike(frame, c, SpikeThresholds(warning_z=z - 1e-9, critical_z=10), none)
+    assert unusual_spike(frame, c, DetectionThresholds(spike_warning_z=z + 1e-9, spike_critical_z=10).spike, none) == []
+    [f] = unusual_spike(frame, c, DetectionThresholds(spike_warning_z=z - 1e-9, spike_critical_z=10).spike, none)
     assert f.severity == "warning"
-    [f] = unusual_spike(frame, c, SpikeThresholds(warning_z=3.5, critical_z=z + 1e-9), none)
+    [f] = unusual_spike(frame, c, DetectionThresholds(spike_warning_z=3.5, spike_critical_z=z + 1e-9).spike, none)
     assert f.severity == "warning"
-    [f] = unusual_spike(frame, c, SpikeThresholds(warning_z=3.5, critical_z=z - 1e-9), none)
+    [f] = unusual_spike(frame, c, DetectionThresholds(spike_warning_z=3.5, spike_critical_z=z - 1e-9).spike, none)
     assert f.severity == "critical" and f.threshold == pytest.approx(z - 1e-9)
 
 
 def test_spike_needs_min_votes():
     frame, c = spike_frames(40)
-    assert unusual_spike(frame, c, SpikeThresholds(min_votes=41), closed=set()) == []
-    assert len(unusual_spike(frame, c, SpikeThresholds(min_votes=40), closed=set())) == 1
+    assert unusual_spike(frame, c, DetectionThresholds(spike_min_votes=41).spike, closed=set()) == []
+    assert len(unusual_spike(frame, c, DetectionThresholds(spike_min_votes=40).spike, closed=set())) == 1
 
 
 def test_small_early_numbers_with_closely_agreeing_peers_are_not_a_spike():
@@ -98,7 +101,7 @@ def test_small_early_numbers_with_closely_agreeing_peers_are_not_a_spike():
     for cid in registered:  # the rest of the day, equal shares
         rows.append({"constituency_id": cid, "hour": H1 + timedelta(hours=1), "votes_cast": registered[cid] // 20})
     c = constituencies(list(registered.items()))
-    assert unusual_spike(hourly(rows), c) == []
+    assert unusual_spike(hourly(rows), c, SPIKE) == []
 
 
 def test_spike_noise_floor_and_median_error_by_hand():
@@ -115,11 +118,11 @@ def test_hour_share_only_once_voting_is_over():
     votes = [25, 15, 15, 15, 15, 15]
     rows = [{"constituency_id": "A", "hour": h, "votes_cast": v} for h, v in zip(hours, votes, strict=False)]
     c = constituencies([("A", 1000)])
-    assert [f for f in unusual_spike(hourly(rows), c) if f.figures["kind"] == "hour_share"] == []
+    assert [f for f in unusual_spike(hourly(rows), c, SPIKE) if f.figures["kind"] == "hour_share"] == []
     rows[0]["votes_cast"] = 26  # 26 of 101 = 25.7%
-    [f] = unusual_spike(hourly(rows), c, closed={"A"})
+    [f] = unusual_spike(hourly(rows), c, SPIKE, closed={"A"})
     assert (f.severity, f.window_key, f.statistic, f.threshold) == ("warning", "2024-09-06T06|share", 0.2574, 0.25)
-    assert unusual_spike(hourly(rows), c, closed=set()) == []  # still voting: the total is not final
+    assert unusual_spike(hourly(rows), c, SPIKE, closed=set()) == []  # still voting: the total is not final
 
 
 # --------------------------------------------------------------------------------------
@@ -145,25 +148,25 @@ def test_night_votes_in_local_time():
     windows = constituency_windows(c, elections("Europe/Moscow"))
     # daytime median 10 votes (the 08:00-22:00 local hours without votes count as 0 but
     # there are none before NOW on day 1), limit 0.5 × 10 = 5; 10 votes and ≥ 10 minimum
-    [f] = night_activity(frame, c, windows, now=NOW)
+    [f] = night_activity(frame, c, windows, T, now=NOW)
     assert (f.rule, f.severity, f.window_key) == ("night_activity", "warning", "2024-09-07")
     assert f.figures["votes_by_local_hour"] == {"02:00": 10}
     assert (f.expected, f.threshold, f.hours) == (10.0, 0.5, [NIGHT_UTC])
     # The same UTC hour is 23:00 in a UTC election (voting from 08:00 UTC): not night.
     utc_windows = constituency_windows(c, elections("UTC", START + timedelta(hours=3), START + timedelta(days=3)))
-    assert night_activity(frame, c, utc_windows, now=NOW) == []
+    assert night_activity(frame, c, utc_windows, T, now=NOW) == []
 
 
 def test_night_activity_edges():
     windows = constituency_windows(constituencies([("A", 1000)]), elections())
     frame, c = night_frames(9, NIGHT_UTC)
-    assert night_activity(frame, c, windows, now=NOW) == []  # below the 10-vote minimum
+    assert night_activity(frame, c, windows, T, now=NOW) == []  # below the 10-vote minimum
     frame, c = night_frames(10, NIGHT_UTC)
     # exactly at night_share × median (1.0 × 10): not above
     assert night_activity(frame, c, windows, DetectionThresholds(night_share=1.0), now=NOW) == []
     assert len(night_activity(frame, c, windows, DetectionThresholds(night_share=0.99), now=NOW)) == 1
     # Too early to judge: fewer than six daytime hours seen.
-    assert night_activity(frame, c, windows, now=START + timedelta(hours=5)) == []
+    assert night_activity(frame, c, windows, T, now=START + timedelta(hours=5)) == []
 
 
 # --------------------------------------------------------------------------------------
@@ -196,9 +199,9 @@ def offline_frames(silent: list[int], hours: int = 8, votes: int = 6):
 def test_offline_exactly_n_hours_fires_one_less_does_not():
     now = START + timedelta(hours=8)
     frame, c, windows = offline_frames(silent=[3])
-    assert constituency_offline(frame, c, windows, now=now) == []
+    assert constituency_offline(frame, c, windows, T, now=now) == []
     frame, c, windows = offline_frames(silent=[3, 4])
-    [f] = constituency_offline(frame, c, windows, now=now)
+    [f] = constituency_offline(frame, c, windows, T, now=now)
     assert (f.rule, f.severity, f.constituency_id) == ("constituency_offline", "warning", "A")
     assert f.hours == [START + timedelta(hours=3), START + timedelta(hours=4)]
     # peers predict 2 × 6 = 12 votes (registered × median rate; A's own level gives the same)
@@ -210,8 +213,8 @@ def test_offline_exactly_n_hours_fires_one_less_does_not():
 def test_offline_needs_enough_predicted_votes():
     now = START + timedelta(hours=8)
     frame, c, windows = offline_frames(silent=[3, 4])
-    assert len(constituency_offline(frame, c, windows, DetectionThresholds(offline_min_expected=12.0), now=now)) == 1
-    assert constituency_offline(frame, c, windows, DetectionThresholds(offline_min_expected=12.0 + 1e-9), now=now) == []
+    assert len(constituency_offline(frame, c, windows, DetectionThresholds(offline_min_votes=12.0), now=now)) == 1
+    assert constituency_offline(frame, c, windows, DetectionThresholds(offline_min_votes=12.0 + 1e-9), now=now) == []
 
 
 def test_offline_fires_from_the_schedule_as_time_passes():
@@ -219,10 +222,10 @@ def test_offline_fires_from_the_schedule_as_time_passes():
     frame, c, windows = offline_frames(silent=[5, 6, 7], hours=8)
     start_of_silence = START + timedelta(hours=5)
     # At 5:30 past the start only hour 5 is... not even whole yet; at 7:00, hours 5-6 are whole.
-    assert constituency_offline(frame, c, windows, now=START + timedelta(hours=6, minutes=30)) == []
-    [f] = constituency_offline(frame, c, windows, now=START + timedelta(hours=7, minutes=10))
+    assert constituency_offline(frame, c, windows, T, now=START + timedelta(hours=6, minutes=30)) == []
+    [f] = constituency_offline(frame, c, windows, T, now=START + timedelta(hours=7, minutes=10))
     assert f.window_start == start_of_silence and f.statistic == 2.0 and f.figures["ongoing"]
-    [g] = constituency_offline(frame, c, windows, now=START + timedelta(hours=8, minutes=10))
+    [g] = constituency_offline(frame, c, windows, T, now=START + timedelta(hours=8, minutes=10))
     assert g.fingerprint == f.fingerprint and g.statistic == 3.0  # the same alert, grown
 
 
@@ -230,4 +233,4 @@ def test_offline_is_quiet_when_peers_are_quiet_too():
     now = START + timedelta(hours=8)
     frame, c, windows = offline_frames(silent=[3, 4])
     quiet = frame[~frame["hour"].isin([START + timedelta(hours=3), START + timedelta(hours=4)])]
-    assert constituency_offline(quiet, c, windows, now=now) == []
+    assert constituency_offline(quiet, c, windows, T, now=now) == []

@@ -15,6 +15,7 @@ from election_pipeline.detection.findings import Finding
 from election_pipeline.stages.alerts import publish_alerts, worse_reason
 from election_pipeline.stages.hourly import publish_hourly_stats
 from election_pipeline.stages.metrics import publish_metrics
+from election_pipeline_tests.builders import THRESHOLDS
 from election_pipeline_tests.stages.conftest import C1, C2, at, bsi, file_name, vote
 
 ELECTION = "E1,Test election,RU,parliamentary,2024-09-06T08:00:00,2024-09-08T20:00:00,Europe/Moscow,active,"
@@ -25,7 +26,7 @@ def _rematerialise(ws, now: datetime):
     """What one run of the chain does after ingestion: hourly stats, metrics, alerts."""
     ws.ingest()
     publish_hourly_stats(ws.duck, ws.engine)
-    metrics = publish_metrics(ws.duck, ws.engine, now=now)
+    metrics = publish_metrics(ws.duck, ws.engine, THRESHOLDS, now=now)
     return publish_alerts(ws.engine, metrics.findings, now=now)
 
 

@@ -16,13 +16,14 @@ from election_pipeline.db.models import HourlyStats
 from election_pipeline.detection.thresholds import DetectionThresholds
 from election_pipeline.stages.hourly import publish_hourly_stats
 from election_pipeline.stages.metrics import publish_metrics
+from election_pipeline_tests.builders import THRESHOLDS
 from election_pipeline_tests.stages.conftest import C1, C2, C3, C4, at, bsi, file_name, simple, vote
 
 ELECTION = "E1,Test election,RU,parliamentary,2024-09-06T08:00:00,2024-09-08T20:00:00,Europe/Moscow,active,"
 AFTER = datetime(2024, 9, 10)  # long after the election
 
 
-def _publish(ws, now: datetime, thresholds: DetectionThresholds | None = None):
+def _publish(ws, now: datetime, thresholds: DetectionThresholds = THRESHOLDS):
     publish_hourly_stats(ws.duck, ws.engine)
     return publish_metrics(ws.duck, ws.engine, thresholds, now=now)
 

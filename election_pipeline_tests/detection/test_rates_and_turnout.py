@@ -18,6 +18,8 @@ from election_pipeline.detection.turnout import integer_chance, integer_percenta
 
 from .frames import END, START, constituencies, elections, hourly, totals
 
+T = DetectionThresholds()
+
 HOUR = datetime(2024, 9, 7, 12)
 
 
@@ -57,7 +59,7 @@ def test_high_rejection_rate():
             {"constituency_id": "C", "hour": HOUR, "rejected_count": 12, "transaction_count": 30},  # 40%
         ]
     )
-    [f] = high_rejection_rate(frame, c)
+    [f] = high_rejection_rate(frame, c, T)
     assert (f.rule, f.severity, f.constituency_id, f.statistic, f.threshold) == (
         "high_rejection_rate",
         "warning",
@@ -78,7 +80,7 @@ def test_high_revote_rate():
             {"constituency_id": "B", "hour": HOUR, "votes_cast": 10, "revote_count": 15},  # 60%
         ]
     )
-    [f] = high_revote_rate(frame, c)
+    [f] = high_revote_rate(frame, c, T)
     assert (f.constituency_id, f.statistic, f.threshold, f.evidence_kind) == ("B", 0.6, 0.1, "revote")
     assert f.figures["revotes"] == 15 and f.figures["accepted_votes"] == 25
     assert high_revote_rate(frame, c, DetectionThresholds(revote_rate=0.6)) == []  # 60% is not above 60%
@@ -99,10 +101,10 @@ def test_issued_not_voted_gap_at_close():
         ]
     )
     closed = {"A", "B", "C"}
-    [f] = issued_not_voted_gap(c, t, closed)
+    [f] = issued_not_voted_gap(c, t, closed, T)
     assert (f.constituency_id, f.statistic, f.threshold) == ("B", 0.2, 0.05)
     assert f.figures["unused_bulletins"] == 200 and f.evidence_tx_ids == []
-    assert issued_not_voted_gap(c, t, closed={"A", "C"}) == []  # B still voting
+    assert issued_not_voted_gap(c, t, {"A", "C"}, T) == []  # B still voting
 
 
 # --------------------------------------------------------------------------------------
@@ -121,7 +123,7 @@ def test_low_participation_at_close_and_pro_rated_before():
         ]
     )
     after = END + timedelta(hours=1)
-    [f] = low_participation(c, t, windows, closed={"A", "B", "C"}, now=after)
+    [f] = low_participation(c, t, windows, closed={"A", "B", "C"}, thresholds=T, now=after)
     assert (f.constituency_id, f.statistic, f.threshold, f.expected) == ("B", 0.299, 0.3, 0.3)
     assert f.higher_is_worse is False
 
@@ -134,10 +136,10 @@ def test_low_participation_at_close_and_pro_rated_before():
             {"constituency_id": "C", "votes_cast": 400},
         ]
     )
-    [g] = low_participation(c, t, windows, closed=set(), now=halfway)
+    [g] = low_participation(c, t, windows, set(), T, now=halfway)
     assert (g.constituency_id, g.threshold, g.figures["window_elapsed_share"]) == ("B", 0.15, 0.5)
     # Before the first voting day is over (midnight Moscow = 21:00 UTC): no judgement yet.
-    assert low_participation(c, t, windows, closed=set(), now=datetime(2024, 9, 6, 20, 59)) == []
+    assert low_participation(c, t, windows, set(), T, now=datetime(2024, 9, 6, 20, 59)) == []
 
 
 # --------------------------------------------------------------------------------------
@@ -168,10 +170,10 @@ def test_integer_percentage_rule():
             {"constituency_id": "E", "votes_cast": 300},
         ]
     )
-    found = {f.constituency_id: f for f in integer_percentage(c, t, closed={"A", "B", "C", "D", "E"})}
+    found = {f.constituency_id: f for f in integer_percentage(c, t, {"A", "B", "C", "D", "E"}, T)}
     assert set(found) == {"A", "D"}
     a = found["A"]
     assert (a.severity, a.statistic, a.expected) == ("info", 70.0, round(20 / 640, 5))
     assert a.figures["election_integer_units"] == 2 and a.figures["election_units_checked"] == 4
     assert "Kobak" in a.description
-    assert integer_percentage(c, t, closed={"B"}) == []  # A not closed: not judged
+    assert integer_percentage(c, t, {"B"}, T) == []  # A not closed: not judged

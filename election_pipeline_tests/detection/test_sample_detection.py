@@ -20,6 +20,7 @@ from election_pipeline.stages.hourly import publish_hourly_stats
 from election_pipeline.stages.ingest_files import DropFolders, ingest_folder, ready_files
 from election_pipeline.stages.metrics import publish_metrics
 from election_pipeline.stages.reference import load_reference
+from election_pipeline_tests.builders import INGEST_LIMITS, THRESHOLDS
 
 
 def _one_file_per_contract(input_dir: Path) -> None:
@@ -51,9 +52,10 @@ def test_every_planted_anomaly_is_found_and_clean_constituencies_stay_quiet(tmp_
             duck=duck,
             engine=engine,
             folders=folders,
+            **INGEST_LIMITS,
         )
         publish_hourly_stats(duck, engine)
-        metrics = publish_metrics(duck, engine)
+        metrics = publish_metrics(duck, engine, THRESHOLDS)
     publish_alerts(engine, metrics.findings)
 
     with engine.connect() as conn:

@@ -13,6 +13,7 @@ from election_pipeline.stages.election_metrics import (
     publish_election_metrics,
     stored_election_metrics,
 )
+from election_pipeline_tests.builders import THRESHOLDS
 
 from .conftest import C1, C2, E1, H
 
@@ -100,10 +101,10 @@ def test_a_longer_offline_threshold_keeps_a_quiet_constituency_reporting(metrics
 
 def test_rerun_writes_nothing_and_a_change_updates_the_row(metrics_db_any):
     engine = metrics_db_any.engine
-    publish_election_metrics(engine)
+    publish_election_metrics(engine, THRESHOLDS.offline_after_hours)
     with engine.connect() as conn:
         stamp = conn.execute(select(ElectionMetrics.updated_at)).scalar_one()
-    again = publish_election_metrics(engine)
+    again = publish_election_metrics(engine, THRESHOLDS.offline_after_hours)
     assert (again.inserted, again.updated, again.unchanged, again.total_constituencies_fixed) == (0, 0, 1, 0)
     with engine.connect() as conn:
         assert conn.execute(select(ElectionMetrics.updated_at)).scalar_one() == stamp
@@ -114,7 +115,7 @@ def test_rerun_writes_nothing_and_a_change_updates_the_row(metrics_db_any):
             .where(Alert.constituency_id == C1, Alert.severity == "critical")
             .values(status="resolved", resolved_at=datetime(2024, 9, 7))
         )
-    changed = publish_election_metrics(engine)
+    changed = publish_election_metrics(engine, THRESHOLDS.offline_after_hours)
     assert (changed.updated, changed.unchanged) == (1, 0)
     row = stored_election_metrics(engine, E1)
     assert (row["open_alerts_critical"], row["constituencies_with_critical_alerts"]) == (0, 0)
@@ -122,7 +123,7 @@ def test_rerun_writes_nothing_and_a_change_updates_the_row(metrics_db_any):
 
 def test_dashboard_summary_covers_every_election_and_unknown_contracts(metrics_db_any):
     engine = metrics_db_any.engine
-    publish_election_metrics(engine)
+    publish_election_metrics(engine, THRESHOLDS.offline_after_hours)
     dash = dashboard_summary(engine)
     assert (dash["elections"], dash["constituencies"], dash["unknown_constituencies"]) == (1, 5, 1)
     assert (dash["registered_voters"], dash["bulletins_issued"], dash["votes_cast"]) == (200, 26, 28)

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from election_pipeline.analytics import period_metrics as pm
 from election_pipeline.db.models import Constituency, Election, HourlyStats
+from election_pipeline_tests.builders import THRESHOLDS
 
 from .conftest import C1, C2, CX, E1, H
 
@@ -218,5 +219,5 @@ def test_voters_of_a_constituency_without_registered_voters_do_not_inflate_parti
         db.commit()
     row = pm.hourly_series(engine, pm.election_scope(engine, "z")).iloc[0]
     assert (row["cumulative_votes"], row["participation_rate"]) == (7, 20.0)  # 2 of 10, not 7 of 10
-    [figures] = compute_election_metrics(engine)
+    [figures] = compute_election_metrics(engine, THRESHOLDS.offline_after_hours)
     assert (figures["votes_cast"], figures["participation_rate"]) == (7, 20.0)

@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session
 from election_pipeline.analytics import period_metrics as pm
 from election_pipeline.db.models import Election
 from election_pipeline.defs.report_assets import election_metrics, election_report
-from election_pipeline.defs.resources import OperationalDatabaseResource, ReportsResource
+from election_pipeline.defs.resources import DetectionResource, OperationalDatabaseResource, ReportsResource
 from election_pipeline.stages.election_metrics import publish_election_metrics
 from election_pipeline.stages.report import CHARTS, cumulative_participation, peer_band, safe_name, write_reports
+from election_pipeline_tests.builders import THRESHOLDS
 
 from .conftest import C1, C2, E1, H
 
@@ -44,9 +45,9 @@ def test_peer_band_is_computed_from_cumulative_participation(metrics_db):
 
 
 def test_write_reports_writes_charts_and_a_self_contained_page(metrics_db, tmp_path):
-    publish_election_metrics(metrics_db.engine)
+    publish_election_metrics(metrics_db.engine, THRESHOLDS.offline_after_hours)
     out = tmp_path / "reports"
-    [report] = write_reports(metrics_db.engine, out)
+    [report] = write_reports(metrics_db.engine, out, THRESHOLDS.offline_after_hours)
 
     folder = out / safe_name(E1)
     assert report.html_path == folder / "report.html"
@@ -88,7 +89,7 @@ def test_an_election_without_data_still_gets_a_report(metrics_db, tmp_path):
             )
         )
         db.commit()
-    reports = write_reports(metrics_db.engine, tmp_path / "reports")
+    reports = write_reports(metrics_db.engine, tmp_path / "reports", THRESHOLDS.offline_after_hours)
     empty = next(r for r in reports if r.election_id == "empty/../election")
     assert empty.folder.parent == tmp_path / "reports"  # the id cannot escape the reports folder
     assert len(empty.charts) == len(CHARTS) and all(_png_size(c.png)[0] > 300 for c in empty.charts)
@@ -99,7 +100,8 @@ def test_report_assets_materialise_with_tables_and_embedded_charts(metrics_db, t
     reports_dir = tmp_path / "reports"
     resources = {
         "ops_db": OperationalDatabaseResource(url=metrics_db.url),
-        "reports": ReportsResource(reports_dir=str(reports_dir), offline_after_hours=2.0),
+        "reports": ReportsResource(reports_dir=str(reports_dir)),
+        "detection": DetectionResource(),
     }
     with dg.instance_for_test() as instance:
         result = dg.materialize([election_metrics, election_report], resources=resources, instance=instance)

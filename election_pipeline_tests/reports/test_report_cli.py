@@ -8,6 +8,7 @@ import pytest
 
 from election_pipeline.cli import main
 from election_pipeline.stages.election_metrics import publish_election_metrics
+from election_pipeline_tests.builders import THRESHOLDS
 
 from .conftest import C1, CX, E1
 
@@ -15,7 +16,7 @@ from .conftest import C1, CX, E1
 @pytest.fixture
 def db(metrics_db, monkeypatch):
     monkeypatch.setenv("ELECTION_DATABASE_URL", metrics_db.url)
-    publish_election_metrics(metrics_db.engine)
+    publish_election_metrics(metrics_db.engine, THRESHOLDS.offline_after_hours)
     return metrics_db
 
 

@@ -34,6 +34,7 @@ from election_pipeline.stages.hourly import HourlySummary, publish_hourly_stats
 from election_pipeline.stages.ingest_files import DropFolders, IngestSummary, ingest_folder, ready_files
 from election_pipeline.stages.metrics import MetricsSummary, publish_metrics
 from election_pipeline.stages.reference import load_reference
+from election_pipeline_tests.builders import INGEST_LIMITS, THRESHOLDS
 
 # --------------------------------------------------------------------------------------
 # Export lines, built by hand
@@ -258,10 +259,12 @@ class Workspace:
     def ingest(self, **kwargs: Any) -> IngestSummary:
         """``ready_files`` (settled: ``now`` one minute ahead) + ``ingest_folder``."""
         files = ready_files(self.input_dir, settle_seconds=1, now=time.time() + 60)
-        return ingest_folder(files, duck=self.duck, engine=self.engine, folders=self.folders, **kwargs)
+        return ingest_folder(
+            files, duck=self.duck, engine=self.engine, folders=self.folders, **{**INGEST_LIMITS, **kwargs}
+        )
 
     def publish(self) -> tuple[HourlySummary, MetricsSummary]:
-        return publish_hourly_stats(self.duck, self.engine), publish_metrics(self.duck, self.engine)
+        return publish_hourly_stats(self.duck, self.engine), publish_metrics(self.duck, self.engine, THRESHOLDS)
 
     def run(self, **kwargs: Any) -> IngestSummary:
         summary = self.ingest(**kwargs)

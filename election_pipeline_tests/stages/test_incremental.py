@@ -23,7 +23,11 @@ from election_pipeline.stages import quality
 from election_pipeline.stages.hourly import publish_hourly_stats
 from election_pipeline.stages.metrics import publish_metrics
 
+from ..builders import THRESHOLDS
 from .conftest import C1, C2, C3, at, bsi, file_name, hour, rollback_of, vote
+
+#: Minutes between the checks' full passes (ELECTION_FULL_CHECK_EVERY_MINUTES).
+EVERY = 60.0
 
 B2 = bsi("B2", at(8, 1), 2)
 V2 = vote("V2", at(8, 5), "K2")
@@ -83,7 +87,7 @@ def assert_equal_to_full_recompute(ws) -> None:
     before = published(ws)
     figure_cache.rebuild(ws.duck)
     hourly = publish_hourly_stats(ws.duck, ws.engine)
-    publish_metrics(ws.duck, ws.engine)
+    publish_metrics(ws.duck, ws.engine, THRESHOLDS)
     assert (hourly.inserted, hourly.updated, hourly.deleted) == (0, 0, 0)
     assert published(ws) == before
 
@@ -111,14 +115,17 @@ def test_an_increment_recomputes_only_the_changed_constituency(ws):
         quality.every_transaction_in_a_known_hour,
     )
     for check in checks:
-        assert check(ws.duck, ws.engine).figures["scope"] == "all constituencies"
+        assert check(ws.duck, ws.engine, full_every_minutes=EVERY).figures["scope"] == "all constituencies"
     ws.drop(file_name(C3, 9), [vote("V7", at(9, 20), "K7")])
     ws.run()
     for check in checks:
-        result = check(ws.duck, ws.engine)
+        result = check(ws.duck, ws.engine, full_every_minutes=EVERY)
         assert result.passed, result
         assert result.figures["scope"] == "constituencies changed since the last pass: 1"
-    assert quality.hourly_totals_reconcile(ws.duck, ws.engine, full=True).figures["scope"] == "all constituencies"
+    assert (
+        quality.hourly_totals_reconcile(ws.duck, ws.engine, full_every_minutes=EVERY, full=True).figures["scope"]
+        == "all constituencies"
+    )
 
 
 def test_the_ingest_logs_what_it_changed_in_the_same_transaction(ws):
@@ -155,7 +162,7 @@ def test_a_rollback_of_another_constituencys_transaction_is_counted(ws):
     assert ws.hourly_figures(C2, "votes_cast", "transaction_count") == {hour(8): (1, 2)}
     assert ws.constituency(C2)["votes_cast"] == 1
     assert_equal_to_full_recompute(ws)
-    assert quality.hourly_totals_reconcile(ws.duck, ws.engine).passed
+    assert quality.hourly_totals_reconcile(ws.duck, ws.engine, full_every_minutes=EVERY).passed
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the crash is a SQLite trigger
@@ -183,36 +190,40 @@ def test_a_crash_after_the_stored_figures_moved_on_is_repaired_by_the_next_run(w
     ws.publish()
     assert ws.hourly_figures(C3, "votes_cast") == {hour(8): (1,), hour(10): (1,)}
     assert_equal_to_full_recompute(ws)
-    assert quality.every_transaction_in_a_known_hour(ws.duck, ws.engine).passed
+    assert quality.every_transaction_in_a_known_hour(ws.duck, ws.engine, full_every_minutes=EVERY).passed
 
 
 def test_a_failed_check_keeps_looking_at_the_same_constituencies(ws):
     first_election(ws)
-    assert quality.hourly_totals_reconcile(ws.duck, ws.engine).passed  # first run: everything
+    assert quality.hourly_totals_reconcile(ws.duck, ws.engine, full_every_minutes=EVERY).passed  # first run: everything
     ws.drop(file_name(C1, 11), [vote("V10", at(11, 30), "K10")])
     ws.ingest()  # ingested, but the hourly table is not published: the check must fail
-    assert not quality.hourly_totals_reconcile(ws.duck, ws.engine).passed
-    assert not quality.hourly_totals_reconcile(ws.duck, ws.engine).passed  # still C1, not "nothing new"
+    assert not quality.hourly_totals_reconcile(ws.duck, ws.engine, full_every_minutes=EVERY).passed
+    assert not quality.hourly_totals_reconcile(
+        ws.duck, ws.engine, full_every_minutes=EVERY
+    ).passed  # still C1, not "nothing new"
     ws.publish()
-    assert quality.hourly_totals_reconcile(ws.duck, ws.engine).passed
+    assert quality.hourly_totals_reconcile(ws.duck, ws.engine, full_every_minutes=EVERY).passed
 
 
-def test_a_change_made_by_hand_to_an_unchanged_constituency_is_found_by_the_next_full_pass(ws, monkeypatch):
+def test_a_change_made_by_hand_to_an_unchanged_constituency_is_found_by_the_next_full_pass(ws):
     """Between full passes the checks look at the changed constituencies only; once the last
     full pass is older than ELECTION_FULL_CHECK_EVERY_MINUTES they look at every one again."""
-    monkeypatch.setenv("ELECTION_FULL_CHECK_EVERY_MINUTES", "60")
     first_election(ws)
-    assert quality.hourly_totals_reconcile(ws.duck, ws.engine).figures["scope"] == "all constituencies"
+    assert (
+        quality.hourly_totals_reconcile(ws.duck, ws.engine, full_every_minutes=EVERY).figures["scope"]
+        == "all constituencies"
+    )
     with ws.engine.begin() as conn:  # C3 edited by hand, no new data for it
         conn.execute(text("UPDATE hourly_stats SET votes_cast = votes_cast + 5 WHERE constituency_id = :c"), {"c": C3})
-    between = quality.hourly_totals_reconcile(ws.duck, ws.engine)
+    between = quality.hourly_totals_reconcile(ws.duck, ws.engine, full_every_minutes=EVERY)
     assert between.passed and between.figures["scope"] == "constituencies changed since the last pass: 0"
 
     ws.duck.execute(
         "UPDATE change_marks SET updated_at = updated_at - INTERVAL 61 MINUTE "
         "WHERE name = 'check:hourly_totals_reconcile:full'"
     )
-    due = quality.hourly_totals_reconcile(ws.duck, ws.engine)
+    due = quality.hourly_totals_reconcile(ws.duck, ws.engine, full_every_minutes=EVERY)
     assert not due.passed and due.figures["scope"] == "all constituencies"
 
 

@@ -24,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from election_pipeline.stages.ingest_files import ingest_file, ready_files, sync_rollbacks
+from election_pipeline_tests.builders import INGEST_LIMITS
 
 from .conftest import C1, C2, add_voters, at, bsi, file_name, hour, rollback_of, simple, vote
 
@@ -296,7 +297,7 @@ def test_crash_after_operational_commit_before_the_move(ws, clean):
     Reproduced by running ``ingest_file`` for F1 alone and putting the file back where it was
     (the move is the only step after the commit); ``sync_rollbacks`` and the other files never ran."""
     drop_dataset(ws)
-    outcome = ingest_file(ws.input_dir / F1, duck=ws.duck, engine=ws.engine, folders=ws.folders)
+    outcome = ingest_file(ws.input_dir / F1, duck=ws.duck, engine=ws.engine, folders=ws.folders, **INGEST_LIMITS)
     assert (outcome.status, outcome.transactions, outcome.rejected_lines) == ("completed", 5, 1)
     shutil.move(str(ws.processed_dir / F1), str(ws.input_dir / F1))
     ws.reopen_duck()
@@ -319,7 +320,7 @@ def test_crash_before_rollbacks_are_flagged_and_before_publishing(ws, clean):
     and metrics stages."""
     drop_dataset(ws)
     for path in ready_files(ws.input_dir, settle_seconds=0, now=10**10):
-        ingest_file(path, duck=ws.duck, engine=ws.engine, folders=ws.folders)
+        ingest_file(path, duck=ws.duck, engine=ws.engine, folders=ws.folders, **INGEST_LIMITS)
     ws.reopen_duck()
     # V1 stored, its rollback stored, but the operational flag not yet set
     assert ws.transactions()["V1"]["is_rolled_back"] is False

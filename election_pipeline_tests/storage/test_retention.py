@@ -26,6 +26,7 @@ from election_pipeline.defs.retention import build_retention
 from election_pipeline.stages import quality
 from election_pipeline.stages.alerts import publish_alerts
 from election_pipeline.stages.retention import RetentionPolicy, apply_retention
+from election_pipeline_tests.builders import FULL_CHECK_EVERY_MINUTES
 from election_pipeline_tests.builders import Workspace as SettingsWorkspace
 from election_pipeline_tests.stages.conftest import bsi, export_line, make_workspace, ms, vote
 
@@ -87,7 +88,7 @@ def _checks_pass(ws) -> None:
         quality.hourly_totals_reconcile,
         quality.every_transaction_in_a_known_hour,
     ):
-        result = check(ws.duck, ws.engine)
+        result = check(ws.duck, ws.engine, full_every_minutes=FULL_CHECK_EVERY_MINUTES)
         assert result.passed, (check.__name__, result.summary, result.figures)
 
 
