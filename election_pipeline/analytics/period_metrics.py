@@ -1,4 +1,4 @@
-"""Metrics in depth, read from the operational ``hourly_stats`` table (seed 003).
+"""Metrics in depth, read from the operational ``hourly_stats`` table (docs/data-model.md#metrics).
 
 Everything here answers a question an observer asks about one constituency or one whole
 election, over any time range:

@@ -81,7 +81,7 @@ def raw_transactions(
     warehouse: WarehouseResource,
     ops_db: OperationalDatabaseResource,
 ) -> dg.MaterializeResult:
-    """Every transaction of the export files, parsed once (DATA_CONTRACT.md).
+    """Every transaction of the export files, parsed once (format and rules: docs/input-format.md).
 
     New files in the input folder are parsed into the DuckDB raw store and the operational
     ``transactions`` table (without encrypted ballots). Bad lines are kept in

@@ -1,4 +1,4 @@
-"""The retention job and its schedule: the data retention policy of seed 000 (see
+"""The retention job and its schedule: the data retention policy (docs/data-model.md#retention; see
 ``stages/retention.py``), applied every night (``ELECTION_RETENTION_CRON``) with the periods
 of the ``ELECTION_RETAIN_*`` settings. Each run reports what it removed."""
 

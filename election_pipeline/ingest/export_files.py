@@ -1,4 +1,4 @@
-"""Reading export files: ``.csv`` files and ``.zip`` archives of them (DATA_CONTRACT.md §1).
+"""Reading export files: ``.csv`` files and ``.zip`` archives of them (docs/input-format.md#file-types).
 
 Nothing is ever extracted to disk: archive members are streamed from memory, so a member
 name is never used as a path. Archives with path-like member names (``../``, absolute
@@ -67,7 +67,7 @@ def file_sha256(path: Path) -> str:
 
 
 def contract_id_from_name(name: str) -> str:
-    """The contract (constituency) id: the file name up to its first ``_`` (§1)."""
+    """The contract (constituency) id: the file name up to its first ``_`` (docs/input-format.md#file-names)."""
     base = PurePosixPath(name).name
     stem = base.split("_", 1)[0] if "_" in base else base.rsplit(".", 1)[0]
     if not _CONTRACT_ID.match(stem):

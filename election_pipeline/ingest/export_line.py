@@ -1,4 +1,4 @@
-"""Parser for one line of the official 12-field transaction export (DATA_CONTRACT.md §2-§4).
+"""Parser for one line of the official 12-field transaction export (docs/input-format.md#export-line).
 
 A line is ``nestedTxId;type;signature;version;ts;senderPublicKey;fee;feeAssetId;params;diff;extra;rollback``.
 The first eight fields never contain ``;``. ``params``, ``diff`` and ``extra`` are JSON whose

@@ -1,4 +1,4 @@
-"""Deciding when a file in the drop folder is complete (DATA_CONTRACT.md §1).
+"""Deciding when a file in the drop folder is complete (docs/input-format.md#settling).
 
 A file still being copied keeps changing. The sensor remembers each file's size and
 modification time; a file is ready once they have not changed for ``settle_seconds``

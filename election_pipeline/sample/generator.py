@@ -1,4 +1,4 @@
-"""A small, deterministic sample election in the official export format (DATA_CONTRACT.md).
+"""A small, deterministic sample election in the official export format (docs/input-format.md).
 
 :func:`generate_sample` writes one ``.csv`` per constituency (contract) per UTC hour into the
 drop folder, packs a few of them into ``.zip`` archives (one nested one level), and writes the
@@ -25,7 +25,7 @@ count. The list of anomalies is returned in :attr:`SampleSummary.anomalies` and 
 The returned :class:`SampleSummary` holds the ground truth, computed from the generator's own
 list of transactions (never by reading the files back): per constituency and UTC hour the
 bulletins issued, votes cast, revotes and transaction count the pipeline must arrive at when it
-follows the counting rules of DATA_CONTRACT.md §4.
+follows the counting rules of docs/input-format.md#counting-rules.
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ _CANDIDATES = 4
 
 @dataclass(slots=True)
 class HourlyFigures:
-    """Ground truth for one constituency and one UTC hour (DATA_CONTRACT.md §4)."""
+    """Ground truth for one constituency and one UTC hour (docs/input-format.md#counting-rules)."""
 
     bulletins_issued: int = 0
     votes_cast: int = 0
@@ -1219,7 +1219,8 @@ def _add_rollbacks(
 
 
 def _ground_truth(c: _Contract) -> tuple[dict[datetime, HourlyFigures], ConstituencyTotals]:
-    """DATA_CONTRACT.md §4 over the generator's own transactions (rollbacks already marked)."""
+    """The counting rules (docs/input-format.md#counting-rules) over the generator's own
+    transactions (rollbacks already marked)."""
     hourly: dict[datetime, HourlyFigures] = {}
     standing = [tx for tx in c.txs if not tx.rolled_back]
     for tx in standing:

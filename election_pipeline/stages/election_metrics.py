@@ -1,7 +1,7 @@
 """Election-metrics stage: the figures of each whole election, and the dashboard summary.
 
-One row per election in ``election_metrics`` (seed 003's election and dashboard endpoints,
-served from the operational database):
+One row per election in ``election_metrics`` (the election and dashboard figures, served from
+the operational database; docs/data-model.md#metrics):
 
 * totals over the election's constituencies: registered voters, bulletins issued, voters,
   revotes, rejected and all transactions, participation (voters / registered × 100, over
@@ -346,7 +346,7 @@ def stored_election_metrics(engine: Engine, election_id: str) -> dict[str, Any]:
 
 
 def dashboard_summary(engine: Engine) -> dict[str, Any]:
-    """The all-elections dashboard (seed 003 ``/metrics/dashboard/summary``), read live:
+    """The all-elections dashboard (docs/data-model.md#metrics), read live:
     elections by status, constituencies (and contracts no reference file knows), totals,
     participation (over constituencies with registered voters), open alerts by severity and rule, files and rejected lines, and one line per election
     from ``election_metrics``."""

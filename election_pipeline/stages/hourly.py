@@ -57,8 +57,8 @@ def participation(votes: float, registered: float) -> float:
 
 def registered_voters(constituencies: pd.DataFrame, totals: pd.DataFrame) -> pd.DataFrame:
     """Registered voters per constituency: the reference figure when it gives one, else the
-    voters the chain registered with ``addVotersList``, else 0 (DATA_CONTRACT §6). A contract
-    that no reference file knows has none, so its participation is 0 (§7).
+    voters the chain registered with ``addVotersList``, else 0 (docs/input-format.md#counting-rules). A contract
+    that no reference file knows has none, so its participation is 0 (docs/input-format.md#reference-data).
 
     Returns columns ``id``, ``registered``, ``source``.
     """

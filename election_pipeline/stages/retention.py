@@ -1,4 +1,4 @@
-"""Retention stage: the data retention policy of seed 000, applied to both stores.
+"""Retention stage: the data retention policy (docs/data-model.md#retention), applied to both stores.
 
 | data | kept | then |
 |---|---|---|

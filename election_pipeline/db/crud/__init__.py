@@ -1,4 +1,4 @@
-"""CRUD over the operational database (seed 002 §3): one class per entity, each built
+"""CRUD over the operational database (docs/data-model.md#crud): one class per entity, each built
 from a SQLAlchemy session, e.g. ``AlertCRUD(session).set_status(alert_id, "resolved")``."""
 
 from .alert import AlertCRUD

@@ -1,4 +1,4 @@
-"""Alert CRUD (seed 002 §3.5) and the analyst's actions: notes, assignment, status, snooze."""
+"""Alert CRUD (docs/data-model.md#crud) and the analyst's actions: notes, assignment, status, snooze."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Generic CRUD over one model, for the analyst-facing paths (seed 002 §3.1).
+"""Generic CRUD over one model, for the analyst-facing paths (docs/data-model.md#crud).
 
 Every write commits. A failed commit is rolled back before the error is re-raised, so the
 session stays usable. The pipeline's bulk paths do not go through here.

@@ -1,4 +1,4 @@
-"""Constituency CRUD (seed 002 §3.3)."""
+"""Constituency CRUD (docs/data-model.md#crud)."""
 
 from __future__ import annotations
 

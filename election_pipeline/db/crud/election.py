@@ -1,4 +1,4 @@
-"""Election CRUD (seed 002 §3.2)."""
+"""Election CRUD (docs/data-model.md#crud)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""FileProcessingJob CRUD (seed 002 §3.7)."""
+"""FileProcessingJob CRUD (docs/data-model.md#crud)."""
 
 from __future__ import annotations
 

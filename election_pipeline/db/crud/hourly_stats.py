@@ -1,4 +1,4 @@
-"""HourlyStats CRUD (seed 002 §3.6)."""
+"""HourlyStats CRUD (docs/data-model.md#crud)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Transaction CRUD (seed 002 §3.4)."""
+"""Transaction CRUD (docs/data-model.md#crud)."""
 
 from __future__ import annotations
 

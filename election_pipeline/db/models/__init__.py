@@ -1,4 +1,4 @@
-"""SQLAlchemy models of the operational database (seeds 000-003)."""
+"""SQLAlchemy models of the operational database (docs/data-model.md)."""
 
 from .alert import Alert
 from .base import Base, TimestampMixin, UUIDMixin, utcnow

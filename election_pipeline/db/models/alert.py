@@ -1,4 +1,4 @@
-"""Alert: a detected anomaly or data problem that an observer should look at (seed 000)."""
+"""Alert: a detected anomaly or data problem that an observer should look at (docs/data-model.md#alert)."""
 
 from __future__ import annotations
 

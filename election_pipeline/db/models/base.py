@@ -1,4 +1,4 @@
-"""Declarative base and the mixins every operational table shares (seed 002 §1.1-1.3).
+"""Declarative base and the mixins every operational table shares (docs/data-model.md#conventions).
 
 All datetimes in the operational database are naive and in UTC.
 """

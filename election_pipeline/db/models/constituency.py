@@ -1,4 +1,4 @@
-"""Constituency: a voting district with its own smart contract (seed 000)."""
+"""Constituency: a voting district with its own smart contract (docs/data-model.md#constituency)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Election: an election event holding constituencies (seed 000)."""
+"""Election: an election event holding constituencies (docs/data-model.md#election)."""
 
 from __future__ import annotations
 

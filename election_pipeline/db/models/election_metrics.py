@@ -1,4 +1,4 @@
-"""ElectionMetrics: the election-level figures the dashboard serves (seed 003)."""
+"""ElectionMetrics: the election-level figures the dashboard serves (docs/data-model.md#metrics)."""
 
 from __future__ import annotations
 

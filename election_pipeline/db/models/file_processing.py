@@ -53,7 +53,7 @@ class FileLedgerEntry(Base):
 
 
 class RejectedRow(UUIDMixin, Base):
-    """A line that could not be counted: where it was, why, and its text (DATA_CONTRACT §7)."""
+    """A line that could not be counted: where it was, why, and its text (docs/input-format.md#bad-input)."""
 
     __tablename__ = "rejected_rows"
     __table_args__ = (

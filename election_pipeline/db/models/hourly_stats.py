@@ -1,4 +1,4 @@
-"""HourlyStats: one constituency's figures for one UTC hour (seeds 000 and 003)."""
+"""HourlyStats: one constituency's figures for one UTC hour (docs/data-model.md#hourlystats)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Transaction: one blockchain transaction of a constituency's contract (seed 000, DATA_CONTRACT §2-4)."""
+"""Transaction: one blockchain transaction of a constituency's contract (docs/data-model.md#transaction)."""
 
 from __future__ import annotations
 

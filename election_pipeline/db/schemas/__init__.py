@@ -1,4 +1,4 @@
-"""Pydantic schemas of the operational database (seed 002 §2): Base/Create/Update/Response per
+"""Pydantic schemas of the operational database (docs/data-model.md#schemas): Base/Create/Update/Response per
 entity, the allowed values as constants, and the shared validators."""
 
 from .alert import (

@@ -1,4 +1,4 @@
-"""Alert schemas (seed 002 §2.5, §6.4).
+"""Alert schemas (docs/data-model.md#schemas).
 
 ``notes`` is a list of :class:`AlertNote` dicts
 ``{"at": ISO UTC time, "text": ..., "author": ...}``.

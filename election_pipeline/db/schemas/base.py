@@ -1,4 +1,4 @@
-"""Base schema and the validators every entity schema shares (seed 002 §2.1, §6).
+"""Base schema and the validators every entity schema shares (docs/data-model.md#schemas).
 
 Every datetime stored in the operational database is naive UTC. :data:`UTCDateTime`
 turns timezone-aware input into naive UTC and keeps naive input as it is (it is taken

@@ -1,4 +1,4 @@
-"""Constituency schemas (seed 002 §2.3, §6.2). The id is the contract id (base58)."""
+"""Constituency schemas (docs/data-model.md#schemas). The id is the contract id (base58)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Election schemas (seed 002 §2.2, §6.1; fields of seed 000).
+"""Election schemas (docs/data-model.md#schemas; fields: docs/data-model.md#election).
 
 ``start_date``/``end_date`` are stored as naive UTC. On input, timezone-aware values are
 converted to UTC, and **naive values are local time in the election's ``timezone``**

@@ -1,4 +1,4 @@
-"""FileProcessingJob schemas (seed 002 §2.7): one attempt at one input file."""
+"""FileProcessingJob schemas (docs/data-model.md#schemas): one attempt at one input file."""
 
 from __future__ import annotations
 

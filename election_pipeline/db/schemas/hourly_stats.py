@@ -1,4 +1,4 @@
-"""HourlyStats schemas (seed 002 §2.6, seed 003 §3.1.2): one constituency, one UTC hour."""
+"""HourlyStats schemas (docs/data-model.md#schemas): one constituency, one UTC hour."""
 
 from __future__ import annotations
 

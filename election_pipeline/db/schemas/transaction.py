@@ -1,4 +1,4 @@
-"""Transaction schemas (seed 002 §2.4, §6.3; DATA_CONTRACT §2-4).
+"""Transaction schemas (docs/data-model.md#schemas; docs/input-format.md#export-line).
 
 ``type`` is the contract operation in its canonical spelling (``vote``, ``blindSigIssue``,
 ...). ``block_height`` is optional: the official export carries none.

@@ -1,6 +1,6 @@
 """Baseline schema of the operational database.
 
-The tables of seeds 000-003 (elections, constituencies,
+The tables of docs/data-model.md (elections, constituencies,
 transactions, alerts, hourly_stats, file_processing_jobs, election_metrics) plus the file
 ledger and rejected rows. Generated from the models and checked against them by
 ``election_pipeline_tests/storage/test_migrations.py``.
