@@ -528,7 +528,7 @@ def duckdb_floor(input_glob: str, results: list[Measure]) -> Any:
 def orm_one_at_a_time(
     ws: Workspace, files: list[Path], sample_lines: int, total_lines: int, results: list[Measure], label: str
 ) -> None:
-    """The seed system's way: parse, then one ORM object per row, flushed one by one."""
+    """The plain ORM way: parse, then one ORM object per row, flushed one by one."""
     from sqlalchemy.orm import Session
 
     from election_pipeline.db.models import Constituency, Transaction

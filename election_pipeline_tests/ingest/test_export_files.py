@@ -1,4 +1,4 @@
-"""iter_export_lines / FileRefused: reading .csv exports and .zip archives of them (DATA_CONTRACT §1, §7).
+"""iter_export_lines / FileRefused: reading .csv and .zip exports (docs/input-format.md#file-types, #bad-input).
 
 Real files in tmp_path; expectations worked out by hand in the comments.
 """

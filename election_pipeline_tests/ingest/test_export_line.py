@@ -1,4 +1,4 @@
-"""parse_line: one line of the official 12-field export (DATA_CONTRACT.md §2-§4).
+"""parse_line: one line of the official 12-field export (docs/input-format.md#export-line).
 
 Lines are built by hand here; every expectation is worked out in the comment next to it.
 """

@@ -1,7 +1,7 @@
 """The sample-election generator: real files in tmp_path, read back with the real parser.
 
 The ground truth in :class:`SampleSummary` comes from the generator's own event list; here it
-is checked against a small, straightforward counter that follows DATA_CONTRACT.md §4 over the
+is checked against a small, straightforward counter that follows docs/input-format.md#counting-rules over the
 lines parsed from the written files.
 """
 
@@ -87,7 +87,7 @@ def _file_hour(source: str) -> datetime:
 
 
 def reference_counter(rows: list[Row]) -> list[dict]:
-    """DATA_CONTRACT.md §4, the plain way: dedupe by tx id, drop rolled-back ids, bucket by
+    """docs/input-format.md#counting-rules, the plain way: dedupe by tx id, drop rolled-back ids, bucket by
     UTC hour, count the bulletins of accepted blindSigIssue, the first accepted vote of a key
     as a vote and its later accepted votes as revotes; every standing transaction once."""
     transactions: dict[tuple[str, str], ParsedTransaction] = {}

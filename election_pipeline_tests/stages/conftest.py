@@ -1,6 +1,6 @@
 """Shared fixtures for the stage tests: a real workspace in tmp_path, a real SQLite file
 (or a PostgreSQL schema: ``db_url``) for the operational database, a real DuckDB file for the raw store, and helpers that build
-official 12-field export lines by hand (DATA_CONTRACT.md §2).
+official 12-field export lines by hand (docs/input-format.md#export-line).
 
 Nothing of ``election_pipeline`` is mocked: every test writes real files into ``input/``
 and runs the real stages (``ingest_folder`` -> ``publish_hourly_stats`` -> ``publish_metrics``).
@@ -177,7 +177,7 @@ def rollback_of(line: str) -> str:
 
 
 def file_name(contract: str, h: int, day: int = 6, tag: str = "") -> str:
-    """``<contract>_<date>_<HH00>-<HH+1 00>[tag].csv`` (DATA_CONTRACT §1)."""
+    """``<contract>_<date>_<HH00>-<HH+1 00>[tag].csv`` (docs/input-format.md#file-names)."""
     return f"{contract}_2024-09-{day:02d}_{h:02d}00-{h + 1:02d}00{tag}.csv"
 
 

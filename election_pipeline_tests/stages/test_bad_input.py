@@ -1,4 +1,4 @@
-"""Bad input (DATA_CONTRACT.md §7): nothing lost, nothing double-counted, every problem explained.
+"""Bad input (docs/input-format.md#bad-input): nothing lost, nothing double-counted, every problem explained.
 
 Real files in a tmp workspace, the real stages, results read from the operational database.
 Tuples from ``ws.hourly_figures`` are
@@ -458,7 +458,7 @@ def test_unknown_contract_with_addvoterslist_still_has_participation_zero(ws):
     _, metrics = ws.publish()
     c = ws.constituency(CX)
     assert c["votes_cast"] == 2  # K1, K2
-    # §7: flagged unknown, no registered voters -> participation 0 (the alert says the same)
+    # docs/input-format.md#bad-input: flagged unknown, no registered voters -> participation 0 (the alert says the same)
     alert = next(f for f in metrics.findings if f.rule == "unknown_constituency")
     assert "no registered voters, so its participation is 0" in alert.description
     assert (c["registered_voters"], c["participation_rate"]) == (0, 0.0)  # actual: (10, 20.0) = 2 / 10

@@ -1,4 +1,4 @@
-"""Counting rules of DATA_CONTRACT.md §4, end to end.
+"""Counting rules of docs/input-format.md#counting-rules, end to end.
 
 Each test writes hand-built export files into ``input/``, runs the real stages
 (``ingest_folder`` -> ``publish_hourly_stats`` -> ``publish_metrics``) and reads the figures

@@ -1,5 +1,5 @@
-"""Re-runs and crashes (DATA_CONTRACT.md §7: "re-running gives exactly the same database as one
-clean run").
+"""Re-runs and crashes (docs/input-format.md#bad-input: a run killed anywhere and run again ends with exactly
+the database of one clean run).
 
 One small dataset (two contracts, a rollback, an overlapping export, a bad line, a binary
 file) is run in a clean workspace and compared with workspaces where a run was interrupted.

@@ -1,4 +1,4 @@
-"""The retention policy (seed 000): transactions kept for the election plus 30 days, hourly
+"""The retention policy (docs/data-model.md#retention): transactions kept for the election plus 30 days, hourly
 statistics a year, file jobs 90 days, alerts forever. A test that nothing younger than a
 cut-off is touched, that it reports what it removed, that the published figures of the
 constituencies whose transactions went stay the same and the checks stay green, and that
