@@ -1,7 +1,7 @@
 """Stored figures per constituency, kept up to date from the change log.
 
 The hourly figures and the whole-election totals of every constituency (the SQL of
-:mod:`election_pipeline.analytics.aggregation`) are kept in DuckDB tables
+:mod:`election_pipeline.analytics.counting_sql`) are kept in DuckDB tables
 (``cached_hourly``, ``cached_totals``). :func:`refresh` recomputes them only for the
 constituencies the change log (:mod:`election_pipeline.analytics.change_log`) names since
 the last refresh, in one DuckDB transaction together with the refresh's mark: the tables
@@ -24,6 +24,7 @@ import duckdb
 import pandas as pd
 
 from election_pipeline.analytics import change_log
+from election_pipeline.analytics.counting_sql import LIVE, LIVE_HOURLY_SQL, LIVE_TOTALS_SQL
 
 #: The reader name of the cache in ``change_marks``.
 MARK = "figure_cache"
@@ -79,8 +80,6 @@ def ensure_cache(conn: duckdb.DuckDBPyConnection) -> None:
 
 def refresh(conn: duckdb.DuckDBPyConnection) -> Refresh:
     """Bring the cached figures up to date with the raw store (see the module's description)."""
-    from election_pipeline.analytics.aggregation import LIVE, LIVE_HOURLY_SQL, LIVE_TOTALS_SQL
-
     ensure_cache(conn)
     upto = change_log.catch_up(conn)
     mark = change_log.mark_of(conn, MARK)

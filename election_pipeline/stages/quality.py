@@ -21,7 +21,7 @@ import duckdb
 from sqlalchemy import Engine, and_, func, or_, select
 
 from election_pipeline.analytics import change_log
-from election_pipeline.analytics.aggregation import LIVE
+from election_pipeline.analytics.counting_sql import LIVE
 from election_pipeline.analytics.raw_store import retired_constituency_ids
 from election_pipeline.db.models import Constituency, Election, HourlyStats, Transaction, utcnow
 

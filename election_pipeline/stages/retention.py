@@ -31,7 +31,7 @@ import duckdb
 from sqlalchemy import Engine, delete, func, select, update
 
 from election_pipeline.analytics import change_log
-from election_pipeline.analytics.aggregation import LIVE_HOURLY_SQL, LIVE_TOTALS_SQL
+from election_pipeline.analytics.counting_sql import LIVE_HOURLY_SQL, LIVE_TOTALS_SQL
 from election_pipeline.db.bulk import chunks
 from election_pipeline.db.models import (
     Constituency,
