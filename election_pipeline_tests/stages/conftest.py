@@ -41,7 +41,6 @@ from election_pipeline_tests.builders import INGEST_LIMITS, THRESHOLDS
 # --------------------------------------------------------------------------------------
 
 EPOCH = datetime(1970, 1, 1)
-DAY = datetime(2024, 9, 6)
 CALL_EXTRA = {"contractVersion": 1}
 SERVICE_KEY = "ServiceKey1111111111111111111111111111111111"
 
