@@ -400,7 +400,7 @@ def test_late_file_with_an_earlier_vote_moves_the_first_vote(ws):
 
 
 def test_participation_is_rounded_to_four_decimals(ws):
-    ws.write_reference(  # listed, with no registered voters: they come from addVotersList (§6)
+    ws.write_reference(  # listed without registered voters: from addVotersList (docs/input-format.md#reference-data)
         ["E1,Test election,RU,parliamentary,2024-09-06T08:00:00,2024-09-08T20:00:00,Europe/Moscow,active,"],
         [f"{C1},E1,North,R1,urban,,active"],
     )
@@ -412,7 +412,7 @@ def test_participation_is_rounded_to_four_decimals(ws):
 
 
 def test_rolled_back_addvoterslist_and_rejected_bulletins_do_not_register_or_count(ws):
-    ws.write_reference(  # listed, with no registered voters: they come from addVotersList (§6)
+    ws.write_reference(  # listed without registered voters: from addVotersList (docs/input-format.md#reference-data)
         ["E1,Test election,RU,parliamentary,2024-09-06T08:00:00,2024-09-08T20:00:00,Europe/Moscow,active,"],
         [f"{C1},E1,North,R1,urban,,active"],
     )
