@@ -1,4 +1,4 @@
-"""The counting rules of DATA_CONTRACT.md §4 as DuckDB SQL over the raw store.
+"""The counting rules of docs/input-format.md#counting-rules as DuckDB SQL over the raw store.
 
 * ``transaction_count``: standing transactions (not rolled back) of the hour, rejected included.
 * ``bulletins_issued``: bulletins (elements of ``data``) of accepted ``blindSigIssue`` transactions.
