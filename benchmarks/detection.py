@@ -56,6 +56,7 @@ from election_pipeline.defs.checks import ALL_CHECKS  # noqa: E402
 from election_pipeline.defs.resources import build_resources  # noqa: E402
 from election_pipeline.sample.generator import ANOMALY_KINDS, SampleSummary, generate_sample  # noqa: E402
 from election_pipeline.settings import load_settings  # noqa: E402
+from election_pipeline.vocabulary import Severity  # noqa: E402
 
 ASSETS = [reference_data, raw_transactions, hourly_stats, constituency_metrics, alerts, *ALL_CHECKS]
 
@@ -203,9 +204,9 @@ def evaluate(results: list[ElectionResult]) -> dict:
             clean += 1
             found = by_constituency[cid]
             severities = {a.severity for a in found}
-            clean_critical += "critical" in severities
-            clean_warning += bool(severities & {"critical", "warning"})
-            clean_info += "info" in severities
+            clean_critical += Severity.CRITICAL in severities
+            clean_warning += bool(severities & {Severity.CRITICAL, Severity.WARNING})
+            clean_info += Severity.INFO in severities
             for rule in sorted({a.rule for a in found}):
                 false_by_rule[rule] += 1
             false_alerts += [f"{r.spec.name}: [{a.severity}] {a.title}" for a in found]

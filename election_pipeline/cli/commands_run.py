@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from election_pipeline.settings import Settings, load_settings
+from election_pipeline.vocabulary import FileJobStatus, Severity
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
 _DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
@@ -51,8 +52,8 @@ def print_summary(settings: Settings, out=None) -> dict[str, object]:
             conn.execute(select(FileProcessingJob.status, func.count()).group_by(FileProcessingJob.status)).all()
         )
         figures: dict[str, object] = {
-            "files_completed": int(jobs.get("completed", 0)),
-            "files_failed": int(jobs.get("failed", 0)),
+            "files_completed": int(jobs.get(FileJobStatus.COMPLETED, 0)),
+            "files_failed": int(jobs.get(FileJobStatus.FAILED, 0)),
             "transactions_stored": int(one(select(func.count()).select_from(Transaction))),
             "transactions_standing": int(one(select(func.count()).where(Transaction.is_rolled_back.is_(False)))),
             "transactions_rolled_back": int(one(select(func.count()).where(Transaction.is_rolled_back.is_(True)))),
@@ -78,11 +79,11 @@ def print_summary(settings: Settings, out=None) -> dict[str, object]:
         ).all()
         critical = conn.execute(
             select(Alert.constituency_id, Alert.type, Alert.title)
-            .where(Alert.severity == "critical")
+            .where(Alert.severity == Severity.CRITICAL)
             .order_by(Alert.constituency_id, Alert.type)
             .limit(10)
         ).all()
-    for sev in ("critical", "warning", "info"):
+    for sev in Severity:
         figures[f"alerts_{sev}"] = int(alerts.get(sev, 0))
 
     w = out.write

@@ -17,6 +17,7 @@ from election_pipeline.stages.hourly import publish_hourly_stats
 from election_pipeline.stages.ingest_files import ingest_folder, ready_files
 from election_pipeline.stages.metrics import publish_metrics
 from election_pipeline.stages.reference import load_reference
+from election_pipeline.vocabulary import OPEN_STATUSES, Severity
 
 from .metadata import check_result, md_table
 from .resources import (
@@ -305,9 +306,7 @@ def alerts(
     with engine.connect() as conn:
         open_by_severity = dict(
             conn.execute(
-                select(Alert.severity, func.count())
-                .where(Alert.status.in_(["active", "investigating"]))
-                .group_by(Alert.severity)
+                select(Alert.severity, func.count()).where(Alert.status.in_(OPEN_STATUSES)).group_by(Alert.severity)
             ).all()
         )
         recent = conn.execute(
@@ -315,7 +314,7 @@ def alerts(
             .order_by(Alert.severity, Alert.detected_at.desc())
             .limit(15)
         ).all()
-    for sev in ("critical", "warning", "info"):
+    for sev in Severity:
         if summary.by_severity.get(sev):
             context.log.info(f"{summary.by_severity[sev]} {sev} alert(s)")
     return dg.MaterializeResult(
@@ -326,9 +325,9 @@ def alerts(
             "reopened": summary.reopened,
             "woken_from_snooze": summary.woken,
             "condition_cleared": summary.cleared,
-            "open_critical": int(open_by_severity.get("critical", 0)),
-            "open_warning": int(open_by_severity.get("warning", 0)),
-            "open_info": int(open_by_severity.get("info", 0)),
+            "open_critical": int(open_by_severity.get(Severity.CRITICAL, 0)),
+            "open_warning": int(open_by_severity.get(Severity.WARNING, 0)),
+            "open_info": int(open_by_severity.get(Severity.INFO, 0)),
             "alerts": md_table(["severity", "rule", "constituency", "status", "title"], recent),
         }
     )

@@ -21,6 +21,8 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from election_pipeline.vocabulary import Severity, SeverityName
+
 from .context import (
     HOUR,
     VotingWindow,
@@ -161,7 +163,7 @@ def unusual_spike(
             z = min(z_registered, z_adjusted)
             if z <= thresholds.warning_z:
                 continue
-            severity = "critical" if z > thresholds.critical_z else "warning"
+            severity: SeverityName = "critical" if z > thresholds.critical_z else "warning"
             h = to_naive(hour)
             findings.append(
                 Finding(
@@ -180,7 +182,7 @@ def unusual_spike(
                     window_end=h + HOUR,
                     statistic=round(float(z), 3),
                     expected=round(float(expected), 3),
-                    threshold=thresholds.critical_z if severity == "critical" else thresholds.warning_z,
+                    threshold=thresholds.critical_z if severity == Severity.CRITICAL else thresholds.warning_z,
                     strength=min(1.0, float(z) / thresholds.critical_z),
                     hours=[h],
                     figures={

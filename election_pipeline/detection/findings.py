@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-SEVERITY_ORDER = {"info": 0, "warning": 1, "critical": 2}
+from election_pipeline.vocabulary import SEVERITY_RANK, SeverityName
 
 #: Which transactions back a finding (the pipeline looks up to 20 of them in the raw store,
 #: inside the finding's window):
@@ -29,7 +29,7 @@ class Finding:
     """
 
     rule: str
-    severity: str
+    severity: SeverityName
     constituency_id: str
     title: str
     description: str
@@ -47,8 +47,8 @@ class Finding:
     higher_is_worse: bool = True
 
     def __post_init__(self) -> None:
-        if self.severity not in SEVERITY_ORDER:
-            raise ValueError(f"severity must be one of {', '.join(SEVERITY_ORDER)} (got {self.severity!r})")
+        if self.severity not in SEVERITY_RANK:
+            raise ValueError(f"severity must be one of {', '.join(SEVERITY_RANK)} (got {self.severity!r})")
         if self.evidence_kind is not None and self.evidence_kind not in EVIDENCE_KINDS:
             raise ValueError(f"evidence_kind must be one of {', '.join(EVIDENCE_KINDS)} (got {self.evidence_kind!r})")
 

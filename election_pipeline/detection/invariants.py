@@ -16,11 +16,13 @@ from datetime import datetime
 
 import pandas as pd
 
+from election_pipeline.vocabulary import Operation
+
 from .context import HOUR, VotingWindow, constituency_names, finish_times, hour_floor, label, to_naive
 from .findings import Finding
 
 #: Operations that cast or enable a vote; only these are checked against the window.
-VOTING_OPERATIONS = ("vote", "blindSigIssue")
+VOTING_OPERATIONS = (Operation.VOTE, Operation.BLIND_SIG_ISSUE)
 
 
 def _fmt(moment: datetime) -> str:
@@ -159,8 +161,8 @@ def _late_finding(
         hours=hours,
         figures={
             "transactions": len(rows),
-            "votes": int(counts.get("vote", 0)),
-            "bulletin_transactions": int(counts.get("blindSigIssue", 0)),
+            "votes": int(counts.get(Operation.VOTE, 0)),
+            "bulletin_transactions": int(counts.get(Operation.BLIND_SIG_ISSUE, 0)),
             "first": times[0].isoformat(),
             "last": times[-1].isoformat(),
             "reference_instant": reference.isoformat(),

@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session
 
 from election_pipeline.db.models import Alert, utcnow
 from election_pipeline.db.schemas.alert import make_note
-from election_pipeline.detection.findings import SEVERITY_ORDER, Finding
+from election_pipeline.detection.findings import Finding
+from election_pipeline.vocabulary import SEVERITY_RANK, AlertStatus, Severity
 
 PIPELINE_AUTHOR = "pipeline"
 
@@ -55,8 +56,8 @@ def _baseline(alert: Alert) -> dict[str, Any]:
 
 def worse_reason(baseline: dict[str, Any], finding: Finding) -> str | None:
     """Why ``finding`` is worse than ``baseline`` (severity and statistic), or None."""
-    old_severity = baseline.get("severity") or "info"
-    if SEVERITY_ORDER[finding.severity] > SEVERITY_ORDER.get(old_severity, 0):
+    old_severity = baseline.get("severity") or Severity.INFO
+    if SEVERITY_RANK[finding.severity] > SEVERITY_RANK.get(old_severity, 0):
         return f"severity rose from {old_severity} to {finding.severity}"
     old_stat = baseline.get("statistic")
     if old_stat is None or finding.statistic is None:
@@ -95,7 +96,7 @@ def publish_alerts(engine: Engine, findings: list[Finding], now: datetime | None
                         fingerprint=f.fingerprint,
                         type=f.rule,
                         severity=f.severity,
-                        status="active",
+                        status=AlertStatus.ACTIVE,
                         title=f.title,
                         description=f.description,
                         details=details,
@@ -106,11 +107,11 @@ def publish_alerts(engine: Engine, findings: list[Finding], now: datetime | None
                 summary.created += 1
                 continue
             notes = list(alert.notes or [])
-            if alert.status == "resolved":
+            if alert.status == AlertStatus.RESOLVED:
                 baseline = _baseline(alert)
                 reason = worse_reason(baseline, f)
                 if reason:
-                    alert.status = "active"
+                    alert.status = AlertStatus.ACTIVE
                     alert.resolved_at = None
                     notes.append(_note(f"Reopened by the pipeline: {reason} since it was resolved.", now))
                     summary.reopened += 1
@@ -144,9 +145,9 @@ def publish_alerts(engine: Engine, findings: list[Finding], now: datetime | None
 
 def _wake(alert: Alert, notes: list[dict[str, Any]], now: datetime) -> bool:
     """A snoozed alert whose snooze has ended becomes active again (note appended)."""
-    if alert.status != "snoozed" or alert.snoozed_until is None or alert.snoozed_until > now:
+    if alert.status != AlertStatus.SNOOZED or alert.snoozed_until is None or alert.snoozed_until > now:
         return False
     notes.append(_note(f"Snooze ended at {alert.snoozed_until.isoformat()} UTC; active again.", now))
-    alert.status = "active"
+    alert.status = AlertStatus.ACTIVE
     alert.snoozed_until = None
     return True

@@ -44,9 +44,7 @@ from election_pipeline.db.models import (
     RejectedRow,
     utcnow,
 )
-
-OPEN_STATUSES = ("active", "investigating")
-SEVERITIES = ("critical", "warning", "info")
+from election_pipeline.vocabulary import OPEN_STATUSES, ConstituencyStatus, Severity
 
 FIGURES = [
     "total_constituencies",
@@ -157,7 +155,7 @@ def election_figures(
     latest = members["last_ts"].max() if len(members) else pd.NaT
     clock = None if pd.isna(latest) else (min(latest, end) if end is not None else latest)
     cutoff = clock - timedelta(hours=offline_after_hours) if clock is not None else None
-    marked_offline = members["status"] == "offline"
+    marked_offline = members["status"] == ConstituencyStatus.OFFLINE
     has_data = members["last_ts"].notna()
     recent = has_data & (members["last_ts"] >= cutoff) if cutoff is not None else has_data
     reporting = recent & ~marked_offline
@@ -167,7 +165,7 @@ def election_figures(
     mine = alerts[alerts["constituency_id"].isin(set(members["id"]))]
     by_severity = mine.groupby("severity")["n"].sum().to_dict()
     by_type = {str(k): int(v) for k, v in sorted(mine.groupby("type")["n"].sum().to_dict().items())}
-    critical_ids = sorted(set(mine.loc[mine["severity"] == "critical", "constituency_id"]))
+    critical_ids = sorted(set(mine.loc[mine["severity"] == Severity.CRITICAL, "constituency_id"]))
 
     registered = int(members["registered_voters"].sum())
     votes = int(members["votes_cast"].sum())
@@ -240,7 +238,7 @@ def election_figures(
             "lowest": [_brief(r) for r in with_voters.head(5).itertuples()],
             "highest": [_brief(r) for r in with_voters.iloc[::-1].head(5).itertuples()],
         },
-        "open_alerts": {s: int(by_severity.get(s, 0)) for s in SEVERITIES},
+        "open_alerts": {s.value: int(by_severity.get(s, 0)) for s in Severity},
         "open_alerts_by_rule": by_type,
         "most_anomalous": [_brief(r) for r in ranked[ranked["anomaly_score"] > 0].head(5).itertuples()],
         "constituencies_with_critical_alerts": critical_ids[:20],
@@ -266,9 +264,9 @@ def election_figures(
         "issued_not_voted": bulletins - votes,
         "first_activity": None if pd.isna(first) else pd.Timestamp(first).to_pydatetime(),
         "last_activity": None if pd.isna(latest) else pd.Timestamp(latest).to_pydatetime(),
-        "open_alerts_critical": int(by_severity.get("critical", 0)),
-        "open_alerts_warning": int(by_severity.get("warning", 0)),
-        "open_alerts_info": int(by_severity.get("info", 0)),
+        "open_alerts_critical": int(by_severity.get(Severity.CRITICAL, 0)),
+        "open_alerts_warning": int(by_severity.get(Severity.WARNING, 0)),
+        "open_alerts_info": int(by_severity.get(Severity.INFO, 0)),
         "summary": summary,
     }
 
@@ -411,7 +409,7 @@ def dashboard_summary(engine: Engine) -> dict[str, Any]:
         "votes_cast": votes,
         "transaction_count": transactions,
         "participation_rate": _participation(int(counted_votes), registered),
-        "open_alerts": {s: int(open_sev.get(s, 0)) for s in SEVERITIES},
+        "open_alerts": {s.value: int(open_sev.get(s, 0)) for s in Severity},
         "open_alerts_by_rule": {str(k): int(v) for k, v in sorted(open_rule.items())},
         "alerts_by_status": {str(k): int(v) for k, v in sorted(all_status.items())},
         "files": {str(k): int(v) for k, v in sorted(files.items())},

@@ -21,6 +21,7 @@ from election_pipeline.analytics.aggregation import constituency_totals, hourly_
 from election_pipeline.db.bulk import chunks, insert_ignore, update_by_key
 from election_pipeline.db.models import Constituency, HourlyStats, utcnow
 from election_pipeline.db.models.base import new_uuid
+from election_pipeline.vocabulary import RegisteredVotersSource
 
 FIGURES = [
     "election_id",
@@ -67,12 +68,12 @@ def registered_voters(constituencies: pd.DataFrame, totals: pd.DataFrame) -> pd.
     )
     rows = []
     for rec in constituencies.itertuples(index=False):
-        if rec.registered_voters_source == "reference" and rec.registered_voters > 0:
-            rows.append((rec.id, int(rec.registered_voters), "reference"))
+        if rec.registered_voters_source == RegisteredVotersSource.REFERENCE and rec.registered_voters > 0:
+            rows.append((rec.id, int(rec.registered_voters), RegisteredVotersSource.REFERENCE))
         elif rec.in_reference and chain.get(rec.id, 0) > 0:
-            rows.append((rec.id, int(chain[rec.id]), "addVotersList"))
+            rows.append((rec.id, int(chain[rec.id]), RegisteredVotersSource.ADD_VOTERS_LIST))
         else:
-            rows.append((rec.id, 0, "none"))
+            rows.append((rec.id, 0, RegisteredVotersSource.NONE))
     return pd.DataFrame(rows, columns=["id", "registered", "source"])
 
 

@@ -24,6 +24,7 @@ from election_pipeline.analytics import change_log
 from election_pipeline.analytics.counting_sql import LIVE
 from election_pipeline.analytics.raw_store import retired_constituency_ids
 from election_pipeline.db.models import Constituency, Election, HourlyStats, Transaction, utcnow
+from election_pipeline.detection.invariants import VOTING_OPERATIONS
 
 
 @dataclass
@@ -306,7 +307,7 @@ def participation_at_most_100(engine: Engine) -> QualityResult:
 def timestamps_within_voting_window(engine: Engine) -> QualityResult:
     """Bulletins and votes outside their election's voting window (kept and counted, but reported)."""
     window = and_(
-        Transaction.type.in_(["vote", "blindSigIssue"]),
+        Transaction.type.in_(VOTING_OPERATIONS),
         Transaction.is_rolled_back.is_(False),
         or_(Transaction.timestamp < Election.start_date, Transaction.timestamp >= Election.end_date),
     )

@@ -40,10 +40,11 @@ from sqlalchemy import Engine, select
 
 from election_pipeline.analytics import period_metrics as pm
 from election_pipeline.db.models import Alert, Constituency, Election, ElectionMetrics, utcnow
+from election_pipeline.vocabulary import OPEN_STATUSES, SEVERITY_RANK, AlertStatus, Severity
 
 from .election_metrics import compute_election_metrics
 
-SEVERITY_COLOURS = {"critical": "#c62828", "warning": "#ef8f00", "info": "#1e88e5"}
+SEVERITY_COLOURS = {Severity.CRITICAL: "#c62828", Severity.WARNING: "#ef8f00", Severity.INFO: "#1e88e5"}
 HIGHLIGHT_COLOURS = ["#c62828", "#6a1b9a", "#00838f", "#ef6c00", "#2e7d32", "#ad1457"]
 DPI = 90
 
@@ -302,11 +303,10 @@ def alert_timeline_chart(data: _ElectionData) -> Chart:
     else:
         origin, finish = pd.Timestamp(data.election.start_date), pd.Timestamp(data.election.end_date)
     y_of = {(c, t): i for i, (_, c, t) in enumerate(lanes)}
-    order = {"info": 0, "warning": 1, "critical": 2}
-    for rec in sorted(alerts.itertuples(), key=lambda r: order.get(r.severity, 0)):
+    for rec in sorted(alerts.itertuples(), key=lambda r: SEVERITY_RANK.get(r.severity, 0)):
         details = rec.details or {}
         colour = SEVERITY_COLOURS.get(rec.severity, "#607d8b")
-        alpha = 0.35 if rec.status == "resolved" else 0.9
+        alpha = 0.35 if rec.status == AlertStatus.RESOLVED else 0.9
         start, end = details.get("window_start"), details.get("window_end")
         y = y_of[(rec.constituency_id, rec.type)]
         if start:
@@ -476,7 +476,7 @@ def render_html(data: _ElectionData, figures: dict[str, Any], charts: list[Chart
         for label, value in cards
     )
     members = data.members.sort_values(["anomaly_score", "participation_rate", "id"], ascending=[False, False, True])
-    open_by_c = data.alerts[data.alerts["status"].isin(["active", "investigating"])].groupby("constituency_id").size()
+    open_by_c = data.alerts[data.alerts["status"].isin(OPEN_STATUSES)].groupby("constituency_id").size()
     c_rows = [
         [
             r.name,
@@ -492,8 +492,10 @@ def render_html(data: _ElectionData, figures: dict[str, Any], charts: list[Chart
         for r in members.head(300).itertuples()
     ]
     names = data.members.set_index("id")["name"].to_dict()
-    order = {"critical": 0, "warning": 1, "info": 2}
-    a_sorted = sorted(data.alerts.itertuples(), key=lambda r: (order.get(r.severity, 3), str(r.constituency_id)))
+    # The most severe first (an unknown severity last), then by constituency.
+    a_sorted = sorted(
+        data.alerts.itertuples(), key=lambda r: (-SEVERITY_RANK.get(r.severity, -1), str(r.constituency_id))
+    )
     a_rows = [
         [
             (r.severity, f"sev-{r.severity}"),

@@ -43,6 +43,7 @@ from election_pipeline.db.models import (
     Transaction,
     utcnow,
 )
+from election_pipeline.vocabulary import FileJobStatus
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +244,9 @@ def apply_retention(
     with engine.begin() as conn:
         old_jobs = list(
             conn.execute(
-                select(FileProcessingJob.id).where(FileProcessingJob.status != "processing", ended < jobs_cutoff)
+                select(FileProcessingJob.id).where(
+                    FileProcessingJob.status != FileJobStatus.PROCESSING, ended < jobs_cutoff
+                )
             ).scalars()
         )
         removed_rejected = removed_jobs = 0
@@ -258,7 +261,7 @@ def apply_retention(
             )
         report.kept["unfinished file jobs older than the period"] = int(
             conn.execute(
-                select(func.count()).where(FileProcessingJob.status == "processing", ended < jobs_cutoff)
+                select(func.count()).where(FileProcessingJob.status == FileJobStatus.PROCESSING, ended < jobs_cutoff)
             ).scalar_one()
         )
     report.removed["file_processing_jobs"] = removed_jobs

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Select, and_, case, or_, select
 
+from ...vocabulary import SEVERITY_RANK, AlertStatus
 from ..models import Alert
 from ..schemas.alert import (
     ALERT_SEVERITIES,
@@ -18,18 +19,19 @@ from ..schemas.alert import (
 from ..schemas.base import check_choice, to_naive_utc, utc_now
 from .base import BaseCRUD, NotFoundError
 
-_SEVERITY_ORDER = case({s: i for i, s in enumerate(ALERT_SEVERITIES)}, value=Alert.severity, else_=99)
+#: Sorts the most severe first (an unknown severity last).
+_SEVERITY_ORDER = case(SEVERITY_RANK, value=Alert.severity, else_=-1).desc()
 
 
 def _status_values(alert: Alert, status: str) -> dict[str, Any]:
     """Side effects of moving ``alert`` to ``status``."""
     values: dict[str, Any] = {"status": status}
-    if status == "resolved":
-        already = alert.status == "resolved" and alert.resolved_at is not None
+    if status == AlertStatus.RESOLVED:
+        already = alert.status == AlertStatus.RESOLVED and alert.resolved_at is not None
         values["resolved_at"] = alert.resolved_at if already else utc_now()
     else:
         values["resolved_at"] = None
-    if status != "snoozed":
+    if status != AlertStatus.SNOOZED:
         values["snoozed_until"] = None
     return values
 
@@ -116,11 +118,11 @@ class AlertCRUD(BaseCRUD[Alert, AlertCreate, AlertUpdate]):
         """Alerts that need attention: status ``active``, plus ``snoozed`` ones whose
         ``snoozed_until`` has passed."""
         snooze_over = and_(
-            Alert.status == "snoozed",
+            Alert.status == AlertStatus.SNOOZED,
             Alert.snoozed_until.is_not(None),
             Alert.snoozed_until <= utc_now(),
         )
-        return self._ordered(select(Alert).where(or_(Alert.status == "active", snooze_over)))
+        return self._ordered(select(Alert).where(or_(Alert.status == AlertStatus.ACTIVE, snooze_over)))
 
     def add_note(self, *, id: str, note: str, author: str | None = None) -> Alert:
         """Append ``{"at": now (ISO UTC), "text": note, "author": author}`` to the notes."""
@@ -150,7 +152,7 @@ class AlertCRUD(BaseCRUD[Alert, AlertCreate, AlertUpdate]):
         if until is None:
             raise ValueError("until is required to snooze an alert")
         alert = self.get_or_raise(id)
-        values = {"status": "snoozed", "snoozed_until": to_naive_utc(until), "resolved_at": None}
+        values = {"status": AlertStatus.SNOOZED, "snoozed_until": to_naive_utc(until), "resolved_at": None}
         return self._apply(alert, values)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from ...vocabulary import ElectionStatus
 from ..models import Election
 from ..schemas.base import local_to_naive_utc, to_naive_utc
 from ..schemas.election import ElectionCreate, ElectionUpdate, check_election_window
@@ -27,7 +28,7 @@ class ElectionCRUD(BaseCRUD[Election, ElectionCreate, ElectionUpdate]):
 
     def get_active_elections(self) -> list[Election]:
         """Elections whose status is ``active``, earliest start first."""
-        stmt = select(Election).where(Election.status == "active").order_by(Election.start_date)
+        stmt = select(Election).where(Election.status == ElectionStatus.ACTIVE).order_by(Election.start_date)
         return self._list(stmt)
 
     def get_by_date_range(self, *, start_date: datetime, end_date: datetime) -> list[Election]:

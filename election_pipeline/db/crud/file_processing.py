@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from ...vocabulary import FileJobStatus
 from ..models import FileProcessingJob
 from ..schemas.base import check_choice, utc_now
 from ..schemas.file_processing import (
@@ -15,7 +16,7 @@ from ..schemas.file_processing import (
 )
 from .base import BaseCRUD
 
-_FINISHED = ("completed", "failed")
+_FINISHED = (FileJobStatus.COMPLETED, FileJobStatus.FAILED)
 
 
 def _status_values(job: FileProcessingJob, status: str) -> dict[str, Any]:
@@ -92,7 +93,7 @@ class FileProcessingJobCRUD(BaseCRUD[FileProcessingJob, FileProcessingJobCreate,
     def mark_completed(self, *, id: str) -> FileProcessingJob:
         """Status ``completed``, ``completed_at`` now."""
         job = self.get_or_raise(id)
-        return self._apply(job, {"status": "completed", "completed_at": utc_now()})
+        return self._apply(job, {"status": FileJobStatus.COMPLETED, "completed_at": utc_now()})
 
 
 __all__ = ["FileProcessingJobCRUD"]

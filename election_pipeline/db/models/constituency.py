@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from ...vocabulary import ConstituencyStatus, ConstituencyType, RegisteredVotersSource
 from .base import Base, TimestampMixin, utcnow
 
 if TYPE_CHECKING:
@@ -36,10 +37,12 @@ class Constituency(TimestampMixin, Base):
     election_id: Mapped[str | None] = mapped_column(ForeignKey("elections.id"))
     name: Mapped[str] = mapped_column(String(255), nullable=False)
     region: Mapped[str] = mapped_column(String(255), default="", nullable=False)
-    type: Mapped[str] = mapped_column(String(30), default="unknown", nullable=False)
+    type: Mapped[str] = mapped_column(String(30), default=ConstituencyType.UNKNOWN, nullable=False)
     registered_voters: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
-    registered_voters_source: Mapped[str] = mapped_column(String(20), default="none", nullable=False)
-    status: Mapped[str] = mapped_column(String(20), default="active", nullable=False)
+    registered_voters_source: Mapped[str] = mapped_column(
+        String(20), default=RegisteredVotersSource.NONE, nullable=False
+    )
+    status: Mapped[str] = mapped_column(String(20), default=ConstituencyStatus.ACTIVE, nullable=False)
     in_reference: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
     last_update_time: Mapped[datetime | None] = mapped_column(DateTime, default=utcnow)
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import DateTime, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from ...vocabulary import ElectionStatus
 from .base import Base, TimestampMixin, UUIDMixin
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ class Election(UUIDMixin, TimestampMixin, Base):
     country: Mapped[str | None] = mapped_column(String(100))
     start_date: Mapped[datetime] = mapped_column(DateTime, nullable=False)
     end_date: Mapped[datetime] = mapped_column(DateTime, nullable=False)
-    status: Mapped[str] = mapped_column(String(20), default="active", nullable=False)
+    status: Mapped[str] = mapped_column(String(20), default=ElectionStatus.ACTIVE, nullable=False)
     type: Mapped[str | None] = mapped_column(String(30))
     description: Mapped[str | None] = mapped_column(Text)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC", nullable=False)

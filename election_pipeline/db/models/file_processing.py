@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ...vocabulary import FileJobStatus
 from .base import Base, UUIDMixin, utcnow
 
 
@@ -24,7 +25,7 @@ class FileProcessingJob(UUIDMixin, Base):
     )
 
     filename: Mapped[str] = mapped_column(String(512), nullable=False)
-    status: Mapped[str] = mapped_column(String(20), default="processing", nullable=False)
+    status: Mapped[str] = mapped_column(String(20), default=FileJobStatus.PROCESSING, nullable=False)
     details: Mapped[str | None] = mapped_column(Text)
     transactions_processed: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     rejected_lines: Mapped[int] = mapped_column(Integer, default=0, nullable=False)

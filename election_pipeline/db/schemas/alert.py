@@ -13,10 +13,12 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from ...vocabulary import AlertStatus, AlertStatusName, Severity, SeverityName
 from .base import BaseSchema, UTCDateTime, check_choice, utc_iso
 
-ALERT_SEVERITIES: tuple[str, ...] = ("critical", "warning", "info")
-ALERT_STATUSES: tuple[str, ...] = ("active", "investigating", "resolved", "snoozed")
+#: The allowed values, the most severe first.
+ALERT_SEVERITIES: tuple[str, ...] = tuple(Severity)
+ALERT_STATUSES: tuple[str, ...] = tuple(AlertStatus)
 
 
 def make_note(text: str, author: str | None = None, at: datetime | None = None) -> dict[str, Any]:
@@ -48,14 +50,14 @@ def _normalise_notes(value: Any) -> Any:
 
 
 class _AlertChecks(BaseSchema):
-    @field_validator("severity", check_fields=False)
+    @field_validator("severity", mode="before", check_fields=False)
     @classmethod
-    def _check_severity(cls, v: str | None) -> str | None:
+    def _check_severity(cls, v: Any) -> Any:
         return check_choice(v, ALERT_SEVERITIES, "severity")
 
-    @field_validator("status", check_fields=False)
+    @field_validator("status", mode="before", check_fields=False)
     @classmethod
-    def _check_status(cls, v: str | None) -> str | None:
+    def _check_status(cls, v: Any) -> Any:
         return check_choice(v, ALERT_STATUSES, "status")
 
     @field_validator("notes", mode="before", check_fields=False)
@@ -69,8 +71,8 @@ class AlertBase(_AlertChecks):
 
     constituency_id: str = Field(min_length=1)
     type: str = Field(min_length=1)
-    severity: str
-    status: str = "active"
+    severity: SeverityName
+    status: AlertStatusName = "active"
     title: str = Field(min_length=1)
     description: str | None = None
     details: dict[str, Any] | None = None
@@ -100,8 +102,8 @@ class AlertCreate(AlertBase):
 class AlertUpdate(_AlertChecks):
     """Partial update: only the fields that are set are applied."""
 
-    severity: str | None = None
-    status: str | None = None
+    severity: SeverityName | None = None
+    status: AlertStatusName | None = None
     title: str | None = Field(default=None, min_length=1)
     description: str | None = None
     details: dict[str, Any] | None = None

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import Field, field_validator
 
+from ...vocabulary import (
+    ConstituencyStatus,
+    ConstituencyStatusName,
+    ConstituencyType,
+    ConstituencyTypeName,
+    RegisteredVotersSource,
+    RegisteredVotersSourceName,
+)
 from .base import BaseSchema, UTCDateTime, check_choice
 
-CONSTITUENCY_TYPES: tuple[str, ...] = ("urban", "rural", "suburban", "district", "unknown")
-CONSTITUENCY_STATUSES: tuple[str, ...] = ("active", "offline", "completed", "inactive", "unknown")
+CONSTITUENCY_TYPES: tuple[str, ...] = tuple(ConstituencyType)
+CONSTITUENCY_STATUSES: tuple[str, ...] = tuple(ConstituencyStatus)
 #: Where ``registered_voters`` came from.
-REGISTERED_VOTERS_SOURCES: tuple[str, ...] = ("reference", "addVotersList", "none")
+REGISTERED_VOTERS_SOURCES: tuple[str, ...] = tuple(RegisteredVotersSource)
 
 
 def validate_contract_id(value: str | None) -> str | None:
@@ -26,19 +35,19 @@ def validate_contract_id(value: str | None) -> str | None:
 class _ConstituencyChecks(BaseSchema):
     """Field checks shared by every constituency schema."""
 
-    @field_validator("type", check_fields=False)
+    @field_validator("type", mode="before", check_fields=False)
     @classmethod
-    def _check_type(cls, v: str | None) -> str | None:
+    def _check_type(cls, v: Any) -> Any:
         return check_choice(v, CONSTITUENCY_TYPES, "type")
 
-    @field_validator("status", check_fields=False)
+    @field_validator("status", mode="before", check_fields=False)
     @classmethod
-    def _check_status(cls, v: str | None) -> str | None:
+    def _check_status(cls, v: Any) -> Any:
         return check_choice(v, CONSTITUENCY_STATUSES, "status")
 
-    @field_validator("registered_voters_source", check_fields=False)
+    @field_validator("registered_voters_source", mode="before", check_fields=False)
     @classmethod
-    def _check_source(cls, v: str | None) -> str | None:
+    def _check_source(cls, v: Any) -> Any:
         return check_choice(v, REGISTERED_VOTERS_SOURCES, "registered_voters_source")
 
 
@@ -48,10 +57,10 @@ class ConstituencyBase(_ConstituencyChecks):
     election_id: str | None = None
     name: str = Field(min_length=1)
     region: str = ""
-    type: str = "unknown"
+    type: ConstituencyTypeName = "unknown"
     registered_voters: int = Field(default=0, ge=0)
-    registered_voters_source: str = "none"
-    status: str = "active"
+    registered_voters_source: RegisteredVotersSourceName = "none"
+    status: ConstituencyStatusName = "active"
     in_reference: bool = True
 
 
@@ -73,10 +82,10 @@ class ConstituencyUpdate(_ConstituencyChecks):
     election_id: str | None = None
     name: str | None = Field(default=None, min_length=1)
     region: str | None = None
-    type: str | None = None
+    type: ConstituencyTypeName | None = None
     registered_voters: int | None = Field(default=None, ge=0)
-    registered_voters_source: str | None = None
-    status: str | None = None
+    registered_voters_source: RegisteredVotersSourceName | None = None
+    status: ConstituencyStatusName | None = None
     in_reference: bool | None = None
     last_update_time: UTCDateTime | None = None
     bulletins_issued: int | None = Field(default=None, ge=0)

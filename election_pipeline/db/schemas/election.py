@@ -12,16 +12,11 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
+from ...vocabulary import ElectionStatus, ElectionStatusName, ElectionType, ElectionTypeName
 from .base import BaseSchema, UTCDateTime, check_choice, local_to_naive_utc, validate_timezone
 
-ELECTION_STATUSES: tuple[str, ...] = ("active", "completed", "upcoming", "scheduled")
-ELECTION_TYPES: tuple[str, ...] = (
-    "presidential",
-    "parliamentary",
-    "general",
-    "local",
-    "referendum",
-)
+ELECTION_STATUSES: tuple[str, ...] = tuple(ElectionStatus)
+ELECTION_TYPES: tuple[str, ...] = tuple(ElectionType)
 DEFAULT_TIMEZONE = "UTC"
 
 
@@ -36,14 +31,14 @@ def check_election_window(start: datetime | None, end: datetime | None) -> None:
 class _ElectionChecks(BaseSchema):
     """Field checks shared by every election schema."""
 
-    @field_validator("status", check_fields=False)
+    @field_validator("status", mode="before", check_fields=False)
     @classmethod
-    def _check_status(cls, v: str | None) -> str | None:
+    def _check_status(cls, v: Any) -> Any:
         return check_choice(v, ELECTION_STATUSES, "status")
 
-    @field_validator("type", check_fields=False)
+    @field_validator("type", mode="before", check_fields=False)
     @classmethod
-    def _check_type(cls, v: str | None) -> str | None:
+    def _check_type(cls, v: Any) -> Any:
         return check_choice(v, ELECTION_TYPES, "type")
 
     @field_validator("timezone", check_fields=False)
@@ -59,8 +54,8 @@ class ElectionBase(_ElectionChecks):
     country: str | None = None
     start_date: datetime
     end_date: datetime
-    status: str = "active"
-    type: str | None = None
+    status: ElectionStatusName = "active"
+    type: ElectionTypeName | None = None
     description: str | None = None
     timezone: str = DEFAULT_TIMEZONE
     total_constituencies: int = Field(default=0, ge=0)
@@ -92,8 +87,8 @@ class ElectionUpdate(_ElectionChecks):
     country: str | None = None
     start_date: datetime | None = None
     end_date: datetime | None = None
-    status: str | None = None
-    type: str | None = None
+    status: ElectionStatusName | None = None
+    type: ElectionTypeName | None = None
     description: str | None = None
     timezone: str | None = None
     total_constituencies: int | None = Field(default=None, ge=0)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field, field_validator
 
+from ...vocabulary import FileJobStatus, FileJobStatusName
 from .base import BaseSchema, UTCDateTime, check_choice
 
-FILE_JOB_STATUSES: tuple[str, ...] = ("processing", "completed", "failed")
+FILE_JOB_STATUSES: tuple[str, ...] = tuple(FileJobStatus)
 
 
 class _FileJobChecks(BaseSchema):
-    @field_validator("status", check_fields=False)
+    @field_validator("status", mode="before", check_fields=False)
     @classmethod
-    def _check_status(cls, v: str | None) -> str | None:
+    def _check_status(cls, v: Any) -> Any:
         return check_choice(v, FILE_JOB_STATUSES, "status")
 
 
@@ -20,7 +23,7 @@ class FileProcessingJobBase(_FileJobChecks):
     """Fields common to creating and reading a job."""
 
     filename: str = Field(min_length=1)
-    status: str = "processing"
+    status: FileJobStatusName = "processing"
     details: str | None = None
     transactions_processed: int = Field(default=0, ge=0)
     rejected_lines: int = Field(default=0, ge=0)
@@ -37,7 +40,7 @@ class FileProcessingJobCreate(FileProcessingJobBase):
 class FileProcessingJobUpdate(_FileJobChecks):
     """Partial update: only the fields that are set are applied."""
 
-    status: str | None = None
+    status: FileJobStatusName | None = None
     details: str | None = None
     transactions_processed: int | None = Field(default=None, ge=0)
     rejected_lines: int | None = Field(default=None, ge=0)

@@ -12,10 +12,11 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from ...ingest.export_line import KNOWN_OPERATIONS
+from ...vocabulary import Operation, OperationName
 from .base import BaseSchema, UTCDateTime
 
 #: Every operation name a transaction may have (canonical spelling).
-TRANSACTION_TYPES: tuple[str, ...] = tuple(dict.fromkeys(KNOWN_OPERATIONS.values()))
+TRANSACTION_TYPES: tuple[str, ...] = tuple(Operation)
 
 
 def validate_transaction_type(value: str | None) -> str | None:
@@ -29,9 +30,9 @@ def validate_transaction_type(value: str | None) -> str | None:
 
 
 class _TransactionChecks(BaseSchema):
-    @field_validator("type", check_fields=False)
+    @field_validator("type", mode="before", check_fields=False)
     @classmethod
-    def _check_type(cls, v: str | None) -> str | None:
+    def _check_type(cls, v: Any) -> Any:
         return validate_transaction_type(v)
 
 
@@ -42,7 +43,7 @@ class TransactionBase(_TransactionChecks):
     constituency_id: str = Field(min_length=1)
     block_height: int | None = Field(default=None, ge=0)
     timestamp: UTCDateTime
-    type: str
+    type: OperationName
     sender: str | None = None
     is_rejected: bool = False
     is_rolled_back: bool = False
@@ -61,7 +62,7 @@ class TransactionUpdate(_TransactionChecks):
 
     block_height: int | None = Field(default=None, ge=0)
     timestamp: UTCDateTime | None = None
-    type: str | None = None
+    type: OperationName | None = None
     sender: str | None = None
     is_rejected: bool | None = None
     is_rolled_back: bool | None = None
