@@ -1,17 +1,29 @@
-# Entry points. Each target creates .venv (Python 3.11) and installs the pinned
-# dependencies on first use.
+# Entry points. `make run` and `make test` create .venv (the machine's Python 3.11) and install
+# the locked dependencies (uv.lock) on first use, with uv. Where uv is not installed, it is
+# fetched from the package registry into .tools/ first.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+UV_VERSION := 0.13.8
+UV ?= $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := .tools/uv/bin/uv
+endif
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# uv uses the machine's interpreter, never one it would download.
+export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run test dev sample summary clean-data
+.PHONY: run test test-quick lint dev sample summary clean-data constraints
 
-$(BIN)/election-pipeline: pyproject.toml constraints.txt
+.tools/uv/bin/uv:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target .tools/uv uv==$(UV_VERSION)
+
+$(BIN)/election-pipeline: pyproject.toml uv.lock | $(UV)
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
+	@start=$$(date +%s%N); \
+	$(UV) sync --frozen --extra dev --python $(PYTHON) --quiet && \
+	echo "Set-up: .venv ready in $$(( ($$(date +%s%N) - start) / 1000000 )) ms (uv sync --frozen, $(PYTHON))"
 	@touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: election_pipeline/dagster.yaml
@@ -23,13 +35,24 @@ run: $(BIN)/election-pipeline $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/election-pipeline sample --if-empty
 	$(BIN)/election-pipeline run
 
-## test: run the test suite
+## test: run the test suite (in parallel; the browser tests need Debian's chromium)
 test: $(BIN)/election-pipeline
 	$(BIN)/pytest
 
+## test-quick: the tests that start no process (pytest -m "not slow")
+test-quick: $(BIN)/election-pipeline
+	$(BIN)/pytest -m "not slow"
+
+## lint: ruff (lint and format), the type checker and `dg check defs`, as CI runs them
+lint: $(BIN)/election-pipeline
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/dg check defs
+
 ## dev: the Dagster UI (webserver + daemon) on http://127.0.0.1:3000, sensor and schedule running
 dev: $(BIN)/election-pipeline $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+	$(BIN)/dg dev -h 127.0.0.1 -p 3000
 
 ## sample: write the sample election into data/input and data/reference
 sample: $(BIN)/election-pipeline
@@ -38,6 +61,11 @@ sample: $(BIN)/election-pipeline
 ## summary: print what the operational database holds
 summary: $(BIN)/election-pipeline
 	$(BIN)/election-pipeline summary
+
+## constraints: write constraints.txt (the locked tree, for the pip fallback) from uv.lock
+constraints: | $(UV)
+	$(UV) export --frozen --format requirements-txt --no-hashes --all-extras --no-emit-project --no-header \
+		--python $(PYTHON) --quiet -o constraints.txt
 
 ## clean-data: delete the local databases, generated reports and Dagster state (input, processed and quarantined files are kept)
 clean-data:

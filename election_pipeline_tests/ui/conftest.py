@@ -234,3 +234,11 @@ def sensed_run(dagster_dev: DagsterDev) -> SensedRun:
     else:
         raise TimeoutError(f"no finished sensor run within {RUN_TIMEOUT:.0f} s; runs: {runs}\n{dagster_dev.log_tail()}")
     return SensedRun(run_id=runs[0]["runId"], runs=runs)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With pytest-xdist, every test using the one ``dagster dev`` goes to the same worker
+    (``--dist loadgroup``), so it is started once, not once per worker."""
+    for item in items:
+        if "dagster_dev" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("dagster_dev"))
