@@ -19,7 +19,7 @@ from election_pipeline.stages.metrics import publish_metrics
 from election_pipeline.stages.reference import load_reference
 from election_pipeline.vocabulary import OPEN_STATUSES, Severity
 
-from .metadata import check_result, md_table
+from .metadata import ROW_COUNT, check_result, preview
 from .resources import (
     DetectionResource,
     DropFolderResource,
@@ -143,18 +143,19 @@ def raw_transactions(
             "transactions_new": summary.new_transactions,
             "rejected_lines": summary.rejected_lines,
             "transactions_stored_total": int(stored),
-            "files": md_table(
+            ROW_COUNT: int(stored),
+            "files": preview(
                 ["file", "status", "transactions", "new", "rejected lines", "reason"],
                 [
                     (o.filename, o.status, o.transactions, o.new_transactions, o.rejected_lines, o.reason)
                     for o in summary.outcomes
                 ],
             ),
-            "rejected_lines_this_run": md_table(
+            "rejected_lines_this_run": preview(
                 ["file", "line", "reason", "text (first 80 characters)"],
                 [(f, n, r, raw[:80]) for f, n, r, raw in rejected_now],
             ),
-            "rejected_reasons_all_time": md_table(["reason", "lines"], reasons),
+            "rejected_reasons_all_time": preview(["reason", "lines"], reasons),
         }
     )
 
@@ -220,12 +221,13 @@ def hourly_stats(
         check_results=checks,
         metadata={
             "rows": summary.rows,
+            ROW_COUNT: summary.rows,
             "inserted": summary.inserted,
             "updated": summary.updated,
             "unchanged": summary.unchanged,
             "deleted": summary.deleted,
             "total_transactions": int(summary.frame["transaction_count"].sum()) if summary.rows else 0,
-            "latest_hours": md_table(
+            "latest_hours": preview(
                 ["constituency", "hour (UTC)", "bulletins", "votes", "revotes", "transactions", "participation %"],
                 [
                     (
@@ -279,10 +281,11 @@ def constituency_metrics(
         summary.findings,
         metadata={
             "constituencies": len(frame),
+            ROW_COUNT: len(frame),
             "updated": summary.updated,
             "findings": len(summary.findings),
-            "findings_by_rule": md_table(["rule", "findings"], sorted(by_rule.items())),
-            "most_anomalous": md_table(
+            "findings_by_rule": preview(["rule", "findings"], sorted(by_rule.items())),
+            "most_anomalous": preview(
                 ["constituency", "registered", "bulletins", "voters", "participation %", "anomaly score"],
                 [
                     (r.id, r.registered, r.bulletins_issued, r.votes_cast, r.participation_rate, r.anomaly_score)
@@ -328,6 +331,6 @@ def alerts(
             "open_critical": int(open_by_severity.get(Severity.CRITICAL, 0)),
             "open_warning": int(open_by_severity.get(Severity.WARNING, 0)),
             "open_info": int(open_by_severity.get(Severity.INFO, 0)),
-            "alerts": md_table(["severity", "rule", "constituency", "status", "title"], recent),
+            "alerts": preview(["severity", "rule", "constituency", "status", "title"], recent),
         }
     )

@@ -5,18 +5,36 @@ from typing import Any
 
 import dagster as dg
 
+#: The metadata key under which Dagster shows an asset's row count (in the catalog too).
+ROW_COUNT = "dagster/row_count"
 
-def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], limit: int = 20) -> dg.MarkdownMetadataValue:
-    """A markdown table of at most ``limit`` rows (the UI renders it under "Metadata")."""
-    rows = list(rows)
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    for row in rows[:limit]:
-        lines.append("| " + " | ".join(str(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |")
-    if len(rows) > limit:
-        lines.append(f"\n_{len(rows) - limit} more rows not shown._")
-    if not rows:
-        lines.append("| " + " | ".join("" for _ in headers) + " |")
-    return dg.MetadataValue.md("\n".join(lines))
+_COLUMN_TYPES = ((bool, "bool"), (int, "int"), (float, "float"))
+
+
+def _cell(value: Any) -> str | int | float | bool | None:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _column_type(values: list[Any]) -> str:
+    present = [v for v in values if v is not None]
+    for python_type, name in _COLUMN_TYPES:
+        if present and all(isinstance(v, python_type) for v in present):
+            return name
+    return "string"
+
+
+def preview(headers: Sequence[str], rows: Iterable[Sequence[Any]], limit: int = 20) -> dg.TableMetadataValue:
+    """A table of at most ``limit`` rows, with a schema whose column types are read from the
+    values (the UI shows it under "Metadata", sortable and typed)."""
+    rows = [tuple(_cell(v) for v in row) for row in rows][:limit]
+    schema = dg.TableSchema(
+        columns=[dg.TableColumn(name, _column_type([r[i] for r in rows])) for i, name in enumerate(headers)]
+    )
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord(dict(zip(headers, row, strict=True))) for row in rows], schema=schema
+    )
 
 
 def check_result(

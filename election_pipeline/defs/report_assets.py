@@ -12,7 +12,7 @@ from election_pipeline.stages.election_metrics import dashboard_summary, publish
 from election_pipeline.stages.report import write_reports
 
 from .assets import alerts, constituency_metrics
-from .metadata import md_table
+from .metadata import ROW_COUNT, preview
 from .resources import DetectionResource, OperationalDatabaseResource, ReportsResource
 from .retries import DB_RETRY_POLICY, permanent_db_errors_fail
 
@@ -42,12 +42,13 @@ def election_metrics(
     return dg.MaterializeResult(
         metadata={
             "elections": len(rows),
+            ROW_COUNT: len(rows),
             "inserted": summary.inserted,
             "updated": summary.updated,
             "unchanged": summary.unchanged,
             "open_critical_alerts": sum(r["open_alerts_critical"] for r in rows),
             "constituencies_offline": sum(r["constituencies_offline"] for r in rows),
-            "elections_table": md_table(
+            "elections_table": preview(
                 [
                     "election",
                     "participation %",
@@ -63,7 +64,7 @@ def election_metrics(
                 [
                     (
                         r["summary"]["election"]["name"],
-                        f"{r['participation_rate']:.2f}",
+                        round(r["participation_rate"], 2),
                         r["votes_cast"],
                         r["registered_voters"],
                         r["bulletins_issued"],
@@ -76,15 +77,15 @@ def election_metrics(
                     for r in rows
                 ],
             ),
-            "most_anomalous": md_table(
+            "most_anomalous": preview(
                 ["election", "constituency", "region", "participation %", "anomaly score"],
                 [
                     (
                         r["summary"]["election"]["name"],
                         c["name"],
                         c["region"],
-                        f"{c['participation_rate']:.2f}",
-                        f"{c['anomaly_score']:.2f}",
+                        round(c["participation_rate"], 2),
+                        round(c["anomaly_score"], 2),
                     )
                     for r in rows
                     for c in r["summary"]["most_anomalous"]
@@ -112,10 +113,10 @@ def election_report(
     metadata: dict[str, object] = {
         "elections": len(written),
         "reports_dir": dg.MetadataValue.path(reports.reports_dir),
-        "reports": md_table(
+        "reports": preview(
             ["election", "participation %", "charts", "report"],
             [
-                (r.election_name, f"{r.figures['participation_rate']:.2f}", len(r.charts), str(r.html_path))
+                (r.election_name, round(r.figures["participation_rate"], 2), len(r.charts), str(r.html_path))
                 for r in written
             ],
         ),

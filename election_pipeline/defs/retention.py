@@ -7,7 +7,7 @@ import dagster as dg
 from election_pipeline.settings import Settings
 from election_pipeline.stages.retention import RetentionPolicy, apply_retention
 
-from .metadata import md_table
+from .metadata import preview
 from .resources import OperationalDatabaseResource, WarehouseResource
 from .retries import DB_RETRY_POLICY, permanent_db_errors_fail
 
@@ -60,9 +60,9 @@ def build_retention(s: Settings) -> tuple[dg.JobDefinition, dg.ScheduleDefinitio
                 "removed_total": report.total_removed,
                 **{f"removed {name}": n for name, n in report.removed.items()},
                 "retired_constituencies": len(report.retired_constituencies),
-                "removed": md_table(["data", "rows removed"], sorted(report.removed.items())),
-                "cutoffs": md_table(["rule", "cut-off (UTC)"], [(k, v) for k, v in report.cutoffs.items()]),
-                "kept_on_purpose": md_table(["data", "rows"], [(k, v) for k, v in report.kept.items()]),
+                "removed": preview(["data", "rows removed"], sorted(report.removed.items())),
+                "cutoffs": preview(["rule", "cut-off (UTC)"], [(k, v) for k, v in report.cutoffs.items()]),
+                "kept_on_purpose": preview(["data", "rows"], [(k, v) for k, v in report.kept.items()]),
                 "policy_days": f"transactions {policy.transactions_days} after the election, hourly "
                 f"{policy.hourly_days}, file jobs {policy.file_jobs_days}",
             },

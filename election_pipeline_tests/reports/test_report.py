@@ -109,9 +109,12 @@ def test_report_assets_materialise_with_tables_and_embedded_charts(metrics_db, t
         metrics_md = result.asset_materializations_for_node("election_metrics")[0].metadata
         report_md = result.asset_materializations_for_node("election_report")[0].metadata
     assert metrics_md["elections"].value == 1 and metrics_md["inserted"].value == 1
-    table = metrics_md["elections_table"].value
-    assert "| Test election | 12.50 | 25 | 200 | 23 | -2 | 1 / 4 | 2 | 1 | 1 / 1 / 1 |" in table
-    assert "North One" in metrics_md["most_anomalous"].value
+    assert metrics_md["dagster/row_count"].value == 1
+    [row] = [r.data for r in metrics_md["elections_table"].records]
+    assert list(row.values()) == ["Test election", 12.5, 25, 200, 23, -2, "1 / 4", 2, 1, "1 / 1 / 1"]
+    types = {c.name: c.type for c in metrics_md["elections_table"].schema.columns}
+    assert (types["participation %"], types["voters"], types["election"]) == ("float", "int", "string")
+    assert "North One" in [r.data["constituency"] for r in metrics_md["most_anomalous"].records]
     assert metrics_md["dashboard_summary"].value["unknown_constituencies"] == 1
     charts = report_md["charts"].value
     assert charts.count("](data:image/png;base64,") == 5

@@ -2,6 +2,8 @@
 input folder, the sensor's run succeeds, GraphQL shows the asset graph with its lineage
 and every check passed, and the operational database holds the exact figures."""
 
+import json
+
 import pytest
 from sqlalchemy import select
 
@@ -23,7 +25,8 @@ GRAPH_QUERY = """
 MATERIALIZATIONS_QUERY = """
 query Latest($key: AssetKeyInput!) { assetOrError(assetKey: $key) { __typename ... on Asset {
     assetMaterializations(limit: 5) { runId metadataEntries { label __typename
-        ... on IntMetadataEntry { intValue } ... on MarkdownMetadataEntry { mdStr } } } } } }
+        ... on IntMetadataEntry { intValue } ... on MarkdownMetadataEntry { mdStr }
+        ... on TableMetadataEntry { table { records schema { columns { name type } } } } } } } } }
 """
 
 LINEAGE = {
@@ -76,17 +79,21 @@ def test_materialisations_report_their_figures_in_metadata(dagster_dev, sensed_r
         """Metadata of the asset's materialisations by the sensor's run(s), newest first."""
         asset = dagster_dev.graphql(MATERIALIZATIONS_QUERY, {"key": {"path": [key]}})["assetOrError"]
         return [
-            {e["label"]: e.get("intValue", e.get("mdStr")) for e in m["metadataEntries"]}
+            {e["label"]: e.get("intValue", e.get("mdStr", e.get("table"))) for e in m["metadataEntries"]}
             for m in asset["assetMaterializations"]
             if m["runId"] in run_ids
         ]
 
     raw = materialisations("raw_transactions")
-    assert raw[0]["transactions_stored_total"] == 13
+    assert raw[0]["transactions_stored_total"] == 13 and raw[0]["dagster/row_count"] == 13
     assert sum(m["rejected_lines"] for m in raw) == 1
-    assert all("| file | status |" in m["files"] for m in raw)
-    rejected = "".join(m["rejected_lines_this_run"] for m in raw)
-    assert f"| {A07} | 6 | " in rejected and BAD_LINE in rejected
+    files = [json.loads(r) for m in raw for r in m["files"]["records"]]
+    assert {f["file"] for f in files} == {A07, A08, B07} and {f["status"] for f in files} == {"completed"}
+    assert [c["name"] for c in raw[0]["files"]["schema"]["columns"]][:2] == ["file", "status"]
+    rejected = [json.loads(r) for m in raw for r in m["rejected_lines_this_run"]["records"]]
+    assert [(r["file"], r["line"]) for r in rejected] == [(A07, 6)] and BAD_LINE in rejected[0][
+        "text (first 80 characters)"
+    ]
     assert materialisations("hourly_stats")[0]["rows"] == 3
     report = materialisations("election_report")[0]
     assert report["elections"] == 1 and report["charts"].count("](data:image/png;base64,") == 5
