@@ -17,7 +17,9 @@ export UV_PYTHON_DOWNLOADS := never
 
 .tools/uv/bin/uv:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target .tools/uv uv==$(UV_VERSION)
+	@start=$$(date +%s%N); \
+	$(PYTHON) -m pip install -qq --disable-pip-version-check --root-user-action=ignore --target .tools/uv uv==$(UV_VERSION) && \
+	echo "Set-up: uv $(UV_VERSION) fetched into .tools/uv in $$(( ($$(date +%s%N) - start) / 1000000 )) ms"
 
 $(BIN)/election-pipeline: pyproject.toml uv.lock | $(UV)
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
