@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -116,92 +117,164 @@ def unusual_spike(
     ``closed`` is None), an hour holding more than ``hour_share`` of its total votes
     (total at least 100) is a warning.
     """
-    findings: list[Finding] = []
     if hourly.empty:
-        return findings
+        return []
     windows = windows or {}
     names = constituency_names(constituencies)
     registered = _registered(constituencies)
     peers = peer_groups(constituencies)
     votes = _pivot(hourly, "votes_cast")
-    hours = list(votes.columns)
     ids = sorted(set(votes.index) | {p for ps in peers.values() for p in ps} | set(peers))
     grid = votes.reindex(ids, fill_value=0)
+    findings = _peer_z_findings(votes, grid, registered, peers, names, windows, thresholds)
+    return findings + _hour_share_findings(votes, grid, peers, names, windows, closed, thresholds)
+
+
+@dataclass(frozen=True)
+class _PeerZ:
+    """One hour of one constituency against its peers (see :func:`unusual_spike`)."""
+
+    votes: float
+    registered: float
+    peers: int
+    median: float  # the peers' median share of their registered voters voting in the hour
+    mad: float
+    mad_used: float
+    expected: float
+    expected_adjusted: float  # allowing for the constituency's own turnout
+    z_registered: float
+    z_adjusted: float
+
+    @property
+    def z(self) -> float:
+        return min(self.z_registered, self.z_adjusted)
+
+
+def _peer_z(
+    n: float,
+    reg: float,
+    total: float,
+    median: float,
+    mad: float,
+    f_median: float,
+    f_mad: float,
+    peers: int,
+    thresholds: SpikeThresholds,
+) -> _PeerZ | None:
+    """The two z-scores of ``n`` votes in an hour (on the share of the ``reg`` registered
+    voters, and on the share of the ``total`` own votes), or None when either is not above
+    ``warning_z``."""
+    expected = reg * median
+    mad_used = spread_with_median_error(mad, spike_noise_floor(expected, reg, thresholds.relative_spread), peers)
+    z_registered = MAD_SCALE * (n / reg - median) / mad_used
+    if z_registered <= thresholds.warning_z:
+        return None
+    expected_adjusted = total * f_median
+    f_mad_used = spread_with_median_error(
+        f_mad, spike_noise_floor(expected_adjusted, total, thresholds.relative_spread), peers
+    )
+    z_adjusted = MAD_SCALE * (n / total - f_median) / f_mad_used
+    if min(z_registered, z_adjusted) <= thresholds.warning_z:
+        return None
+    return _PeerZ(n, reg, peers, median, mad, mad_used, expected, expected_adjusted, z_registered, z_adjusted)
+
+
+def _peer_z_findings(
+    votes: pd.DataFrame,
+    grid: pd.DataFrame,
+    registered: dict[str, float],
+    peers: dict[str, list[str]],
+    names: dict[str, str],
+    windows: dict[str, VotingWindow],
+    thresholds: SpikeThresholds,
+) -> list[Finding]:
+    """The hours far above what the peers predict (``votes``: constituencies × hours;
+    ``grid``: the same for every constituency and peer)."""
+    ids = list(grid.index)
     counts = grid.to_numpy(dtype=float)
     with np.errstate(all="ignore"):
         shares = counts / np.array([registered.get(i, 0.0) or np.nan for i in ids])[:, None]
         own_totals = counts.sum(axis=1)
         fractions = counts / np.where(own_totals > 0, own_totals, np.nan)[:, None]
     row_of = {cid: n for n, cid in enumerate(ids)}
-
+    hours = list(votes.columns)
+    findings: list[Finding] = []
     for cid in sorted(peers):
         if cid not in votes.index:
             continue
         peer_rows = [row_of[p] for p in peers[cid]]
         median, mad = _peer_stats(shares[peer_rows])
         f_median, f_mad = _peer_stats(fractions[peer_rows])
-        reg = registered[cid]
         own = counts[row_of[cid]]
         total = float(own_totals[row_of[cid]])
-        window = windows.get(cid)
         for j, hour in enumerate(hours):
-            n = own[j]
-            if n < thresholds.min_votes:
+            if own[j] < thresholds.min_votes:
                 continue
-            expected = reg * median[j]
-            mad_used = spread_with_median_error(
-                mad[j], spike_noise_floor(expected, reg, thresholds.relative_spread), len(peer_rows)
+            s = _peer_z(
+                own[j], registered[cid], total, median[j], mad[j], f_median[j], f_mad[j], len(peer_rows), thresholds
             )
-            z_registered = MAD_SCALE * (n / reg - median[j]) / mad_used
-            if z_registered <= thresholds.warning_z:
-                continue
-            expected_adjusted = total * f_median[j]
-            f_mad_used = spread_with_median_error(
-                f_mad[j], spike_noise_floor(expected_adjusted, total, thresholds.relative_spread), len(peer_rows)
-            )
-            z_adjusted = MAD_SCALE * (n / total - f_median[j]) / f_mad_used
-            z = min(z_registered, z_adjusted)
-            if z <= thresholds.warning_z:
-                continue
-            severity: SeverityName = "critical" if z > thresholds.critical_z else "warning"
-            h = to_naive(hour)
-            findings.append(
-                Finding(
-                    rule="unusual_spike",
-                    severity=severity,
-                    constituency_id=cid,
-                    title=f"Vote spike in {label(names, cid)} at {describe_hour(h, window)}",
-                    description=(
-                        f"{int(n)} votes in the hour starting {describe_hour(h, window)}, where its {len(peer_rows)} peer "
-                        f"constituencies predict about {expected:.1f} (registered voters × the peers' median share "
-                        f"{median[j]:.4%}), or {expected_adjusted:.1f} allowing for its own turnout. Robust z-score "
-                        f"{z:.1f} (warning above {thresholds.warning_z:g}, critical above {thresholds.critical_z:g}). "
-                        "Look at who voted in this hour and how fast."
-                    ),
-                    window_start=h,
-                    window_end=h + HOUR,
-                    statistic=round(float(z), 3),
-                    expected=round(float(expected), 3),
-                    threshold=thresholds.critical_z if severity == Severity.CRITICAL else thresholds.warning_z,
-                    strength=min(1.0, float(z) / thresholds.critical_z),
-                    hours=[h],
-                    figures={
-                        "votes": int(n),
-                        "registered_voters": int(reg),
-                        "peer_median_share": round(float(median[j]), 6),
-                        "peer_mad": round(float(mad[j]), 6),
-                        "mad_used": round(float(mad_used), 6),
-                        "z_registered": round(float(z_registered), 3),
-                        "expected_turnout_adjusted": round(float(expected_adjusted), 3),
-                        "z_turnout_adjusted": round(float(z_adjusted), 3),
-                        "peers": len(peer_rows),
-                        "kind": "peer_z_score",
-                    },
-                    evidence_kind="vote",
-                    window_key=f"{h:%Y-%m-%dT%H}",
-                )
-            )
+            if s is not None:
+                findings.append(_peer_z_finding(cid, names, windows.get(cid), to_naive(hour), s, thresholds))
+    return findings
 
+
+def _peer_z_finding(
+    cid: str,
+    names: dict[str, str],
+    window: VotingWindow | None,
+    h: datetime,
+    s: _PeerZ,
+    thresholds: SpikeThresholds,
+) -> Finding:
+    z = s.z
+    severity: SeverityName = "critical" if z > thresholds.critical_z else "warning"
+    return Finding(
+        rule="unusual_spike",
+        severity=severity,
+        constituency_id=cid,
+        title=f"Vote spike in {label(names, cid)} at {describe_hour(h, window)}",
+        description=(
+            f"{int(s.votes)} votes in the hour starting {describe_hour(h, window)}, where its {s.peers} peer "
+            f"constituencies predict about {s.expected:.1f} (registered voters × the peers' median share "
+            f"{s.median:.4%}), or {s.expected_adjusted:.1f} allowing for its own turnout. Robust z-score "
+            f"{z:.1f} (warning above {thresholds.warning_z:g}, critical above {thresholds.critical_z:g}). "
+            "Look at who voted in this hour and how fast."
+        ),
+        window_start=h,
+        window_end=h + HOUR,
+        statistic=round(float(z), 3),
+        expected=round(float(s.expected), 3),
+        threshold=thresholds.critical_z if severity == Severity.CRITICAL else thresholds.warning_z,
+        strength=min(1.0, float(z) / thresholds.critical_z),
+        hours=[h],
+        figures={
+            "votes": int(s.votes),
+            "registered_voters": int(s.registered),
+            "peer_median_share": round(float(s.median), 6),
+            "peer_mad": round(float(s.mad), 6),
+            "mad_used": round(float(s.mad_used), 6),
+            "z_registered": round(float(s.z_registered), 3),
+            "expected_turnout_adjusted": round(float(s.expected_adjusted), 3),
+            "z_turnout_adjusted": round(float(s.z_adjusted), 3),
+            "peers": s.peers,
+            "kind": "peer_z_score",
+        },
+        evidence_kind="vote",
+        window_key=f"{h:%Y-%m-%dT%H}",
+    )
+
+
+def _hour_share_findings(
+    votes: pd.DataFrame,
+    grid: pd.DataFrame,
+    peers: dict[str, list[str]],
+    names: dict[str, str],
+    windows: dict[str, VotingWindow],
+    closed: Collection[str] | None,
+    thresholds: SpikeThresholds,
+) -> list[Finding]:
+    """The hours holding more than ``hour_share`` of a closed constituency's votes."""
+    findings: list[Finding] = []
     totals = votes.sum(axis=1)
     peer_hour_share = grid.div(grid.sum(axis=1).replace(0, np.nan), axis=0)
     for cid in sorted(votes.index):
@@ -392,9 +465,8 @@ def constituency_offline(
     e^-(predicted votes), about 6e-6 at the default of 12. The alert is keyed by the
     run's first hour, so a silence that goes on updates the same alert.
     """
-    findings: list[Finding] = []
     if not windows:
-        return findings
+        return []
     now = now or max(w.end for w in windows.values())
     names = constituency_names(constituencies)
     registered = _registered(constituencies)
@@ -402,6 +474,7 @@ def constituency_offline(
     needed = max(1, math.ceil(thresholds.offline_after_hours))
     tx = _pivot(hourly, "transaction_count") if not hourly.empty else pd.DataFrame()
     votes = _pivot(hourly, "votes_cast") if not hourly.empty else pd.DataFrame()
+    findings: list[Finding] = []
     for cid in sorted(peers):
         window = windows.get(cid)
         if window is None:
@@ -416,16 +489,59 @@ def constituency_offline(
         silent_runs = [(i0, i1) for i0, i1 in _runs(own == 0) if i1 - i0 >= needed]
         if not silent_runs:  # nothing to judge: the peers' figures are not needed
             continue
-        peer_ids = peers[cid]
+        activity = _PeerActivity.of(cid, peers[cid], index, tx, votes, registered)
+        for i0, i1 in silent_runs:
+            expected = activity.predicted_votes(i0, i1)
+            active = activity.active_share(i0, i1)
+            if expected < thresholds.offline_min_votes or active < MIN_ACTIVE_PEERS:
+                continue
+            ongoing = i1 == len(hours) and now < window.end
+            findings.append(
+                _offline_finding(
+                    cid,
+                    names,
+                    window,
+                    hours[i0:i1],
+                    ongoing=ongoing,
+                    expected=expected,
+                    active=active,
+                    peers=len(peers[cid]),
+                    needed=needed,
+                    thresholds=thresholds,
+                )
+            )
+    return findings
+
+
+@dataclass(frozen=True)
+class _PeerActivity:
+    """What a constituency's peers did in the hours of its window (``index``), against which
+    its silent runs are judged (see :func:`constituency_offline`)."""
+
+    expected_by_hour: np.ndarray  # registered voters × the peers' median votes per registered voter
+    shape: np.ndarray  # the peers' median share of their own votes, hour by hour
+    peer_tx: np.ndarray  # transactions, peers × hours
+    own_total: float  # the constituency's own votes in these hours
+
+    @classmethod
+    def of(
+        cls,
+        cid: str,
+        peer_ids: list[str],
+        index: pd.DatetimeIndex,
+        tx: pd.DataFrame,
+        votes: pd.DataFrame,
+        registered: dict[str, float],
+    ) -> _PeerActivity:
         peer_tx = (
             tx.reindex(index=peer_ids, columns=index).fillna(0).to_numpy(dtype=float)
             if not tx.empty
-            else np.zeros((len(peer_ids), len(hours)))
+            else np.zeros((len(peer_ids), len(index)))
         )
         peer_votes = (
             votes.reindex(index=peer_ids, columns=index).fillna(0).to_numpy(dtype=float)
             if not votes.empty
-            else np.zeros((len(peer_ids), len(hours)))
+            else np.zeros((len(peer_ids), len(index)))
         )
         rates = peer_votes / np.array([registered[p] for p in peer_ids])[:, None]
         expected_by_hour = registered[cid] * np.median(rates, axis=0)
@@ -435,56 +551,73 @@ def constituency_offline(
         own_votes = (
             votes.loc[cid].reindex(index, fill_value=0).to_numpy(dtype=float)
             if cid in votes.index
-            else np.zeros(len(hours))
+            else np.zeros(len(index))
         )
-        own_total = float(own_votes.sum())
-        for i0, i1 in silent_runs:
-            length = i1 - i0
-            expected = float(expected_by_hour[i0:i1].sum())
-            run_share = float(shape[i0:i1].sum())
-            if own_total > 0 and run_share < 1:
-                # its own turnout, scaled up for the silent hours, times the peers' hourly shape
-                expected = min(expected, own_total / (1 - run_share) * run_share)
-            active = float(np.mean((peer_tx[:, i0:i1] > 0).any(axis=1)))
-            if expected < thresholds.offline_min_votes or active < MIN_ACTIVE_PEERS:
-                continue
-            start, stop = hours[i0], hours[i1 - 1] + HOUR
-            ongoing = i1 == len(hours) and now < window.end
-            findings.append(
-                Finding(
-                    rule="constituency_offline",
-                    severity="warning",
-                    constituency_id=cid,
-                    title=(
-                        f"{label(names, cid)} silent for {length} h from {window.local(start):%Y-%m-%d %H:%M} local"
-                        + (" (ongoing)" if ongoing else "")
-                    ),
-                    description=(
-                        f"No transaction from {window.local(start):%Y-%m-%d %H:%M} to "
-                        f"{window.local(stop):%H:%M} local time "
-                        f"({start:%H:00}-{stop:%H:00} UTC){', and still silent' if ongoing else ''}, inside the voting "
-                        f"window, while {active:.0%} of its {len(peer_ids)} peers sent transactions and their turnout "
-                        f"predicted about {expected:.0f} votes here (silence by chance: about {math.exp(-expected):.0e}). "
-                        "Check the node, the export and the polling station's connection."
-                    ),
-                    window_start=start,
-                    window_end=stop,
-                    statistic=float(length),
-                    expected=round(expected, 2),
-                    threshold=float(needed),
-                    strength=min(1.0, length / (3 * needed)),
-                    hours=hours[i0:i1],
-                    figures={
-                        "silent_hours": length,
-                        "predicted_votes": round(expected, 2),
-                        "active_peer_share": round(active, 3),
-                        "peers": len(peer_ids),
-                        "min_predicted_votes": thresholds.offline_min_votes,
-                        "ongoing": ongoing,
-                        "timezone": window.timezone,
-                    },
-                    evidence_kind="around",
-                    window_key=f"{start:%Y-%m-%dT%H}",
-                )
-            )
-    return findings
+        return cls(expected_by_hour, shape, peer_tx, float(own_votes.sum()))
+
+    def predicted_votes(self, i0: int, i1: int) -> float:
+        """The votes the peers predict for the hours ``[i0, i1)``: the smaller of the
+        register-based prediction and the constituency's own turnout, scaled up for the
+        silent hours, times the peers' hourly shape."""
+        expected = float(self.expected_by_hour[i0:i1].sum())
+        run_share = float(self.shape[i0:i1].sum())
+        if self.own_total > 0 and run_share < 1:
+            expected = min(expected, self.own_total / (1 - run_share) * run_share)
+        return expected
+
+    def active_share(self, i0: int, i1: int) -> float:
+        """The share of the peers that sent transactions in the hours ``[i0, i1)``."""
+        return float(np.mean((self.peer_tx[:, i0:i1] > 0).any(axis=1)))
+
+
+def _offline_finding(
+    cid: str,
+    names: dict[str, str],
+    window: VotingWindow,
+    run: list[datetime],
+    *,
+    ongoing: bool,
+    expected: float,
+    active: float,
+    peers: int,
+    needed: int,
+    thresholds: DetectionThresholds,
+) -> Finding:
+    """The alert for the silent hours ``run``."""
+    length = len(run)
+    start, stop = run[0], run[-1] + HOUR
+    return Finding(
+        rule="constituency_offline",
+        severity="warning",
+        constituency_id=cid,
+        title=(
+            f"{label(names, cid)} silent for {length} h from {window.local(start):%Y-%m-%d %H:%M} local"
+            + (" (ongoing)" if ongoing else "")
+        ),
+        description=(
+            f"No transaction from {window.local(start):%Y-%m-%d %H:%M} to "
+            f"{window.local(stop):%H:%M} local time "
+            f"({start:%H:00}-{stop:%H:00} UTC){', and still silent' if ongoing else ''}, inside the voting "
+            f"window, while {active:.0%} of its {peers} peers sent transactions and their turnout "
+            f"predicted about {expected:.0f} votes here (silence by chance: about {math.exp(-expected):.0e}). "
+            "Check the node, the export and the polling station's connection."
+        ),
+        window_start=start,
+        window_end=stop,
+        statistic=float(length),
+        expected=round(expected, 2),
+        threshold=float(needed),
+        strength=min(1.0, length / (3 * needed)),
+        hours=run,
+        figures={
+            "silent_hours": length,
+            "predicted_votes": round(expected, 2),
+            "active_peer_share": round(active, 3),
+            "peers": peers,
+            "min_predicted_votes": thresholds.offline_min_votes,
+            "ongoing": ongoing,
+            "timezone": window.timezone,
+        },
+        evidence_kind="around",
+        window_key=f"{start:%Y-%m-%dT%H}",
+    )

@@ -1414,48 +1414,148 @@ def generate_sample(
     clean; with fewer constituencies several kinds share one, at different times.
     Returns the ground truth as a :class:`SampleSummary`.
     """
-    if constituencies < 1:
-        raise ValueError("constituencies must be at least 1")
-    low, high = voters_per_constituency
-    if not 20 <= low <= high:
-        raise ValueError("voters_per_constituency must be (low, high) with 20 <= low <= high")
-    if ballot_bytes < 1:
-        raise ValueError("ballot_bytes must be positive")
-    kinds = list(DEFAULT_ANOMALIES if anomalies is None else anomalies)
-    unknown_kinds = [k for k in kinds if k not in ANOMALY_RULES]
-    if unknown_kinds:
-        raise ValueError(f"unknown anomaly kind(s) {', '.join(unknown_kinds)}; known: {', '.join(ANOMALY_KINDS)}")
-    if anomaly_copies < 1:
-        raise ValueError("anomaly_copies must be at least 1")
-    cal = _Calendar.of(timezone_name)
-    input_dir, reference_dir = Path(input_dir), Path(reference_dir)
-    elections_csv = reference_dir / "elections.csv"
-    constituencies_csv = reference_dir / "constituencies.csv"
-    truth_json = reference_dir / GROUND_TRUTH_FILE
-    if write_reference and not overwrite_reference:
-        existing = [p for p in (elections_csv, constituencies_csv, truth_json) if p.exists()]
-        if existing:
-            raise FileExistsError(
-                "reference file(s) already exist: "
-                + ", ".join(str(p) for p in existing)
-                + "; pass overwrite_reference=True to replace them, "
-                "or write_reference=False to keep them"
-            )
+    plan = _SamplePlan.of(
+        input_dir,
+        reference_dir,
+        seed=seed,
+        constituencies=constituencies,
+        voters_per_constituency=voters_per_constituency,
+        ballot_bytes=ballot_bytes,
+        write_reference=write_reference,
+        overwrite_reference=overwrite_reference,
+        timezone_name=timezone_name,
+        anomalies=anomalies,
+        anomaly_copies=anomaly_copies,
+    )
+    # One random stream for the whole sample: the steps below draw from it in this order.
+    b = _Builder(plan.seed, plan.ballot_bytes)
+    cast = _cast(b, plan)
+    cum = _cumulative(_window_weights(plan.cal))
+    planted: list[PlantedAnomaly] = []
+    for c in cast.contracts:
+        planted += _emit_constituency(b, c, cast.anomalies.get(c.info.id, []), c is cast.stuffed, plan, cum)
+    _unknown_contract(b, cast.unknown, plan.cal)
+    files = _lay_out_files(b, cast, plan.cal)
+    return _write_sample(plan, cast, files, planted)
 
-    b = _Builder(seed, ballot_bytes)
+
+# ---- plan ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _SamplePlan:
+    """The arguments of :func:`generate_sample`, checked, and what follows from them alone."""
+
+    input_dir: Path
+    reference_dir: Path
+    seed: int
+    constituencies: int
+    voters: tuple[int, int]  # (low, high) registered voters per constituency
+    ballot_bytes: int
+    write_reference: bool
+    kinds: list[str]
+    anomaly_copies: int
+    cal: _Calendar
+    election_id: str
+
+    @property
+    def elections_csv(self) -> Path:
+        return self.reference_dir / "elections.csv"
+
+    @property
+    def constituencies_csv(self) -> Path:
+        return self.reference_dir / "constituencies.csv"
+
+    @property
+    def truth_json(self) -> Path:
+        return self.reference_dir / GROUND_TRUTH_FILE
+
+    @classmethod
+    def of(
+        cls,
+        input_dir: Path,
+        reference_dir: Path,
+        *,
+        seed: int,
+        constituencies: int,
+        voters_per_constituency: tuple[int, int],
+        ballot_bytes: int,
+        write_reference: bool,
+        overwrite_reference: bool,
+        timezone_name: str,
+        anomalies: Sequence[str] | None,
+        anomaly_copies: int,
+    ) -> _SamplePlan:
+        """Check the arguments (``ValueError``; ``FileExistsError`` for reference files that
+        exist and may not be replaced), before anything is written."""
+        if constituencies < 1:
+            raise ValueError("constituencies must be at least 1")
+        low, high = voters_per_constituency
+        if not 20 <= low <= high:
+            raise ValueError("voters_per_constituency must be (low, high) with 20 <= low <= high")
+        if ballot_bytes < 1:
+            raise ValueError("ballot_bytes must be positive")
+        kinds = list(DEFAULT_ANOMALIES if anomalies is None else anomalies)
+        unknown_kinds = [k for k in kinds if k not in ANOMALY_RULES]
+        if unknown_kinds:
+            raise ValueError(f"unknown anomaly kind(s) {', '.join(unknown_kinds)}; known: {', '.join(ANOMALY_KINDS)}")
+        if anomaly_copies < 1:
+            raise ValueError("anomaly_copies must be at least 1")
+        digest = hashlib.sha256(f"election:{seed}".encode()).digest()
+        plan = cls(
+            input_dir=Path(input_dir),
+            reference_dir=Path(reference_dir),
+            seed=seed,
+            constituencies=constituencies,
+            voters=(low, high),
+            ballot_bytes=ballot_bytes,
+            write_reference=write_reference,
+            kinds=kinds,
+            anomaly_copies=anomaly_copies,
+            cal=_Calendar.of(timezone_name),
+            election_id=str(uuid.UUID(bytes=digest[:16], version=4)),
+        )
+        if write_reference and not overwrite_reference:
+            existing = [p for p in (plan.elections_csv, plan.constituencies_csv, plan.truth_json) if p.exists()]
+            if existing:
+                raise FileExistsError(
+                    "reference file(s) already exist: "
+                    + ", ".join(str(p) for p in existing)
+                    + "; pass overwrite_reference=True to replace them, "
+                    "or write_reference=False to keep them"
+                )
+        return plan
+
+
+@dataclass
+class _Cast:
+    """Who is who: the constituencies with their contracts, the anomalies each one gets (in
+    planting order), and the constituencies picked for the irregularities of the files."""
+
+    contracts: list[_Contract]
+    anomalies: dict[str, list[str]]
+    stuffed: _Contract | None
+    zipped: _Contract
+    malformed_owners: list[int]  # indexes into ``contracts``
+    unknown: _Contract  # the contract no reference file knows
+
+    @property
+    def all_contracts(self) -> list[_Contract]:
+        return [*self.contracts, self.unknown]
+
+
+def _cast(b: _Builder, plan: _SamplePlan) -> _Cast:
     rng = b.rng
-    digest = hashlib.sha256(f"election:{seed}".encode()).digest()
-    election_id = str(uuid.UUID(bytes=digest[:16], version=4))
-
-    # ---- who is who ------------------------------------------------------------------
-    n_regions = 3 if constituencies >= 3 else 2
+    n = plan.constituencies
+    low, high = plan.voters
+    n_regions = 3 if n >= 3 else 2
     regions = list(_REGIONS[:n_regions])
     rng.shuffle(regions)
-    places = rng.sample(_PLACES, k=min(constituencies, len(_PLACES)))
+    places = rng.sample(_PLACES, k=min(n, len(_PLACES)))
     types = list(_TYPES)
     rng.shuffle(types)
     contracts: list[_Contract] = []
-    for i in range(constituencies):
+    for i in range(n):
         place = places[i] if i < len(places) else f"District {i + 1}"
         info = SampleConstituency(
             id=b.unique_id(),
@@ -1465,133 +1565,194 @@ def generate_sample(
             registered_voters=rng.randint(low, high),
         )
         contracts.append(_Contract(info, b.unique_id()))
-    roles = rng.sample(range(constituencies), k=constituencies)
-    plan = _plan_anomalies(contracts, roles, kinds, anomaly_copies, (low, high))
-    stuffed = next((c for c in contracts if "stuffing" in plan.get(c.info.id, ())), None)
+    roles = rng.sample(range(n), k=n)
+    anomalies = _plan_anomalies(contracts, roles, plan.kinds, plan.anomaly_copies, plan.voters)
+    stuffed = next((c for c in contracts if "stuffing" in anomalies.get(c.info.id, ())), None)
     if stuffed is not None:
         stuffed.info.stuffed = True
-    zipped = contracts[roles[1 % constituencies]]
-    malformed_owners = list(dict.fromkeys(roles[k % constituencies] for k in (2, 3)))
     unknown_info = SampleConstituency(b.unique_id(), "Unknown contract", "", "unknown", 0, in_reference=False)
-    unknown = _Contract(unknown_info, b.unique_id())
+    return _Cast(
+        contracts=contracts,
+        anomalies=anomalies,
+        stuffed=stuffed,
+        zipped=contracts[roles[1 % n]],
+        malformed_owners=list(dict.fromkeys(roles[k % n] for k in (2, 3))),
+        unknown=_Contract(unknown_info, b.unique_id()),
+    )
 
-    # ---- transactions ----------------------------------------------------------------
-    cum = _cumulative(_window_weights(cal))
-    planted: list[PlantedAnomaly] = []
-    for c in contracts:
-        voters = [
-            b.new_voter(hashlib.sha256(f"{seed}:{c.info.id}:{n}".encode()).hexdigest())
-            for n in range(c.info.registered_voters)
-        ]
-        _lifecycle_before(b, c, voters, cal)
-        todo = plan.get(c.info.id, [])
-        if c is stuffed:
-            share = rng.uniform(0.43, 0.55)
-        elif todo:
-            share = rng.uniform(0.43, 0.60)
-        else:
-            share = rng.uniform(0.43, 0.78)
-        chosen = rng.sample(voters, k=round(share * len(voters)))
-        picked = {v.key for v in chosen}
-        spare = [v for v in voters if v.key not in picked]
-        place = _no_gap
-        gap = None
-        if "offline_gap" in todo:
-            gap = _offline_gap(cal, rng, cum, len(chosen))
-            place = gap[2]
-        votes = _voting(b, c, chosen, cum, cal, place)
-        found: list[PlantedAnomaly | None] = []
-        protected: set[str] = set()
-        for kind in todo:
-            before = {id(t) for t in c.txs}
-            if kind == "stuffing":
-                found.append(_stuffing(b, c, len(votes), cal))
-            elif kind == "spike":
-                found.append(_plant_spike(b, c, cal, spare))
-            elif kind == "night_burst":
-                found.append(_plant_night_burst(b, c, cal, spare))
-            elif kind == "offline_gap" and gap is not None:
-                found.append(
-                    PlantedAnomaly(
-                        "offline_gap",
-                        c.info.id,
-                        ANOMALY_RULES["offline_gap"],
-                        gap[0],
-                        gap[1],
-                        f"no transaction from {cal.local(gap[0]):%H:%M} to {cal.local(gap[1]):%H:%M} local on day 2; "
-                        "the voters come back in the hours after",
-                        {"silent_hours": int((gap[1] - gap[0]) / timedelta(hours=1))},
-                    )
-                )
-            elif kind == "high_rejection":
-                found.append(_plant_rejections(b, c, cal, [v for _, v in votes]))
-            elif kind == "revote_burst":
-                found.append(_plant_revotes(b, c, cal, votes))
-            elif kind == "late_votes":
-                found.append(_plant_late_votes(b, c, cal, spare))
-            elif kind == "integer_turnout":
-                found.append(_plant_integer_turnout(b, c, cal, cum, spare, protected))
-            protected |= {t.sender for t in c.txs if id(t) not in before}
-        for anomaly in found:
-            if anomaly is not None:
-                planted.append(anomaly)
-                c.info.anomalies.append(anomaly.kind)
-        _lifecycle_after(b, c, len(_accepted_voters(c)), cal)
-    _unknown_contract(b, unknown, cal)
-    all_contracts = [*contracts, unknown]
 
-    # ---- hourly files with duplicates and rollbacks ----------------------------------
+# ---- emit ----------------------------------------------------------------------------
+
+
+def _emit_constituency(
+    b: _Builder,
+    c: _Contract,
+    todo: list[str],
+    stuffed: bool,
+    plan: _SamplePlan,
+    cum: list[float],
+) -> list[PlantedAnomaly]:
+    """Every transaction of one constituency (its lifecycle, its voters' bulletins and votes,
+    and the anomalies ``todo``, in that order); returns the anomalies planted."""
+    rng, cal = b.rng, plan.cal
+    voters = [
+        b.new_voter(hashlib.sha256(f"{plan.seed}:{c.info.id}:{n}".encode()).hexdigest())
+        for n in range(c.info.registered_voters)
+    ]
+    _lifecycle_before(b, c, voters, cal)
+    if stuffed:
+        share = rng.uniform(0.43, 0.55)
+    elif todo:
+        share = rng.uniform(0.43, 0.60)
+    else:
+        share = rng.uniform(0.43, 0.78)
+    chosen = rng.sample(voters, k=round(share * len(voters)))
+    picked = {v.key for v in chosen}
+    spare = [v for v in voters if v.key not in picked]
+    place: _Place = _no_gap
+    gap = None
+    if "offline_gap" in todo:
+        gap = _offline_gap(cal, rng, cum, len(chosen))
+        place = gap[2]
+    votes = _voting(b, c, chosen, cum, cal, place)
+    found: list[PlantedAnomaly | None] = []
+    protected: set[str] = set()  # senders of the anomalies planted so far
+    for kind in todo:
+        before = {id(t) for t in c.txs}
+        if kind == "stuffing":
+            found.append(_stuffing(b, c, len(votes), cal))
+        elif kind == "spike":
+            found.append(_plant_spike(b, c, cal, spare))
+        elif kind == "night_burst":
+            found.append(_plant_night_burst(b, c, cal, spare))
+        elif kind == "offline_gap" and gap is not None:
+            found.append(_offline_gap_anomaly(c, cal, gap[0], gap[1]))
+        elif kind == "high_rejection":
+            found.append(_plant_rejections(b, c, cal, [v for _, v in votes]))
+        elif kind == "revote_burst":
+            found.append(_plant_revotes(b, c, cal, votes))
+        elif kind == "late_votes":
+            found.append(_plant_late_votes(b, c, cal, spare))
+        elif kind == "integer_turnout":
+            found.append(_plant_integer_turnout(b, c, cal, cum, spare, protected))
+        protected |= {t.sender for t in c.txs if id(t) not in before}
+    planted = [anomaly for anomaly in found if anomaly is not None]
+    c.info.anomalies += [anomaly.kind for anomaly in planted]
+    _lifecycle_after(b, c, len(_accepted_voters(c)), cal)
+    return planted
+
+
+def _offline_gap_anomaly(c: _Contract, cal: _Calendar, start: datetime, end: datetime) -> PlantedAnomaly:
+    return PlantedAnomaly(
+        "offline_gap",
+        c.info.id,
+        ANOMALY_RULES["offline_gap"],
+        start,
+        end,
+        f"no transaction from {cal.local(start):%H:%M} to {cal.local(end):%H:%M} local on day 2; "
+        "the voters come back in the hours after",
+        {"silent_hours": int((end - start) / timedelta(hours=1))},
+    )
+
+
+@dataclass
+class _HourFiles:
+    """The lines of every hourly file, per contract id and UTC hour."""
+
+    lines: dict[str, dict[datetime, list[_Entry]]]
+    zip_hours: list[datetime]  # the hours of the zipped contract that go into archives
+    rollback_lines: int
+    duplicated_lines: int
+
+
+def _lay_out_files(b: _Builder, cast: _Cast, cal: _Calendar) -> _HourFiles:
+    """The transactions of each contract as lines of hourly files, with transactions repeated
+    in the next hour's file, rollback lines and, in two constituencies, malformed lines."""
+    rng = b.rng
     per_file: dict[str, dict[datetime, list[_Entry]]] = {}
     rollback_lines = duplicated_lines = 0
-    for c in all_contracts:
+    for c in cast.all_contracts:
         buckets, entries = _hour_files(c)
         per_file[c.info.id] = entries
-        if c is not unknown:
+        if c is not cast.unknown:
             repeated = _add_duplicates(rng, buckets, entries)
             duplicated_lines += len(repeated)
             rollback_lines += _add_rollbacks(rng, c, entries, repeated)
-    zip_hours = _choose_zip_hours(rng, per_file[zipped.info.id], cal)
+    zip_hours = _choose_zip_hours(rng, per_file[cast.zipped.info.id], cal)
 
     # Malformed lines: three each in one window-hour file of two constituencies (never zipped).
     samples = _malformed_samples(b, _ms(cal.utc_hour(1, 15)))
-    chunks = [samples[:3], samples[3:]] if len(malformed_owners) > 1 else [samples]
-    for index, chunk in zip(malformed_owners, chunks, strict=False):
-        c = contracts[index]
+    chunks = [samples[:3], samples[3:]] if len(cast.malformed_owners) > 1 else [samples]
+    for index, chunk in zip(cast.malformed_owners, chunks, strict=False):
+        c = cast.contracts[index]
         entries = per_file[c.info.id]
-        options = sorted(h for h in entries if cal.start <= h < cal.end and not (c is zipped and h in zip_hours))
+        options = sorted(h for h in entries if cal.start <= h < cal.end and not (c is cast.zipped and h in zip_hours))
         target = entries[rng.choice(options)]
         for text, kind in chunk:
             target.insert(rng.randint(1, len(target)), (text, kind))
+    return _HourFiles(per_file, zip_hours, rollback_lines, duplicated_lines)
 
-    # ---- write -----------------------------------------------------------------------
+
+# ---- write ---------------------------------------------------------------------------
+
+
+def _write_sample(plan: _SamplePlan, cast: _Cast, files: _HourFiles, planted: list[PlantedAnomaly]) -> SampleSummary:
+    """Write the export files and, when asked, the reference files and the ground truth."""
+    out = _write_exports(plan.input_dir, cast, files)
+    reference_files: list[Path] = []
+    if plan.write_reference:
+        plan.reference_dir.mkdir(parents=True, exist_ok=True)
+        _write_reference(
+            plan.elections_csv,
+            plan.constituencies_csv,
+            plan.election_id,
+            plan.seed,
+            [c.info for c in cast.contracts],
+            plan.cal,
+        )
+        reference_files = [plan.elections_csv, plan.constituencies_csv]
+    summary = _summary(plan, cast, files, planted, out, reference_files)
+    if plan.write_reference:
+        payload = json.dumps(summary.ground_truth(), indent=2, ensure_ascii=False) + "\n"
+        _write_atomic(plan.truth_json, payload.encode("utf-8"))
+        summary.ground_truth_file = plan.truth_json
+    return summary
+
+
+def _write_exports(input_dir: Path, cast: _Cast, files: _HourFiles) -> _Written:
+    """One ``.csv`` per contract and hour; the zipped contract's zip hours go into archives."""
     input_dir.mkdir(parents=True, exist_ok=True)
     out = _Written()
-    for c in all_contracts:
-        entries = per_file[c.info.id]
+    for c in cast.all_contracts:
+        entries = files.lines[c.info.id]
         zip_members: dict[datetime, bytes] = {}
         for hour in sorted(entries):
             lines = entries[hour]
             out.line_count += len(lines)
             data = _encode(lines)
-            if c is zipped and hour in zip_hours:
+            if c is cast.zipped and hour in files.zip_hours:
                 zip_members[hour] = data
                 continue
             name = _file_stem(c.info.id, hour) + ".csv"
             out.note_malformed(name, lines)
             out.put(input_dir / name, data)
         if zip_members:
-            _write_zips(out, input_dir, c.info.id, zip_hours, zip_members, entries)
+            _write_zips(out, input_dir, c.info.id, files.zip_hours, zip_members, entries)
+    return out
 
-    reference_files: list[Path] = []
-    if write_reference:
-        reference_dir.mkdir(parents=True, exist_ok=True)
-        _write_reference(elections_csv, constituencies_csv, election_id, seed, [c.info for c in contracts], cal)
-        reference_files = [elections_csv, constituencies_csv]
 
-    # ---- ground truth ----------------------------------------------------------------
+def _summary(
+    plan: _SamplePlan,
+    cast: _Cast,
+    files: _HourFiles,
+    planted: list[PlantedAnomaly],
+    out: _Written,
+    reference_files: list[Path],
+) -> SampleSummary:
+    """The ground truth, from the generator's own transactions (never read back from the files)."""
     hourly: dict[str, dict[datetime, HourlyFigures]] = {}
     totals: dict[str, ConstituencyTotals] = {}
-    for c in all_contracts:
+    for c in cast.all_contracts:
         hourly[c.info.id], totals[c.info.id] = _ground_truth(c)
     expected = [
         {
@@ -1605,20 +1766,19 @@ def generate_sample(
         for cid in sorted(hourly)
         for hour, f in hourly[cid].items()
     ]
-
-    summary = SampleSummary(
-        seed=seed,
-        input_dir=input_dir,
-        reference_dir=reference_dir,
-        election_id=election_id,
+    return SampleSummary(
+        seed=plan.seed,
+        input_dir=plan.input_dir,
+        reference_dir=plan.reference_dir,
+        election_id=plan.election_id,
         election_name=ELECTION_NAME,
-        timezone=cal.name,
-        window_start=cal.start,
-        window_end=cal.end,
-        constituencies=[c.info for c in all_contracts],
-        unknown_contract_id=unknown.info.id,
-        stuffed_contract_id=stuffed.info.id if stuffed is not None else "",
-        zipped_contract_id=zipped.info.id if zip_hours else "",
+        timezone=plan.cal.name,
+        window_start=plan.cal.start,
+        window_end=plan.cal.end,
+        constituencies=[c.info for c in cast.all_contracts],
+        unknown_contract_id=cast.unknown.info.id,
+        stuffed_contract_id=cast.stuffed.info.id if cast.stuffed is not None else "",
+        zipped_contract_id=cast.zipped.info.id if files.zip_hours else "",
         hourly=hourly,
         totals=totals,
         expected_hourly=expected,
@@ -1627,15 +1787,10 @@ def generate_sample(
         malformed=sorted(out.malformed, key=lambda m: (m.source, m.line_number)),
         line_count=out.line_count,
         total_bytes=out.total_bytes,
-        rollback_lines=rollback_lines,
-        duplicated_lines=duplicated_lines,
+        rollback_lines=files.rollback_lines,
+        duplicated_lines=files.duplicated_lines,
         anomalies=planted,
     )
-    if write_reference:
-        payload = json.dumps(summary.ground_truth(), indent=2, ensure_ascii=False) + "\n"
-        _write_atomic(truth_json, payload.encode("utf-8"))
-        summary.ground_truth_file = truth_json
-    return summary
 
 
 def _plan_anomalies(

@@ -151,59 +151,142 @@ def election_figures(
     offline_after_hours: float,
 ) -> dict[str, Any]:
     """The ``election_metrics`` row of one election (``election`` is a row of ``elections``)."""
-    end = pd.Timestamp(election.end_date) if election.end_date is not None else None
-    latest = members["last_ts"].max() if len(members) else pd.NaT
-    clock = None if pd.isna(latest) else (min(latest, end) if end is not None else latest)
-    cutoff = clock - timedelta(hours=offline_after_hours) if clock is not None else None
-    marked_offline = members["status"] == ConstituencyStatus.OFFLINE
-    has_data = members["last_ts"].notna()
-    recent = has_data & (members["last_ts"] >= cutoff) if cutoff is not None else has_data
-    reporting = recent & ~marked_offline
-    offline = marked_offline | (has_data & ~recent)
-    never = ~has_data & ~marked_offline
-
+    status = _reporting(members, election.end_date, offline_after_hours)
     mine = alerts[alerts["constituency_id"].isin(set(members["id"]))]
     by_severity = mine.groupby("severity")["n"].sum().to_dict()
     by_type = {str(k): int(v) for k, v in sorted(mine.groupby("type")["n"].sum().to_dict().items())}
     critical_ids = sorted(set(mine.loc[mine["severity"] == Severity.CRITICAL, "constituency_id"]))
-
-    registered = int(members["registered_voters"].sum())
-    votes = int(members["votes_cast"].sum())
-    counted_votes = int(members.loc[members["registered_voters"] > 0, "votes_cast"].sum())
-    bulletins = int(members["bulletins_issued"].sum())
-
+    totals = _totals(members)
     scope = pm.Scope(
         kind="election",
         id=election.id,
         name=election.name,
         timezone=election.timezone or "UTC",
-        registered_voters=registered,
+        registered_voters=totals["registered_voters"],
         constituency_ids=tuple(members["id"]),
         election_id=election.id,
         registered_by_constituency=dict(zip(members["id"], members["registered_voters"].astype(int), strict=False)),
     )
     series = pm.hourly_series(engine, scope)
     pattern = pm.hourly_activity_pattern(engine, scope, series=series) if len(series) else None
-    latest_hour = peak_hour = None
-    if len(series):
-        active = series[series["transaction_count"] > 0]
-        last = active.iloc[-1]
-        latest_hour = {
-            "hour": _iso(last["hour"]),
-            "votes_cast": int(last["votes_cast"]),
-            "bulletins_issued": int(last["bulletins_issued"]),
-            "participation_rate": float(last["participation_rate"]),
-        }
-        peak = series.loc[series["votes_cast"].idxmax()]
-        peak_hour = {
-            "hour": _iso(peak["hour"]),
-            "votes_cast": int(peak["votes_cast"]),
-            "vote_velocity": float(peak["vote_velocity"]),
-        }
+    summary = _summary(
+        election,
+        members,
+        status,
+        totals,
+        offline_after_hours=offline_after_hours,
+        by_severity=by_severity,
+        by_type=by_type,
+        critical_ids=critical_ids,
+        series=series,
+        pattern=pattern,
+    )
+    first = members["first_hour"].min() if len(members) else pd.NaT
+    return {
+        "election_id": election.id,
+        "total_constituencies": len(members),
+        "constituencies_reporting": int(status.reporting.sum()),
+        "constituencies_offline": int(status.offline.sum()),
+        "constituencies_with_critical_alerts": len(critical_ids),
+        **totals,
+        "first_activity": None if pd.isna(first) else pd.Timestamp(first).to_pydatetime(),
+        "last_activity": None if pd.isna(status.latest) else pd.Timestamp(status.latest).to_pydatetime(),
+        "open_alerts_critical": int(by_severity.get(Severity.CRITICAL, 0)),
+        "open_alerts_warning": int(by_severity.get(Severity.WARNING, 0)),
+        "open_alerts_info": int(by_severity.get(Severity.INFO, 0)),
+        "summary": summary,
+    }
 
+
+@dataclass
+class _Reporting:
+    """Which constituencies of an election (rows of ``members``) are reporting, offline or
+    have never reported, as of ``clock``: the latest transaction (``latest``), at most the
+    end of voting."""
+
+    latest: Any
+    clock: Any
+    reporting: pd.Series
+    offline: pd.Series
+    never: pd.Series
+
+
+def _reporting(members: pd.DataFrame, end_date: Any, offline_after_hours: float) -> _Reporting:
+    """Offline: marked offline, or silent for ``offline_after_hours`` before the clock."""
+    end = pd.Timestamp(end_date) if end_date is not None else None
+    latest = members["last_ts"].max() if len(members) else pd.NaT
+    clock = None if pd.isna(latest) else (min(latest, end) if end is not None else latest)
+    cutoff = clock - timedelta(hours=offline_after_hours) if clock is not None else None
+    marked_offline = members["status"] == ConstituencyStatus.OFFLINE
+    has_data = members["last_ts"].notna()
+    recent = has_data & (members["last_ts"] >= cutoff) if cutoff is not None else has_data
+    return _Reporting(
+        latest=latest,
+        clock=clock,
+        reporting=recent & ~marked_offline,
+        offline=marked_offline | (has_data & ~recent),
+        never=~has_data & ~marked_offline,
+    )
+
+
+def _totals(members: pd.DataFrame) -> dict[str, Any]:
+    """The election's counts, summed over its constituencies (participation: of the
+    constituencies with registered voters)."""
+    registered = int(members["registered_voters"].sum())
+    votes = int(members["votes_cast"].sum())
+    counted_votes = int(members.loc[members["registered_voters"] > 0, "votes_cast"].sum())
+    bulletins = int(members["bulletins_issued"].sum())
+    return {
+        "registered_voters": registered,
+        "bulletins_issued": bulletins,
+        "votes_cast": votes,
+        "revote_count": int(members["revote_count"].sum()),
+        "rejected_count": int(members["rejected_count"].sum()),
+        "transaction_count": int(members["transaction_count"].sum()),
+        "participation_rate": _participation(counted_votes, registered),
+        "issued_not_voted": bulletins - votes,
+    }
+
+
+def _hour_highlights(series: pd.DataFrame) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The latest hour with transactions and the hour with the most votes (None without hours)."""
+    if not len(series):
+        return None, None
+    active = series[series["transaction_count"] > 0]
+    last = active.iloc[-1]
+    latest_hour = {
+        "hour": _iso(last["hour"]),
+        "votes_cast": int(last["votes_cast"]),
+        "bulletins_issued": int(last["bulletins_issued"]),
+        "participation_rate": float(last["participation_rate"]),
+    }
+    peak = series.loc[series["votes_cast"].idxmax()]
+    peak_hour = {
+        "hour": _iso(peak["hour"]),
+        "votes_cast": int(peak["votes_cast"]),
+        "vote_velocity": float(peak["vote_velocity"]),
+    }
+    return latest_hour, peak_hour
+
+
+def _summary(
+    election: Any,
+    members: pd.DataFrame,
+    status: _Reporting,
+    totals: dict[str, Any],
+    *,
+    offline_after_hours: float,
+    by_severity: dict[str, Any],
+    by_type: dict[str, int],
+    critical_ids: list[str],
+    series: pd.DataFrame,
+    pattern: pd.DataFrame | None,
+) -> dict[str, Any]:
+    """The ``summary`` of an election's row: what the dashboard and the report show."""
+    latest_hour, peak_hour = _hour_highlights(series)
     ranked = members.sort_values(["anomaly_score", "id"], ascending=[False, True])
     with_voters = members[members["registered_voters"] > 0].sort_values(["participation_rate", "id"])
-    summary = {
+    return {
         "election": {
             "id": election.id,
             "name": election.name,
@@ -212,25 +295,16 @@ def election_figures(
             "start_date": _iso(election.start_date),
             "end_date": _iso(election.end_date),
         },
-        "as_of": _iso(clock),
+        "as_of": _iso(status.clock),
         "offline_after_hours": offline_after_hours,
         "constituencies": {
             "total": len(members),
-            "reporting": int(reporting.sum()),
-            "offline": int(offline.sum()),
-            "never_reported": int(never.sum()),
+            "reporting": int(status.reporting.sum()),
+            "offline": int(status.offline.sum()),
+            "never_reported": int(status.never.sum()),
             "with_critical_alerts": len(critical_ids),
         },
-        "totals": {
-            "registered_voters": registered,
-            "bulletins_issued": bulletins,
-            "votes_cast": votes,
-            "revote_count": int(members["revote_count"].sum()),
-            "rejected_count": int(members["rejected_count"].sum()),
-            "transaction_count": int(members["transaction_count"].sum()),
-            "participation_rate": _participation(counted_votes, registered),
-            "issued_not_voted": bulletins - votes,
-        },
+        "totals": dict(totals),
         "participation": {
             "median_constituency": round(float(with_voters["participation_rate"].median()), 4)
             if len(with_voters)
@@ -242,32 +316,10 @@ def election_figures(
         "open_alerts_by_rule": by_type,
         "most_anomalous": [_brief(r) for r in ranked[ranked["anomaly_score"] > 0].head(5).itertuples()],
         "constituencies_with_critical_alerts": critical_ids[:20],
-        "offline_constituencies": sorted(members.loc[offline, "id"])[:20],
+        "offline_constituencies": sorted(members.loc[status.offline, "id"])[:20],
         "latest_hour": latest_hour,
         "peak_hour": peak_hour,
         "vote_share_by_local_hour": [float(v) for v in pattern["vote_share"]] if pattern is not None else [],
-    }
-    first = members["first_hour"].min() if len(members) else pd.NaT
-    return {
-        "election_id": election.id,
-        "total_constituencies": len(members),
-        "constituencies_reporting": int(reporting.sum()),
-        "constituencies_offline": int(offline.sum()),
-        "constituencies_with_critical_alerts": len(critical_ids),
-        "registered_voters": registered,
-        "bulletins_issued": bulletins,
-        "votes_cast": votes,
-        "revote_count": int(members["revote_count"].sum()),
-        "rejected_count": int(members["rejected_count"].sum()),
-        "transaction_count": int(members["transaction_count"].sum()),
-        "participation_rate": _participation(counted_votes, registered),
-        "issued_not_voted": bulletins - votes,
-        "first_activity": None if pd.isna(first) else pd.Timestamp(first).to_pydatetime(),
-        "last_activity": None if pd.isna(latest) else pd.Timestamp(latest).to_pydatetime(),
-        "open_alerts_critical": int(by_severity.get(Severity.CRITICAL, 0)),
-        "open_alerts_warning": int(by_severity.get(Severity.WARNING, 0)),
-        "open_alerts_info": int(by_severity.get(Severity.INFO, 0)),
-        "summary": summary,
     }
 
 
