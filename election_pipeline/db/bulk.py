@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -54,8 +54,11 @@ def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _insert_for(conn: Connection, table: Table):  # type: ignore[no-untyped-def]
-    dialects = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+def _insert_for(conn: Connection, table: Table) -> sqlite.Insert | postgresql.Insert:
+    dialects: dict[str, Callable[[Table], sqlite.Insert | postgresql.Insert]] = {
+        "sqlite": sqlite.insert,
+        "postgresql": postgresql.insert,
+    }
     make_insert = dialects.get(conn.dialect.name)
     if make_insert is None:
         raise NotImplementedError(f"the operational database must be SQLite or PostgreSQL, not {conn.dialect.name}")

@@ -22,7 +22,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from .models import Base
 
@@ -64,7 +66,7 @@ def get_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
@@ -122,7 +124,7 @@ def schema_differences(conn: Connection) -> list:
     return [d for d in compare_metadata(ctx, Base.metadata) if not _ignorable(d)]
 
 
-def _ignorable(diff) -> bool:  # type: ignore[no-untyped-def]
+def _ignorable(diff: object) -> bool:
     # The Alembic bookkeeping table is not part of the models.
     return isinstance(diff, tuple) and diff[0] == "remove_table" and diff[1].name == "alembic_version"
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 import time
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, MetaData, String
+from sqlalchemy import JSON, DateTime, MetaData, String, Table
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -62,6 +62,11 @@ class Base(DeclarativeBase):
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSONType, list[Any]: JSONType}
+
+    if TYPE_CHECKING:
+        # SQLAlchemy declares ``__table__`` as any FromClause; every model here is mapped to a
+        # Table (declared with ``__tablename__``), which the bulk writers and Core statements take.
+        __table__: ClassVar[Table]
 
 
 class UUIDMixin:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, overload
 from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
@@ -41,6 +41,12 @@ def to_naive_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
+@overload
+def local_to_naive_utc(value: datetime, tz_name: str) -> datetime: ...
+@overload
+def local_to_naive_utc(value: None, tz_name: str) -> None: ...
+@overload
+def local_to_naive_utc(value: datetime | None, tz_name: str) -> datetime | None: ...
 def local_to_naive_utc(value: datetime | None, tz_name: str) -> datetime | None:
     """Naive local time in ``tz_name`` -> naive UTC; aware values are simply converted to UTC."""
     if value is None:
