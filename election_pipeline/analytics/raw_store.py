@@ -118,7 +118,7 @@ def open_warehouse(
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    config = {"memory_limit": memory_limit} if memory_limit else {}
+    config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": memory_limit} if memory_limit else {}
     conn = duckdb.connect(str(path), read_only=read_only, config=config)
     try:
         if not read_only:

@@ -49,7 +49,9 @@ def print_summary(settings: Settings, out=None) -> dict[str, object]:
             return conn.execute(stmt).scalar_one()
 
         jobs = dict(
-            conn.execute(select(FileProcessingJob.status, func.count()).group_by(FileProcessingJob.status)).all()
+            conn.execute(select(FileProcessingJob.status, func.count()).group_by(FileProcessingJob.status))
+            .tuples()
+            .all()
         )
         figures: dict[str, object] = {
             "files_completed": int(jobs.get(FileJobStatus.COMPLETED, 0)),
@@ -64,7 +66,7 @@ def print_summary(settings: Settings, out=None) -> dict[str, object]:
             "bulletins_issued": int(one(select(func.coalesce(func.sum(Constituency.bulletins_issued), 0)))),
             "votes_cast": int(one(select(func.coalesce(func.sum(Constituency.votes_cast), 0)))),
         }
-        alerts = dict(conn.execute(select(Alert.severity, func.count()).group_by(Alert.severity)).all())
+        alerts = dict(conn.execute(select(Alert.severity, func.count()).group_by(Alert.severity)).tuples().all())
         top = conn.execute(
             select(
                 Constituency.id,

@@ -310,7 +310,9 @@ def alerts(
         open_by_severity = dict(
             conn.execute(
                 select(Alert.severity, func.count()).where(Alert.status.in_(OPEN_STATUSES)).group_by(Alert.severity)
-            ).all()
+            )
+            .tuples()
+            .all()
         )
         recent = conn.execute(
             select(Alert.severity, Alert.type, Alert.constituency_id, Alert.status, Alert.title)

@@ -110,7 +110,7 @@ def election_report(
     bulletins with the issued-but-not-voted gap, the alert timeline, a region × hour heat
     map of votes, and the activity pattern by local hour of day."""
     written = write_reports(ops_db.engine(), reports.reports_dir, detection.offline_after_hours)
-    metadata: dict[str, object] = {
+    metadata: dict[str, dg.MetadataValue | int] = {
         "elections": len(written),
         "reports_dir": dg.MetadataValue.path(reports.reports_dir),
         "reports": preview(

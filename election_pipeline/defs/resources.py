@@ -129,9 +129,10 @@ class ReportsResource(dg.ConfigurableResource):
     reports_dir: str
 
 
-def _value(settings: Settings, name: str) -> object:
-    """A setting as a resource field: ``dg.EnvVar`` for a secret that comes from the
-    environment (the UI then shows its name only), else the value itself."""
+def _value(settings: Settings, name: str) -> str | dg.EnvVar:
+    """A text setting as a resource field: ``dg.EnvVar`` for a secret that comes from the
+    environment (the UI then shows its name only), else the value itself. ``dg.EnvVar`` is a
+    ``str`` subclass, so it fits a resource's ``str`` field; Dagster resolves it at run time."""
     value = getattr(settings, name)
     env = Settings.env_name(name)
     if name in Settings.secret_fields() and os.environ.get(env, "").strip() == value:

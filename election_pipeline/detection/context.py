@@ -42,6 +42,15 @@ def to_naive(value) -> datetime | None:
     return ts.to_pydatetime()
 
 
+def to_naive_instant(value) -> datetime:
+    """:func:`to_naive` of a value that is always set (an hourly row's hour, a stored
+    transaction's time); NaT or None there is an error."""
+    moment = to_naive(value)
+    if moment is None:
+        raise ValueError(f"expected a timestamp, got {value!r}")
+    return moment
+
+
 @dataclass(frozen=True)
 class VotingWindow:
     """An election's voting window ``[start, end)`` (naive UTC) and its time zone."""

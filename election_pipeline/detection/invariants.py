@@ -18,7 +18,7 @@ import pandas as pd
 
 from election_pipeline.vocabulary import Operation
 
-from .context import HOUR, VotingWindow, constituency_names, finish_times, hour_floor, label, to_naive
+from .context import HOUR, VotingWindow, constituency_names, finish_times, hour_floor, label, to_naive_instant
 from .findings import Finding
 
 #: Operations that cast or enable a vote; only these are checked against the window.
@@ -52,7 +52,7 @@ def votes_exceed_bulletins(hourly: pd.DataFrame, constituencies: pd.DataFrame | 
         worst = bad.loc[excess.idxmax()]
         first = bad.iloc[0]
         last = rows.iloc[-1]
-        hours = [to_naive(h) for h in bad["hour"]]
+        hours = [to_naive_instant(h) for h in bad["hour"]]
         findings.append(
             Finding(
                 rule="votes_exceed_bulletins",
@@ -62,7 +62,7 @@ def votes_exceed_bulletins(hourly: pd.DataFrame, constituencies: pd.DataFrame | 
                 description=(
                     f"From {hours[0]:%Y-%m-%d %H:00} UTC the number of distinct voters "
                     f"({int(first['cumulative_votes'])}) exceeds the bulletins issued so far "
-                    f"({int(first['cumulative_bulletins'])}). At worst ({to_naive(worst['hour']):%Y-%m-%d %H:00} UTC) "
+                    f"({int(first['cumulative_bulletins'])}). At worst ({to_naive_instant(worst['hour']):%Y-%m-%d %H:00} UTC) "
                     f"{int(excess.max())} votes have no bulletin. Every vote needs an issued bulletin: "
                     "check the vote transactions of these hours for ballot stuffing or a missing export."
                 ),
@@ -76,7 +76,7 @@ def votes_exceed_bulletins(hourly: pd.DataFrame, constituencies: pd.DataFrame | 
                     "first_hour": hours[0].isoformat(),
                     "cumulative_votes_at_first_hour": int(first["cumulative_votes"]),
                     "cumulative_bulletins_at_first_hour": int(first["cumulative_bulletins"]),
-                    "worst_hour": to_naive(worst["hour"]).isoformat(),
+                    "worst_hour": to_naive_instant(worst["hour"]).isoformat(),
                     "max_excess_votes": int(excess.max()),
                     "total_votes": int(last["cumulative_votes"]),
                     "total_bulletins": int(last["cumulative_bulletins"]),
@@ -144,7 +144,7 @@ def _late_finding(
     reference: datetime,
     figures: dict,
 ) -> Finding:
-    times = [to_naive(t) for t in rows["ts"]]
+    times = [to_naive_instant(t) for t in rows["ts"]]
     hours = sorted({hour_floor(t) for t in times})
     counts = rows["operation"].value_counts().to_dict()
     return Finding(
@@ -204,7 +204,7 @@ def vote_after_close(
                 f"{n} vote transaction(s) accepted after voting closed in {label(names, str(cid))}",
                 (
                     f"The contract recorded finishVoting at {_fmt(finish)}, yet accepted {n} vote/bulletin "
-                    f"transaction(s) after it, the first at {_fmt(to_naive(after['ts'].iloc[0]))}. No vote may "
+                    f"transaction(s) after it, the first at {_fmt(to_naive_instant(after['ts'].iloc[0]))}. No vote may "
                     "come after finishVoting: check these transactions and the contract's state."
                 ),
                 "after_finish",
@@ -248,7 +248,7 @@ def outside_voting_window(
                     (
                         f"{n} accepted vote/bulletin transaction(s) are dated {words} "
                         f"({_fmt(reference)}, {local_ref:%Y-%m-%d %H:%M} local time, {window.timezone}); the first at "
-                        f"{_fmt(to_naive(part['ts'].iloc[0]))}. Check the export and the election's dates in elections.csv."
+                        f"{_fmt(to_naive_instant(part['ts'].iloc[0]))}. Check the export and the election's dates in elections.csv."
                     ),
                     key,
                     reference,

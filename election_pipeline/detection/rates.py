@@ -15,7 +15,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from .context import HOUR, VotingWindow, constituency_names, describe_hour, label, to_naive
+from .context import HOUR, VotingWindow, constituency_names, describe_hour, label, to_naive_instant
 from .findings import Finding
 from .stats import rate_exceeds
 from .thresholds import DetectionThresholds
@@ -52,7 +52,7 @@ def _hourly_rate_rule(
         if not fires:
             continue
         cid = str(rec.constituency_id)
-        h = to_naive(rec.hour)
+        h = to_naive_instant(rec.hour)
         share = k / n
         window = windows.get(cid)
         findings.append(

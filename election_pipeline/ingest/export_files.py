@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO
 
 IGNORED_SUFFIXES = (".tmp", ".part")
 _CONTRACT_ID = re.compile(r"^[A-Za-z0-9]+$")
@@ -78,37 +78,37 @@ def contract_id_from_name(name: str) -> str:
     return stem
 
 
-def _lines(stream: BinaryIO, source: str, contract_id: str) -> Iterator[SourceLine]:
+def _lines(stream: IO[bytes], source: str, contract_id: str) -> Iterator[SourceLine]:
     head = stream.read(_SNIFF_BYTES)
     if b"\x00" in head:
         raise FileRefused(f"{source} is a binary file (it contains NUL bytes), not a text export")
     if head.startswith(b"\xef\xbb\xbf"):
         head = head[3:]
-    body = io.BufferedReader(_Prepend(head, stream))  # type: ignore[arg-type]
+    body = io.BufferedReader(_Prepend(head, stream))
     for number, read_line in enumerate(body, start=1):
         raw_line = read_line.rstrip(b"\r\n")
         try:
-            text: str | None = raw_line.decode("utf-8")
-            raw = text  # type: ignore[assignment]
+            raw = raw_line.decode("utf-8")
+            text: str | None = raw
         except UnicodeDecodeError:
             text = None
             raw = raw_line.decode("utf-8", errors="backslashreplace")
         if text is not None and not text.strip():
             continue  # blank lines carry nothing
-        yield SourceLine(source, contract_id, number, text, raw)  # type: ignore[arg-type]
+        yield SourceLine(source, contract_id, number, text, raw)
 
 
 class _Prepend(io.RawIOBase):
     """A raw stream that yields ``head`` and then the rest of ``tail``."""
 
-    def __init__(self, head: bytes, tail: BinaryIO) -> None:
+    def __init__(self, head: bytes, tail: IO[bytes]) -> None:
         self._head = head
         self._tail = tail
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: bytearray) -> int:  # type: ignore[override]
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         if self._head:
             n = min(len(buffer), len(self._head))
             buffer[:n] = self._head[:n]

@@ -240,8 +240,8 @@ def parse_line(line: str) -> ParsedTransaction:
     pos = _expect_separator(rest, pos, "field 10 (extra)")
     rollback_raw = rest[pos:].strip()
     if ";" in rollback_raw:
-        count = 12 + rollback_raw.count(";")
-        raise LineError(f"expected 12 fields separated by ';', found {count}")
+        found = 12 + rollback_raw.count(";")
+        raise LineError(f"expected 12 fields separated by ';', found {found}")
     if rollback_raw not in ("", "-1"):
         raise LineError(f"field 11 (rollback) must be empty or -1, got {rollback_raw[:40]!r}")
     if extra_value is not None and not isinstance(extra_value, dict):

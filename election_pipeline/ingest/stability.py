@@ -47,7 +47,7 @@ def observe(input_dir: Path, state: FolderState, now: float, settle_seconds: flo
         if not is_candidate(path):
             continue
         st = path.stat()
-        sig = [st.st_size, st.st_mtime_ns]
+        sig: list[float] = [st.st_size, st.st_mtime_ns]
         name = path.name
         if state.requested.get(name) == sig:
             new.requested[name] = sig  # already handed to a run

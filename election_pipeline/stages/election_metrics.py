@@ -353,7 +353,7 @@ def publish_election_metrics(engine: Engine, offline_after_hours: float) -> Elec
     cols = [ElectionMetrics.__table__.c[c] for c in ["election_id", *FIGURES]]
     with engine.connect() as conn:
         existing = {r.election_id: r._mapping for r in conn.execute(select(*cols))}
-        totals = dict(conn.execute(select(Election.id, Election.total_constituencies)).all())
+        totals = dict(conn.execute(select(Election.id, Election.total_constituencies)).tuples().all())
     now = utcnow()
     inserts, updates = [], []
     for row in rows:
@@ -419,16 +419,20 @@ def dashboard_summary(engine: Engine) -> dict[str, Any]:
         open_sev = dict(
             conn.execute(
                 select(Alert.severity, func.count()).where(Alert.status.in_(OPEN_STATUSES)).group_by(Alert.severity)
-            ).all()
+            )
+            .tuples()
+            .all()
         )
         open_rule = dict(
-            conn.execute(
-                select(Alert.type, func.count()).where(Alert.status.in_(OPEN_STATUSES)).group_by(Alert.type)
-            ).all()
+            conn.execute(select(Alert.type, func.count()).where(Alert.status.in_(OPEN_STATUSES)).group_by(Alert.type))
+            .tuples()
+            .all()
         )
-        all_status = dict(conn.execute(select(Alert.status, func.count()).group_by(Alert.status)).all())
+        all_status = dict(conn.execute(select(Alert.status, func.count()).group_by(Alert.status)).tuples().all())
         files = dict(
-            conn.execute(select(FileProcessingJob.status, func.count()).group_by(FileProcessingJob.status)).all()
+            conn.execute(select(FileProcessingJob.status, func.count()).group_by(FileProcessingJob.status))
+            .tuples()
+            .all()
         )
         rejected = conn.execute(select(func.count()).select_from(RejectedRow)).scalar_one()
         last = conn.execute(select(func.max(HourlyStats.timestamp))).scalar_one()

@@ -245,7 +245,7 @@ class _FileWriter:
             return
         existing = set(self.ops.execute(select(Constituency.id).where(Constituency.id.in_(missing))).scalars())
         now = utcnow()
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "id": cid,
                 "election_id": None,
@@ -695,7 +695,9 @@ def _open_jobs(engine: Engine, group: list[_ParsedFile]) -> None:
                 select(FileProcessingJob.file_hash, FileProcessingJob.id).where(
                     FileProcessingJob.file_hash.in_(hashes), FileProcessingJob.status == "processing"
                 )
-            ).all()
+            )
+            .tuples()
+            .all()
         )
         rows = []
         for p in group:
@@ -804,6 +806,7 @@ def _write_group(
         insert_ignore(ops, FileLedgerEntry.__table__, ledger, ["content_hash"])
     outcomes = []
     for p in group:
+        assert p.target is not None  # set for every file of the group above
         _move(p.path, p.target)
         w = p.writer
         log.info(

@@ -197,7 +197,8 @@ def evidence_for(duck: duckdb.DuckDBPyConnection, finding: Finding, limit: int =
             [cid, end],
         ).fetchall()
         return [r[0] for r in before + after]
-    clauses, params = ["constituency_id = ?"], [cid]
+    clauses = ["constituency_id = ?"]
+    params: list[str | datetime] = [cid]
     if start is not None:
         clauses.append("ts >= ?")
         params.append(start)
@@ -337,7 +338,9 @@ def publish_metrics(
                 select(Constituency.election_id, func.count())
                 .where(Constituency.election_id.is_not(None))
                 .group_by(Constituency.election_id)
-            ).all()
+            )
+            .tuples()
+            .all()
         )
         for eid, n in counts_by_election.items():
             conn.execute(

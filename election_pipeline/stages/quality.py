@@ -13,6 +13,7 @@ found within that time; the ``scope`` figure says which it was."""
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -55,7 +56,10 @@ class _Scope:
         return not self.full and not self.ids
 
     def describe(self) -> str:
-        return "all constituencies" if self.full else f"constituencies changed since the last pass: {len(self.ids)}"
+        # ``self.ids is None`` is what ``full`` tests; spelled out so the type checker narrows it.
+        return (
+            "all constituencies" if self.ids is None else f"constituencies changed since the last pass: {len(self.ids)}"
+        )
 
 
 def _scope(duck: duckdb.DuckDBPyConnection, name: str, full_every_minutes: float, full: bool) -> _Scope:
@@ -98,7 +102,7 @@ def _in_scope(column, scope: _Scope):
 
 
 def _ops_standing_by_constituency(
-    engine: Engine, retired: set[str] = frozenset(), scope: _Scope | None = None
+    engine: Engine, retired: AbstractSet[str] = frozenset(), scope: _Scope | None = None
 ) -> dict[str, int]:
     """Standing transactions per constituency, without the ``retired`` ones (whose
     transactions the retention job removed: their figures are frozen)."""
@@ -110,7 +114,7 @@ def _ops_standing_by_constituency(
             .where(Transaction.is_rolled_back.is_(False))
             .group_by(Transaction.constituency_id)
         )
-        if scope is not None and not scope.full:
+        if scope is not None and scope.ids is not None:  # not a full check
             query = query.where(Transaction.constituency_id.in_(scope.ids))
         rows = conn.execute(query).all()
     return {c: n for c, n in rows if c not in retired}

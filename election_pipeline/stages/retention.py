@@ -108,7 +108,9 @@ def constituencies_due(duck: duckdb.DuckDBPyConnection, engine: Engine, cutoff: 
                     select(Transaction.constituency_id, func.max(Transaction.timestamp))
                     .where(Transaction.constituency_id.in_(no_election - set(last_seen)))
                     .group_by(Transaction.constituency_id)
-                ).all()
+                )
+                .tuples()
+                .all()
             )
             if no_election - set(last_seen)
             else {}
