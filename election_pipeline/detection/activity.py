@@ -33,7 +33,7 @@ from .context import (
     hour_floor,
     label,
     peer_groups,
-    to_naive,
+    to_naive_instant,
 )
 from .findings import Finding
 from .stats import MAD_SCALE
@@ -214,7 +214,7 @@ def _peer_z_findings(
                 own[j], registered[cid], total, median[j], mad[j], f_median[j], f_mad[j], len(peer_rows), thresholds
             )
             if s is not None:
-                findings.append(_peer_z_finding(cid, names, windows.get(cid), to_naive(hour), s, thresholds))
+                findings.append(_peer_z_finding(cid, names, windows.get(cid), to_naive_instant(hour), s, thresholds))
     return findings
 
 
@@ -288,7 +288,7 @@ def _hour_share_findings(
             share = float(n) / total
             if n < thresholds.min_votes or share <= thresholds.hour_share:
                 continue
-            h = to_naive(hour)
+            h = to_naive_instant(hour)
             peer_ids = peers.get(cid, [])
             peer_values = peer_hour_share.loc[peer_ids, hour].to_numpy(dtype=float) if peer_ids else np.array([])
             expected = (
