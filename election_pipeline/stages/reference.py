@@ -6,7 +6,11 @@
   An empty ``registered_voters`` means "take it from the chain's ``addVotersList``".
 
 Every row is validated with the Pydantic schemas; any invalid row stops the stage with
-one message listing every problem (file, line, field), and nothing is written.
+one message listing every problem (file, line, field), and nothing is written. An id given
+on more than one line of a file is such a problem too (every line is named), and so is a
+constituency whose ``election_id`` is not in ``elections.csv``; a constituency whose
+election is in the file but invalid is not reported again: the election's own problem
+says how many constituency rows belong to it.
 Rows are upserted by id; figures computed by the pipeline are left alone.
 """
 
@@ -57,22 +61,46 @@ def _errors(path: Path, line: int, err: ValidationError) -> list[str]:
     return [f"{path.name} line {line}, {'.'.join(str(p) for p in e['loc']) or 'row'}: {e['msg']}" for e in err.errors()]
 
 
+def _duplicates(path: Path, what: str, rows: list[tuple[int, dict[str, str]]]) -> list[str]:
+    """One problem per id given on more than one line of ``path``, naming every line:
+    a second row with the same id would silently replace the first on the next load."""
+    lines: dict[str, list[int]] = {}
+    for line, row in rows:
+        if row.get("id"):
+            lines.setdefault(row["id"], []).append(line)
+    return [
+        f"{path.name} lines {', '.join(map(str, found))}: {what} id {key!r} is listed more than once"
+        for key, found in lines.items()
+        if len(found) > 1
+    ]
+
+
 def read_reference(reference_dir: Path) -> tuple[list[ElectionCreate], list[ConstituencyCreate]]:
     """Parse and validate both files; raises :class:`ReferenceDataError` listing all problems."""
     problems: list[str] = []
     e_path, c_path = reference_dir / "elections.csv", reference_dir / "constituencies.csv"
     elections: list[ElectionCreate] = []
-    for line, row in _read(e_path, ELECTION_COLUMNS, problems):
+    e_rows = _read(e_path, ELECTION_COLUMNS, problems)
+    # id of an election whose row is invalid -> index in ``problems`` of that row's last problem
+    invalid: dict[str, int] = {}
+    for line, row in e_rows:
         data: dict[str, Any] = {k: (row.get(k) or None) for k in ELECTION_COLUMNS}
         data["timezone"] = data["timezone"] or "UTC"
         data["status"] = data["status"] or "active"
+        if data["id"] is None:
+            problems.append(f"{e_path.name} line {line}, id: an election id is required")
+            continue
         try:
             elections.append(ElectionCreate(**data))
         except ValidationError as err:
             problems += _errors(e_path, line, err)
+            invalid[data["id"]] = len(problems) - 1
+    problems += _duplicates(e_path, "election", e_rows)
     known = {e.id for e in elections}
+    belonging = dict.fromkeys(invalid, 0)
     constituencies: list[ConstituencyCreate] = []
-    for line, row in _read(c_path, CONSTITUENCY_COLUMNS, problems):
+    c_rows = _read(c_path, CONSTITUENCY_COLUMNS, problems)
+    for line, row in c_rows:
         reg = row.get("registered_voters", "")
         data = {
             "id": row.get("id", ""),
@@ -91,13 +119,16 @@ def read_reference(reference_dir: Path) -> tuple[list[ElectionCreate], list[Cons
             problems += _errors(c_path, line, err)
             continue
         if item.election_id is not None and item.election_id not in known:
-            problems.append(f"{c_path.name} line {line}: election_id {item.election_id!r} is not in elections.csv")
+            if item.election_id in belonging:  # in the file, but its row is invalid: reported there
+                belonging[item.election_id] += 1
+            else:
+                problems.append(f"{c_path.name} line {line}: election_id {item.election_id!r} is not in elections.csv")
             continue
         constituencies.append(item)
-    ids = [c.id for c in constituencies]
-    dupes = sorted({i for i in ids if ids.count(i) > 1})
-    if dupes:
-        problems.append(f"{c_path.name}: constituency id(s) listed more than once: {', '.join(dupes)}")
+    for election_id, count in belonging.items():
+        if count:
+            problems[invalid[election_id]] += f" ({count} row(s) of {c_path.name} belong to this election)"
+    problems += _duplicates(c_path, "constituency", c_rows)
     if problems:
         raise ReferenceDataError(
             f"{len(problems)} problem(s) in the reference data under {reference_dir}:\n- " + "\n- ".join(problems)
