@@ -17,12 +17,24 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 COMMAND_MODULES = ("commands_run", "report", "alerts")
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr, exit status 2:
+    ``<command>: error: <what is wrong> (see <command> --help)``, with any control
+    character of the arguments escaped. Subcommand parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        from .alerts import printable
+
+        self.exit(2, f"{self.prog}: error: {printable(message)} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="election-pipeline", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="election-pipeline", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").register(sub)

@@ -10,9 +10,11 @@
   gap, velocities, the votes/bulletins ratio and its rolling average over N hours.
 * ``report dashboard``: every election at a glance.
 
-``--format table`` (default) prints aligned text; ``csv`` and ``json`` are for other tools.
-Times ``--from``/``--to`` are ISO 8601 (``2024-09-06T10:00``; without an offset they are
-UTC, ``+03:00`` or ``Z`` are accepted); the range is ``[from, to)``.
+``--format table`` (default) prints aligned text, control characters of the data escaped;
+``csv`` and ``json`` are for other tools. Times ``--from``/``--to`` are ISO 8601
+(``2024-09-06T10:00``; without an offset they are UTC, ``+03:00`` or ``Z`` are accepted);
+the range is ``[from, to)``, so ``--from`` must be before ``--to``. A bad argument exits
+with status 2 and one line on stderr.
 """
 
 from __future__ import annotations
@@ -27,7 +29,11 @@ from typing import Any, TextIO
 
 import pandas as pd
 
+from election_pipeline.cli.alerts import printable
+
 FORMATS = ("table", "csv", "json")
+#: The longest rolling window of ``report hourly`` (hours; a little over a year).
+MAX_WINDOW = 10_000
 
 
 # --------------------------------------------------------------------------------------
@@ -64,7 +70,7 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.4f}".rstrip("0").rstrip(".") if value != int(value) else f"{value:.0f}"
-    return str(value)
+    return printable(value)
 
 
 def print_table(rows: list[dict[str, Any]], out: TextIO, columns: list[str] | None = None) -> None:
@@ -183,7 +189,8 @@ def cmd_election(args: argparse.Namespace) -> int:
         return 0
     s = metrics.get("summary") or {}
     e = s.get("election", {})
-    out.write(f"\n{e.get('name', args.id)}  ({e.get('status', '')}, {e.get('timezone', '')})\n")
+    name, status, zone = (printable(e.get(k, d)) for k, d in (("name", args.id), ("status", ""), ("timezone", "")))
+    out.write(f"\n{name}  ({status}, {zone})\n")
     out.write(
         f"  voting window {e.get('start_date')} - {e.get('end_date')} UTC; figures as of {s.get('as_of')} UTC\n\n"
     )
@@ -236,9 +243,9 @@ def cmd_constituency(args: argparse.Namespace) -> int:
     out = sys.stdout
     from election_pipeline.analytics import period_metrics as pm
 
+    start, end = _range(args)
     engine = _engine()
     scope = pm.constituency_scope(engine, args.id)
-    start, end = pm.to_utc_naive(args.start), pm.to_utc_naive(args.end)
     series = pm.hourly_series(engine, scope)
     periods = records(pm.metrics_by_period(engine, scope, args.period, start, end, series=series))
     pattern = records(pm.hourly_activity_pattern(engine, scope, start, end, series=series))
@@ -263,8 +270,9 @@ def cmd_constituency(args: argparse.Namespace) -> int:
         print_csv(periods, out)
         return 0
     out.write(
-        f"\n{totals['name']}  ({scope.id})\n  region {totals.get('region') or '-'}; election "
-        f"{scope.election_id or '(none: not in the reference data)'}; local time {scope.timezone}\n\n"
+        f"\n{printable(totals['name'])}  ({printable(scope.id)})\n  region {printable(totals.get('region') or '-')}; "
+        f"election {printable(scope.election_id or '(none: not in the reference data)')}; "
+        f"local time {printable(scope.timezone)}\n\n"
     )
     print_pairs(
         [
@@ -348,9 +356,9 @@ def cmd_hourly(args: argparse.Namespace) -> int:
     out = sys.stdout
     from election_pipeline.analytics import period_metrics as pm
 
+    start, end = _range(args)
     engine = _engine()
     scope = pm.find_scope(engine, args.id)
-    start, end = pm.to_utc_naive(args.start), pm.to_utc_naive(args.end)
     series = pm.hourly_series(engine, scope)
     hourly = pm.clip_range(series, start, end)
     trend = pm.velocity_trend(engine, scope, args.window, start, end, series=series)
@@ -381,7 +389,8 @@ def cmd_hourly(args: argparse.Namespace) -> int:
         print_csv(rows, out)
         return 0
     out.write(
-        f"\n{scope.kind} {scope.name} ({scope.id}): hour by hour, UTC (local time {scope.timezone}); "
+        f"\n{scope.kind} {printable(scope.name)} ({printable(scope.id)}): hour by hour, UTC "
+        f"(local time {printable(scope.timezone)}); "
         f"rolling window {args.window} h\n"
     )
     print_table(rows, out, HOURLY_COLUMNS)
@@ -411,6 +420,43 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 def _add_format(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+
+
+def _moment(text: str | None, option: str) -> datetime | None:
+    """``--from``/``--to``: ISO 8601 text -> naive UTC; a ``ValueError`` naming ``option``."""
+    from election_pipeline.analytics.period_metrics import to_utc_naive
+
+    try:
+        return to_utc_naive(text)
+    except ValueError:
+        raise ValueError(
+            f"{option}: not an ISO 8601 date or time such as 2024-09-06T10:00 (got {str(text)[:40]!r})"
+        ) from None
+    except OverflowError:
+        raise ValueError(f"{option} {str(text)[:40]!r} is out of range: times run from year 1 to 9999") from None
+
+
+def _window(text: str) -> int:
+    """``--window``: a whole number of hours from 1 to :data:`MAX_WINDOW`."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_WINDOW:
+        raise argparse.ArgumentTypeError(f"must be a whole number of hours from 1 to {MAX_WINDOW} (got {text[:40]!r})")
+    return value
+
+
+def _range(args: argparse.Namespace) -> tuple[datetime | None, datetime | None]:
+    """``[--from, --to)`` as naive UTC; a ``ValueError`` unless both are times and ``--from``
+    is before ``--to``."""
+    start, end = _moment(args.start, "--from"), _moment(args.end, "--to")
+    if start is not None and end is not None and start >= end:
+        raise ValueError(
+            f"--from must be before --to (the range is [from, to)): got --from {start:%Y-%m-%dT%H:%M} "
+            f"and --to {end:%Y-%m-%dT%H:%M} UTC"
+        )
+    return start, end
 
 
 def _add_range(p: argparse.ArgumentParser) -> None:
@@ -443,7 +489,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     hourly = kinds.add_parser("hourly", help="hour by hour for a constituency or an election")
     hourly.add_argument("id", help="constituency (contract) id or election id")
-    hourly.add_argument("--window", type=int, default=3, help="rolling window in hours (default: 3)")
+    hourly.add_argument(
+        "--window", type=_window, default=3, help=f"rolling window in hours, 1 to {MAX_WINDOW} (default: 3)"
+    )
     _add_range(hourly)
     _add_format(hourly)
     hourly.set_defaults(func=cmd_hourly)
