@@ -34,6 +34,12 @@ def check_choice(value: T, allowed: Iterable[str], field: str) -> T:
     return value
 
 
+@overload
+def to_naive_utc(value: datetime) -> datetime: ...
+@overload
+def to_naive_utc(value: None) -> None: ...
+@overload
+def to_naive_utc(value: datetime | None) -> datetime | None: ...
 def to_naive_utc(value: datetime | None) -> datetime | None:
     """Timezone-aware -> naive UTC; naive is returned unchanged (already UTC)."""
     if value is None or value.tzinfo is None:
