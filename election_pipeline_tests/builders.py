@@ -6,16 +6,29 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypedDict
 
 from election_pipeline.detection.thresholds import DetectionThresholds
 from election_pipeline.settings import Settings
 
 #: The documented default thresholds, for tests that call the detection stages directly.
 THRESHOLDS = DetectionThresholds()
+
+
+class IngestLimits(TypedDict):
+    """The ingest limits, as keyword arguments of ``ingest_file`` / ``ingest_folder``."""
+
+    batch_size: int
+    zip_max_total_bytes: int
+    zip_max_ratio: int
+
+
 #: The documented defaults of the ingest limits, for tests that call the ingest directly.
-INGEST_LIMITS: dict[str, int] = {
-    name: Settings.model_fields[name].default for name in ("batch_size", "zip_max_total_bytes", "zip_max_ratio")
-}
+INGEST_LIMITS = IngestLimits(
+    batch_size=Settings.model_fields["batch_size"].default,
+    zip_max_total_bytes=Settings.model_fields["zip_max_total_bytes"].default,
+    zip_max_ratio=Settings.model_fields["zip_max_ratio"].default,
+)
 #: Minutes between the quality checks' full passes (the documented default).
 FULL_CHECK_EVERY_MINUTES: float = Settings.model_fields["full_check_every_minutes"].default
 
@@ -81,8 +94,8 @@ class Workspace:
     def input(self) -> Path:
         return self.root / "input"
 
-    def settings(self, **overrides) -> Settings:
-        values = {
+    def settings(self, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
             "input_dir": str(self.root / "input"),
             "reference_dir": str(self.root / "reference"),
             "processed_dir": str(self.root / "processed"),

@@ -18,6 +18,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from functools import lru_cache
+from typing import Any
 from urllib.parse import quote
 
 import psycopg
@@ -66,7 +67,7 @@ def require_postgres() -> None:
 
 def _admin_execute(sql: str, *, dbname: str | None = None) -> None:
     url = _libpq(pg_base_url())
-    kwargs = {"dbname": dbname} if dbname else {}
+    kwargs: dict[str, Any] = {"dbname": dbname} if dbname else {}
     with psycopg.connect(url, autocommit=True, connect_timeout=5, **kwargs) as conn:
         conn.execute(sql)
 

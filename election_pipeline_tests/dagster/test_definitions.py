@@ -29,7 +29,8 @@ def test_definitions_load_with_the_four_layers_and_their_lineage():
 
 def test_checks_gate_where_bad_data_must_not_flow():
     checks = {}
-    for cdef in [*(defs.asset_checks or []), *defs.assets]:  # some checks run inside their asset's step
+    for cdef in [*(defs.asset_checks or []), *(defs.assets or [])]:  # some checks run inside their asset's step
+        assert isinstance(cdef, dg.AssetChecksDefinition | dg.AssetsDefinition)
         for spec in cdef.check_specs:
             checks[(spec.asset_key.to_user_string(), spec.name)] = spec.blocking
     assert checks == {
@@ -43,7 +44,8 @@ def test_checks_gate_where_bad_data_must_not_flow():
 
 def test_duckdb_steps_share_one_pool():
     pools = {}
-    for a in defs.assets:
+    for a in defs.assets or []:
+        assert isinstance(a, dg.AssetsDefinition)
         pools[a.key.to_user_string()] = a.op.pool
     assert pools["raw_transactions"] == pools["hourly_stats"] == pools["constituency_metrics"] == "duckdb"
 

@@ -23,6 +23,13 @@ from election_pipeline_tests.scenario import (
 )
 
 
+def _evaluate(sensor: dg.SensorDefinition, context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    """One evaluation of the folder sensor, which always answers with a SensorResult."""
+    result = sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    return result
+
+
 def test_dropped_files_are_sensed_run_and_counted_exactly(workspace, instance):
     settings = workspace.settings()
     sensor = build_sensor(settings.input_dir, settle_seconds=0, interval_seconds=1)
@@ -37,8 +44,9 @@ def test_dropped_files_are_sensed_run_and_counted_exactly(workspace, instance):
     # First wave: hour 07 of both constituencies, plus a line that cannot be read.
     workspace.drop(A07, a07_lines() + ["this;is;not;an;export;line"])
     workspace.drop(B07, b07_lines())
-    cursor = sensor(dg.build_sensor_context(instance=instance)).cursor
-    tick = sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+    cursor = _evaluate(sensor, dg.build_sensor_context(instance=instance)).cursor
+    tick = _evaluate(sensor, dg.build_sensor_context(instance=instance, cursor=cursor))
+    assert tick.run_requests is not None
     assert len(tick.run_requests) == 1
     request = tick.run_requests[0]
     assert sorted(request.run_config["ops"]["raw_transactions"]["config"]["files"]) == sorted([A07, B07])
@@ -54,8 +62,9 @@ def test_dropped_files_are_sensed_run_and_counted_exactly(workspace, instance):
 
     # Second wave: hour 08 lands later; the sensor picks up only the new file.
     workspace.drop(A08, a08_lines())
-    cursor = sensor(dg.build_sensor_context(instance=instance, cursor=tick.cursor)).cursor
-    tick2 = sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+    cursor = _evaluate(sensor, dg.build_sensor_context(instance=instance, cursor=tick.cursor)).cursor
+    tick2 = _evaluate(sensor, dg.build_sensor_context(instance=instance, cursor=cursor))
+    assert tick2.run_requests is not None
     assert [r.run_config["ops"]["raw_transactions"]["config"]["files"] for r in tick2.run_requests] == [[A08]]
     assert job.execute_in_process(run_config=tick2.run_requests[0].run_config, instance=instance).success
 

@@ -60,7 +60,7 @@ def test_cli_run_on_the_sample_matches_its_ground_truth(env, workspace, capsys):
         unknown = conn.execute(
             select(Constituency.in_reference).where(Constituency.id == truth.unknown_contract_id)
         ).scalar_one()
-        totals = dict(conn.execute(select(Constituency.id, Constituency.votes_cast)).all())
+        totals = dict(conn.execute(select(Constituency.id, Constituency.votes_cast)).tuples().all())
     assert unknown is False
     assert totals == {cid: t.votes_cast for cid, t in truth.totals.items()}
 

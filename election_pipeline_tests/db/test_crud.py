@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from typing import TypeVar
 
 import pytest
 from pydantic import ValidationError
@@ -32,6 +33,14 @@ from election_pipeline.db.schemas import (
 from election_pipeline.db.session import create_tables, get_engine, session_factory
 
 MOSCOW = "Europe/Moscow"
+
+T = TypeVar("T")
+
+
+def found(row: T | None) -> T:
+    """``row``, which the test expects the lookup to have found."""
+    assert row is not None
+    return row
 
 
 @pytest.fixture()
@@ -100,12 +109,12 @@ def _alert(constituency_id="C1", **kw):
 
 def test_create_get_get_multi_update_delete(db, constituencies):
     crud = ConstituencyCRUD(db)
-    assert crud.get("C1").name == "North"
+    assert found(crud.get("C1")).name == "North"
     assert crud.get("nope") is None
     assert [c.id for c in crud.get_multi()] == ["C1", "C2", "C3"]
     assert [c.id for c in crud.get_multi(skip=1, limit=1)] == ["C2"]
 
-    c1 = crud.update(db_obj=crud.get("C1"), obj_in=ConstituencyUpdate(name="North-1"))
+    c1 = crud.update(db_obj=found(crud.get("C1")), obj_in=ConstituencyUpdate(name="North-1"))
     assert c1.name == "North-1"
     assert c1.region == "R1"  # unset fields untouched
     c1 = crud.update(db_obj=c1, obj_in={"registered_voters": 1200})
@@ -121,9 +130,9 @@ def test_dict_input_is_validated_through_the_schemas(db, constituencies):
     with pytest.raises(ValidationError, match="type must be one of"):
         crud.create({"id": "C9", "name": "X", "type": "metro"})
     with pytest.raises(ValidationError, match="status must be one of"):
-        crud.update(db_obj=crud.get("C1"), obj_in={"status": "closed"})
+        crud.update(db_obj=found(crud.get("C1")), obj_in={"status": "closed"})
     assert crud.get("C9") is None
-    assert crud.get("C1").status == "active"
+    assert found(crud.get("C1")).status == "active"
 
 
 def test_delete_unknown_id_raises_not_found(db, constituencies):
@@ -151,7 +160,7 @@ def test_failed_commit_is_rolled_back_and_session_stays_usable(db, constituencie
 def test_update_refuses_none_for_required_column(db, constituencies):
     crud = ConstituencyCRUD(db)
     with pytest.raises(ValueError, match="Constituency.name cannot be set to None"):
-        crud.update(db_obj=crud.get("C1"), obj_in=ConstituencyUpdate(name=None))
+        crud.update(db_obj=found(crud.get("C1")), obj_in=ConstituencyUpdate(name=None))
 
 
 def test_response_schemas_read_orm_objects(db, election, constituencies):
@@ -170,7 +179,7 @@ def test_response_schemas_read_orm_objects(db, election, constituencies):
 def test_election_dates_are_stored_in_utc(db_url, election):
     other = session_factory(db_url)()
     try:
-        stored = other.get(Election, "duma-2024")
+        stored = found(other.get(Election, "duma-2024"))
         assert stored.start_date == datetime(2024, 9, 6, 5)
         assert stored.end_date == datetime(2024, 9, 8, 17)
         assert stored.timezone == MOSCOW
@@ -201,7 +210,7 @@ def test_election_queries(db, election):
             end_date=datetime(2025, 9, 14, 20),
         )
     )
-    assert crud.get_by_name(name="Mayor 2025").id == later.id
+    assert found(crud.get_by_name(name="Mayor 2025")).id == later.id
     assert crud.get_by_name(name="nope") is None
     assert [e.id for e in crud.get_active_elections()] == ["duma-2024"]
     in_2024 = crud.get_by_date_range(start_date=datetime(2024, 9, 7), end_date=datetime(2024, 9, 7, 12))
@@ -226,7 +235,7 @@ def test_election_update_cannot_end_before_start(db, election):
     crud = ElectionCRUD(db)
     with pytest.raises(ValueError, match="end_date must be after start_date"):
         crud.update(db_obj=election, obj_in={"end_date": datetime(2024, 9, 6, 7)})
-    assert crud.get("duma-2024").end_date == datetime(2024, 9, 8, 17)
+    assert found(crud.get("duma-2024")).end_date == datetime(2024, 9, 8, 17)
 
 
 # -- constituencies ------------------------------------------------------------------------
@@ -245,18 +254,18 @@ def test_constituency_queries(db, election, constituencies):
 
 def test_update_metrics_computes_participation(db, db_url, constituencies):
     crud = ConstituencyCRUD(db)
-    before = crud.get("C1").last_update_time
+    before = found(found(crud.get("C1")).last_update_time)
     c1 = crud.update_metrics(id="C1", bulletins=300, votes=250)
     assert (c1.bulletins_issued, c1.votes_cast) == (300, 250)
     assert c1.participation_rate == pytest.approx(25.0)
-    assert c1.last_update_time >= before
+    assert found(c1.last_update_time) >= before
 
     c2 = crud.update_metrics(id="C2", bulletins=5, votes=5)  # no registered voters
     assert c2.participation_rate == 0.0
 
     other = session_factory(db_url)()
     try:
-        assert ConstituencyCRUD(other).get("C1").participation_rate == pytest.approx(25.0)
+        assert found(ConstituencyCRUD(other).get("C1")).participation_rate == pytest.approx(25.0)
     finally:
         other.close()
 
@@ -297,7 +306,7 @@ def test_transaction_queries(db, constituencies):
     hour = crud.get_by_time_range(start_time=base, end_time=base + timedelta(hours=1))
     assert [t.tx_id for t in hour] == ["t1", "t2"]  # end excluded
     assert [t.tx_id for t in crud.get_by_block_height(block_height=42)] == ["t3", "t4"]
-    t1 = crud.get_by_tx_id("t1")
+    t1 = found(crud.get_by_tx_id("t1"))
     assert t1.block_height is None and t1.raw_data == {"nestedTxId": "t1"}
     assert crud.get_by_tx_id("zzz") is None
     with pytest.raises(ValueError, match="type must be one of"):
@@ -328,7 +337,7 @@ def test_add_note_appends_and_persists(db, db_url, constituencies):
 
     other = session_factory(db_url)()
     try:
-        notes = other.get(Alert, alert.id).notes
+        notes = found(other.get(Alert, alert.id)).notes
     finally:
         other.close()
     assert [n["text"] for n in notes] == ["Called the commission", "Confirmed by phone"]
@@ -359,7 +368,7 @@ def test_set_status_resolved_sets_and_clears_resolved_at(db, constituencies):
 
     with pytest.raises(ValueError, match="status must be one of active, investigating, resolved, snoozed"):
         crud.set_status(alert.id, "closed")
-    assert crud.get(alert.id).status == "investigating"
+    assert found(crud.get(alert.id)).status == "investigating"
 
 
 def test_generic_update_to_resolved_also_stamps_resolved_at(db, constituencies):
@@ -406,7 +415,7 @@ def test_hourly_stats_queries(db, election, constituencies):
             }
         )
     assert [h.votes_cast for h in crud.get_by_constituency(constituency_id="C1")] == [10, 20, 5]
-    latest = crud.get_latest_for_constituency(constituency_id="C1")
+    latest = found(crud.get_latest_for_constituency(constituency_id="C1"))
     assert (latest.hour, latest.votes_cast) == (base + timedelta(hours=2), 5)
     assert crud.get_latest_for_constituency(constituency_id="C2") is None
     in_range = crud.get_by_hour_range(start_hour=base + timedelta(hours=1), end_hour=base + timedelta(hours=2))
@@ -425,7 +434,7 @@ def test_file_processing_job_lifecycle(db):
     crud = FileProcessingJobCRUD(db)
     job = crud.create({"filename": "C1_2024-09-06_08-09.csv"})
     assert job.status == "processing" and job.started_at is not None and job.completed_at is None
-    assert crud.get_by_filename(filename="C1_2024-09-06_08-09.csv").id == job.id
+    assert found(crud.get_by_filename(filename="C1_2024-09-06_08-09.csv")).id == job.id
     assert crud.get_by_filename(filename="other.csv") is None
 
     crud.increment_processed_count(id=job.id)

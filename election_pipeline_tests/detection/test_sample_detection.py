@@ -69,6 +69,7 @@ def test_every_planted_anomaly_is_found_and_clean_constituencies_stay_quiet(tmp_
         for rule in anomaly.rules:
             found = [d for r, _s, d in by_constituency[anomaly.constituency_id] if r == rule]
             if anomaly.start is not None:
+                assert anomaly.end is not None  # a planted window has both ends
                 found = [
                     d
                     for d in found

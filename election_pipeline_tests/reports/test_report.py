@@ -4,6 +4,7 @@ and the two report assets materialised on a real Dagster instance."""
 import base64
 import io
 import re
+from collections.abc import Mapping
 from datetime import datetime
 
 import dagster as dg
@@ -110,13 +111,17 @@ def test_report_assets_materialise_with_tables_and_embedded_charts(metrics_db, t
         report_md = result.asset_materializations_for_node("election_report")[0].metadata
     assert metrics_md["elections"].value == 1 and metrics_md["inserted"].value == 1
     assert metrics_md["dagster/row_count"].value == 1
-    [row] = [r.data for r in metrics_md["elections_table"].records]
+    elections_table, most_anomalous = metrics_md["elections_table"], metrics_md["most_anomalous"]
+    summary, charts_md = metrics_md["dashboard_summary"].value, report_md["charts"]
+    assert isinstance(elections_table, dg.TableMetadataValue) and isinstance(most_anomalous, dg.TableMetadataValue)
+    assert isinstance(summary, Mapping) and isinstance(charts_md, dg.MarkdownMetadataValue)
+    [row] = [r.data for r in elections_table.records]
     assert list(row.values()) == ["Test election", 12.5, 25, 200, 23, -2, "1 / 4", 2, 1, "1 / 1 / 1"]
-    types = {c.name: c.type for c in metrics_md["elections_table"].schema.columns}
+    types = {c.name: c.type for c in elections_table.schema.columns}
     assert (types["participation %"], types["voters"], types["election"]) == ("float", "int", "string")
-    assert "North One" in [r.data["constituency"] for r in metrics_md["most_anomalous"].records]
-    assert metrics_md["dashboard_summary"].value["unknown_constituencies"] == 1
-    charts = report_md["charts"].value
+    assert "North One" in [r.data["constituency"] for r in most_anomalous.records]
+    assert summary["unknown_constituencies"] == 1
+    charts = charts_md.value
     assert charts.count("](data:image/png;base64,") == 5
     assert "Alert timeline" in charts and str(reports_dir / safe_name(E1) / "report.html") in charts
     assert report_md["reports_dir"].value == str(reports_dir)

@@ -14,6 +14,7 @@ import zipfile
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -326,7 +327,9 @@ def test_reference_files(sample: SampleSummary) -> None:
     assert row["start_date"] == "2024-09-06T08:00:00+03:00"
     assert row["end_date"] == "2024-09-08T20:00:00+03:00"
     start = datetime.fromisoformat(row["start_date"])
-    assert start.replace(tzinfo=None) - start.utcoffset() == sample.window_start
+    offset = start.utcoffset()
+    assert offset is not None
+    assert start.replace(tzinfo=None) - offset == sample.window_start
 
     with (sample.reference_dir / "constituencies.csv").open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -351,7 +354,7 @@ def test_reference_files(sample: SampleSummary) -> None:
 
 
 def test_existing_reference_files_are_not_overwritten_by_default(tmp_path: Path) -> None:
-    kwargs = {"constituencies": 2, "voters_per_constituency": (40, 60)}
+    kwargs: dict[str, Any] = {"constituencies": 2, "voters_per_constituency": (40, 60)}
     generate_sample(tmp_path / "in", tmp_path / "ref", **kwargs)
     before = _read_tree(tmp_path / "ref")
     with pytest.raises(FileExistsError, match="overwrite_reference"):
@@ -433,8 +436,10 @@ def test_planted_anomalies_are_in_the_counted_figures(sample: SampleSummary) -> 
     by_kind = {a.kind: a for a in sample.anomalies}
     for kind, a in by_kind.items():
         hours = sample.hourly[a.constituency_id]
-        inside = {h: f for h, f in hours.items() if a.start is not None and a.start <= h < a.end}
+        assert (a.start is None) == (a.end is None)  # a planted window has both ends or neither
+        inside = {h: f for h, f in hours.items() if a.start is not None and a.end is not None and a.start <= h < a.end}
         if kind == "offline_gap":
+            assert a.start is not None and a.end is not None
             assert inside == {} and (a.end - a.start) >= timedelta(hours=4)
             assert any(h < a.start for h in hours) and any(h >= a.end for h in hours)
         elif kind == "spike":
@@ -500,7 +505,7 @@ def test_time_zone_late_votes_and_no_anomalies(tmp_path: Path) -> None:
     assert (s.window_start, s.window_end) == (datetime(2024, 9, 6, 2, 30), datetime(2024, 9, 8, 14, 30))
     assert sorted(a.kind for a in s.anomalies) == ["late_votes", "spike"]
     late = next(a for a in s.anomalies if a.kind == "late_votes")
-    assert late.start >= datetime(2024, 9, 8, 14) and s.stuffed_contract_id == ""
+    assert late.start is not None and late.start >= datetime(2024, 9, 8, 14) and s.stuffed_contract_id == ""
     late_votes = sum(f.votes_cast for h, f in s.hourly[late.constituency_id].items() if h >= datetime(2024, 9, 8, 15))
     assert late_votes >= 1
 

@@ -126,6 +126,7 @@ def bsi(
         {"userId": f"user-{tx_id}-{i}", "maskedSig": ("ab12;cd34" if semicolon else "ab12cd34") + str(i)}
         for i in range(bulletins)
     ]
+    diff: list[dict[str, Any]]
     if rejected:
         diff = [{"key": f"FAIL_{tx_id}_blindSig", "stringValue": "bulletin already issued"}]
     else:

@@ -41,6 +41,12 @@ def dagster_pg_env(database: str) -> dict[str, str]:
     }
 
 
+def _span(record: dg.RunRecord) -> tuple[float, float]:
+    """A finished run's start and end times (both set once the run has ended)."""
+    assert record.start_time is not None and record.end_time is not None
+    return record.start_time, record.end_time
+
+
 def test_instance_on_postgres_runs_the_graph(tmp_path, workspace, postgres_database, postgres_schema_url, monkeypatch):
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -53,6 +59,7 @@ def test_instance_on_postgres_runs_the_graph(tmp_path, workspace, postgres_datab
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
         config = instance.get_concurrency_config()
         assert config.pool_config.default_pool_limit == 1
+        assert config.run_queue_config is not None
         assert config.run_queue_config.max_concurrent_runs == 4
         result = dg.materialize(
             ASSETS,
@@ -61,7 +68,9 @@ def test_instance_on_postgres_runs_the_graph(tmp_path, workspace, postgres_datab
             resources=build_resources(workspace.settings(database_url=postgres_schema_url)),
         )
         assert result.success
-        assert instance.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.SUCCESS
+        run = instance.get_run_by_id(result.run_id)
+        assert run is not None
+        assert run.status == dg.DagsterRunStatus.SUCCESS
     assert hourly_figures(get_engine(postgres_schema_url)) == EXPECTED_HOURLY
     # The run history is in PostgreSQL, not in files under DAGSTER_HOME.
     with get_engine(postgres_database["url"]).connect() as conn:
@@ -171,7 +180,8 @@ def test_burst_of_files_with_overlapping_runs_processed_exactly_once(
                 e
                 for r in runs
                 for e in instance.all_logs(r.run_id)
-                if e.is_dagster_event and e.dagster_event.event_type_value in ("STEP_FAILURE", "STEP_UP_FOR_RETRY")
+                if e.dagster_event is not None
+                and e.dagster_event.event_type_value in ("STEP_FAILURE", "STEP_UP_FOR_RETRY")
             ]
     finally:
         kill_group(daemon, signal.SIGTERM) if daemon.poll() is None else None
@@ -185,7 +195,7 @@ def test_burst_of_files_with_overlapping_runs_processed_exactly_once(
     assert len(sensor_runs) >= 2
     by_hand = [r for r in runs if not (r.tags.get("dagster/sensor_name") or r.tags.get("dagster/schedule_name"))]
     assert len(by_hand) == 2  # the operators' runs (the schedule may have added one too)
-    spans = sorted((records[r.run_id].start_time, records[r.run_id].end_time) for r in runs)
+    spans = sorted(_span(records[r.run_id]) for r in runs)
     overlapping = [(i, j) for i in range(len(spans)) for j in range(i + 1, len(spans)) if spans[j][0] < spans[i][1]]
     shown = [(round(a - spans[0][0], 1), round(b - spans[0][0], 1)) for a, b in spans]
     print("run spans (s):", shown)
@@ -195,7 +205,9 @@ def test_burst_of_files_with_overlapping_runs_processed_exactly_once(
     engine = get_engine(postgres_schema_url)
     with engine.connect() as conn:
         per_file = dict(
-            conn.execute(select(FileProcessingJob.filename, func.count()).group_by(FileProcessingJob.filename)).all()
+            conn.execute(select(FileProcessingJob.filename, func.count()).group_by(FileProcessingJob.filename))
+            .tuples()
+            .all()
         )
         ledger = conn.execute(select(func.count()).select_from(FileLedgerEntry)).scalar_one()
         hourly = sorted(

@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from election_pipeline.sample import generate_sample
 from election_pipeline.stages.ingest_files import PARALLEL_MIN_FILES, ingest_folder, ready_files
 from election_pipeline.stages.reference import load_reference
-from election_pipeline_tests.builders import INGEST_LIMITS
+from election_pipeline_tests.builders import INGEST_LIMITS, IngestLimits
 from election_pipeline_tests.stages.conftest import (
     C1,
     C2,
@@ -83,12 +83,13 @@ def drop_election(ws) -> None:
 
 def run(ws, *, grouped: bool, batch_size: int = 4) -> None:
     files = ready_files(ws.input_dir, settle_seconds=1, now=time.time() + 60)
+    limits: IngestLimits = {**INGEST_LIMITS, "batch_size": batch_size}
     ingest_folder(
         files,
         duck=ws.duck,
         engine=ws.engine,
         folders=ws.folders,
-        **{**INGEST_LIMITS, "batch_size": batch_size},
+        **limits,
         group_small_files=grouped,
     )
     ws.publish()

@@ -27,7 +27,9 @@ def _jobs(db_url: str) -> dict[str, int]:
     try:
         with get_engine(db_url).connect() as conn:
             return dict(
-                conn.execute(select(FileProcessingJob.status, func.count()).group_by(FileProcessingJob.status)).all()
+                conn.execute(select(FileProcessingJob.status, func.count()).group_by(FileProcessingJob.status))
+                .tuples()
+                .all()
             )
     except Exception:
         return {}

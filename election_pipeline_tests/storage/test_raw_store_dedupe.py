@@ -13,6 +13,13 @@ def _row(tx_id: str, file_hash: str, constituency: str = "C1") -> tuple:
     return (tx_id, constituency, 104, 4, WHEN, "vote", f"key-{tx_id}", False, 0, None, "f.csv", 1, file_hash)
 
 
+def _md5(text: str) -> str:
+    """DuckDB's ``md5`` of ``text`` (a query's relation: never None for a SELECT)."""
+    relation = duckdb.sql(f"SELECT md5('{text}')")
+    assert relation is not None
+    return relation.fetchall()[0][0]
+
+
 def test_ids_already_stored_or_repeated_in_the_batch_are_inserted_once(tmp_path):
     with raw_store.open_warehouse(tmp_path / "w.duckdb") as duck:
         assert raw_store.insert_transactions(duck, [_row("a", "h1"), _row("b", "h1")]) == 2
@@ -34,7 +41,7 @@ def test_memory_does_not_grow_with_the_number_of_stored_ids(tmp_path):
             "TIMESTAMP '2024-09-06 08:00:00', 'vote', NULL, false, 0, NULL, 'f.csv', i, 'h0', "
             "md5_number('tx' || md5(i::VARCHAR)) FROM range(2000000) r(i)"
         )
-        batch = [_row("tx" + duckdb.sql(f"SELECT md5('{i}')").fetchall()[0][0], "h1") for i in (7, 1999999)]
+        batch = [_row("tx" + _md5(str(i)), "h1") for i in (7, 1999999)]
         batch += [_row(f"new-{i}", "h1") for i in range(20000)]
         assert raw_store.insert_transactions(duck, batch) == 20000
         stored = raw_store.scalar(duck, "SELECT count(*) FROM raw_transactions")

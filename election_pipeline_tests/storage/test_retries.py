@@ -95,6 +95,7 @@ def test_lock_timeout_in_a_step_is_retried_and_the_run_finishes_exactly(workspac
     """hourly_stats meets a table locked by someone else (lock_timeout 1 s, set in the URL):
     the step fails, is retried after the policy's delay once the lock is gone, and the run
     ends with the exact figures."""
+    assert DB_RETRY_POLICY.delay is not None
     assert DB_RETRY_POLICY.max_retries >= 1 and DB_RETRY_POLICY.delay > 0
     url = postgres_schema_url.replace("options=", "options=-clock_timeout%3D1000%20")
     engine = get_engine(url)
@@ -139,6 +140,7 @@ def test_lock_timeout_in_a_step_is_retried_and_the_run_finishes_exactly(workspac
 
 def test_permanent_error_fails_at_once_with_a_clear_message(workspace, instance):
     """A database that does not exist is a configuration error: no retry, a readable reason."""
+    assert DB_RETRY_POLICY.delay is not None
     require_postgres()
     missing_db = pg_base_url().rsplit("/", 1)[0] + "/no_such_database_for_election_tests"
     drop_all(workspace)
