@@ -31,6 +31,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from election_pipeline.vocabulary import AlertStatus
+
 _DURATION = re.compile(r"^\s*([+-]?)\s*(\d+(?:\.\d+)?)\s*([mhd])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
@@ -186,7 +188,7 @@ def _print_alert(a: Any, out: Any = None) -> None:
     w(f"  severity:      {printable(a.severity)}\n")
     w(
         f"  status:        {printable(a.status)}"
-        + (f" until {_when(a.snoozed_until)} UTC" if a.status == "snoozed" and a.snoozed_until else "")
+        + (f" until {_when(a.snoozed_until)} UTC" if a.status == AlertStatus.SNOOZED and a.snoozed_until else "")
         + (f" at {_when(a.resolved_at)} UTC" if a.resolved_at else "")
         + "\n"
     )
@@ -290,7 +292,7 @@ def cmd_note(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    if args.status == "snoozed":
+    if args.status == AlertStatus.SNOOZED:
         raise ValueError("to snooze an alert use `election-pipeline alerts snooze ID --until WHEN`")
     with _crud() as crud:
         alert = crud.set_status(_find(crud, args.id).id, args.status)

@@ -30,6 +30,7 @@ from typing import Any, TextIO
 import pandas as pd
 
 from election_pipeline.cli.alerts import printable
+from election_pipeline.vocabulary import OPEN_STATUSES
 
 FORMATS = ("table", "csv", "json")
 #: The longest rolling window of ``report hourly`` (hours; a little over a year).
@@ -135,7 +136,7 @@ def _constituency_rows(engine, election_id: str) -> list[dict[str, Any]]:
 
     open_alerts = (
         select(Alert.constituency_id, func.count().label("n"))
-        .where(Alert.status.in_(["active", "investigating"]))
+        .where(Alert.status.in_(OPEN_STATUSES))
         .group_by(Alert.constituency_id)
         .subquery()
     )

@@ -9,6 +9,7 @@ from collections import Counter
 import dagster as dg
 from sqlalchemy import func, select
 
+from election_pipeline.db.crud.alert import SEVERITY_ORDER
 from election_pipeline.db.models import Alert, RejectedRow, utcnow
 from election_pipeline.detection.findings import Finding
 from election_pipeline.stages import quality
@@ -316,7 +317,7 @@ def alerts(
         )
         recent = conn.execute(
             select(Alert.severity, Alert.type, Alert.constituency_id, Alert.status, Alert.title)
-            .order_by(Alert.severity, Alert.detected_at.desc())
+            .order_by(SEVERITY_ORDER, Alert.detected_at.desc())
             .limit(15)
         ).all()
     for sev in Severity:

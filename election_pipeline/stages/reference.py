@@ -27,6 +27,7 @@ from sqlalchemy import Engine, select
 from election_pipeline.db.bulk import insert_ignore, update_by_key
 from election_pipeline.db.models import Constituency, Election, utcnow
 from election_pipeline.db.schemas import ConstituencyCreate, ElectionCreate
+from election_pipeline.vocabulary import ConstituencyStatus, ElectionStatus
 
 ELECTION_COLUMNS = ["id", "name", "country", "type", "start_date", "end_date", "timezone", "status", "description"]
 CONSTITUENCY_COLUMNS = ["id", "election_id", "name", "region", "type", "registered_voters", "status"]
@@ -86,7 +87,7 @@ def read_reference(reference_dir: Path) -> tuple[list[ElectionCreate], list[Cons
     for line, row in e_rows:
         data: dict[str, Any] = {k: (row.get(k) or None) for k in ELECTION_COLUMNS}
         data["timezone"] = data["timezone"] or "UTC"
-        data["status"] = data["status"] or "active"
+        data["status"] = data["status"] or ElectionStatus.ACTIVE
         if data["id"] is None:
             problems.append(f"{e_path.name} line {line}, id: an election id is required")
             continue
@@ -108,7 +109,7 @@ def read_reference(reference_dir: Path) -> tuple[list[ElectionCreate], list[Cons
             "name": row.get("name", ""),
             "region": row.get("region", ""),
             "type": row.get("type") or "urban",
-            "status": row.get("status") or "active",
+            "status": row.get("status") or ConstituencyStatus.ACTIVE,
             "registered_voters": reg or 0,
             "registered_voters_source": "reference" if reg not in ("", "0") else "none",
             "in_reference": True,

@@ -20,7 +20,7 @@ from ..schemas.base import check_choice, to_naive_utc, utc_now
 from .base import BaseCRUD, NotFoundError
 
 #: Sorts the most severe first (an unknown severity last).
-_SEVERITY_ORDER = case(SEVERITY_RANK, value=Alert.severity, else_=-1).desc()
+SEVERITY_ORDER = case(SEVERITY_RANK, value=Alert.severity, else_=-1).desc()
 
 
 def _status_values(alert: Alert, status: str) -> dict[str, Any]:
@@ -44,7 +44,7 @@ class AlertCRUD(BaseCRUD[Alert, AlertCreate, AlertUpdate]):
     update_schema = AlertUpdate
 
     def _ordered(self, stmt: Select[Any]) -> list[Alert]:
-        return self._list(stmt.order_by(_SEVERITY_ORDER, Alert.detected_at.desc(), Alert.id))
+        return self._list(stmt.order_by(SEVERITY_ORDER, Alert.detected_at.desc(), Alert.id))
 
     def update(self, *, db_obj: Alert, obj_in: AlertUpdate | dict[str, Any]) -> Alert:
         """Apply the set fields; a status change follows the rules of :meth:`set_status`
@@ -90,7 +90,7 @@ class AlertCRUD(BaseCRUD[Alert, AlertCreate, AlertUpdate]):
             stmt = stmt.where(Alert.constituency_id == constituency_id)
         if rule is not None:
             stmt = stmt.where(Alert.type == rule)
-        stmt = stmt.order_by(_SEVERITY_ORDER, Alert.detected_at.desc(), Alert.id)
+        stmt = stmt.order_by(SEVERITY_ORDER, Alert.detected_at.desc(), Alert.id)
         if limit is not None:
             stmt = stmt.limit(limit)
         return self._list(stmt)
