@@ -127,6 +127,3 @@ class DetectionThresholds(BaseModel):
         """Only the thresholds (also when called on the settings or the Dagster resource,
         which carry these fields among others)."""
         return DetectionThresholds(**{name: getattr(self, name) for name in DetectionThresholds.model_fields})
-
-    def as_dict(self) -> dict[str, float]:
-        return {name: getattr(self, name) for name in DetectionThresholds.model_fields}
