@@ -17,7 +17,7 @@ import math
 import warnings
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
@@ -378,7 +378,7 @@ def night_activity(
             continue
         median = float(np.median(day))
         limit = thresholds.night_share * median
-        nights: dict[object, list[tuple[datetime, datetime, int]]] = {}
+        nights: dict[date, list[tuple[datetime, datetime, int]]] = {}
         for h, loc, v in zip(hours, local, series, strict=False):
             if loc.hour in NIGHT_HOURS and v >= thresholds.night_min_votes and v > limit:
                 nights.setdefault(loc.date(), []).append((h, loc, int(v)))

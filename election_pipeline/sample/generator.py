@@ -543,7 +543,7 @@ class _Builder:
             data.append({"userId": voter.user_id, "maskedSig": self.masked_sig(semicolon)})
         if rejected:
             reason = "bulletin already issued for this userId"
-            diff = [{"key": f"FAIL_{tx_id}_blindSig", "stringValue": reason}]
+            diff: list[dict[str, Any]] = [{"key": f"FAIL_{tx_id}_blindSig", "stringValue": reason}]
         else:
             diff = [{"key": f"BLINDSIG_{v.user_id}", "boolValue": True} for v in voters]
         tx = self.call(
@@ -633,14 +633,14 @@ def _lifecycle_before(b: _Builder, c: _Contract, voters: list[_Voter], cal: _Cal
     # createContract (type 103): its transaction id is the contract id, as on the real chain.
     ts = start_ms - 3 * _HOUR_MS + rng.randrange(60_000, 3_000_000)
     poll_id = c.info.id[:12]
-    params = [
+    params: list[dict[str, Any]] = [
         {"key": "pollId", "stringValue": poll_id},
         {"key": "title", "stringValue": f"{ELECTION_NAME}: {c.info.name}"},
         {"key": "dateStart", "intValue": start_ms // 1000},
         {"key": "dateEnd", "intValue": _ms(cal.end) // 1000},
         {"key": "blindSigModulo", "stringValue": b.hexs(64)},
     ]
-    diff = [{"key": "VOTING_BASE", "stringValue": _j({"pollId": poll_id, "status": "created"})}]
+    diff: list[dict[str, Any]] = [{"key": "VOTING_BASE", "stringValue": _j({"pollId": poll_id, "status": "created"})}]
     extra = {
         "image": _CONTRACT_IMAGE,
         "imageHash": hashlib.sha256(_CONTRACT_IMAGE.encode()).hexdigest(),
@@ -973,13 +973,15 @@ def _plant_late_votes(b: _Builder, c: _Contract, cal: _Calendar, spare: list[_Vo
     if n < 5:
         return None
     end_ms = _ms(cal.end)
-    first = last = None
+    first: int | None = None
+    last: int | None = None
     for voter in _take(spare, n):
         b.blind_sig_issue(c, end_ms - rng.randrange(120_000, 1_200_000), [voter])
         ts = end_ms + rng.randrange(60_000, 2_400_000)
         b.vote(c, ts, voter)
         first = ts if first is None else min(first, ts)
         last = ts if last is None else max(last, ts)
+    assert first is not None and last is not None  # n >= 5 votes were cast
     start = _hour_of(first)
     return PlantedAnomaly(
         "late_votes",
@@ -1145,7 +1147,7 @@ def _hour_files(c: _Contract) -> tuple[dict[datetime, list[_Tx]], dict[datetime,
     buckets: dict[datetime, list[_Tx]] = {}
     for tx in c.txs:
         buckets.setdefault(_hour_of(tx.ts_ms), []).append(tx)
-    entries = {hour: [(t.line, None) for t in txs] for hour, txs in buckets.items()}
+    entries: dict[datetime, list[_Entry]] = {hour: [(t.line, None) for t in txs] for hour, txs in buckets.items()}
     return buckets, entries
 
 

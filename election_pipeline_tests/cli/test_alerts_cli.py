@@ -21,13 +21,14 @@ from election_pipeline.defs.checks import ALL_CHECKS
 from election_pipeline.defs.resources import build_resources
 from election_pipeline.detection.findings import Finding
 from election_pipeline.stages.alerts import publish_alerts
+from election_pipeline.vocabulary import SeverityName
 from election_pipeline_tests.builders import CONTRACT_B, make_workspace
 from election_pipeline_tests.scenario import drop_all
 
 NOW = datetime(2024, 9, 7, 12)
 
 
-def _finding(rule: str, cid: str, severity: str, key: str, statistic: float = 5.0) -> Finding:
+def _finding(rule: str, cid: str, severity: SeverityName, key: str, statistic: float = 5.0) -> Finding:
     hour = datetime(2024, 9, 6, 7)
     return Finding(
         rule=rule,
@@ -127,7 +128,8 @@ def test_show_assign_note_status_and_snooze(db_url, capsys):
     snoozed = _alerts(db_url)["unusual_spike"]
     assert (snoozed.status, snoozed.snoozed_until, snoozed.resolved_at) == ("snoozed", until, None)
     assert main(["alerts", "snooze", prefix, "--until", "2h"]) == 0
-    assert _alerts(db_url)["unusual_spike"].snoozed_until > utcnow() + timedelta(minutes=119)
+    snoozed_until = _alerts(db_url)["unusual_spike"].snoozed_until
+    assert snoozed_until is not None and snoozed_until > utcnow() + timedelta(minutes=119)
 
     assert main(["alerts", "assign", prefix, "-"]) == 0
     after = _alerts(db_url)["unusual_spike"]
@@ -202,6 +204,7 @@ def test_cli_edits_survive_two_materialisations(tmp_path, monkeypatch, capsys):
             assert dg.materialize(assets, resources=build_resources(settings), instance=instance).success
         with Session(engine) as db:
             after = db.get(Alert, critical.id)
+            assert after is not None
             assert (after.status, after.assigned_to) == ("investigating", "boris")
             assert [n["text"] for n in after.notes] == ["Asked the commission for the paper log"]
             assert sorted((a.id, a.fingerprint) for a in db.scalars(select(Alert))) == before

@@ -73,6 +73,7 @@ def _run(argv: list[str]) -> int:
     try:
         return main(argv)
     except SystemExit as exc:
+        assert isinstance(exc.code, int), exc.code
         return exc.code
 
 
