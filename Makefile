@@ -46,7 +46,7 @@ test-quick: $(BIN)/election-pipeline
 	$(BIN)/pytest -m "not slow"
 
 ## lint: ruff (lint and format), the type checker and `dg check defs`, as CI runs them
-lint: $(BIN)/election-pipeline
+lint: $(BIN)/election-pipeline $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

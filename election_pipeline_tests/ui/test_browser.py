@@ -109,7 +109,10 @@ def test_asset_graph_page_shows_every_layer(browser, dagster_dev, sensed_run, tm
     for name in ASSETS:  # the list beside the graph: every asset, each with a green "materialised" mark
         entry = page.locator(f"[title='{name}']").first
         entry.wait_for(state="visible")
-        assert entry.locator("xpath=..").get_by_role("img", name="run_success").count() == 1, name
+        # The status marks arrive after the list (live data, fetched separately): wait for it.
+        mark = entry.locator("xpath=..").get_by_role("img", name="run_success")
+        mark.first.wait_for(state="visible")
+        assert mark.count() == 1, name
     # The graph draws one node per asset, named (long names shortened in the middle).
     page.wait_for_function("() => document.querySelectorAll('svg foreignObject').length >= 7")
     labels = [t.strip() for t in page.locator("svg foreignObject").all_text_contents() if t and t.strip()]
