@@ -16,37 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-#: Canonical spelling of every operation the contract knows, keyed by its lower-case form.
-KNOWN_OPERATIONS: dict[str, str] = {
-    name.lower(): name
-    for name in (
-        "createContract",
-        "addMainKey",
-        "startVoting",
-        "finishVoting",
-        "addVotersList",
-        "blindSigIssue",
-        "vote",
-        "decryption",
-        "commissionDecryption",
-        "results",
-    )
-}
+from election_pipeline.vocabulary import Operation
 
-FIELD_NAMES = (
-    "nestedTxId",
-    "type",
-    "signature",
-    "version",
-    "ts",
-    "senderPublicKey",
-    "fee",
-    "feeAssetId",
-    "params",
-    "diff",
-    "extra",
-    "rollback",
-)
+#: Canonical spelling of every operation the contract knows, keyed by its lower-case form.
+KNOWN_OPERATIONS: dict[str, str] = {op.value.lower(): op.value for op in Operation}
 
 # Timestamps outside these bounds are almost surely seconds (or microseconds) instead of ms.
 _MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
