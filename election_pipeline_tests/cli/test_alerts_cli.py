@@ -48,10 +48,8 @@ def _finding(rule: str, cid: str, severity: SeverityName, key: str, statistic: f
     )
 
 
-@pytest.fixture
-def db_url(tmp_path, monkeypatch) -> str:
-    url = f"sqlite:///{tmp_path / 'ops.db'}"
-    monkeypatch.setenv("ELECTION_DATABASE_URL", url)
+def seed_alerts(url: str) -> None:
+    """Two constituencies and four alerts (one of each severity, two rules on each) in ``url``."""
     engine = get_engine(url)
     upgrade_database(engine)
     with Session(engine) as db:
@@ -67,6 +65,13 @@ def db_url(tmp_path, monkeypatch) -> str:
         ],
         now=NOW,
     )
+
+
+@pytest.fixture
+def db_url(tmp_path, monkeypatch) -> str:
+    url = f"sqlite:///{tmp_path / 'ops.db'}"
+    monkeypatch.setenv("ELECTION_DATABASE_URL", url)
+    seed_alerts(url)
     return url
 
 

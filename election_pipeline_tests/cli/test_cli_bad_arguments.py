@@ -18,9 +18,8 @@ from sqlalchemy.orm import Session
 
 from election_pipeline.cli import main
 from election_pipeline.db.models import Alert, Constituency
-from election_pipeline.db.session import get_engine, upgrade_database
-from election_pipeline.stages.alerts import publish_alerts
-from election_pipeline_tests.cli.test_alerts_cli import NOW, _finding
+from election_pipeline.db.session import get_engine
+from election_pipeline_tests.cli.test_alerts_cli import seed_alerts
 
 #: Two alerts get ids with this common prefix (as in ``test_ambiguous_prefix_is_refused``).
 SHARED = "abcd"
@@ -31,22 +30,8 @@ def alerts_db(db_url: str, monkeypatch) -> str:
     """The database of ``db_url`` (SQLite, then PostgreSQL) with two constituencies and four
     alerts; the two of CtrB have ids starting with :data:`SHARED`."""
     monkeypatch.setenv("ELECTION_DATABASE_URL", db_url)
-    engine = get_engine(db_url)
-    upgrade_database(engine)
-    with Session(engine) as db:
-        db.add_all([Constituency(id="CtrA", name="Riverside"), Constituency(id="CtrB", name="Old Town")])
-        db.commit()
-    publish_alerts(
-        engine,
-        [
-            _finding("votes_exceed_bulletins", "CtrA", "critical", "all"),
-            _finding("unusual_spike", "CtrA", "warning", "2024-09-06T07"),
-            _finding("night_activity", "CtrB", "warning", "2024-09-07"),
-            _finding("integer_percentage", "CtrB", "info", "all"),
-        ],
-        now=NOW,
-    )
-    with Session(engine) as db:
+    seed_alerts(db_url)
+    with Session(get_engine(db_url)) as db:
         for n, alert in enumerate(
             db.scalars(select(Alert).where(Alert.constituency_id == "CtrB").order_by(Alert.type))
         ):
