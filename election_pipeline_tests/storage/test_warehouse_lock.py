@@ -51,17 +51,17 @@ def test_opening_a_locked_store_waits_until_the_other_process_lets_go(tmp_path):
         duckdb.connect(str(path))
     assert is_lock_error(refused.value)
 
-    released = threading.Event()
+    letting_go = threading.Event()
 
     def let_go_soon() -> None:
         time.sleep(1.5)
+        letting_go.set()  # before the release: the lock may be free the moment it is sent
         _release(holder)
-        released.set()
 
     threading.Thread(target=let_go_soon, daemon=True).start()
     with WarehouseResource(database=str(path)).connect() as conn:
-        # We only got in once the holder let go, and the schema is there.
-        assert released.is_set()
+        # We only got in once the holder was told to let go, and the schema is there.
+        assert letting_go.is_set()
         assert conn.execute("SELECT count(*) FROM raw_transactions").fetchone() == (0,)
 
 
