@@ -12,6 +12,7 @@ raises :class:`LineError` with a reason a person can act on.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +27,17 @@ _MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 _MAX_TS_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 _EPOCH = datetime(1970, 1, 1)
 _LONG_STRING = 2_000
+
+#: Longest ``nestedTxId`` the operational database holds (``transactions.tx_id``).
+MAX_TX_ID_CHARS = 128
+#: Longest ``senderPublicKey`` the operational database holds (``transactions.sender``).
+MAX_SENDER_CHARS = 255
+# The raw store keeps version and voter counts as 32-bit INTEGER.
+_INT32_MIN = -(2**31)
+_INT32_MAX = 2**31 - 1
+_INT32_MAX_DIGITS = len(str(_INT32_MAX))
+_ASCII_DIGITS = re.compile(r"[0-9]+")
+_MAX_REASON_CHARS = 300
 
 _decoder = json.JSONDecoder()
 
@@ -106,14 +118,26 @@ def _take_json(text: str, pos: int, name: str, index: int) -> tuple[Any, int]:
                 continue
             inner = "".join(chunks)
             try:
-                return json.loads(inner), q + 1
+                return _decoder.decode(inner), q + 1
             except json.JSONDecodeError as exc:
                 raise LineError(f"field {index} ({name}) is not valid JSON: {exc.msg}") from exc
+            except (RecursionError, ValueError) as exc:
+                raise _undecodable(exc, f"field {index} ({name})") from exc
     try:
         value, end = _decoder.raw_decode(text, pos)
     except json.JSONDecodeError as exc:
         raise LineError(f"field {index} ({name}) is not valid JSON: {exc.msg} at character {exc.pos - pos}") from exc
+    except (RecursionError, ValueError) as exc:
+        raise _undecodable(exc, f"field {index} ({name})") from exc
     return value, end
+
+
+def _undecodable(exc: RecursionError | ValueError, where: str) -> LineError:
+    """The reason for JSON that is well-formed but cannot be decoded (``where`` names the field)."""
+    if isinstance(exc, RecursionError):
+        return LineError(f"{where} is nested too deeply to read (JSON more than about 900 levels deep)")
+    # json raises a plain ValueError for an integer longer than int() accepts (4,300 digits).
+    return LineError(f"{where} holds a number with too many digits to read")
 
 
 def _expect_separator(text: str, pos: int, after: str) -> int:
@@ -165,8 +189,28 @@ def _json_array_param(params: dict[str, Any], key: str, operation: str) -> list[
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise LineError(f"{operation} parameter '{key}' is not valid JSON: {exc.msg}") from exc
+    except RecursionError as exc:
+        raise LineError(f"{operation} parameter '{key}' is nested too deeply to read") from exc
+    except ValueError as exc:
+        raise LineError(f"{operation} parameter '{key}' holds a number with too many digits to read") from exc
     if not isinstance(value, list):
         raise LineError(f"{operation} parameter '{key}' must be a JSON array")
+    return value
+
+
+def _voters_count(count: Any) -> int | None:
+    """``votersCount`` as a number: an int, or a string of ASCII digits; None when it is neither."""
+    if isinstance(count, int) and not isinstance(count, bool):
+        value = count
+    elif isinstance(count, str) and _ASCII_DIGITS.fullmatch(count.strip()):
+        digits = count.strip().lstrip("0") or "0"
+        if len(digits) > _INT32_MAX_DIGITS:  # also keeps int() clear of its 4,300-digit limit
+            raise LineError("addVotersList parameter 'votersCount' is out of range")
+        value = int(digits)
+    else:
+        return None
+    if not _INT32_MIN <= value <= _INT32_MAX:
+        raise LineError("addVotersList parameter 'votersCount' is out of range")
     return value
 
 
@@ -174,16 +218,32 @@ def parse_line(line: str) -> ParsedTransaction:
     """Parse one export line (without its line ending).
 
     Raises :class:`LineError` for wrong field counts, bad JSON, a non-numeric or implausible
-    ``ts``, an unknown transaction type or operation, or a malformed bulletin list.
+    ``ts``, an unknown transaction type or operation, or a malformed bulletin list, and for
+    anything else that keeps the line from being read: whatever the input, nothing but
+    :class:`LineError` comes out.
     """
+    try:
+        return _parse(line)
+    except LineError:
+        raise
+    except Exception as exc:  # hostile input must end as a rejected line, never as a crash
+        reason = f"the line could not be read: {type(exc).__name__}: {exc}"
+        raise LineError(reason.replace("\x00", "\\x00")[:_MAX_REASON_CHARS]) from exc
+
+
+def _parse(line: str) -> ParsedTransaction:
     if not line.strip():
         raise LineError("empty line")
+    if "\x00" in line:
+        raise LineError("the line contains a NUL character (\\x00); an export line is text")
     head, rest = _split_head(line)
     tx_id, type_raw, _signature, version_raw, ts_raw, sender, _fee, _fee_asset = head
 
     tx_id = tx_id.strip()
     if not tx_id:
         raise LineError("field 0 (nestedTxId) is empty")
+    if len(tx_id) > MAX_TX_ID_CHARS:
+        raise LineError(f"field 0 (nestedTxId) is longer than {MAX_TX_ID_CHARS} characters")
     try:
         tx_type = int(type_raw)
     except ValueError as exc:
@@ -204,6 +264,10 @@ def parse_line(line: str) -> ParsedTransaction:
         version = int(version_raw) if version_raw.strip() else None
     except ValueError as exc:
         raise LineError(f"field 3 (version) is not a number: {version_raw[:40]!r}") from exc
+    if version is not None and not _INT32_MIN <= version <= _INT32_MAX:
+        raise LineError("field 3 (version) is out of range")
+    if len(sender) > MAX_SENDER_CHARS:
+        raise LineError(f"field 5 (senderPublicKey) is longer than {MAX_SENDER_CHARS} characters")
 
     params_value, pos = _take_json(rest, 0, "params", 8)
     pos = _expect_separator(rest, pos, "field 8 (params)")
@@ -228,9 +292,14 @@ def parse_line(line: str) -> ParsedTransaction:
     if op_raw is None:
         if tx_type != 103:
             raise LineError("call transaction (type 104) has no 'operation' parameter")
-        operation = "createContract"
+        operation = Operation.CREATE_CONTRACT.value
     else:
         operation = KNOWN_OPERATIONS.get(str(op_raw).strip().lower(), "")
+        if tx_type == 103 and operation != Operation.CREATE_CONTRACT:
+            raise LineError(
+                "a type-103 line creates the contract and can only be createContract; "
+                f"this one names {str(op_raw)[:60]!r}"
+            )
         if not operation:
             raise LineError(f"unknown operation {str(op_raw)[:60]!r}")
 
@@ -244,12 +313,8 @@ def parse_line(line: str) -> ParsedTransaction:
     if operation == "blindSigIssue":
         bulletins = len(_json_array_param(params, "data", operation))
     elif operation == "addVotersList":
-        count = params.get("votersCount")
-        if isinstance(count, int) and not isinstance(count, bool):
-            voters_added = count
-        elif isinstance(count, str) and count.strip().isdigit():
-            voters_added = int(count)
-        else:
+        voters_added = _voters_count(params.get("votersCount"))
+        if voters_added is None:
             voters_added = len(_json_array_param(params, "userIdHashes", operation))
 
     raw_data: dict[str, Any] = {

@@ -5,6 +5,7 @@ Lines are built by hand here; every expectation is worked out in the comment nex
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import datetime, timedelta
 from typing import Any
@@ -360,3 +361,236 @@ def test_add_voters_list_without_count_or_hashes():
     assert _reason(line(params=params)) == (
         "addVotersList transaction has no 'userIdHashes' parameter holding a JSON array"
     )
+
+
+# --------------------------------------------------------------------------------------
+# Hostile input: every problem is a LineError, never a crash
+# --------------------------------------------------------------------------------------
+
+
+def _deep_array(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def _deep_object(depth: int) -> str:
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+@pytest.mark.parametrize("depth", [5_000, 1_000_000])
+@pytest.mark.parametrize("shape", [_deep_array, _deep_object])
+@pytest.mark.parametrize("field,index", [("params", 8), ("diff", 9), ("extra", 10)], ids=["params", "diff", "extra"])
+def test_json_nested_too_deeply(shape, depth, field, index):
+    deep = shape(depth)
+    assert _reason(line(**{field: deep})) == (
+        f"field {index} ({field}) is nested too deeply to read (JSON more than about 900 levels deep)"
+    )
+
+
+def test_csv_quoted_json_nested_too_deeply():
+    quoted = '"' + _deep_array(5_000) + '"'  # no inner quotes to double
+    assert _reason(line(params=quoted)) == (
+        "field 8 (params) is nested too deeply to read (JSON more than about 900 levels deep)"
+    )
+
+
+@pytest.mark.parametrize("depth", [5_000, 1_000_000])
+@pytest.mark.parametrize("shape", [_deep_array, _deep_object])
+def test_json_string_parameter_nested_too_deeply(shape, depth):
+    assert (
+        _reason(line(params=bsi_params(shape(depth)))) == "blindSigIssue parameter 'data' is nested too deeply to read"
+    )
+    hashes = _j(
+        [{"key": "operation", "stringValue": "addVotersList"}, {"key": "userIdHashes", "stringValue": shape(depth)}]
+    )
+    assert _reason(line(params=hashes)) == "addVotersList parameter 'userIdHashes' is nested too deeply to read"
+
+
+def test_moderately_nested_json_is_still_read():
+    # 500 levels inside a params value: well within what the decoder reads
+    params = '[{"key":"operation","stringValue":"results"},{"key":"r","value":' + _deep_array(500) + "}]"
+    assert parse_line(line(params=params)).operation == "results"
+
+
+def test_json_number_with_too_many_digits():
+    # json hands integers to int(), which refuses more than 4,300 digits with a plain ValueError
+    params = '[{"key":"operation","stringValue":"results"},{"key":"r","intValue":' + "1" * 5_000 + "}]"
+    assert _reason(line(params=params)) == "field 8 (params) holds a number with too many digits to read"
+    assert _reason(line(params=bsi_params("[" + "7" * 5_000 + "]"))) == (
+        "blindSigIssue parameter 'data' holds a number with too many digits to read"
+    )
+
+
+@pytest.mark.parametrize("where", ["tx_id", "sender", "params", "diff", "extra", "rollback", "version"])
+def test_nul_character_anywhere(where):
+    nul = "\x00"
+    fields = {
+        "tx_id": {"tx_id": "Tx" + nul},
+        "sender": {"sender": KEY + nul},
+        "params": {
+            "params": '[{"key":"operation","stringValue":"vote' + nul + '"}]'
+        },  # a raw NUL, not the \u0000 escape
+        "diff": {"diff": "[]" + nul},
+        "extra": {"extra": '{"contractVersion":1' + nul + "}"},
+        "rollback": {"rollback": nul},
+        "version": {"version": nul},
+    }[where]
+    assert _reason(line(**fields)) == "the line contains a NUL character (\\x00); an export line is text"
+
+
+def test_nul_reason_comes_before_field_count():
+    assert _reason("a\x00b") == "the line contains a NUL character (\\x00); an export line is text"
+    assert _reason("\x00") == "the line contains a NUL character (\\x00); an export line is text"  # not blank
+
+
+@pytest.mark.parametrize("name", ["vote", "VOTE", "startVoting", "results", "updateVotersList", " x "])
+def test_type_103_can_only_be_create_contract(name):
+    assert _reason(line(tx_type="103", operation=name)) == (
+        f"a type-103 line creates the contract and can only be createContract; this one names {name!r}"
+    )
+
+
+def test_type_103_operation_name_is_cut_to_60_characters():
+    long_name = "v" * 100
+    assert _reason(line(tx_type="103", operation=long_name)) == (
+        f"a type-103 line creates the contract and can only be createContract; this one names {'v' * 60!r}"
+    )
+
+
+@pytest.mark.parametrize("spelled", ["createContract", "CREATECONTRACT", " createcontract "])
+def test_type_103_naming_create_contract_is_read(spelled):
+    params = _j([{"key": "operation", "stringValue": spelled}])
+    tx = parse_line(line(tx_type="103", params=params, extra=_j({"image": "i"})))
+    assert tx.operation == "createContract"
+
+
+def test_tx_id_length_limit():
+    from election_pipeline.ingest.export_line import MAX_TX_ID_CHARS
+
+    assert MAX_TX_ID_CHARS == 128  # transactions.tx_id is String(128)
+    assert parse_line(line(tx_id=" " + "T" * 128 + " ")).tx_id == "T" * 128  # the limit counts after strip
+    assert _reason(line(tx_id="T" * 129)) == "field 0 (nestedTxId) is longer than 128 characters"
+
+
+def test_sender_length_limit():
+    from election_pipeline.ingest.export_line import MAX_SENDER_CHARS
+
+    assert MAX_SENDER_CHARS == 255  # transactions.sender is String(255)
+    assert parse_line(line(sender="K" * 255)).sender == "K" * 255
+    assert _reason(line(sender="K" * 256)) == "field 5 (senderPublicKey) is longer than 255 characters"
+
+
+@pytest.mark.parametrize("version,expected", [("2147483647", 2147483647), ("-2147483648", -2147483648), ("0", 0)])
+def test_version_in_32_bit_range(version, expected):
+    assert parse_line(line(version=version)).version == expected
+
+
+@pytest.mark.parametrize("version", ["2147483648", "-2147483649", "9" * 30])
+def test_version_out_of_range(version):
+    assert _reason(line(version=version)) == "field 3 (version) is out of range"
+
+
+def _voters(count: Any) -> str:
+    hashes = {"key": "userIdHashes", "stringValue": _j(["h1", "h2"])}
+    value_key = "stringValue" if isinstance(count, str) else "intValue"
+    return line(
+        params=_j(
+            [{"key": "operation", "stringValue": "addVotersList"}, {"key": "votersCount", value_key: count}, hashes]
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "count,expected",
+    [
+        (2147483647, 2147483647),
+        ("2147483647", 2147483647),
+        (-5, -5),  # a negative int is taken as it is (as before); only the 32-bit range is enforced
+        (-2147483648, -2147483648),
+        ("00012", 12),
+        (" 12 ", 12),
+        ("0" * 5_000 + "3", 3),  # leading zeros do not count toward int()'s digit limit
+    ],
+)
+def test_voters_count_in_range(count, expected):
+    assert parse_line(_voters(count)).voters_added == expected
+
+
+@pytest.mark.parametrize("count", [2147483648, -3_000_000_000, "2147483648", "9" * 5_000])
+def test_voters_count_out_of_range(count):
+    assert _reason(_voters(count)) == "addVotersList parameter 'votersCount' is out of range"
+
+
+@pytest.mark.parametrize("count", ["²", "١٢", "１２", "12a", "-5", ""])
+def test_voters_count_not_ascii_digits_falls_back_to_hashes(count):
+    # '²'.isdigit() is True but int('²') fails: only [0-9]+ is a count; the rest uses userIdHashes
+    assert parse_line(_voters(count)).voters_added == 2
+
+
+def test_unexpected_exception_becomes_a_line_error(monkeypatch):
+    from election_pipeline.ingest import export_line
+
+    def boom(entries):
+        raise KeyError("x" * 1_000)
+
+    monkeypatch.setattr(export_line, "_sanitize", boom)
+    reason = _reason(line())
+    assert reason.startswith("the line could not be read: KeyError: 'xxx")
+    assert len(reason) == 300  # cut to 300 characters
+
+
+HOSTILE_LINES = [
+    "",
+    ";" * 11,
+    ";" * 50,
+    "\x00" * 10,
+    "\ud800;104",
+    line(params="["),
+    line(params="[" * 100_000),
+    line(params='"' * 7),
+    line(params='"[{""a"":1}'),
+    line(params="1e999999"),
+    line(params="-"),
+    line(params="[NaN]"),
+    line(params='[{"key":["operation"],"stringValue":"vote"}]'),
+    line(params='[{"key":"operation","stringValue":["vote"]}]'),
+    line(params='[{"key":"operation","stringValue":{"a":[1,2]}}]'),
+    line(params='[{"key":"operation","stringValue":null}]'),
+    line(params='[{"key":"operation","intValue":1e400}]'),
+    line(params=bsi_params("1e400")),
+    line(params=_j([{"key": "operation", "stringValue": "blindSigIssue"}, {"key": "data", "value": {"a": 1}}])),
+    line(params=_j([{"key": "operation", "stringValue": "addVotersList"}, {"key": "votersCount", "value": [1]}])),
+    line(params=_j([{"key": "operation", "stringValue": "addVotersList"}, {"key": "votersCount", "value": True}])),
+    line(params=_j([{"key": "operation", "stringValue": "addVotersList"}, {"key": "votersCount", "value": 1.5}])),
+    line(tx_type="1" * 10_000),
+    line(ts="9" * 10_000),
+    line(version="1" * 10_000),
+    line(ts="1e12"),
+    line(tx_type="１０４"),
+    line(extra='"' + "x" * 10),
+    line(diff='[{"key":' + _deep_object(2_000) + "}]"),
+    line(rollback="-1" + ";" * 10),
+    "Tx;104;S;4;" + "1" * 200_000,
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE_LINES, ids=range(len(HOSTILE_LINES)))
+def test_hostile_lines_raise_nothing_but_line_error(text):
+    try:
+        parse_line(text)
+    except LineError as err:
+        assert err.reason
+        assert "\x00" not in err.reason
+
+
+def test_every_prefix_and_byte_flip_of_a_line_raises_nothing_but_line_error():
+    # a small deterministic fuzz: every prefix of a blindSigIssue line, and each position
+    # replaced by a character that matters to the parser
+    data = _j([{"userId": "u1", "maskedSig": "a;b"}])
+    good = line(params=bsi_params(data), diff=_j([{"key": "FAIL_x", "stringValue": "y"}]))
+    for cut in range(len(good) + 1):
+        with contextlib.suppress(LineError):  # any other exception fails the test
+            parse_line(good[:cut])
+    for pos in range(len(good)):
+        for ch in ('"', ";", "[", "{", "\\", "\x00", "9", "\ud800", "]"):
+            with contextlib.suppress(LineError):
+                parse_line(good[:pos] + ch + good[pos + 1 :])
