@@ -12,6 +12,7 @@ raises :class:`LineError` with a reason a person can act on.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,8 +39,27 @@ _INT32_MAX = 2**31 - 1
 _INT32_MAX_DIGITS = len(str(_INT32_MAX))
 _ASCII_DIGITS = re.compile(r"[0-9]+")
 _MAX_REASON_CHARS = 300
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_STORE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89abcdefABCDEF])")
 
-_decoder = json.JSONDecoder()
+
+class _Unstorable(ValueError):
+    """A JSON number PostgreSQL's JSONB cannot hold (NaN, Infinity, or one that overflows to it)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _Unstorable(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e400 is read as Infinity
+        raise _Unstorable(text)
+    return value
+
+
+# Values that reach transactions.raw_data must be JSON PostgreSQL accepts: no NaN/Infinity.
+_decoder = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
 
 
 class LineError(ValueError):
@@ -136,6 +156,8 @@ def _undecodable(exc: RecursionError | ValueError, where: str) -> LineError:
     """The reason for JSON that is well-formed but cannot be decoded (``where`` names the field)."""
     if isinstance(exc, RecursionError):
         return LineError(f"{where} is nested too deeply to read (JSON more than about 900 levels deep)")
+    if isinstance(exc, _Unstorable):
+        return LineError(f"{where} holds a number that cannot be stored: {str(exc)[:40]!r}")
     # json raises a plain ValueError for an integer longer than int() accepts (4,300 digits).
     return LineError(f"{where} holds a number with too many digits to read")
 
@@ -196,6 +218,29 @@ def _json_array_param(params: dict[str, Any], key: str, operation: str) -> list[
     if not isinstance(value, list):
         raise LineError(f"{operation} parameter '{key}' must be a JSON array")
     return value
+
+
+def _check_storable(value: Any, name: str, index: int) -> None:
+    """Refuse strings PostgreSQL cannot store in JSONB: a NUL (``\\u0000``) or an unpaired surrogate."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise LineError(
+                    f"field {index} ({name}) holds a NUL character (\\u0000) in a JSON string; "
+                    "the database cannot store it"
+                )
+            if not item.isascii() and _SURROGATE.search(item):
+                raise LineError(
+                    f"field {index} ({name}) holds an unpaired UTF-16 surrogate (\\ud800-\\udfff) in a JSON "
+                    "string; the database cannot store it"
+                )
 
 
 def _voters_count(count: Any) -> int | None:
@@ -329,6 +374,10 @@ def _parse(line: str) -> ParsedTransaction:
         "extra": extra_value if tx_type == 104 else ({"keys": sorted(extra_value)} if extra_value else None),
         "rollback": rollback_raw == "-1",
     }
+    if "\\" in rest and _STORE_ESCAPE.search(rest):  # only these escapes decode to what JSONB refuses
+        _check_storable(raw_data["params"], "params", 8)
+        _check_storable(raw_data["diff"], "diff", 9)
+        _check_storable(raw_data["extra"], "extra", 10)
     return ParsedTransaction(
         tx_id=tx_id,
         tx_type=tx_type,

@@ -594,3 +594,64 @@ def test_every_prefix_and_byte_flip_of_a_line_raises_nothing_but_line_error():
         for ch in ('"', ";", "[", "{", "\\", "\x00", "9", "\ud800", "]"):
             with contextlib.suppress(LineError):
                 parse_line(good[:pos] + ch + good[pos + 1 :])
+
+
+# --------------------------------------------------------------------------------------
+# JSON the operational database (PostgreSQL JSONB) cannot store
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400", "-1.5e999"])
+def test_json_numbers_jsonb_cannot_hold(number):
+    params = '[{"key":"operation","stringValue":"results"},{"key":"r","value":' + number + "}]"
+    assert _reason(line(params=params)) == f"field 8 (params) holds a number that cannot be stored: {number!r}"
+    assert _reason(line(extra='{"contractVersion":' + number + "}")) == (
+        f"field 10 (extra) holds a number that cannot be stored: {number!r}"
+    )
+    quoted = '"[{""key"":""operation"",""stringValue"":""results""},{""key"":""r"",""value"":' + number + '}]"'
+    assert _reason(line(params=quoted)).startswith("field 8 (params) holds a number that cannot be stored")
+
+
+def test_ordinary_floats_are_read():
+    params = '[{"key":"operation","stringValue":"results"},{"key":"r","value":1.5e300}]'
+    assert parse_line(line(params=params)).raw_data["params"][1] == {"key": "r", "value": 1.5e300}
+
+
+def test_nan_inside_a_json_string_parameter_is_only_counted():
+    # the items of 'data' are counted, never stored: what they hold does not matter
+    assert parse_line(line(params=bsi_params("[NaN, 1e400]"))).bulletins == 2
+
+
+def test_escaped_nul_in_a_stored_json_string():
+    diff = '[{"key":"VOTE_x","stringValue":"a\\u0000b"}]'
+    assert _reason(line(diff=diff)) == (
+        "field 9 (diff) holds a NUL character (\\u0000) in a JSON string; the database cannot store it"
+    )
+    params = '[{"key":"operation","stringValue":"results"},{"key\\u0000":"r"}]'  # in a key, too
+    assert _reason(line(params=params)).startswith("field 8 (params) holds a NUL character")
+    assert _reason(line(extra='{"a":["\\u0000"]}')).startswith("field 10 (extra) holds a NUL character")
+
+
+def test_escaped_backslash_before_u0000_is_plain_text():
+    diff = '[{"key":"VOTE_x","stringValue":"a\\\\u0000b"}]'  # the text a\u0000b, no NUL in it
+    assert parse_line(line(diff=diff)).raw_data["diff"] == [{"key": "VOTE_x", "stringValue": "a\\u0000b"}]
+
+
+@pytest.mark.parametrize("escape", ["\\ud800", "\\uDFFF", "\\ude00\\ud83d"])
+def test_unpaired_surrogate_escape(escape):
+    diff = '[{"key":"VOTE_x","stringValue":"a' + escape + 'b"}]'
+    assert _reason(line(diff=diff)) == (
+        "field 9 (diff) holds an unpaired UTF-16 surrogate (\\ud800-\\udfff) in a JSON string; "
+        "the database cannot store it"
+    )
+
+
+def test_paired_surrogate_escape_is_read():
+    diff = '[{"key":"VOTE_x","stringValue":"\\ud83d\\ude00"}]'  # one character, U+1F600
+    assert parse_line(line(diff=diff)).raw_data["diff"][0]["stringValue"] == "\U0001f600"
+
+
+def test_type_103_extra_keeps_only_key_names_so_only_they_are_checked():
+    extra = '{"image":"a\\u0000b","imageHash":"ff"}'  # the NUL is in a value that is not kept
+    tx = parse_line(line(tx_type="103", params="[]", extra=extra))
+    assert tx.raw_data["extra"] == {"keys": ["image", "imageHash"]}
