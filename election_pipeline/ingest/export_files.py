@@ -1,16 +1,26 @@
 """Reading export files: ``.csv`` files and ``.zip`` archives of them (docs/input-format.md#file-types).
 
-Nothing is ever extracted to disk: archive members are streamed from memory, so a member
-name is never used as a path. Archives with path-like member names (``../``, absolute
-paths), archives nested deeper than one level, and archives that expand far beyond their
-size are refused whole with :class:`FileRefused`.
+Nothing is ever extracted to a path: archive members are streamed, so a member name is never
+used as a path (an inner archive is copied into an anonymous spooled temporary file, in
+memory up to 16 MiB). Archives with path-like member names (``../``, absolute paths),
+archives nested deeper than one level, and archives that expand far beyond their size are
+refused whole with :class:`FileRefused`, before anything large is read.
+
+Whatever the input, the readers raise nothing but :class:`FileRefused`: symbolic links are
+refused, never followed; a file that cannot be opened or read is refused with the reason.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import io
+import os
 import re
+import stat
+import struct
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -22,10 +32,23 @@ IGNORED_SUFFIXES = (".tmp", ".part")
 _CONTRACT_ID = re.compile(r"^[A-Za-z0-9]+$")
 _SNIFF_BYTES = 8192
 _RATIO_CHECK_FLOOR = 64 * 1024 * 1024  # small archives may compress very well; only large ones are bombs
+_READ_CHUNK = 1024 * 1024
+_SPOOL_MEMORY_BYTES = 16 * 1024 * 1024  # an inner archive larger than this is spooled to a temporary file
+_MAX_REASON_CHARS = 300
+# Only these are read: zipfile's bzip2 and LZMA readers decompress a whole read at once,
+# whatever the member's declared size, so a few kilobytes could become gigabytes in memory.
+_READABLE_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
+_METHOD_NAMES = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "LZMA", 9: "deflate64", 99: "AES encryption"}
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
 
 #: What a damaged archive or a truncated file raises while it is read.
 READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError)
+# What zipfile.ZipFile() raises for bytes that are not a readable archive (a lying end record,
+# a member name that is not UTF-8 although flagged so, a "zip file version" from the future).
+_ARCHIVE_ERRORS = (zipfile.BadZipFile, ValueError, EOFError, struct.error, NotImplementedError)
+# What reading a damaged member raises (a local header that contradicts the central directory, ...).
+_MEMBER_ERRORS = (*READ_ERRORS, ValueError, struct.error, RuntimeError)
 
 
 class FileRefused(Exception):
@@ -36,12 +59,19 @@ class FileRefused(Exception):
         self.reason = reason
 
 
+class _FileVanished(FileRefused, FileNotFoundError):
+    """The file is gone (taken by a concurrent run, say): a refusal that callers may still
+    catch as :class:`FileNotFoundError`."""
+
+
 @dataclass(slots=True)
 class SourceLine:
     """One physical line of an export, with where it came from.
 
     ``source`` names the file, and for archives the member (``archive.zip::member.csv``).
     ``text`` is ``None`` when the bytes are not valid UTF-8; ``raw`` then keeps them readable.
+    ``raw`` never holds a NUL character (the database refuses it in text): each is written as
+    the four characters ``\\x00``. ``text`` keeps it, so the line parser rejects the line.
     """
 
     source: str
@@ -52,17 +82,112 @@ class SourceLine:
 
 
 def is_candidate(path: Path) -> bool:
-    """True for files the pipeline should look at (not hidden, not a partial copy)."""
+    """True for entries the pipeline should look at: regular files and symbolic links (which
+    :func:`file_sha256` and :func:`iter_export_lines` refuse with a reason, without following
+    them), unless hidden or a partial copy (``*.tmp``, ``*.part``). Folders, FIFOs, sockets and
+    devices are not candidates (see :func:`unread_entries`)."""
     name = path.name
-    return path.is_file() and not name.startswith(".") and not name.endswith(IGNORED_SUFFIXES)
+    if name.startswith(".") or name.endswith(IGNORED_SUFFIXES):
+        return False
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) or stat.S_ISLNK(mode)
+
+
+def unread_entries(input_dir: Path) -> list[tuple[Path, str]]:
+    """The entries of ``input_dir``'s top level that are never read, in name order, each with
+    why: folders, FIFOs, sockets and devices (hidden names excluded). Nothing is opened (opening
+    a FIFO would block). A missing folder has none."""
+    try:
+        with os.scandir(input_dir) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    out: list[tuple[Path, str]] = []
+    for entry in entries:
+        name = entry.name
+        if name.startswith("."):
+            continue
+        try:
+            mode = entry.stat(follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            continue  # gone since the folder was listed
+        if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+            continue
+        if stat.S_ISDIR(mode):
+            reason = f"{name} is a folder: sub-folders are not read; it is left where it is"
+        else:
+            reason = f"{name} is not a regular file (a FIFO, socket or device); it is left where it is"
+        out.append((input_dir / name, reason))
+    return out
+
+
+def _symlink_refused(path: Path) -> FileRefused:
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "a target that cannot be read"
+    return FileRefused(
+        f"{path.name} is a symbolic link (to {target}); links are not followed: "
+        "copy the file itself into the drop folder"
+    )
+
+
+def _unreadable(name: str, err: OSError) -> FileRefused:
+    if isinstance(err, PermissionError) or err.errno == errno.EACCES:
+        return FileRefused(f"{name} cannot be read: permission denied")
+    reason = f"{name} cannot be read: {err.strerror or err}"
+    return _FileVanished(reason) if isinstance(err, FileNotFoundError) else FileRefused(reason)
+
+
+def _not_regular(name: str, mode: int) -> FileRefused:
+    if stat.S_ISDIR(mode):
+        return FileRefused(f"{name} cannot be read: it is a folder, not a file")
+    return FileRefused(f"{name} cannot be read: it is not a regular file (a FIFO, socket or device)")
+
+
+def _open_regular(path: Path) -> IO[bytes]:
+    """Open a regular file for reading without following a symbolic link, and without
+    blocking on a FIFO put in its place; anything else is refused."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError as err:
+        raise _unreadable(path.name, err) from err
+    if stat.S_ISLNK(mode):
+        raise _symlink_refused(path)
+    if not stat.S_ISREG(mode):
+        raise _not_regular(path.name, mode)
+    try:
+        fd = os.open(path, _OPEN_FLAGS)  # O_NOFOLLOW: a link swapped in since the check fails with ELOOP
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise _symlink_refused(path) from err
+        raise _unreadable(path.name, err) from err
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_regular(path.name, mode)
+        os.set_blocking(fd, True)
+        return open(fd, "rb", closefd=True)  # the caller closes it
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def file_sha256(path: Path) -> str:
-    """Content hash used by the file ledger: the same bytes are never counted twice."""
+    """Content hash used by the file ledger: the same bytes are never counted twice.
+
+    Raises :class:`FileRefused` for a symbolic link (never followed), a file that cannot be
+    opened or read, or an entry that is not a regular file."""
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1024 * 1024), b""):
-            digest.update(chunk)
+    with _open_regular(path) as fh:
+        try:
+            for chunk in iter(lambda: fh.read(_READ_CHUNK), b""):
+                digest.update(chunk)
+        except OSError as err:
+            raise _unreadable(path.name, err) from err
     return digest.hexdigest()
 
 
@@ -95,6 +220,8 @@ def _lines(stream: IO[bytes], source: str, contract_id: str) -> Iterator[SourceL
             raw = raw_line.decode("utf-8", errors="backslashreplace")
         if text is not None and not text.strip():
             continue  # blank lines carry nothing
+        if b"\x00" in raw_line:
+            raw = raw.replace("\x00", "\\x00")  # text keeps it: the line parser rejects the line
         yield SourceLine(source, contract_id, number, text, raw)
 
 
@@ -128,6 +255,19 @@ def _check_member_name(archive: str, name: str) -> None:
         )
 
 
+def _check_readable_member(source: str, info: zipfile.ZipInfo) -> None:
+    if info.flag_bits & 0x41:  # bit 0: encrypted, bit 6: strong encryption
+        raise FileRefused(f"{source} is encrypted (password-protected); it cannot be read")
+    if info.flag_bits & 0x20:
+        raise FileRefused(f"{source} holds compressed patched data (zip flag bit 5), which cannot be read")
+    if info.compress_type not in _READABLE_METHODS:
+        method = _METHOD_NAMES.get(info.compress_type, "unknown")
+        raise FileRefused(
+            f"{source} is compressed with method {info.compress_type} ({method}); "
+            "only stored or deflated members are read"
+        )
+
+
 @dataclass(slots=True)
 class _Member:
     source: str
@@ -136,39 +276,87 @@ class _Member:
     archive: zipfile.ZipFile
 
 
-def _plan_archive(
-    path: Path, archive: zipfile.ZipFile, label: str, depth: int, max_total: int, notes: list[str]
-) -> tuple[list[_Member], int]:
-    members: list[_Member] = []
-    total = 0
-    for info in archive.infolist():
-        _check_member_name(label, info.filename)
-        if info.is_dir():
-            continue
-        total += info.file_size
-        if total > max_total:
+@dataclass(slots=True)
+class _Budget:
+    """The declared sizes of everything an archive expands to, checked as they are added."""
+
+    archive: str
+    size: int  # of the file on disk
+    max_total: int
+    max_ratio: int
+    total: int = 0
+
+    def add(self, declared: int) -> None:
+        self.total += declared
+        if self.total > self.max_total:
             raise FileRefused(
-                f"{label} is refused: it expands to more than {max_total:,} bytes "
+                f"{self.archive} is refused: it expands to more than {self.max_total:,} bytes "
                 "(ELECTION_ZIP_MAX_TOTAL_BYTES); possible zip bomb"
             )
+        if self.total > _RATIO_CHECK_FLOOR and self.total / self.size > self.max_ratio:
+            raise FileRefused(
+                f"{self.archive} is refused: {self.size:,} bytes expand to {self.total:,} bytes "
+                f"(more than {self.max_ratio}x, ELECTION_ZIP_MAX_RATIO); possible zip bomb"
+            )
+
+
+def _open_inner_archive(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str, keep: contextlib.ExitStack
+) -> zipfile.ZipFile:
+    """Copy an inner archive (its size already checked) into a spooled temporary file and open it."""
+    spool = keep.enter_context(tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY_BYTES))  # noqa: SIM115
+    copied = 0
+    with archive.open(info) as member:
+        while chunk := member.read(_READ_CHUNK):
+            copied += len(chunk)
+            if copied > info.file_size:
+                raise FileRefused(
+                    f"{source} is refused: it holds more than the {info.file_size:,} bytes its header "
+                    "declares; possible zip bomb"
+                )
+            spool.write(chunk)
+    spool.seek(0)
+    try:
+        inner = zipfile.ZipFile(spool)
+    except _ARCHIVE_ERRORS as exc:
+        raise FileRefused(f"{source} is not a readable zip archive: {exc}") from exc
+    return keep.enter_context(inner)
+
+
+def _plan_archive(
+    archive: zipfile.ZipFile,
+    label: str,
+    depth: int,
+    budget: _Budget,
+    notes: list[str],
+    keep: contextlib.ExitStack,
+) -> list[_Member]:
+    infos = archive.infolist()
+    # First every name and declared size of this level, so a refusal comes before any read.
+    for info in infos:
+        _check_member_name(label, info.filename)
+        if info.filename.endswith("/"):  # a folder; not is_dir(), which fails on an empty name
+            continue
+        budget.add(info.file_size)
+        lower = info.filename.lower()
+        if lower.endswith(".zip") and depth >= 1:
+            raise FileRefused(f"{label} is refused: archive {info.filename!r} is nested more than one level deep")
+        if lower.endswith((".zip", ".csv")):
+            _check_readable_member(f"{label}::{info.filename}", info)
+    members: list[_Member] = []
+    for info in infos:
+        if info.filename.endswith("/"):
+            continue
         lower = info.filename.lower()
         source = f"{label}::{info.filename}"
         if lower.endswith(".zip"):
-            if depth >= 1:
-                raise FileRefused(f"{label} is refused: archive {info.filename!r} is nested more than one level deep")
-            inner_bytes = archive.read(info)
-            try:
-                inner = zipfile.ZipFile(io.BytesIO(inner_bytes))
-            except zipfile.BadZipFile as exc:
-                raise FileRefused(f"{source} is not a readable zip archive: {exc}") from exc
-            sub, sub_total = _plan_archive(path, inner, source, depth + 1, max_total - total, notes)
-            members.extend(sub)
-            total += sub_total
+            inner = _open_inner_archive(archive, info, source, keep)
+            members.extend(_plan_archive(inner, source, depth + 1, budget, notes, keep))
         elif lower.endswith(".csv"):
             members.append(_Member(source, info.filename, info, archive))
         else:
             notes.append(f"skipped {source}: not a .csv file")
-    return members, total
+    return members
 
 
 def iter_export_lines(
@@ -181,48 +369,63 @@ def iter_export_lines(
     """Yield every non-blank line of a ``.csv`` export or of the ``.csv`` members of a ``.zip``.
 
     Raises :class:`FileRefused` (before any line of an archive is yielded) for archives that
-    must be refused, and for files that are binary or named so that no contract id can be read.
-    ``notes`` collects remarks such as skipped non-CSV members.
+    must be refused, for files that are binary or named so that no contract id can be read,
+    for symbolic links (never followed) and for files that cannot be read; and, whatever the
+    input, nothing else. ``notes`` collects remarks such as skipped non-CSV members.
     """
-    notes = notes if notes is not None else []
+    try:
+        yield from _export_lines(path, max_total_bytes, max_ratio, notes if notes is not None else [])
+    except FileRefused:
+        raise
+    except Exception as exc:  # hostile input must end as a refused file, never as a crash
+        reason = f"{path.name} cannot be read: {type(exc).__name__}: {exc}"
+        raise FileRefused(reason.replace("\x00", "\\x00")[:_MAX_REASON_CHARS]) from exc
+
+
+def _export_lines(path: Path, max_total_bytes: int, max_ratio: int, notes: list[str]) -> Iterator[SourceLine]:
     suffix = path.suffix.lower()
     if suffix == ".csv":
         contract = contract_id_from_name(path.name)
-        with path.open("rb") as fh:
-            yield from _lines(fh, path.name, contract)
+        with _open_regular(path) as fh:
+            try:
+                yield from _lines(fh, path.name, contract)
+            except OSError as err:
+                raise _unreadable(path.name, err) from err
         return
     if suffix != ".zip":
         raise FileRefused(f"{path.name} is not a .csv or .zip file")
-    try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as exc:
-        raise FileRefused(f"{path.name} is not a readable zip archive: {exc}") from exc
-    with archive:
+    with contextlib.ExitStack() as keep:
+        fh = keep.enter_context(_open_regular(path))
         try:
-            members, total = _plan_archive(path, archive, path.name, 0, max_total_bytes, notes)
-        except READ_ERRORS as exc:
+            size = max(os.fstat(fh.fileno()).st_size, 1)
+            archive = keep.enter_context(zipfile.ZipFile(fh))
+        except OSError as err:
+            if isinstance(err, PermissionError) or err.errno == errno.EIO:
+                raise _unreadable(path.name, err) from err
+            # e.g. a seek before the start of the file, for an end record that lies
+            raise FileRefused(f"{path.name} is not a readable zip archive: {err}") from err
+        except _ARCHIVE_ERRORS as exc:
+            raise FileRefused(f"{path.name} is not a readable zip archive: {exc}") from exc
+        budget = _Budget(path.name, size, max_total_bytes, max_ratio)
+        try:
+            members = _plan_archive(archive, path.name, 0, budget, notes, keep)
+        except _MEMBER_ERRORS as exc:
             raise FileRefused(f"{path.name} is damaged and cannot be read: {exc}") from exc
-        size = max(path.stat().st_size, 1)
-        if total > _RATIO_CHECK_FLOOR and total / size > max_ratio:
-            raise FileRefused(
-                f"{path.name} is refused: {size:,} bytes expand to {total:,} bytes "
-                f"(more than {max_ratio}x, ELECTION_ZIP_MAX_RATIO); possible zip bomb"
-            )
         if not members:
             raise FileRefused(f"{path.name} holds no .csv file")
         contracts = [(m, contract_id_from_name(m.name)) for m in members]
         try:
             for member, _ in contracts:  # refuse binary members before any line is yielded
-                with member.archive.open(member.info) as fh:
-                    if b"\x00" in fh.read(_SNIFF_BYTES):
+                with member.archive.open(member.info) as stream:
+                    if b"\x00" in stream.read(_SNIFF_BYTES):
                         raise FileRefused(
                             f"{member.source} is a binary file (it contains NUL bytes), not a text export"
                         )
-        except READ_ERRORS as exc:
+        except _MEMBER_ERRORS as exc:
             raise FileRefused(f"{path.name} is damaged and cannot be read: {exc}") from exc
         for member, contract in contracts:
             try:
-                with member.archive.open(member.info) as fh:
-                    yield from _lines(fh, member.source, contract)
-            except READ_ERRORS as exc:
+                with member.archive.open(member.info) as stream:
+                    yield from _lines(stream, member.source, contract)
+            except _MEMBER_ERRORS as exc:
                 raise FileRefused(f"{member.source} is damaged and cannot be read: {exc}") from exc
