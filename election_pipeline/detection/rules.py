@@ -13,6 +13,9 @@ Rules are plain functions over pandas frames, so they can be tested on hand-buil
 * ``elections``: ``id``, ``start_date``, ``end_date`` (naive UTC), ``timezone`` (IANA).
 * ``late``: candidate vote/bulletin transactions near or outside the window:
   ``constituency_id``, ``tx_id``, ``ts``, ``operation``, ``rejected``.
+* ``conflicts``: every copy of each transaction id stored with one content and seen again
+  with another (:data:`election_pipeline.detection.conflicts.CONFLICT_COLUMNS`: the stored
+  copy with ``stored`` true, each differing copy with ``stored`` false).
 
 | rule | severity | fires when |
 |---|---|---|
@@ -20,6 +23,7 @@ Rules are plain functions over pandas frames, so they can be tested on hand-buil
 | bulletins_exceed_registered | critical | bulletins or distinct voters > registered voters |
 | vote_after_close | critical | an accepted vote/bulletin after the contract's finishVoting |
 | outside_voting_window | critical | an accepted vote/bulletin before the window or at/after its end |
+| conflicting_transaction | critical | a transaction id seen with two (or more) different contents |
 | unusual_spike | warning/critical | robust z of an hour's votes against peers > 3.5 / > 6; or one hour > 25% of the total |
 | night_activity | warning | a 00:00-06:00 local hour above 0.5 × the daytime median (and ≥ 10 votes) |
 | low_participation | warning | participation < 0.3 (pro-rated before the close), after the first day |
@@ -44,6 +48,7 @@ from .activity import (
     spread_with_median_error,
     unusual_spike,
 )
+from .conflicts import conflicting_transaction
 from .context import closed_constituencies, constituency_windows, utc_now
 from .findings import Finding
 from .invariants import (
@@ -64,6 +69,7 @@ RULES: dict[str, str] = {
     "bulletins_exceed_registered": "critical",
     "vote_after_close": "critical",
     "outside_voting_window": "critical",
+    "conflicting_transaction": "critical",
     "unusual_spike": "warning/critical",
     "night_activity": "warning",
     "low_participation": "warning",
@@ -86,6 +92,7 @@ def run_rules(
     *,
     elections: pd.DataFrame | None = None,
     late: pd.DataFrame | None = None,
+    conflicts: pd.DataFrame | None = None,
     now: datetime | None = None,
 ) -> list[Finding]:
     """Run every rule at instant ``now`` (default: the current UTC time).
@@ -103,6 +110,7 @@ def run_rules(
     findings += bulletins_exceed_registered(constituencies, totals)
     findings += vote_after_close(late, totals, constituencies)
     findings += outside_voting_window(late, windows, constituencies)
+    findings += conflicting_transaction(conflicts, constituencies, windows)
     findings += unusual_spike(hourly, constituencies, thresholds.spike, closed, windows)
     findings += night_activity(hourly, constituencies, windows, thresholds, now)
     findings += constituency_offline(hourly, constituencies, windows, thresholds, now)
@@ -123,6 +131,7 @@ __all__ = [
     "Finding",
     "SpikeThresholds",
     "bulletins_exceed_registered",
+    "conflicting_transaction",
     "constituency_offline",
     "high_rejection_rate",
     "high_revote_rate",

@@ -1,7 +1,8 @@
 """The anomaly score of a constituency, in [0, 1].
 
 * 1 when any critical invariant is broken (``votes_exceed_bulletins``,
-  ``bulletins_exceed_registered``, ``vote_after_close``, ``outside_voting_window``).
+  ``bulletins_exceed_registered``, ``vote_after_close``, ``outside_voting_window``,
+  ``conflicting_transaction``).
 * Otherwise ``1 − Π(1 − wₖ·aₖ)`` over the statistical findings, where ``aₖ`` in [0, 1] is
   the finding's strength (how far past its threshold it is, see each rule) and ``wₖ`` the
   rule's weight below. Two findings of weight 0.5 at full strength give 0.75; no finding
@@ -16,7 +17,13 @@ from .findings import Finding
 
 #: Rules whose any firing is a broken invariant: the score is 1.
 CRITICAL_INVARIANTS = frozenset(
-    {"votes_exceed_bulletins", "bulletins_exceed_registered", "vote_after_close", "outside_voting_window"}
+    {
+        "votes_exceed_bulletins",
+        "bulletins_exceed_registered",
+        "vote_after_close",
+        "outside_voting_window",
+        "conflicting_transaction",
+    }
 )
 
 #: Weight of each statistical rule in the score.

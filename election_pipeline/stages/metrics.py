@@ -7,11 +7,15 @@ voters, revotes, transactions, rejected transactions, participation = voters / r
 
 Detection runs at an instant ``now`` (the current UTC time unless given), reads each
 election's window and time zone from the ``elections`` table, and attaches to every
-finding up to 20 transaction ids from the raw store as evidence.
+finding up to 20 transaction ids from the raw store as evidence. A transaction id stored
+with one content and seen again with another (``raw_conflicts``) is handed to the
+``conflicting_transaction`` rule with every copy (:func:`conflicting_copies`), on every run
+while it stands.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -24,6 +28,7 @@ from election_pipeline.analytics.figure_cache import refresh
 from election_pipeline.db.bulk import update_by_key
 from election_pipeline.db.models import Constituency, Election, HourlyStats, utcnow
 from election_pipeline.detection import rules
+from election_pipeline.detection.conflicts import CONFLICT_COLUMNS
 from election_pipeline.detection.context import constituency_windows
 from election_pipeline.detection.findings import Finding
 from election_pipeline.detection.score import anomaly_counts, anomaly_scores
@@ -60,11 +65,13 @@ def detect(
     *,
     elections: pd.DataFrame | None = None,
     late: pd.DataFrame | None = None,
+    conflicts: pd.DataFrame | None = None,
     now: datetime | None = None,
 ) -> list[Finding]:
     """Run every rule (:func:`election_pipeline.detection.rules.run_rules`) at ``now``
     (default: the current UTC time). ``constituencies`` needs ``registered`` (see
-    :func:`registered_voters`); ``elections`` gives windows and time zones."""
+    :func:`registered_voters`); ``elections`` gives windows and time zones; ``conflicts``
+    the copies of conflicting transaction ids (:func:`conflicting_copies`)."""
     return rules.run_rules(
         hourly,
         constituencies,
@@ -72,6 +79,7 @@ def detect(
         thresholds,
         elections=elections,
         late=late,
+        conflicts=conflicts,
         now=now,
     )
 
@@ -169,6 +177,70 @@ def late_transactions(
     return duck.execute("SELECT * FROM cached_late ORDER BY constituency_id, ts, tx_id").df()
 
 
+#: The content and origin columns a copy has in both ``raw_transactions`` and ``raw_conflicts``.
+_COPY_COLUMNS = [c for c in CONFLICT_COLUMNS if c not in ("tx_id", "stored")]
+
+_CONFLICT_CACHE_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS cached_conflict_stored AS
+    SELECT tx_id, {", ".join(_COPY_COLUMNS)} FROM raw_transactions LIMIT 0
+"""
+
+
+def conflicting_copies(duck: duckdb.DuckDBPyConnection, constituency_ids: Iterable[str]) -> pd.DataFrame:
+    """Every copy of each transaction id of ``raw_conflicts`` that concerns one of
+    ``constituency_ids`` (its stored copy or a differing copy is of that constituency): the
+    stored copy (``stored`` true) and each differing copy, in the columns of
+    :data:`election_pipeline.detection.conflicts.CONFLICT_COLUMNS`.
+
+    All of them are read on every run, whatever changed, so that the alert stays present
+    while the conflict stands (``raw_conflicts`` holds only the differing copies). The stored
+    copy of an id is looked up in ``raw_transactions`` once, on the first run that sees the
+    id, and kept in ``cached_conflict_stored`` (an id whose stored copy is not found is looked
+    up again on the next run): a run with no new conflict does not read the raw store, and
+    the evidence survives the retention job removing the constituency's transactions."""
+    duck.execute(_CONFLICT_CACHE_SCHEMA)
+    duck.execute("DELETE FROM cached_conflict_stored WHERE tx_id NOT IN (SELECT tx_id FROM raw_conflicts)")
+    missing = [
+        r[0]
+        for r in duck.execute(
+            "SELECT DISTINCT tx_id FROM raw_conflicts WHERE tx_id NOT IN (SELECT tx_id FROM cached_conflict_stored)"
+        ).fetchall()
+    ]
+    if missing:  # only then is the raw store read
+        duck.register("_conflict_lookup", pd.DataFrame({"tx_id": pd.Series(missing, dtype=str)}))
+        try:
+            # tx_key narrows the look-up to a few candidate rows; comparing the ids makes it exact.
+            duck.execute(
+                f"INSERT INTO cached_conflict_stored SELECT tx_id, {', '.join(_COPY_COLUMNS)} FROM raw_transactions "
+                "WHERE tx_key IN (SELECT md5_number(tx_id) FROM _conflict_lookup) "
+                "AND tx_id IN (SELECT tx_id FROM _conflict_lookup) "
+                "QUALIFY row_number() OVER (PARTITION BY tx_id ORDER BY seq NULLS LAST, source, line_number) = 1"
+            )
+        finally:
+            duck.unregister("_conflict_lookup")
+    scope = pd.DataFrame({"constituency_id": pd.Series([str(c) for c in constituency_ids], dtype=str)})
+    columns = ", ".join(_COPY_COLUMNS)
+    duck.register("_conflict_scope", scope)
+    try:
+        frame = duck.execute(
+            f"""
+            WITH copies AS (
+                SELECT tx_id, TRUE AS stored, {columns} FROM cached_conflict_stored
+                UNION ALL
+                SELECT tx_id, FALSE AS stored, {columns} FROM raw_conflicts
+            )
+            SELECT * FROM copies
+            WHERE tx_id IN (
+                SELECT tx_id FROM copies WHERE constituency_id IN (SELECT constituency_id FROM _conflict_scope)
+            )
+            ORDER BY tx_id, stored DESC, seq NULLS LAST, source, line_number, file_hash
+            """
+        ).df()
+    finally:
+        duck.unregister("_conflict_scope")
+    return frame[CONFLICT_COLUMNS]
+
+
 _EVIDENCE_FILTERS = {
     "vote": "operation = 'vote' AND NOT rejected",
     "bulletin": "operation = 'blindSigIssue' AND NOT rejected",
@@ -264,7 +336,8 @@ def compute_metrics(
     hourly = compute_hourly(duck, engine)
     elections = load_elections(engine)
     late = late_transactions(duck, info, elections)
-    findings = detect(hourly, info, totals, thresholds, elections=elections, late=late, now=now)
+    conflicts = conflicting_copies(duck, info["id"])
+    findings = detect(hourly, info, totals, thresholds, elections=elections, late=late, conflicts=conflicts, now=now)
     attach_evidence(duck, findings)
     scores = anomaly_scores(findings)
 
