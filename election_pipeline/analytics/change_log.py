@@ -100,12 +100,22 @@ def _raw_counts(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     return int(row[0][0]), int(row[0][1])
 
 
-def _log(conn: duckdb.DuckDBPyConnection, constituency_ids: Iterable[str], reason: str) -> int | None:
-    """Log ``constituency_ids`` under a new seq (returned; None when there is nothing to log)."""
+def next_seq(conn: duckdb.DuckDBPyConnection) -> int:
+    """Hand out a new seq (inside the caller's transaction)."""
+    ensure_change_log(conn)
+    return int(conn.execute("UPDATE change_log_state SET last_seq = last_seq + 1 RETURNING last_seq").fetchall()[0][0])
+
+
+def _log(
+    conn: duckdb.DuckDBPyConnection, constituency_ids: Iterable[str], reason: str, seq: int | None = None
+) -> int | None:
+    """Log ``constituency_ids`` under ``seq`` (a new one when not given; returned; None when
+    there is nothing to log)."""
     ids = sorted({str(c) for c in constituency_ids if c is not None})
     if not ids:
         return None
-    seq = int(conn.execute("UPDATE change_log_state SET last_seq = last_seq + 1 RETURNING last_seq").fetchall()[0][0])
+    if seq is None:
+        seq = next_seq(conn)
     frame = pd.DataFrame({"constituency_id": ids})
     conn.register("_changed", frame)
     try:
@@ -130,6 +140,7 @@ def record_ingested(
     file_hashes: Iterable[str],
     constituency_ids: Iterable[str],
     rollback_tx_ids: Iterable[str] = (),
+    seq: int | None = None,
 ) -> None:
     """For the ingest, inside the DuckDB transaction that inserted the rows and recorded the
     files in ``raw_files``, after those inserts: log the constituencies of the transactions
@@ -140,7 +151,8 @@ def record_ingested(
     hashes = sorted(set(file_hashes))
     changed = set(constituency_ids)
     changed |= constituencies_of(conn, rollback_tx_ids)
-    seq = _log(conn, changed, "ingest")
+    logged = _log(conn, changed, "ingest", seq)
+    seq = logged if logged is not None else seq
     if hashes:
         conn.register("_logged_files", pd.DataFrame({"file_hash": hashes}))
         try:

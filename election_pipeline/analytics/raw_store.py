@@ -37,7 +37,11 @@ CREATE TABLE IF NOT EXISTS raw_transactions (
     source          VARCHAR NOT NULL,
     line_number     INTEGER NOT NULL,
     file_hash       VARCHAR NOT NULL,
-    tx_key          UHUGEINT NOT NULL   -- md5_number(tx_id): where to look for a stored id
+    tx_key          UHUGEINT NOT NULL,  -- md5_number(tx_id): where to look for a stored id
+    seq             BIGINT,             -- the change-log number of the ingest that stored it
+    fee             VARCHAR,
+    fee_asset       VARCHAR,
+    fail_key        VARCHAR             -- the diff key that marks it rejected (FAIL...), if any
 );
 CREATE TABLE IF NOT EXISTS raw_rollbacks (
     tx_id           VARCHAR PRIMARY KEY,
@@ -45,7 +49,74 @@ CREATE TABLE IF NOT EXISTS raw_rollbacks (
     ts              TIMESTAMP NOT NULL,
     source          VARCHAR NOT NULL,
     line_number     INTEGER NOT NULL,
-    file_hash       VARCHAR NOT NULL
+    file_hash       VARCHAR NOT NULL,
+    seq             BIGINT
+);
+-- Copies of a transaction id whose content differs from the stored copy (tampered or
+-- inconsistent exports): no copy of such an id stands, and each copy here is evidence.
+CREATE TABLE IF NOT EXISTS raw_conflicts (
+    tx_id           VARCHAR NOT NULL,
+    constituency_id VARCHAR NOT NULL,
+    tx_type         INTEGER NOT NULL,
+    version         INTEGER,
+    ts              TIMESTAMP NOT NULL,
+    operation       VARCHAR NOT NULL,
+    sender          VARCHAR,
+    rejected        BOOLEAN NOT NULL,
+    bulletins       INTEGER NOT NULL,
+    voters_added    INTEGER,
+    source          VARCHAR NOT NULL,
+    line_number     INTEGER NOT NULL,
+    file_hash       VARCHAR NOT NULL,
+    seq             BIGINT,
+    PRIMARY KEY (tx_id, file_hash, source, line_number)
+);
+-- Lines that could not be counted, with the reason (published to rejected_rows).
+CREATE TABLE IF NOT EXISTS raw_rejected (
+    id          VARCHAR NOT NULL,
+    file_hash   VARCHAR NOT NULL,
+    filename    VARCHAR NOT NULL,
+    source      VARCHAR NOT NULL,
+    line_number INTEGER NOT NULL,
+    reason      VARCHAR NOT NULL,
+    raw_line    VARCHAR NOT NULL,   -- the first 65,536 characters of the line
+    line_length BIGINT NOT NULL,    -- its length in bytes
+    line_sha256 VARCHAR NOT NULL,
+    job_id      VARCHAR NOT NULL,
+    created_at  TIMESTAMP NOT NULL,
+    seq         BIGINT NOT NULL,
+    PRIMARY KEY (file_hash, source, line_number)
+);
+-- What happened to every input file (published to file_processing_jobs).
+CREATE TABLE IF NOT EXISTS file_jobs (
+    id                     VARCHAR PRIMARY KEY,
+    filename               VARCHAR NOT NULL,
+    status                 VARCHAR NOT NULL,
+    details                VARCHAR,
+    transactions_processed BIGINT NOT NULL,
+    rejected_lines         BIGINT NOT NULL,
+    file_hash              VARCHAR,
+    stored_path            VARCHAR,
+    started_at             TIMESTAMP NOT NULL,
+    completed_at           TIMESTAMP,
+    seq                    BIGINT NOT NULL
+);
+-- The file ledger: every file content counted or refused (published to file_ledger).
+CREATE TABLE IF NOT EXISTS file_ledger (
+    content_hash VARCHAR PRIMARY KEY,
+    filename     VARCHAR NOT NULL,
+    status       VARCHAR NOT NULL,
+    job_id       VARCHAR NOT NULL,
+    size_bytes   BIGINT NOT NULL,
+    stored_path  VARCHAR,
+    recorded_at  TIMESTAMP NOT NULL,
+    seq          BIGINT NOT NULL
+);
+-- Entries of the drop folder that are not read (folders, FIFOs ...), each reported once.
+CREATE TABLE IF NOT EXISTS noticed_entries (
+    name       VARCHAR PRIMARY KEY,
+    reason     VARCHAR NOT NULL,
+    noticed_at TIMESTAMP NOT NULL
 );
 -- One row per file content whose rows are committed here, with how many of its transactions
 -- were new: a re-run after a crash between the two stores' commits reports the same figure.
@@ -55,7 +126,8 @@ CREATE TABLE IF NOT EXISTS raw_files (
 );
 CREATE OR REPLACE VIEW standing_transactions AS
     SELECT t.* FROM raw_transactions t
-    WHERE NOT EXISTS (SELECT 1 FROM raw_rollbacks r WHERE r.tx_id = t.tx_id);
+    WHERE NOT EXISTS (SELECT 1 FROM raw_rollbacks r WHERE r.tx_id = t.tx_id)
+      AND NOT EXISTS (SELECT 1 FROM raw_conflicts c WHERE c.tx_id = t.tx_id);
 -- Retention (stages/retention.py): a constituency whose transactions were removed keeps its
 -- published figures here, so the hourly table and the constituency totals do not change.
 CREATE TABLE IF NOT EXISTS retired_constituencies (
@@ -145,6 +217,20 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     if "tx_key" not in columns:  # stores created with a primary key on tx_id instead
         conn.execute("ALTER TABLE raw_transactions ADD COLUMN tx_key UHUGEINT")
         conn.execute("UPDATE raw_transactions SET tx_key = md5_number(tx_id)")
+    for name in ("seq BIGINT", "fee VARCHAR", "fee_asset VARCHAR", "fail_key VARCHAR"):
+        if name.split()[0] not in columns:  # stores written before the ingest kept these
+            conn.execute(f"ALTER TABLE raw_transactions ADD COLUMN {name}")
+    rollback_columns = {
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'raw_rollbacks'"
+        ).fetchall()
+    }
+    if "seq" not in rollback_columns:
+        conn.execute("ALTER TABLE raw_rollbacks ADD COLUMN seq BIGINT")
+    from election_pipeline.analytics import change_log
+
+    change_log.ensure_change_log(conn)
 
 
 def tx_row(tx: ParsedTransaction, constituency_id: str, source: str, line_number: int, file_hash: str) -> tuple:

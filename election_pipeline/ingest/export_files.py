@@ -12,6 +12,7 @@ refused, never followed; a file that cannot be opened or read is refused with th
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import errno
 import hashlib
@@ -189,6 +190,45 @@ def file_sha256(path: Path) -> str:
         except OSError as err:
             raise _unreadable(path.name, err) from err
     return digest.hexdigest()
+
+
+@dataclass(slots=True)
+class FileDigest:
+    """What one read of a file tells before it is parsed: its SHA-256 (the ledger's key), its
+    size, and whether it is plain UTF-8 text with no NUL byte (DuckDB can then read it itself)."""
+
+    sha256: str
+    size: int
+    utf8_text: bool
+
+
+def file_digest(path: Path) -> FileDigest:
+    """:func:`file_sha256`, the size, and whether the whole content is valid UTF-8 without NUL
+    bytes, in one pass. Raises :class:`FileRefused` as :func:`file_sha256` does."""
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    size = 0
+    text = True
+    with _open_regular(path) as fh:
+        try:
+            for chunk in iter(lambda: fh.read(_READ_CHUNK), b""):
+                digest.update(chunk)
+                size += len(chunk)
+                if text:
+                    if b"\x00" in chunk:
+                        text = False
+                    elif not chunk.isascii():
+                        try:
+                            decoder.decode(chunk)
+                        except UnicodeDecodeError:
+                            text = False
+            if text:
+                decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            text = False
+        except OSError as err:
+            raise _unreadable(path.name, err) from err
+    return FileDigest(digest.hexdigest(), size, text)
 
 
 def contract_id_from_name(name: str) -> str:

@@ -1,59 +1,83 @@
-"""Ingest stage: files in the drop folder -> DuckDB raw store + operational database.
+"""Ingest stage: files in the drop folder -> the DuckDB raw store, in one write path.
 
-For each ready file, in name order:
+Files are taken in name order and in groups (up to :data:`GROUP_MAX_BYTES` of input or
+:data:`GROUP_MAX_FILES` files; a single large file is a group of its own). For each group,
+in **one DuckDB transaction**:
 
-1. Its SHA-256 is looked up in the file ledger. Content seen before is not counted again.
-2. A ``FileProcessingJob`` is opened (``processing``).
-3. Lines are parsed in batches. Good lines go to DuckDB (``raw_transactions``/``raw_rollbacks``)
-   and to the operational ``transactions`` table (without ballot blobs); bad lines become
-   ``rejected_rows`` with file, line number, reason and raw text.
-4. DuckDB commits, then the operational database commits the job, the ledger entry and
-   the rows together. Every write is keyed, so a run killed anywhere and run again ends
-   with exactly the figures of one clean run.
-5. The file is moved to ``processed/`` (or ``quarantine/`` when it failed). Nothing is deleted.
+1. every file is hashed (SHA-256). Content the file ledger knows is not counted again;
+2. the lines are staged: DuckDB reads each UTF-8 ``.csv`` itself; zip members and files that
+   are not plain UTF-8 are read by the Python reader (``ingest/export_files.py``);
+3. DuckDB classifies every line it can (``analytics/line_sql.py``); the Python parser reads the
+   rest and gives the reason of every rejected line;
+4. new transactions go to ``raw_transactions`` (the first copy of an id), rollback lines to
+   ``raw_rollbacks``, copies of a known id with different content to ``raw_conflicts``,
+   rejected lines to ``raw_rejected``, and each file's job and ledger entry to ``file_jobs``
+   and ``file_ledger``, all under one change-log number (``seq``).
 
-At national scale (thousands of hourly files landing at once) the pipeline asks
-:func:`ingest_folder` to group small files: worker processes parse the next files while
-the current group is written, and each group of about ``batch_size`` lines is committed
-once in each store, with the same per-file jobs, ledger entries and figures as above.
+Then the files are moved to ``processed/`` (or ``quarantine/``). Nothing is deleted. A run
+killed anywhere leaves either the whole group committed (its files are then finished on the
+next run from the ledger) or nothing of it.
+
+The ingest writes DuckDB only. The operational database is filled from it by the publish
+step (:mod:`election_pipeline.stages.publish`), driven by ``seq``.
+
+A problem in one file affects that file alone: a file that cannot be read, whose lines are
+all bad, or that makes anything unexpected happen gets a ``failed`` job with the reason and is
+quarantined; the other files of its group are written without it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import hashlib
 import logging
-import multiprocessing
-import os
 import shutil
-import signal
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
-from sqlalchemy import Engine, select, update
+import pandas as pd
 
-from election_pipeline.analytics import change_log, raw_store
-from election_pipeline.db.bulk import JsonText, chunks, insert_ignore, update_by_key
-from election_pipeline.db.models import (
-    Constituency,
-    FileLedgerEntry,
-    FileProcessingJob,
-    RejectedRow,
-    Transaction,
-    utcnow,
+from election_pipeline.analytics import change_log, line_sql
+from election_pipeline.db.models import utcnow
+from election_pipeline.db.models.base import new_uuid
+from election_pipeline.ingest.export_files import (
+    FileRefused,
+    contract_id_from_name,
+    file_digest,
+    is_candidate,
+    iter_export_lines,
+    unread_entries,
 )
-from election_pipeline.db.models.base import new_ordered_uuid, new_uuid
-from election_pipeline.ingest.export_files import FileRefused, file_sha256, is_candidate, iter_export_lines
-from election_pipeline.ingest.export_line import LineError, parse_line
+from election_pipeline.ingest.export_line import LineError, ParsedTransaction, parse_line
+from election_pipeline.vocabulary import FileJobStatus
 
 log = logging.getLogger(__name__)
+
+#: Input bytes written in one DuckDB transaction at most (a larger file is a group of its own).
+GROUP_MAX_BYTES = 256 * 1024**2
+GROUP_MAX_FILES = 1_000
+#: Files up to this size are read by DuckDB itself (``read_text``); larger ones are streamed.
+TEXT_READ_MAX_BYTES = 256 * 1024**2
+#: The part of a rejected line kept in ``rejected_rows.raw_line`` (with its length and SHA-256).
+REJECTED_LINE_MAX_CHARS = 65_536
+#: Kept in the raw store and ``transactions.raw_data``: fee fields are not used in any figure.
+FEE_MAX_CHARS = 64
+
+#: Errors of the store itself (locks, disk, memory): the run fails and is retried; a file is
+#: never blamed for them.
+STORE_ERRORS: tuple[type[BaseException], ...] = (
+    duckdb.IOException,
+    duckdb.OutOfMemoryException,
+    duckdb.InterruptException,
+    duckdb.FatalException,
+    duckdb.TransactionException,
+    MemoryError,
+)
 
 
 @dataclass
@@ -74,6 +98,8 @@ class FileOutcome:
 @dataclass
 class IngestSummary:
     outcomes: list[FileOutcome] = field(default_factory=list)
+    #: Entries of the drop folder that are not read (folders, FIFOs), reported for the first time.
+    noticed: list[tuple[str, str]] = field(default_factory=list)
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -104,13 +130,20 @@ class DropFolders:
 
 def ready_files(input_dir: Path, settle_seconds: float, now: float | None = None) -> list[Path]:
     """Files of the drop folder that are complete: not ``*.tmp``/``*.part``/hidden, and not
-    modified during the last ``settle_seconds`` (a copy still in progress keeps changing)."""
+    modified during the last ``settle_seconds`` (a copy still in progress keeps changing).
+    Symbolic links are included (the ingest refuses them without following them)."""
     if not input_dir.is_dir():
         return []
     now = time.time() if now is None else now
     out = []
     for path in sorted(input_dir.iterdir()):
-        if is_candidate(path) and now - path.stat().st_mtime >= settle_seconds:
+        if not is_candidate(path):
+            continue
+        try:
+            mtime = path.lstat().st_mtime
+        except OSError:
+            continue  # gone meanwhile
+        if now - mtime >= settle_seconds:
             out.append(path)
     return out
 
@@ -118,163 +151,508 @@ def ready_files(input_dir: Path, settle_seconds: float, now: float | None = None
 def _destination(folder: Path, path: Path, content_hash: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / path.name
-    if not target.exists():
+    if not target.exists() and not target.is_symlink():
         return target
     stem, suffix = path.name.split(".", 1) if "." in path.name else (path.name, "")
     suffix = f".{suffix}" if suffix else ""
+    tag0 = content_hash[:12] if content_hash else new_uuid()[:12]
     for n in range(0, 10_000):
-        tag = content_hash[:12] if n == 0 else f"{content_hash[:12]}-{n}"
+        tag = tag0 if n == 0 else f"{tag0}-{n}"
         target = folder / f"{stem}.{tag}{suffix}"
-        if not target.exists():
+        if not target.exists() and not target.is_symlink():
             return target
     raise RuntimeError(f"cannot find a free name for {path.name} in {folder}")
 
 
 def _move(path: Path, target: Path) -> None:
+    """Move ``path`` (a symbolic link itself, never its target) to ``target``."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(path), str(target))
+    try:
+        path.rename(target)
+    except OSError:
+        shutil.move(str(path), str(target))
 
 
-class _FileWriter:
-    """Accumulates one file's rows and flushes them in batches."""
+# --------------------------------------------------------------------------------------
+# One file of a group
+# --------------------------------------------------------------------------------------
 
-    def __init__(self, duck: duckdb.DuckDBPyConnection, ops, filename: str, file_hash: str, job_id: str) -> None:
-        self.duck = duck
-        self.ops = ops
-        self.filename = filename
-        self.file_hash = file_hash
-        self.job_id = job_id
-        self.tx_rows: list[tuple] = []
-        self.rollback_rows: list[tuple] = []
-        self.op_rows: list[dict[str, Any]] = []
-        self.rejected: list[dict[str, Any]] = []
-        self.known_constituencies: set[str] = set()
-        # What the flushed rows touched, for the change log (see analytics.change_log).
-        self.flushed_constituencies: set[str] = set()
-        self.flushed_rollback_ids: list[str] = []
-        self.transactions = 0
-        self.new_transactions = 0
-        self.inserted = 0  # rows this attempt added to the DuckDB store
-        self.rollbacks = 0
-        self.rejected_count = 0
-        self.first_reason = ""
-        self.started = utcnow()
 
-    def add_line(self, source: str, contract_id: str, line_number: int, text: str | None, raw: str) -> None:
-        if text is None:
-            self._reject(source, line_number, "the line is not valid UTF-8", raw)
-            return
-        try:
-            tx = parse_line(text)
-        except LineError as err:
-            self._reject(source, line_number, err.reason, raw)
-            return
-        if tx.is_rollback:
-            self.rollbacks += 1
-            self.rollback_rows.append(raw_store.rollback_row(tx, contract_id, source, line_number, self.file_hash))
-            return
-        self.transactions += 1
-        self.tx_rows.append(raw_store.tx_row(tx, contract_id, source, line_number, self.file_hash))
-        now = self.started  # one instant per file: the time its reading started
-        self.op_rows.append(
-            {
-                "id": new_ordered_uuid(),
-                "tx_id": tx.tx_id,
-                "constituency_id": contract_id,
-                "block_height": None,
-                "timestamp": tx.timestamp,
-                "type": tx.operation,
-                "sender": tx.sender or None,
-                "is_rejected": tx.rejected,
-                "is_rolled_back": False,
-                "bulletins": tx.bulletins,
-                "source_file": source,
-                # Serialised here (in the parse worker when there is one): text crosses
-                # processes far more cheaply than nested objects.
-                "raw_data": JsonText.of(tx.raw_data),
-                "operation_data": JsonText.of(
-                    {
-                        "operation": tx.operation,
-                        "rejected": tx.rejected,
-                        "bulletins": tx.bulletins,
-                        "voters_added": tx.voters_added,
-                        "line_number": line_number,
-                    }
-                ),
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
+@dataclass
+class _Unit:
+    """One stream of lines: a ``.csv`` file or one ``.csv`` member of an archive."""
 
-    def _reject(self, source: str, line_number: int, reason: str, raw: str) -> None:
-        self.rejected_count += 1
+    unit_id: int
+    source: str
+    contract_id: str
+
+
+@dataclass
+class _File:
+    index: int
+    path: Path
+    sha256: str = ""
+    size: int = 0
+    text: bool = False  # DuckDB reads it itself
+    refused: str | None = None
+    refused_unread: str | None = None  # refused before any line was read (kept when read again)
+    duplicate_of: dict[str, Any] | None = None  # the ledger entry of the same content
+    job_id: str = field(default_factory=new_uuid)
+    started: datetime = field(default_factory=utcnow)
+    notes: list[str] = field(default_factory=list)
+    units: list[_Unit] = field(default_factory=list)
+    rejected: list[tuple[str, int, str, str]] = field(default_factory=list)  # source, line, reason, raw
+    first_reason: str = ""
+    transactions: int = 0
+    rollbacks: int = 0
+    new_transactions: int = 0
+    target: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def reject(self, source: str, line_number: int, reason: str, raw: str) -> None:
         if not self.first_reason:
             self.first_reason = f"{source} line {line_number}: {reason}"
-        self.rejected.append(
-            {
-                "id": new_uuid(),
-                "file_hash": self.file_hash,
-                "filename": self.filename,
-                "source": source,
-                "line_number": line_number,
-                "reason": reason,
-                "raw_line": raw,
-                "job_id": self.job_id,
-                "created_at": utcnow(),
-            }
+        self.rejected.append((source, line_number, reason, raw))
+
+    @property
+    def failed(self) -> bool:
+        return self.refused is not None
+
+    def outcome(self) -> FileOutcome:
+        stored = str(self.target) if self.target else ""
+        if self.duplicate_of is not None:
+            return FileOutcome(self.name, "duplicate", self.job_id, reason=self.refused or "", stored_path=stored)
+        if self.failed:
+            return FileOutcome(
+                self.name, "failed", self.job_id, 0, 0, 0, len(self.rejected), self.refused or "", stored
+            )
+        return FileOutcome(
+            self.name,
+            "completed",
+            self.job_id,
+            self.transactions,
+            self.new_transactions,
+            self.rollbacks,
+            len(self.rejected),
+            "",
+            stored,
         )
 
-    def pending(self) -> int:
-        return len(self.tx_rows) + len(self.rollback_rows) + len(self.rejected)
 
-    def flush(self) -> None:
-        if self.op_rows:
-            self._ensure_constituencies({r["constituency_id"] for r in self.op_rows})
-        self.inserted += raw_store.insert_transactions(self.duck, self.tx_rows)
-        raw_store.insert_rollbacks(self.duck, self.rollback_rows)
-        self.flushed_constituencies.update(r[1] for r in self.tx_rows)
-        self.flushed_constituencies.update(r[1] for r in self.rollback_rows)
-        self.flushed_rollback_ids.extend(r[0] for r in self.rollback_rows)
-        insert_ignore(self.ops, Transaction.__table__, self.op_rows, ["tx_id"])
-        insert_ignore(self.ops, RejectedRow.__table__, self.rejected, ["file_hash", "source", "line_number"])
-        self.tx_rows, self.rollback_rows, self.op_rows, self.rejected = [], [], [], []
-
-    def _ensure_constituencies(self, ids: set[str]) -> None:
-        missing = ids - self.known_constituencies
-        if not missing:
+def _inspect(f: _File) -> None:
+    """Hash the file and decide how it is read; a file that cannot be read is refused."""
+    try:
+        digest = file_digest(f.path)
+    except FileRefused as err:
+        f.refused = err.reason
+        return
+    f.sha256, f.size = digest.sha256, digest.size
+    if f.size == 0:
+        f.refused = f"{f.name} is empty: it holds no transaction line"
+        return
+    suffix = f.path.suffix.lower()
+    if suffix not in (".csv", ".zip"):
+        f.refused = f"{f.name} is not a .csv or .zip file"
+        return
+    if suffix == ".csv":
+        try:
+            contract_id_from_name(f.name)
+        except FileRefused as err:
+            f.refused = err.reason
             return
-        existing = set(self.ops.execute(select(Constituency.id).where(Constituency.id.in_(missing))).scalars())
-        now = utcnow()
-        rows: list[dict[str, Any]] = [
-            {
-                "id": cid,
-                "election_id": None,
-                "name": f"Unknown contract {cid}",
-                "region": "",
-                "type": "unknown",
-                "registered_voters": 0,
-                "registered_voters_source": "none",
-                "status": "unknown",
-                "in_reference": False,
-                "last_update_time": now,
-                "bulletins_issued": 0,
-                "votes_cast": 0,
-                "revote_count": 0,
-                "transaction_count": 0,
-                "rejected_count": 0,
-                "participation_rate": 0.0,
-                "anomaly_score": 0.0,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for cid in sorted(missing - existing)
-        ]
-        if rows:
-            log.warning(
-                "Contracts not in the reference data, recorded as unknown: %s", ", ".join(r["id"] for r in rows)
+    # A NUL byte in the first 8 KiB marks a binary file: the Python reader refuses it.
+    f.text = (
+        suffix == ".csv"
+        and digest.utf8_text
+        and f.size <= TEXT_READ_MAX_BYTES
+        and line_sql.readable_by_duckdb(str(f.path.resolve()))
+    )
+
+
+def _truncated(raw: str) -> tuple[str, int, str]:
+    """A rejected line as stored: its first characters, its length in bytes and its SHA-256."""
+    data = raw.encode("utf-8", errors="surrogateescape")
+    return raw[:REJECTED_LINE_MAX_CHARS], len(data), hashlib.sha256(data).hexdigest()
+
+
+def _classified_row(unit_id: int, line_number: int, tx: ParsedTransaction) -> tuple:
+    fail_key = next(
+        (str(e.get("key")) for e in tx.raw_data.get("diff", []) if str(e.get("key", "")).startswith("FAIL")),
+        None,
+    )
+    return (
+        unit_id,
+        line_number,
+        tx.tx_id,
+        tx.tx_type,
+        tx.version,
+        tx.ts_ms,
+        tx.sender,
+        str(tx.raw_data.get("fee", "")),
+        str(tx.raw_data.get("feeAssetId", "")),
+        tx.operation,
+        tx.rejected,
+        fail_key,
+        tx.is_rollback,
+        tx.bulletins,
+        tx.voters_added,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# A group of files, in one DuckDB transaction
+# --------------------------------------------------------------------------------------
+
+
+class _Group:
+    """Stages, classifies and writes the lines of a group of files (inside the caller's
+    DuckDB transaction)."""
+
+    def __init__(self, duck: duckdb.DuckDBPyConnection, files: list[_File], seq: int, limits: dict[str, int]) -> None:
+        self.duck = duck
+        self.files = files
+        self.seq = seq
+        self.limits = limits
+        self.units: dict[int, tuple[_File, _Unit]] = {}
+        self._next_unit = 0
+
+    def _unit(self, f: _File, source: str, contract_id: str) -> _Unit:
+        unit = _Unit(self._next_unit, source, contract_id)
+        self._next_unit += 1
+        f.units.append(unit)
+        self.units[unit.unit_id] = (f, unit)
+        return unit
+
+    # ---- staging ---------------------------------------------------------------------
+
+    def stage(self) -> None:
+        line_sql.create_stage(self.duck)
+        text_files = [f for f in self.files if f.text and not f.failed]
+        for f in text_files:
+            self._unit(f, f.name, contract_id_from_name(f.name))
+        if text_files:
+            line_sql.stage_text_files(self.duck, [(f.units[0].unit_id, str(f.path.resolve())) for f in text_files])
+        for f in self.files:
+            if not f.text and not f.failed:
+                self._stage_with_python(f)
+
+    def _stage_with_python(self, f: _File) -> None:
+        """Lines of a zip archive or of a file that is not plain UTF-8, read by the Python reader."""
+        batch: list[tuple[int, int, str]] = []
+        by_source: dict[str, _Unit] = {}
+        try:
+            for line in iter_export_lines(
+                f.path,
+                max_total_bytes=self.limits["zip_max_total_bytes"],
+                max_ratio=self.limits["zip_max_ratio"],
+                notes=f.notes,
+            ):
+                unit = by_source.get(line.source)
+                if unit is None:
+                    unit = by_source[line.source] = self._unit(f, line.source, line.contract_id)
+                if line.text is None:
+                    f.reject(line.source, line.line_number, "the line is not valid UTF-8", line.raw)
+                    continue
+                batch.append((unit.unit_id, line.line_number, line.text))
+                if len(batch) >= self.limits["batch_size"]:
+                    line_sql.stage_lines(self.duck, batch)
+                    batch = []
+            line_sql.stage_lines(self.duck, batch)
+        except FileRefused as err:
+            self._drop_file(f, err.reason)
+        except STORE_ERRORS:
+            raise
+        except Exception as err:  # anything else unexpected: this file fails, not the run
+            self._drop_file(f, f"{f.name} could not be read: {type(err).__name__}: {str(err)[:300]}")
+
+    def _drop_file(self, f: _File, reason: str) -> None:
+        """Refuse ``f``: nothing of it is written but its job (and its ledger entry)."""
+        f.refused = reason
+        f.rejected.clear()
+        ids = [u.unit_id for u in f.units]
+        if ids:
+            marks = ", ".join(str(i) for i in ids)
+            self.duck.execute(f"DELETE FROM _lines WHERE file_id IN ({marks})")
+            self.duck.execute(f"DELETE FROM _classified WHERE file_id IN ({marks})")
+
+    # ---- classifying -----------------------------------------------------------------
+
+    def classify(self) -> None:
+        line_sql.classify(self.duck)
+        accepted: list[tuple] = []
+        for unit_id, line_number, text in line_sql.unclassified(self.duck):
+            f, unit = self.units[unit_id]
+            if not text.strip():
+                continue  # blank (whitespace other than spaces and tabs)
+            try:
+                tx = parse_line(text)
+            except LineError as err:
+                f.reject(unit.source, line_number, err.reason, text.replace("\x00", "\\x00"))
+                continue
+            accepted.append(_classified_row(unit_id, line_number, tx))
+        line_sql.add_classified(self.duck, accepted)
+        counts = self.duck.execute(
+            "SELECT file_id, count(*) FILTER (WHERE NOT is_rollback), count(*) FILTER (WHERE is_rollback) "
+            "FROM _classified GROUP BY 1"
+        ).fetchall()
+        for unit_id, transactions, rollbacks in counts:
+            f, _ = self.units[unit_id]
+            f.transactions += int(transactions)
+            f.rollbacks += int(rollbacks)
+        for f in self.files:
+            if f.failed or f.transactions + f.rollbacks:
+                continue
+            rejected = list(f.rejected)
+            reason = (
+                f"{f.name} is empty: it holds no transaction line"
+                if not rejected
+                else f"none of the {len(rejected)} lines of {f.name} could be read (first problem: {f.first_reason})"
             )
-        insert_ignore(self.ops, Constituency.__table__, rows, ["id"])
-        self.known_constituencies |= missing
+            self._drop_file(f, reason)
+            f.rejected = rejected  # every bad line is kept: it explains why the whole file failed
+
+    # ---- writing ---------------------------------------------------------------------
+
+    def write(self) -> set[str]:
+        """Write the classified lines; returns the constituencies whose figures change."""
+        units = [
+            (u.unit_id, f.index, u.source, u.contract_id, f.sha256) for f, u in self.units.values() if not f.failed
+        ]
+        self.duck.register(
+            "_units_frame", pd.DataFrame(units, columns=["unit_id", "file_index", "source", "contract_id", "file_hash"])
+        )
+        try:
+            return self._write_rows()
+        finally:
+            self.duck.unregister("_units_frame")
+
+    def _write_rows(self) -> set[str]:
+        d = self.duck
+        seq = self.seq
+        d.execute("CREATE OR REPLACE TEMP TABLE _units AS SELECT * FROM _units_frame")
+        d.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _incoming AS
+            SELECT c.tx_id, u.contract_id AS constituency_id, c.tx_type, c.version,
+                   make_timestamp(c.ts_ms * 1000) AS ts, c.operation, c.sender, c.rejected, c.bulletins,
+                   c.voters_added, u.source, c.line_number, u.file_hash, u.file_index, c.is_rollback,
+                   left(c.fee, {FEE_MAX_CHARS}) AS fee, left(c.fee_asset, {FEE_MAX_CHARS}) AS fee_asset,
+                   left(c.fail_key, 200) AS fail_key,
+                   row_number() OVER (PARTITION BY c.tx_id, c.is_rollback
+                                      ORDER BY u.file_index, c.file_id, c.line_number) AS nth
+            FROM _classified c JOIN _units u ON u.unit_id = c.file_id
+            """
+        )
+        d.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE _stored AS
+            SELECT tx_id, constituency_id, tx_type, version, ts, operation, sender, rejected, bulletins, voters_added
+            FROM raw_transactions
+            WHERE tx_key IN (SELECT md5_number(tx_id) FROM _incoming WHERE NOT is_rollback)
+              AND tx_id IN (SELECT tx_id FROM _incoming WHERE NOT is_rollback)
+            """
+        )
+        d.execute(
+            "CREATE OR REPLACE TEMP TABLE _new AS SELECT * FROM _incoming "
+            "WHERE NOT is_rollback AND nth = 1 AND tx_id NOT IN (SELECT tx_id FROM _stored)"
+        )
+        d.execute(
+            """
+            INSERT INTO raw_transactions (tx_id, constituency_id, tx_type, version, ts, operation, sender, rejected,
+                                          bulletins, voters_added, source, line_number, file_hash, tx_key, seq,
+                                          fee, fee_asset, fail_key)
+            SELECT tx_id, constituency_id, tx_type, version, ts, operation, sender, rejected, bulletins,
+                   voters_added, source, line_number, file_hash, md5_number(tx_id), ?, fee, fee_asset, fail_key
+            FROM _new
+            """,
+            [seq],
+        )
+        # Every copy that differs from the standing copy of its id (stored before, or the
+        # group's first): evidence of two transactions under one id; none of them stands.
+        d.execute(
+            """
+            INSERT OR IGNORE INTO raw_conflicts
+            SELECT i.tx_id, i.constituency_id, i.tx_type, i.version, i.ts, i.operation, i.sender, i.rejected,
+                   i.bulletins, i.voters_added, i.source, i.line_number, i.file_hash, ?
+            FROM _incoming i
+            JOIN (SELECT tx_id, constituency_id, tx_type, version, ts, operation, sender, rejected, bulletins,
+                         voters_added FROM _stored
+                  UNION ALL
+                  SELECT tx_id, constituency_id, tx_type, version, ts, operation, sender, rejected, bulletins,
+                         voters_added FROM _new) r USING (tx_id)
+            WHERE NOT i.is_rollback
+              AND row(i.tx_type, i.version, i.ts, i.operation, i.sender, i.rejected, i.bulletins, i.voters_added)
+                  IS DISTINCT FROM
+                  row(r.tx_type, r.version, r.ts, r.operation, r.sender, r.rejected, r.bulletins, r.voters_added)
+            """,
+            [seq],
+        )
+        conflicted = {
+            c
+            for row in d.execute(
+                "SELECT i.constituency_id, s.constituency_id FROM raw_conflicts i "
+                "LEFT JOIN (SELECT tx_id, constituency_id FROM _stored UNION ALL "
+                "SELECT tx_id, constituency_id FROM _new) s USING (tx_id) WHERE i.seq = ?",
+                [seq],
+            ).fetchall()
+            for c in row
+            if c is not None
+        }
+        d.execute(
+            """
+            INSERT OR IGNORE INTO raw_rollbacks (tx_id, constituency_id, ts, source, line_number, file_hash, seq)
+            SELECT tx_id, constituency_id, ts, source, line_number, file_hash, ? FROM _incoming
+            WHERE is_rollback AND nth = 1
+            """,
+            [seq],
+        )
+        new_by_file = dict(d.execute("SELECT file_index, count(*) FROM _new GROUP BY 1").fetchall())
+        for f in self.files:
+            f.new_transactions = int(new_by_file.get(f.index, 0))
+        changed = {r[0] for r in d.execute("SELECT DISTINCT constituency_id FROM _new").fetchall()}
+        rollback_rows = d.execute("SELECT tx_id, constituency_id FROM _incoming WHERE is_rollback").fetchall()
+        changed |= {c for _, c in rollback_rows}
+        changed |= change_log.constituencies_of(d, [t for t, _ in rollback_rows])
+        return changed | conflicted
+
+
+def _job_details(f: _File) -> str:
+    """What the job of a completed file says about it."""
+    parts = [
+        f"{f.transactions} transaction lines read",
+        f"{f.new_transactions} new",
+        f"{f.transactions - f.new_transactions} already known (earlier files or repeated lines)",
+    ]
+    if f.rollbacks:
+        parts.append(f"{f.rollbacks} rollback lines")
+    if f.rejected:
+        parts.append(f"{len(f.rejected)} rejected lines (first: {f.first_reason})")
+    parts.extend(f.notes)
+    return "; ".join(parts)
+
+
+def _record_files(duck: duckdb.DuckDBPyConnection, files: list[_File], folders: DropFolders, seq: int) -> None:
+    """Jobs, ledger entries and rejected lines of ``files`` (inside the group's transaction)."""
+    now = utcnow()
+    jobs, ledger, rejected = [], [], []
+    for f in files:
+        if f.duplicate_of is not None:
+            failed = f.duplicate_of["status"] == FileJobStatus.FAILED
+            f.target = _destination(folders.quarantine_dir if failed else folders.processed_dir, f.path, f.sha256)
+            status = FileJobStatus.FAILED if failed else FileJobStatus.COMPLETED
+            jobs.append((f.job_id, f.name, status, f.refused, 0, 0, f.sha256, str(f.target), f.started, now, seq))
+            continue
+        f.target = _destination(folders.quarantine_dir if f.failed else folders.processed_dir, f.path, f.sha256)
+        status = FileJobStatus.FAILED if f.failed else FileJobStatus.COMPLETED
+        details = f.refused if f.failed else _job_details(f)
+        jobs.append(
+            (
+                f.job_id,
+                f.name,
+                status,
+                details,
+                0 if f.failed else f.transactions,
+                len(f.rejected),
+                f.sha256 or None,
+                str(f.target),
+                f.started,
+                now,
+                seq,
+            )
+        )
+        if f.sha256:
+            ledger.append((f.sha256, f.name, status, f.job_id, f.size, str(f.target), now, seq))
+        for source, line_number, reason, raw in f.rejected:
+            text, length, digest = _truncated(raw)
+            rejected.append(
+                (new_uuid(), f.sha256, f.name, source, line_number, reason, text, length, digest, f.job_id, now, seq)
+            )
+    _insert_frame(
+        duck,
+        "file_jobs",
+        jobs,
+        [
+            "id",
+            "filename",
+            "status",
+            "details",
+            "transactions_processed",
+            "rejected_lines",
+            "file_hash",
+            "stored_path",
+            "started_at",
+            "completed_at",
+            "seq",
+        ],
+    )
+    _insert_frame(
+        duck,
+        "file_ledger",
+        ledger,
+        ["content_hash", "filename", "status", "job_id", "size_bytes", "stored_path", "recorded_at", "seq"],
+    )
+    _insert_frame(
+        duck,
+        "raw_rejected",
+        rejected,
+        [
+            "id",
+            "file_hash",
+            "filename",
+            "source",
+            "line_number",
+            "reason",
+            "raw_line",
+            "line_length",
+            "line_sha256",
+            "job_id",
+            "created_at",
+            "seq",
+        ],
+    )
+
+
+def _insert_frame(duck: duckdb.DuckDBPyConnection, table: str, rows: list[tuple], columns: list[str]) -> None:
+    if not rows:
+        return
+    duck.register("_rows_frame", pd.DataFrame(rows, columns=columns))
+    try:
+        cols = ", ".join(columns)
+        duck.execute(f"INSERT OR IGNORE INTO {table} ({cols}) SELECT {cols} FROM _rows_frame")
+    finally:
+        duck.unregister("_rows_frame")
+
+
+def _write_group(
+    duck: duckdb.DuckDBPyConnection, files: list[_File], folders: DropFolders, limits: dict[str, int]
+) -> None:
+    """Stage, classify and write ``files`` in one DuckDB transaction, then move them."""
+    duck.begin()
+    try:
+        seq = change_log.next_seq(duck)
+        readable = [f for f in files if f.duplicate_of is None]
+        group = _Group(duck, readable, seq, limits)
+        group.stage()
+        group.classify()
+        changed = group.write()
+        counted = [f for f in readable if not f.failed]
+        raw_counts = [(f.sha256, f.new_transactions) for f in counted]
+        _insert_frame(duck, "raw_files", raw_counts, ["file_hash", "new_transactions"])
+        change_log.record_ingested(duck, [f.sha256 for f in counted], changed, seq=seq)
+        _record_files(duck, files, folders, seq)
+        duck.commit()
+    except BaseException:
+        _rollback_quietly(duck)
+        raise
+    for f in files:
+        assert f.target is not None  # set by _record_files
+        try:
+            _move(f.path, f.target)
+        except OSError as err:  # the ledger knows the file: the next run finishes the move
+            log.error("File %s could not be moved to %s: %s", f.name, f.target, err)
 
 
 def _rollback_quietly(duck: duckdb.DuckDBPyConnection) -> None:
@@ -282,647 +660,186 @@ def _rollback_quietly(duck: duckdb.DuckDBPyConnection) -> None:
         duck.rollback()
 
 
-def _open_job(engine: Engine, path: Path, file_hash: str) -> tuple[str, bool]:
-    """The job of this file content: a ``processing`` one left by a crashed run (resumed:
-    True), or a new one."""
-    with engine.begin() as conn:
-        existing = conn.execute(
-            select(FileProcessingJob.id).where(
-                FileProcessingJob.file_hash == file_hash, FileProcessingJob.status == "processing"
-            )
-        ).scalar()
-        if existing:
-            return existing, True
-        job_id = new_uuid()
-        conn.execute(
-            FileProcessingJob.__table__.insert().values(
-                id=job_id,
-                filename=path.name,
-                status="processing",
-                details="reading",
-                transactions_processed=0,
-                rejected_lines=0,
-                file_hash=file_hash,
-                started_at=utcnow(),
-            )
-        )
-        return job_id, False
-
-
-def _completed_details(writer: _FileWriter, notes: list[str]) -> str:
-    """What the job of a completed file says about it."""
-    parts = [
-        f"{writer.transactions} transaction lines read",
-        f"{writer.new_transactions} new",
-        f"{writer.transactions - writer.new_transactions} already known (earlier files or repeated lines)",
-    ]
-    if writer.rollbacks:
-        parts.append(f"{writer.rollbacks} rollback lines")
-    if writer.rejected_count:
-        parts.append(f"{writer.rejected_count} rejected lines (first: {writer.first_reason})")
-    parts.extend(notes)
-    return "; ".join(parts)
-
-
-def _finish(
-    conn,
-    job_id: str,
-    file_hash: str,
-    path: Path,
-    status: str,
-    details: str,
-    target: Path,
-    transactions: int,
-    rejected: int,
+def _write_isolated(
+    duck: duckdb.DuckDBPyConnection, files: list[_File], folders: DropFolders, limits: dict[str, int]
 ) -> None:
-    now = utcnow()
-    conn.execute(
-        update(FileProcessingJob.__table__)
-        .where(FileProcessingJob.id == job_id)
-        .values(
-            status=status,
-            details=details,
-            transactions_processed=transactions,
-            rejected_lines=rejected,
-            stored_path=str(target),
-            completed_at=now,
-        )
-    )
-    insert_ignore(
-        conn,
-        FileLedgerEntry.__table__,
-        [
-            {
-                "content_hash": file_hash,
-                "filename": path.name,
-                "status": status,
-                "job_id": job_id,
-                "size_bytes": path.stat().st_size,
-                "stored_path": str(target),
-                "recorded_at": now,
-            }
-        ],
-        ["content_hash"],
-    )
-
-
-def ingest_file(
-    path: Path,
-    *,
-    duck: duckdb.DuckDBPyConnection,
-    engine: Engine,
-    folders: DropFolders,
-    batch_size: int,
-    zip_max_total_bytes: int,
-    zip_max_ratio: int,
-) -> FileOutcome:
-    """Process one file completely (see the module docstring). Never raises for bad input."""
-    file_hash = file_sha256(path)
-    with engine.connect() as conn:
-        ledger = (
-            conn.execute(select(FileLedgerEntry).where(FileLedgerEntry.content_hash == file_hash)).mappings().first()
-        )
-    if ledger is not None:
-        return _handle_known(path, dict(ledger), engine, folders, file_hash)
-
-    job_id, resumed = _open_job(engine, path, file_hash)
-    notes: list[str] = []
-    refused: str | None = None
-    duck.begin()
+    """:func:`_write_group`; when something unexpected happens, each file is written alone,
+    and a file that fails alone is refused with the error as its reason."""
     try:
-        with engine.begin() as ops:
-            writer = _FileWriter(duck, ops, path.name, file_hash, job_id)
-            try:
-                for line in iter_export_lines(
-                    path, max_total_bytes=zip_max_total_bytes, max_ratio=zip_max_ratio, notes=notes
-                ):
-                    writer.add_line(line.source, line.contract_id, line.line_number, line.text, line.raw)
-                    if writer.pending() >= batch_size:
-                        writer.flush()
-                writer.flush()
-            except FileRefused as err:
-                refused = err.reason
-            except (OSError, EOFError) as err:  # unreadable or truncated file
-                refused = f"{path.name} could not be read: {err}"
-
-            all_lines_bad = refused is None and writer.transactions + writer.rollbacks == 0
-            if all_lines_bad:
-                refused = (
-                    f"{path.name} is empty: it holds no transaction line"
-                    if writer.rejected_count == 0
-                    else f"none of the {writer.rejected_count} lines of {path.name} could be read "
-                    f"(first problem: {writer.first_reason})"
-                )
-            if refused is not None:
-                duck.rollback()
-                ops.rollback()
-            else:
-                # Attributed by content hash, so a re-run after a crash reports the same figure:
-                # the count recorded with the rows when an earlier attempt committed DuckDB, else
-                # what this attempt inserted (a resumed job of an older version: counted by hash).
-                recorded = raw_store.recorded_file(duck, file_hash)
-                if recorded is not None:
-                    writer.new_transactions = recorded
-                elif resumed:
-                    writer.new_transactions = raw_store.count_from_file(duck, file_hash)
-                else:
-                    writer.new_transactions = writer.inserted
-                raw_store.record_file(duck, file_hash, writer.new_transactions)
-                change_log.record_ingested(
-                    duck, [file_hash], writer.flushed_constituencies, writer.flushed_rollback_ids
-                )
-                duck.commit()
-                target = _destination(folders.processed_dir, path, file_hash)
-                _finish(
-                    ops,
-                    job_id,
-                    file_hash,
-                    path,
-                    "completed",
-                    _completed_details(writer, notes),
-                    target,
-                    writer.transactions,
-                    writer.rejected_count,
-                )
-
-    except BaseException:
-        # A database error or an interruption: leave no half-open DuckDB transaction behind.
-        _rollback_quietly(duck)
-        raise
-
-    if refused is not None:
-        target = _destination(folders.quarantine_dir, path, file_hash)
-        with engine.begin() as ops:
-            if all_lines_bad and writer.rejected_count:
-                # Keep each bad line's reason: it explains why the whole file failed.
-                rows = _all_rejections(path, file_hash, job_id, zip_max_total_bytes, zip_max_ratio)
-                insert_ignore(ops, RejectedRow.__table__, rows, ["file_hash", "source", "line_number"])
-            _finish(ops, job_id, file_hash, path, "failed", refused, target, 0, writer.rejected_count)
-        _move(path, target)
-        log.error("File %s failed and was moved to %s: %s", path.name, target, refused)
-        return FileOutcome(path.name, "failed", job_id, 0, 0, 0, writer.rejected_count, refused, str(target))
-
-    _move(path, target)
-    log.info(
-        "File %s: %d transactions (%d new), %d rollbacks, %d rejected lines -> %s",
-        path.name,
-        writer.transactions,
-        writer.new_transactions,
-        writer.rollbacks,
-        writer.rejected_count,
-        target,
-    )
-    return FileOutcome(
-        path.name,
-        "completed",
-        job_id,
-        writer.transactions,
-        writer.new_transactions,
-        writer.rollbacks,
-        writer.rejected_count,
-        "",
-        str(target),
-    )
-
-
-def _all_rejections(path: Path, file_hash: str, job_id: str, max_total: int, max_ratio: int) -> list[dict[str, Any]]:
-    """Re-read a file whose every line was bad, to store each line's reason (small by nature)."""
-    out: list[dict[str, Any]] = []
-    try:
-        for line in iter_export_lines(path, max_total_bytes=max_total, max_ratio=max_ratio):
-            if line.text is None:
-                reason = "the line is not valid UTF-8"
-            else:
-                try:
-                    parse_line(line.text)
-                    continue
-                except LineError as err:
-                    reason = err.reason
-            out.append(
-                {
-                    "id": new_uuid(),
-                    "file_hash": file_hash,
-                    "filename": path.name,
-                    "source": line.source,
-                    "line_number": line.line_number,
-                    "reason": reason,
-                    "raw_line": line.raw,
-                    "job_id": job_id,
-                    "created_at": utcnow(),
-                }
-            )
-    except FileRefused:
-        pass
-    return out
-
-
-def _handle_known(
-    path: Path, ledger: dict[str, Any], engine: Engine, folders: DropFolders, file_hash: str
-) -> FileOutcome:
-    stored = Path(ledger["stored_path"]) if ledger["stored_path"] else None
-    if stored is not None and not stored.exists() and ledger["filename"] == path.name:
-        # A run stopped after recording this file but before moving it: finish the move.
-        _move(path, stored)
-        log.info("File %s was already counted; finished moving it to %s", path.name, stored)
-        return FileOutcome(path.name, "recovered", ledger["job_id"], stored_path=str(stored))
-    failed = ledger["status"] == "failed"
-    folder = folders.quarantine_dir if failed else folders.processed_dir
-    target = _destination(folder, path, file_hash)
-    reason = (
-        f"same content as {ledger['filename']} (SHA-256 {file_hash[:12]}...), already "
-        f"{'refused' if failed else 'counted'} on {ledger['recorded_at']:%Y-%m-%d %H:%M} UTC; nothing counted again"
-    )
-    now = utcnow()
-    with engine.begin() as conn:
-        job_id = new_uuid()
-        conn.execute(
-            FileProcessingJob.__table__.insert().values(
-                id=job_id,
-                filename=path.name,
-                status="failed" if failed else "completed",
-                details=reason,
-                transactions_processed=0,
-                rejected_lines=0,
-                file_hash=file_hash,
-                stored_path=str(target),
-                started_at=now,
-                completed_at=now,
-            )
-        )
-    _move(path, target)
-    log.warning("File %s is a duplicate: %s", path.name, reason)
-    return FileOutcome(path.name, "duplicate", job_id, reason=reason, stored_path=str(target))
-
-
-def sync_rollbacks(duck: duckdb.DuckDBPyConnection, engine: Engine) -> int:
-    """Flag, in the operational database, every transaction a rollback line cancels."""
-    ids = raw_store.rolled_back_tx_ids(duck)
-    changed = 0
-    with engine.begin() as conn:
-        for part in chunks(ids, 500):
-            result = conn.execute(
-                update(Transaction.__table__)
-                .where(Transaction.tx_id.in_(list(part)), Transaction.is_rolled_back.is_(False))
-                .values(is_rolled_back=True, updated_at=utcnow())
-            )
-            changed += result.rowcount or 0
-    return changed
-
-
-#: Files up to this size are read whole and written together with the next small files:
-#: one commit of each store per group of about ``batch_size`` lines instead of one per file
-#: (at the top of the hour, thousands of small files land at once). Larger files and zip
-#: archives are streamed alone by :func:`ingest_file`.
-GROUP_MAX_FILE_BYTES = 8 * 1024**2
-GROUP_MAX_FILES = 1_000
-
-
-@dataclass
-class _ParsedFile:
-    """A small file read and parsed whole, waiting to be written with its group."""
-
-    path: Path
-    file_hash: str
-    writer: _FileWriter
-    notes: list[str]
-    size: int
-    job_id: str = ""
-    resumed: bool = False
-    target: Path | None = None
-
-
-def _groupable(path: Path) -> bool:
-    return path.suffix.lower() == ".csv" and path.stat().st_size <= GROUP_MAX_FILE_BYTES
-
-
-def _parse_whole(path: Path, file_hash: str, zip_max_total_bytes: int, zip_max_ratio: int) -> _ParsedFile | None:
-    """Parse every line of a small file; None when the file must be refused (it then goes
-    through :func:`ingest_file`, which records why)."""
-    notes: list[str] = []
-    writer = _FileWriter(None, None, path.name, file_hash, "")  # type: ignore[arg-type]
-    try:
-        for line in iter_export_lines(path, max_total_bytes=zip_max_total_bytes, max_ratio=zip_max_ratio, notes=notes):
-            writer.add_line(line.source, line.contract_id, line.line_number, line.text, line.raw)
-    except (FileRefused, OSError, EOFError):
-        return None
-    if writer.transactions + writer.rollbacks == 0:
-        return None
-    return _ParsedFile(path, file_hash, writer, notes, path.stat().st_size)
-
-
-def _prepare(path: Path, zip_max_total_bytes: int, zip_max_ratio: int) -> tuple[str, Any]:
-    """Hash and parse one file ahead of time (in a worker process when there are many).
-    Returns ``("missing", None)`` (taken by a concurrent run), ``("alone", None)`` (a zip or
-    a large file, streamed by :func:`ingest_file`), ``("refused", hash)``, or
-    ``("parsed", _ParsedFile)``."""
-    try:
-        if not path.exists():
-            return "missing", None
-        if not _groupable(path):
-            return "alone", None
-        file_hash = file_sha256(path)
-        parsed = _parse_whole(path, file_hash, zip_max_total_bytes, zip_max_ratio)
-    except FileNotFoundError:
-        return "missing", None
-    return ("refused", file_hash) if parsed is None else ("parsed", parsed)
-
-
-#: Parse ahead in worker processes when a run has at least this many files (and the machine
-#: more than one core): parsing a file and writing the previous group then overlap.
-PARALLEL_MIN_FILES = 32
-_PREFETCH = 8
-#: Input bytes parsed ahead at most (beyond the first ``_PREFETCH`` files).
-PREFETCH_BYTES = 96 * 1024**2
-
-
-def _die_with_parent(parent: int) -> None:
-    """Worker initialiser: end this worker when the run process is gone (``kill -9`` included)."""
-    with contextlib.suppress(OSError, AttributeError):  # Linux: SIGKILL when the parent dies
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-    def watch() -> None:  # other systems: look every second
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
-def _prepared(files: list[Path], zip_max_total_bytes: int, zip_max_ratio: int) -> Iterator[tuple[Path, str, Any]]:
-    """``(path, kind, value)`` of :func:`_prepare` for each file, in order. With many files,
-    worker processes parse ahead: at least ``_PREFETCH`` files and up to ``PREFETCH_BYTES`` of
-    input are in flight, enough to keep them busy while a whole group is written, and bounded,
-    so memory stays flat however many files wait."""
-    workers = min(3, (os.cpu_count() or 1) - 1)
-    if len(files) < PARALLEL_MIN_FILES or workers < 1:
-        for path in files:
-            yield (path, *_prepare(path, zip_max_total_bytes, zip_max_ratio))
+        _write_group(duck, files, folders, limits)
         return
-
-    def size(path: Path) -> int:
-        try:
-            return path.stat().st_size
-        except OSError:
-            return 0
-
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_die_with_parent, initargs=(os.getpid(),)
-    ) as pool:
-        window: deque = deque()
-        in_flight = 0
-        pending = iter(files)
-        nxt: Path | None = next(pending, None)
-        while nxt is not None or window:
-            while nxt is not None and (len(window) < _PREFETCH or in_flight < PREFETCH_BYTES):
-                nbytes = size(nxt)
-                window.append((nxt, nbytes, pool.submit(_prepare, nxt, zip_max_total_bytes, zip_max_ratio)))
-                in_flight += nbytes
-                nxt = next(pending, None)
-            path, nbytes, future = window.popleft()
-            in_flight -= nbytes
-            yield (path, *future.result())
-
-
-def _open_jobs(engine: Engine, group: list[_ParsedFile]) -> None:
-    """:func:`_open_job` for a whole group, in one transaction."""
-    hashes = [p.file_hash for p in group]
-    with engine.begin() as conn:
-        existing = dict(
-            conn.execute(
-                select(FileProcessingJob.file_hash, FileProcessingJob.id).where(
-                    FileProcessingJob.file_hash.in_(hashes), FileProcessingJob.status == "processing"
-                )
-            )
-            .tuples()
-            .all()
-        )
-        rows = []
-        for p in group:
-            if p.file_hash in existing:
-                p.job_id, p.resumed = existing[p.file_hash], True
-            else:
-                p.job_id = new_uuid()
-                rows.append(
-                    {
-                        "id": p.job_id,
-                        "filename": p.path.name,
-                        "status": "processing",
-                        "details": "reading",
-                        "transactions_processed": 0,
-                        "rejected_lines": 0,
-                        "file_hash": p.file_hash,
-                        "stored_path": None,
-                        "completed_at": None,
-                        "started_at": utcnow(),
-                    }
-                )
-        if rows:
-            conn.execute(FileProcessingJob.__table__.insert(), rows)
-    for p in group:
-        for r in p.writer.rejected:
-            r["job_id"] = p.job_id
-
-
-def _write_group(
-    group: list[_ParsedFile], duck: duckdb.DuckDBPyConnection, engine: Engine, folders: DropFolders
-) -> list[FileOutcome]:
-    """Write a group of parsed small files exactly as :func:`ingest_file` writes one: jobs
-    opened, DuckDB committed (rows and per-file counts), then the operational database
-    (rows, rejected lines, jobs, ledger) in one transaction, then the files moved."""
-    if not group:
-        return []
-    _open_jobs(engine, group)
-    duck.begin()
-    try:
-        inserted = raw_store.insert_transactions_by_file(duck, [r for p in group for r in p.writer.tx_rows])
-        raw_store.insert_rollbacks(duck, [r for p in group for r in p.writer.rollback_rows])
-        recorded = raw_store.recorded_files(duck, [p.file_hash for p in group])
-        for p in group:
-            if p.file_hash in recorded:
-                p.writer.new_transactions = recorded[p.file_hash]
-            elif p.resumed:
-                p.writer.new_transactions = raw_store.count_from_file(duck, p.file_hash)
-            else:
-                p.writer.new_transactions = inserted.get(p.file_hash, 0)
-        raw_store.record_files(duck, {p.file_hash: p.writer.new_transactions for p in group})
-        change_log.record_ingested(
-            duck,
-            [p.file_hash for p in group],
-            {r[1] for p in group for r in p.writer.tx_rows + p.writer.rollback_rows},
-            [r[0] for p in group for r in p.writer.rollback_rows],
-        )
-        duck.commit()
-    except BaseException:
-        _rollback_quietly(duck)
+    except STORE_ERRORS:
         raise
-    now = utcnow()
-    with engine.begin() as ops:
-        writer = _FileWriter(duck, ops, "", "", "")
-        op_rows = [r for p in group for r in p.writer.op_rows]
-        if op_rows:
-            writer._ensure_constituencies({r["constituency_id"] for r in op_rows})
-        insert_ignore(ops, Transaction.__table__, op_rows, ["tx_id"])
-        insert_ignore(
-            ops,
-            RejectedRow.__table__,
-            [r for p in group for r in p.writer.rejected],
-            ["file_hash", "source", "line_number"],
-        )
-        jobs, ledger = [], []
-        for p in group:
-            p.target = _destination(folders.processed_dir, p.path, p.file_hash)
-            jobs.append(
-                {
-                    "id": p.job_id,
-                    "status": "completed",
-                    "details": _completed_details(p.writer, p.notes),
-                    "transactions_processed": p.writer.transactions,
-                    "rejected_lines": p.writer.rejected_count,
-                    "stored_path": str(p.target),
-                    "completed_at": now,
-                }
-            )
-            ledger.append(
-                {
-                    "content_hash": p.file_hash,
-                    "filename": p.path.name,
-                    "status": "completed",
-                    "job_id": p.job_id,
-                    "size_bytes": p.size,
-                    "stored_path": str(p.target),
-                    "recorded_at": now,
-                }
-            )
-        update_by_key(
-            ops,
-            FileProcessingJob.__table__,
-            jobs,
-            ["id"],
-            ["status", "details", "transactions_processed", "rejected_lines", "stored_path", "completed_at"],
-        )
-        insert_ignore(ops, FileLedgerEntry.__table__, ledger, ["content_hash"])
-    outcomes = []
-    for p in group:
-        assert p.target is not None  # set for every file of the group above
-        _move(p.path, p.target)
-        w = p.writer
-        log.info(
-            "File %s: %d transactions (%d new), %d rollbacks, %d rejected lines -> %s",
-            p.path.name,
-            w.transactions,
-            w.new_transactions,
-            w.rollbacks,
-            w.rejected_count,
-            p.target,
-        )
-        outcomes.append(
-            FileOutcome(
-                p.path.name,
-                "completed",
-                p.job_id,
-                w.transactions,
-                w.new_transactions,
-                w.rollbacks,
-                w.rejected_count,
-                "",
-                str(p.target),
-            )
-        )
-    return outcomes
+    except Exception as err:
+        if len(files) == 1:
+            f = files[0]
+            log.exception("File %s could not be processed", f.name)
+            _reset(f)
+            f.refused = f"{f.name} could not be processed: {type(err).__name__}: {str(err)[:300]}"
+            _write_group(duck, [f], folders, limits)
+            return
+        log.warning("A group of %d files failed (%s); writing each file alone", len(files), err)
+    for f in files:
+        _reset(f)
+        _write_isolated(duck, [f], folders, limits)
+
+
+def _reset(f: _File) -> None:
+    """Forget what an attempt read (the file is read again)."""
+    f.refused = f.refused_unread if f.duplicate_of is None else f.refused
+    f.units.clear()
+    f.rejected.clear()
+    f.notes.clear()
+    f.first_reason = ""
+    f.transactions = f.rollbacks = f.new_transactions = 0
+    f.target = None
+
+
+# --------------------------------------------------------------------------------------
+# The folder
+# --------------------------------------------------------------------------------------
+
+
+def _known(duck: duckdb.DuckDBPyConnection, hashes: list[str]) -> dict[str, dict[str, Any]]:
+    """Ledger entries of these content hashes."""
+    if not hashes:
+        return {}
+    duck.register("_hashes", pd.DataFrame({"h": hashes}))
+    try:
+        rows = duck.execute(
+            "SELECT content_hash, filename, status, job_id, stored_path, recorded_at FROM file_ledger "
+            "WHERE content_hash IN (SELECT h FROM _hashes)"
+        ).fetchall()
+    finally:
+        duck.unregister("_hashes")
+    keys = ["content_hash", "filename", "status", "job_id", "stored_path", "recorded_at"]
+    return {r[0]: dict(zip(keys, r, strict=True)) for r in rows}
+
+
+def _recover(f: _File, entry: dict[str, Any]) -> FileOutcome | None:
+    """A run stopped after recording this file but before moving it: finish the move."""
+    stored = Path(entry["stored_path"]) if entry["stored_path"] else None
+    if stored is None or stored.exists() or entry["filename"] != f.name:
+        return None
+    _move(f.path, stored)
+    log.info("File %s was already counted; finished moving it to %s", f.name, stored)
+    return FileOutcome(f.name, "recovered", entry["job_id"], stored_path=str(stored))
+
+
+def _duplicate_reason(f: _File, entry: dict[str, Any]) -> str:
+    failed = entry["status"] == FileJobStatus.FAILED
+    when = entry["recorded_at"]
+    return (
+        f"same content as {entry['filename']} (SHA-256 {f.sha256[:12]}...), already "
+        f"{'refused' if failed else 'counted'} on {when:%Y-%m-%d %H:%M} UTC; nothing counted again"
+    )
+
+
+def notice_unread_entries(duck: duckdb.DuckDBPyConnection, input_dir: Path) -> list[tuple[str, str]]:
+    """Folders and other entries of the drop folder that are never read, reported (logged and
+    returned) the first time they are seen; they are left where they are."""
+    entries = unread_entries(input_dir)
+    if not entries:
+        return []
+    seen = {r[0] for r in duck.execute("SELECT name FROM noticed_entries").fetchall()}
+    new = [(p.name, reason) for p, reason in entries if p.name not in seen]
+    if new:
+        now = utcnow()
+        _insert_frame(duck, "noticed_entries", [(n, r, now) for n, r in new], ["name", "reason", "noticed_at"])
+        for _, reason in new:
+            log.warning("%s", reason)
+    return new
+
+
+def _batches(files: list[_File]) -> Iterator[list[_File]]:
+    """Consecutive groups of at most GROUP_MAX_BYTES / GROUP_MAX_FILES; the same content
+    twice never in one group (the second copy is then told apart by the ledger)."""
+    group: list[_File] = []
+    size = 0
+    hashes: set[str] = set()
+    for f in files:
+        if group and (
+            size + f.size > GROUP_MAX_BYTES or len(group) >= GROUP_MAX_FILES or (f.sha256 and f.sha256 in hashes)
+        ):
+            yield group
+            group, size, hashes = [], 0, set()
+        group.append(f)
+        size += f.size
+        if f.sha256:
+            hashes.add(f.sha256)
+    if group:
+        yield group
 
 
 def ingest_folder(
     files: list[Path],
     *,
     duck: duckdb.DuckDBPyConnection,
-    engine: Engine,
     folders: DropFolders,
     batch_size: int,
     zip_max_total_bytes: int,
     zip_max_ratio: int,
     progress: Callable[[str], None] | None = None,
-    group_small_files: bool = False,
 ) -> IngestSummary:
-    """Ingest ``files`` in name order, then flag rolled-back transactions.
-
-    With ``group_small_files`` (what the pipeline does), small ``.csv`` files are parsed
-    whole and written in groups of about ``batch_size`` lines, one commit per group; the
-    figures, jobs and ledger are exactly those of :func:`ingest_file` run on each file in
-    turn, which is what happens without it. A crash loses the uncommitted group; the next
-    run redoes it."""
+    """Ingest ``files`` in name order into the DuckDB raw store (see the module docstring).
+    Never raises for bad input; raises only when the store itself fails (the run is then
+    retried, and ends as one clean run would)."""
     summary = IngestSummary()
-    total = len(files)
-    group: list[_ParsedFile] = []
-    group_lines = 0
+    summary.noticed = notice_unread_entries(duck, folders.input_dir)
+    limits = {"batch_size": batch_size, "zip_max_total_bytes": zip_max_total_bytes, "zip_max_ratio": zip_max_ratio}
+    pending = [_File(i, p) for i, p in enumerate(sorted(files, key=lambda p: p.name)) if _present(p)]
+    total = len(pending)
+    for f in pending:
+        _inspect(f)
+        f.refused_unread = f.refused
     done = 0
-
-    def report(outcome: FileOutcome) -> None:
-        nonlocal done
-        done += 1
-        summary.outcomes.append(outcome)
-        if progress and (done == total or done % 25 == 0 or outcome.status == "failed"):
-            progress(
-                f"[{done}/{total}] {outcome.filename}: {outcome.status}"
-                + (f" ({outcome.reason})" if outcome.reason else "")
-            )
-
-    def write_group() -> None:
-        nonlocal group, group_lines
-        pending, group, group_lines = group, [], 0
-        for outcome in _write_group(pending, duck, engine, folders):
-            report(outcome)
-
-    def one_by_one(path: Path) -> None:
-        write_group()  # keep the name order of jobs and of "first file wins"
-        report(
-            ingest_file(
-                path,
-                duck=duck,
-                engine=engine,
-                folders=folders,
-                batch_size=batch_size,
-                zip_max_total_bytes=zip_max_total_bytes,
-                zip_max_ratio=zip_max_ratio,
-            )
-        )
-
-    if not group_small_files:
-        for path in files:
-            if not path.exists():  # taken by a concurrent run
-                total -= 1
-                continue
-            one_by_one(path)
-        sync_rollbacks(duck, engine)
-        return summary
-
-    for path, kind, value in _prepared(files, zip_max_total_bytes, zip_max_ratio):
-        if kind == "missing" or not path.exists():  # taken by a concurrent run
-            total -= 1
+    for batch in _batches(pending):
+        known = _known(duck, sorted({f.sha256 for f in batch if f.sha256}))
+        group: list[_File] = []
+        for f in batch:
+            entry = known.get(f.sha256) if f.sha256 else None
+            if entry is not None:
+                recovered = _recover(f, entry)
+                if recovered is not None:
+                    summary.outcomes.append(recovered)
+                    done += 1
+                    continue
+                f.duplicate_of = entry
+                f.refused = f.refused_unread = _duplicate_reason(f, entry)
+            group.append(f)
+        if not group:
             continue
-        if kind in ("alone", "refused"):
-            one_by_one(path)  # streamed alone; a refused file gets its reason recorded and is quarantined
-            continue
-        parsed: _ParsedFile = value
-        if any(p.file_hash == parsed.file_hash for p in group):
-            one_by_one(path)  # the same content twice: the ledger will tell, once the first is written
-            continue
-        with engine.connect() as conn:
-            ledger = (
-                conn.execute(select(FileLedgerEntry).where(FileLedgerEntry.content_hash == parsed.file_hash))
-                .mappings()
-                .first()
-            )
-        if ledger is not None:
-            write_group()
-            report(_handle_known(path, dict(ledger), engine, folders, parsed.file_hash))
-            continue
-        group.append(parsed)
-        group_lines += parsed.writer.pending()
-        if group_lines >= batch_size or len(group) >= GROUP_MAX_FILES:
-            write_group()
-    write_group()
-    sync_rollbacks(duck, engine)
+        _write_isolated(duck, group, folders, limits)
+        for f in group:
+            outcome = f.outcome()
+            summary.outcomes.append(outcome)
+            done += 1
+            _log_outcome(f, outcome)
+            if progress and (done == total or done % 25 == 0 or outcome.status == "failed"):
+                progress(
+                    f"[{done}/{total}] {outcome.filename}: {outcome.status}"
+                    + (f" ({outcome.reason})" if outcome.reason else "")
+                )
     return summary
+
+
+def _present(path: Path) -> bool:
+    """Still in the folder (a concurrent run may have taken it); a link counts, even broken."""
+    return path.is_symlink() or path.exists()
+
+
+def _log_outcome(f: _File, outcome: FileOutcome) -> None:
+    if outcome.status == "failed":
+        log.error("File %s failed and was moved to %s: %s", f.name, outcome.stored_path, outcome.reason)
+    elif outcome.status == "duplicate":
+        log.warning("File %s is a duplicate: %s", f.name, outcome.reason)
+    else:
+        log.info(
+            "File %s: %d transactions (%d new), %d rollbacks, %d rejected lines -> %s",
+            f.name,
+            outcome.transactions,
+            outcome.new_transactions,
+            outcome.rollbacks,
+            outcome.rejected_lines,
+            outcome.stored_path,
+        )

@@ -111,7 +111,7 @@ def _ops_standing_by_constituency(
     with engine.connect() as conn:
         query = (
             select(Transaction.constituency_id, func.count())
-            .where(Transaction.is_rolled_back.is_(False))
+            .where(Transaction.is_rolled_back.is_(False), Transaction.in_conflict.is_(False))
             .group_by(Transaction.constituency_id)
         )
         if scope is not None and scope.ids is not None:  # not a full check

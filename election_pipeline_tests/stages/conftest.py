@@ -33,6 +33,7 @@ from election_pipeline.db.session import create_tables, get_engine
 from election_pipeline.stages.hourly import HourlySummary, publish_hourly_stats
 from election_pipeline.stages.ingest_files import DropFolders, IngestSummary, ingest_folder, ready_files
 from election_pipeline.stages.metrics import MetricsSummary, publish_metrics
+from election_pipeline.stages.publish import publish_all
 from election_pipeline.stages.reference import load_reference
 from election_pipeline_tests.builders import INGEST_LIMITS, THRESHOLDS
 
@@ -257,11 +258,12 @@ class Workspace:
     # ---- stages ------------------------------------------------------------------------
 
     def ingest(self, **kwargs: Any) -> IngestSummary:
-        """``ready_files`` (settled: ``now`` one minute ahead) + ``ingest_folder``."""
+        """``ready_files`` (settled: ``now`` one minute ahead) + ``ingest_folder``, then both
+        publish steps (what a whole run does before and after the figures)."""
         files = ready_files(self.input_dir, settle_seconds=1, now=time.time() + 60)
-        return ingest_folder(
-            files, duck=self.duck, engine=self.engine, folders=self.folders, **{**INGEST_LIMITS, **kwargs}
-        )
+        summary = ingest_folder(files, duck=self.duck, folders=self.folders, **{**INGEST_LIMITS, **kwargs})
+        publish_all(self.duck, self.engine)
+        return summary
 
     def publish(self) -> tuple[HourlySummary, MetricsSummary]:
         return publish_hourly_stats(self.duck, self.engine), publish_metrics(self.duck, self.engine, THRESHOLDS)

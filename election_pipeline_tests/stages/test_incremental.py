@@ -129,20 +129,20 @@ def test_an_increment_recomputes_only_the_changed_constituency(ws):
 
 
 def test_the_ingest_logs_what_it_changed_in_the_same_transaction(ws):
-    """The ingest writes the change log itself (file by file, and as a group of small
-    files), so the readers' catch-up finds nothing left to scan for; a rollback line logs
+    """The ingest writes the change log itself (one entry per group of files, in the
+    transaction that writes the rows), so the readers' catch-up finds nothing left to scan for; a rollback line logs
     the constituency of the transaction it cancels."""
     first_election(ws)
     seq = change_log.catch_up(ws.duck)
 
     ws.drop(file_name(C3, 9), [vote("V7", at(9, 20), "K7")])
-    assert ws.ingest().count("completed") == 1  # file by file
+    assert ws.ingest().count("completed") == 1
     assert change_log.last_seq(ws.duck) == seq + 1
     assert change_log.changed_since(ws.duck, seq, seq + 1) == [C3]
 
     ws.drop(file_name(C1, 9), [vote("V8", at(9, 3), "K8"), rollback_of(V2)])
     ws.drop(file_name(C1, 10), [vote("V9", at(10, 3), "K9")])
-    assert ws.ingest(group_small_files=True).count("completed") == 2
+    assert ws.ingest().count("completed") == 2
     assert change_log.last_seq(ws.duck) == seq + 2  # one group, one entry
     assert change_log.changed_since(ws.duck, seq + 1, seq + 2) == [C1, C2]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ...vocabulary import FileJobStatus
@@ -66,6 +66,10 @@ class RejectedRow(UUIDMixin, Base):
     source: Mapped[str] = mapped_column(String(1024), nullable=False)
     line_number: Mapped[int] = mapped_column(Integer, nullable=False)
     reason: Mapped[str] = mapped_column(Text, nullable=False)
+    #: The first 65,536 characters of the line.
     raw_line: Mapped[str] = mapped_column(Text, nullable=False)
+    #: The whole line's length in bytes and its SHA-256 (``raw_line`` may be a prefix).
+    line_length: Mapped[int | None] = mapped_column(BigInteger)
+    line_sha256: Mapped[str | None] = mapped_column(String(64))
     job_id: Mapped[str | None] = mapped_column(ForeignKey("file_processing_jobs.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, TimestampMixin, UUIDMixin
@@ -20,7 +20,10 @@ class Transaction(UUIDMixin, TimestampMixin, Base):
     ``type`` is the contract operation (``vote``, ``blindSigIssue``, ...). ``block_height`` is
     null for the official export, which carries none. ``raw_data`` holds the line without its
     signature and without ballot blobs; ``operation_data`` what the pipeline derived from it.
-    A transaction stands unless ``is_rolled_back``; it counts unless also ``is_rejected``.
+    A transaction stands unless ``is_rolled_back`` or ``in_conflict``; it counts unless also ``is_rejected``.
+    ``raw_data`` keeps what locates the line (``line``: file and number) and the fields no
+    figure uses (type, version, ts, fee, the ``FAIL`` key); the whole line stays in the
+    processed file (docs/data-model.md#transaction).
     """
 
     __tablename__ = "transactions"
@@ -38,6 +41,8 @@ class Transaction(UUIDMixin, TimestampMixin, Base):
     sender: Mapped[str | None] = mapped_column(String(255))
     is_rejected: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     is_rolled_back: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    #: Another copy of this ``tx_id`` with different content was read: no copy stands.
+    in_conflict: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false(), nullable=False)
     bulletins: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     source_file: Mapped[str | None] = mapped_column(String(512))
     raw_data: Mapped[dict[str, Any]] = mapped_column(nullable=True)
