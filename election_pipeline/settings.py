@@ -60,11 +60,18 @@ class Settings(BaseSettings, DetectionThresholds):
         "to the DuckDB file",
     )
     file_settle_seconds: float = Field(
-        5.0,
+        2.0,
         ge=0,
-        description="how long a file's size and modification time must stay unchanged before it is processed",
+        description="how long a file's size and modification time must stay unchanged (across two looks) before "
+        "it is processed; a writer that can pause for longer should deliver under a *.part or *.tmp name and "
+        "rename, or raise this",
     )
-    sensor_interval_seconds: int = Field(15, ge=1, description="how often the sensor looks at the drop folder")
+    sensor_interval_seconds: int = Field(
+        1,
+        ge=1,
+        description="the least time between two looks of the sensor at the drop folder; the Dagster daemon "
+        "evaluates sensors every 5 s at the most, so any value up to 4 means a look every 5 s",
+    )
     schedule_cron: str = Field("*/15 * * * *", description="when the schedule re-runs the chain (UTC)")
     batch_size: int = Field(20_000, ge=1, description="lines parsed before each write to the stores")
     zip_max_total_bytes: int = Field(
