@@ -6,7 +6,14 @@ Everything is built elsewhere; this module only assembles it (``dagster dev`` an
 
 import dagster as dg
 
-from election_pipeline.defs.assets import alerts, constituency_metrics, hourly_stats, raw_transactions, reference_data
+from election_pipeline.defs.assets import (
+    alerts,
+    constituency_metrics,
+    hourly_stats,
+    operational_transactions,
+    raw_transactions,
+    reference_data,
+)
 from election_pipeline.defs.automation import build_automation, election_pipeline_job
 from election_pipeline.defs.checks import ALL_CHECKS
 from election_pipeline.defs.report_assets import election_metrics, election_report
@@ -27,6 +34,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             hourly_stats,
             constituency_metrics,
             alerts,
+            operational_transactions,
             election_metrics,
             election_report,
         ],

@@ -10,13 +10,14 @@ import dagster as dg
 from sqlalchemy import func, select
 
 from election_pipeline.db.crud.alert import SEVERITY_ORDER
-from election_pipeline.db.models import Alert, RejectedRow, utcnow
+from election_pipeline.db.models import Alert, RejectedRow, Transaction, utcnow
 from election_pipeline.detection.findings import Finding
 from election_pipeline.stages import quality
 from election_pipeline.stages.alerts import publish_alerts
 from election_pipeline.stages.hourly import publish_hourly_stats
 from election_pipeline.stages.ingest_files import ingest_folder, ready_files
 from election_pipeline.stages.metrics import publish_metrics
+from election_pipeline.stages.publish import publish_file_records, publish_transactions
 from election_pipeline.stages.reference import load_reference
 from election_pipeline.vocabulary import OPEN_STATUSES, Severity
 
@@ -83,18 +84,21 @@ def raw_transactions(
     warehouse: WarehouseResource,
     ops_db: OperationalDatabaseResource,
 ) -> dg.MaterializeResult:
-    """Every transaction of the export files, parsed once (format and rules: docs/input-format.md).
+    """Every transaction of the export files, read once (format and rules: docs/input-format.md).
 
-    New files in the input folder are parsed into the DuckDB raw store and the operational
-    ``transactions`` table (without encrypted ballots). Bad lines are kept in
-    ``rejected_rows`` with their reason; a file that cannot be read at all is moved to the
-    quarantine folder with a failed FileProcessingJob. A file or transaction seen before
-    is not counted again. Processed files move to the processed folder.
+    New files in the input folder are read and classified by DuckDB (the Python parser reads
+    the lines DuckDB leaves) and written to the DuckDB raw store, a group of files per
+    transaction. Bad lines are kept in ``rejected_rows`` with their reason; a file that cannot
+    be used at all is moved to the quarantine folder with a failed FileProcessingJob whose
+    details say why. A file or transaction seen before is not counted again. Processed files
+    move to the processed folder. Then the file jobs, ledger, rejected lines and new
+    constituencies are published to the operational database; the transactions themselves
+    are published by ``operational_transactions`` after the alerts.
     """
     folders = drop_folder.folders()
     if config.files:
         files = [folders.input_dir / name for name in config.files]
-        files = [f for f in files if f.exists()]
+        files = [f for f in files if f.exists() or f.is_symlink()]
     else:
         files = ready_files(folders.input_dir, drop_folder.settle_seconds)
     context.log.info(f"{len(files)} file(s) to process in {folders.input_dir}")
@@ -103,15 +107,16 @@ def raw_transactions(
         summary = ingest_folder(
             files,
             duck=duck,
-            engine=engine,
             folders=folders,
             batch_size=drop_folder.batch_size,
             zip_max_total_bytes=drop_folder.zip_max_total_bytes,
             zip_max_ratio=drop_folder.zip_max_ratio,
             progress=context.log.info,
-            group_small_files=True,
         )
+        published = publish_file_records(duck, engine)
         stored = duck.execute("SELECT count(*) FROM raw_transactions").fetchall()[0][0]
+    for name, reason in summary.noticed:
+        context.log.warning(f"{name}: {reason}")
     with engine.connect() as conn:
         reasons = conn.execute(
             select(RejectedRow.reason, func.count())
@@ -157,6 +162,8 @@ def raw_transactions(
                 [(f, n, r, raw[:80]) for f, n, r, raw in rejected_now],
             ),
             "rejected_reasons_all_time": preview(["reason", "lines"], reasons),
+            "constituencies_recorded_as_unknown": published.constituencies,
+            "entries_not_read": preview(["entry", "reason"], summary.noticed),
         }
     )
 
@@ -335,5 +342,42 @@ def alerts(
             "open_warning": int(open_by_severity.get(Severity.WARNING, 0)),
             "open_info": int(open_by_severity.get(Severity.INFO, 0)),
             "alerts": preview(["severity", "rule", "constituency", "status", "title"], recent),
+        }
+    )
+
+
+@dg.asset(
+    group_name="election",
+    kinds={"duckdb", "sql"},
+    deps=[raw_transactions, alerts],
+    pool=DUCKDB_POOL,
+    retry_policy=DB_RETRY_POLICY,
+)
+@permanent_db_errors_fail
+def operational_transactions(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, ops_db: OperationalDatabaseResource
+) -> dg.MaterializeResult:
+    """The operational ``transactions`` table: one row per stored transaction (without its
+    ballot: ``raw_data`` locates the line in its processed file), copied from the DuckDB raw
+    store, with ``is_rolled_back`` and ``in_conflict`` set by later rollback lines and
+    conflicting copies. It runs after ``alerts``: alerts reach observers first, the
+    per-transaction rows follow within the same run. Committed in chunks; a run killed
+    half-way publishes the rest on its next run."""
+    engine = ops_db.engine()
+    with warehouse.connect() as duck:
+        summary = publish_transactions(duck, engine, progress=context.log.info)
+    with engine.connect() as conn:
+        total = int(conn.execute(select(func.count()).select_from(Transaction)).scalar_one())
+    context.log.info(
+        f"operational_transactions: {summary.transactions} published, {summary.rolled_back} newly rolled back, "
+        f"{summary.in_conflict} newly in conflict; {total} in the table"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "published": summary.transactions,
+            "newly_rolled_back": summary.rolled_back,
+            "newly_in_conflict": summary.in_conflict,
+            "transactions_total": total,
+            ROW_COUNT: total,
         }
     )

@@ -6,17 +6,18 @@ import dagster as dg
 
 from election_pipeline.stages import quality
 
-from .assets import DUCKDB_POOL, constituency_metrics, raw_transactions
+from .assets import DUCKDB_POOL, constituency_metrics, operational_transactions
 from .metadata import check_result
 from .resources import OperationalDatabaseResource, QualityChecksResource, WarehouseResource
 
 
-@dg.asset_check(asset=raw_transactions, blocking=True, pool=DUCKDB_POOL)
+@dg.asset_check(asset=operational_transactions, blocking=True, pool=DUCKDB_POOL)
 def no_transaction_counted_twice(
     warehouse: WarehouseResource, ops_db: OperationalDatabaseResource, quality_checks: QualityChecksResource
 ) -> dg.AssetCheckResult:
     """Each transaction id is stored once in DuckDB and once in the operational database, and
-    both hold the same standing (not rolled back) transactions for every constituency."""
+    both hold the same standing (not rolled back, not in conflict) transactions for every
+    constituency, once ``operational_transactions`` has published them."""
     with warehouse.connect() as duck:
         return check_result(
             quality.no_transaction_counted_twice(
@@ -25,7 +26,7 @@ def no_transaction_counted_twice(
         )
 
 
-@dg.asset_check(asset=raw_transactions, blocking=False)
+@dg.asset_check(asset=operational_transactions, blocking=False)
 def timestamps_within_voting_window(ops_db: OperationalDatabaseResource) -> dg.AssetCheckResult:
     """Bulletins and votes dated outside their election's voting window. They are kept and
     counted in their hour; this check reports them (warning) for investigation."""

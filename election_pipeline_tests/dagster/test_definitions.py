@@ -4,7 +4,14 @@ import dagster as dg
 
 from election_pipeline.definitions import defs
 
-PIPELINE_ASSETS = {"reference_data", "raw_transactions", "hourly_stats", "constituency_metrics", "alerts"}
+PIPELINE_ASSETS = {
+    "reference_data",
+    "raw_transactions",
+    "hourly_stats",
+    "constituency_metrics",
+    "alerts",
+    "operational_transactions",
+}
 REPORT_ASSETS = {"election_metrics", "election_report"}
 
 
@@ -21,6 +28,8 @@ def test_definitions_load_with_the_four_layers_and_their_lineage():
         "hourly_stats": {"raw_transactions"},
         "constituency_metrics": {"hourly_stats"},
         "alerts": {"constituency_metrics"},
+        # The per-transaction rows follow the alerts (observers read alerts first).
+        "operational_transactions": {"raw_transactions", "alerts"},
         # What observers read: election-level figures, then the charts and the HTML report.
         "election_metrics": {"constituency_metrics", "alerts"},
         "election_report": {"election_metrics"},
@@ -34,8 +43,8 @@ def test_checks_gate_where_bad_data_must_not_flow():
         for spec in cdef.check_specs:
             checks[(spec.asset_key.to_user_string(), spec.name)] = spec.blocking
     assert checks == {
-        ("raw_transactions", "no_transaction_counted_twice"): True,
-        ("raw_transactions", "timestamps_within_voting_window"): False,
+        ("operational_transactions", "no_transaction_counted_twice"): True,
+        ("operational_transactions", "timestamps_within_voting_window"): False,
         ("hourly_stats", "hourly_totals_reconcile"): True,
         ("hourly_stats", "every_transaction_in_a_known_hour"): True,
         ("constituency_metrics", "participation_at_most_100_percent"): False,
@@ -47,7 +56,13 @@ def test_duckdb_steps_share_one_pool():
     for a in defs.assets or []:
         assert isinstance(a, dg.AssetsDefinition)
         pools[a.key.to_user_string()] = a.op.pool
-    assert pools["raw_transactions"] == pools["hourly_stats"] == pools["constituency_metrics"] == "duckdb"
+    assert (
+        pools["raw_transactions"]
+        == pools["hourly_stats"]
+        == pools["constituency_metrics"]
+        == pools["operational_transactions"]
+        == "duckdb"
+    )
 
 
 def test_sensor_and_schedule_run_by_default_and_target_the_whole_chain():

@@ -35,12 +35,13 @@ LINEAGE = {
     "hourly_stats": {"raw_transactions"},
     "constituency_metrics": {"hourly_stats"},
     "alerts": {"constituency_metrics"},
+    "operational_transactions": {"raw_transactions", "alerts"},
     "election_metrics": {"constituency_metrics", "alerts"},
     "election_report": {"election_metrics"},
 }
 
 CHECKS = {
-    "raw_transactions": {"no_transaction_counted_twice", "timestamps_within_voting_window"},
+    "operational_transactions": {"no_transaction_counted_twice", "timestamps_within_voting_window"},
     "hourly_stats": {"hourly_totals_reconcile", "every_transaction_in_a_known_hour"},
     "constituency_metrics": {"participation_at_most_100_percent"},
 }
