@@ -537,7 +537,9 @@ def _job_details(f: _File) -> str:
 def _record_files(duck: duckdb.DuckDBPyConnection, files: list[_File], folders: DropFolders, seq: int) -> None:
     """Jobs, ledger entries and rejected lines of ``files`` (inside the group's transaction)."""
     now = utcnow()
-    jobs, ledger, rejected = [], [], []
+    jobs: list[tuple[Any, ...]] = []
+    ledger: list[tuple[Any, ...]] = []
+    rejected: list[tuple[Any, ...]] = []
     for f in files:
         if f.duplicate_of is not None:
             failed = f.duplicate_of["status"] == FileJobStatus.FAILED
