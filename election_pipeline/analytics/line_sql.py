@@ -1,24 +1,38 @@
 """Export lines read and classified by DuckDB (docs/input-format.md#export-line).
 
-The ingest puts every line of a group of files into the temporary table ``_lines``
-(``file_id``, ``line_number``, ``line``): DuckDB itself reads the ``.csv`` files
-(``read_text``, split at ``\\n``, the byte-order mark and trailing ``\\r`` removed); the lines of
+The ingest stages every line of a group of files in ``_lines`` (``file_id``, ``line_number``,
+``line``): DuckDB itself reads the ``.csv`` files (``read_text``, split at ``\\n``, the byte-order
+mark and trailing ``\\r`` removed, blank lines left out as the Python reader does); the lines of
 zip members and of files that are not valid UTF-8 are handed over by the Python reader.
+``_lines`` is a view: the Python reader's lines are kept in the table ``_py_lines``, and the
+text files are only listed (``_text_files``) and read once, by :func:`classify`.
 
 :func:`classify` then splits and classifies the lines in one vectorised pass, on every core:
 transaction id, type, version, timestamp, sender, operation, the ``FAIL`` rule, rollback,
 bulletins per ``blindSigIssue`` and voters per ``addVotersList``, exactly as the Python parser
-(:func:`election_pipeline.ingest.export_line.parse_line`) reads them.
+(:func:`election_pipeline.ingest.export_line.parse_line`) reads them. Its verdict on every
+line is kept in ``_verdict``, with the text of the lines it left, so that :func:`unclassified`
+does not read the files again.
 
 DuckDB only ever **accepts** a line. It accepts the lines whose shape leaves no doubt: the
 12 fields (split at every ``;``, or, when a JSON string holds a ``;``, at the ``;`` outside
 JSON strings), plain ASCII identifiers and numbers, ``params`` and ``diff`` arrays of objects
-without repeated keys, no JSON ``null``/``NaN``/``Infinity`` or trailing comma (the places
-where DuckDB's JSON reader and Python's differ), at most :data:`MAX_BRACKETS` brackets. Every
-other line goes to the Python parser, which either accepts it too or rejects it with its
-reason, so every rejection and its wording comes from one place. A differential property
-test (``election_pipeline_tests/ingest/test_line_sql_differential.py``) checks that both
-read every accepted line alike.
+without repeated keys, no JSON ``null``/``NaN``/``Infinity``, trailing comma or number with an
+exponent (the places where DuckDB's JSON reader and Python's differ: DuckDB reads ``1e400``
+where Python refuses the infinity it overflows to), no ``\\u0000`` or surrogate escape (which
+Python refuses to store), at most :data:`MAX_BRACKETS` brackets in a field and in the
+``data``/``userIdHashes`` array read from a string. Every other line goes to the Python parser,
+which either accepts it too or rejects it with its reason, so every rejection and its wording
+comes from one place. A differential property test
+(``election_pipeline_tests/ingest/test_line_sql_differential.py``) checks that both read every
+accepted line alike.
+
+Speed: a ``vote`` line carries kilobytes of base64 ballot in a ``binaryValue``. The line is
+split at ``"`` once, and the content of every ``"binaryValue":"...`` string without a
+backslash is replaced by ``~``: that content is checked once (``json_valid`` of the string),
+and every other check reads the short line that remains. In valid JSON the ``"`` ending
+``"binaryValue":"`` always opens a string value, so the replacement changes the content of
+one string and nothing else; it is only made when the first eight fields hold no ``"``.
 """
 
 from __future__ import annotations
@@ -31,18 +45,25 @@ import pandas as pd
 
 from election_pipeline.vocabulary import Operation
 
-#: Lines with more ``[`` and ``{`` than this go to the Python parser: it reads deep JSON
-#: (and rejects JSON nested too deeply to read) where DuckDB's reader has no such limit.
+#: Lines with more ``[`` and ``{`` than this in a JSON field (or in a ``data`` or
+#: ``userIdHashes`` array read from a string) go to the Python parser: it reads deep JSON (and
+#: rejects JSON nested too deeply to read) where DuckDB's reader has no such limit.
 MAX_BRACKETS = 500
 
 #: JSON value positions where DuckDB's reader is more lenient than Python's (``NaN``, ``inf``,
-#: trailing commas) or where a ``null`` would hide whether a key is present.
-_LENIENT = r",\s*[\]}]|[\[,:]\s*(?:[-+]?(?i:nan|inf)|null)|[0-9]{200}"
+#: trailing commas, ``1e400`` read as a number where Python gets an infinity it refuses), where
+#: a ``null`` would hide whether a key is present, and integers too long for Python's ``int()``.
+_LENIENT = r",\s*[\]}]|[\[,:]\s*(?:[-+]?(?i:nan|inf)|null|-?[0-9][0-9.]*[eE])|[0-9]{200}"
+#: The escapes Python decodes to what it refuses to store (a NUL, an unpaired surrogate).
+_STORE_ESCAPE = r"\\u(?:0000|[dD][89abcdefABCDEF])"
 #: One of the JSON fields: text with no ``;`` outside JSON strings.
 _FIELD = r'(?:[^;"]|"(?:[^"\\]|\\.)*")*'
 _REST = rf"^({_FIELD});({_FIELD});({_FIELD});([^;]*)$"
 _ID = r"^[\x21-\x7e]{1,128}$"
 _SENDER = r"^[\x21-\x7e]{0,255}$"
+#: A blank line: nothing but what Python's ``str.strip()`` removes.
+_BLANK = "[" + "".join(f"\\x{{{c:x}}}" for c in range(0x110000) if chr(c).isspace() and c != 10) + "]*"
+_BLOB_KEY = "binaryValue"
 _MIN_TS_MS = 946_684_800_000
 _MAX_TS_MS = 4_102_444_800_000
 _PARAMS_SCHEMA = '[{"key": "VARCHAR", "stringValue": "VARCHAR", "intValue": "VARCHAR", "boolValue": "VARCHAR"}]'
@@ -74,15 +95,28 @@ def _operations_case(column: str) -> str:
     return f"CASE {column} {whens} END"
 
 
+def _brackets(text: str) -> str:
+    """SQL: the number of ``[`` and ``{`` in ``text``."""
+    return f"(length({text}) - length(replace(replace({text}, '[', ''), '{{', '')))"
+
+
 def create_stage(duck: duckdb.DuckDBPyConnection) -> None:
     """(Re)create the empty staging tables of one group of files."""
-    duck.execute("CREATE OR REPLACE TEMP TABLE _lines (file_id INTEGER, line_number INTEGER, line VARCHAR)")
+    duck.execute("CREATE OR REPLACE TEMP TABLE _py_lines (file_id INTEGER, line_number INTEGER, line VARCHAR)")
+    duck.execute("CREATE OR REPLACE TEMP TABLE _text_files (file_id INTEGER, path VARCHAR)")
+    duck.execute("CREATE OR REPLACE TEMP TABLE _stage_state (classified BOOLEAN)")
+    duck.execute("INSERT INTO _stage_state VALUES (FALSE)")
+    duck.execute(
+        "CREATE OR REPLACE TEMP TABLE _verdict (file_id INTEGER, line_number INTEGER, accepted BOOLEAN, "
+        "left_line VARCHAR)"
+    )
     duck.execute(
         "CREATE OR REPLACE TEMP TABLE _classified ("
         "file_id INTEGER, line_number INTEGER, tx_id VARCHAR, tx_type INTEGER, version INTEGER, ts_ms BIGINT, "
         "sender VARCHAR, fee VARCHAR, fee_asset VARCHAR, operation VARCHAR, rejected BOOLEAN, fail_key VARCHAR, "
         "is_rollback BOOLEAN, bulletins INTEGER, voters_added INTEGER)"
     )
+    _define_lines(duck, [])
 
 
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9/._+=,@ -]+$")
@@ -95,42 +129,67 @@ def readable_by_duckdb(path: str) -> bool:
     return bool(_SAFE_PATH.match(path))
 
 
+def _text_lines_sql(paths: list[str]) -> str:
+    """SQL: ``(file_id, line_number, line)`` of the non-blank lines of the listed text files."""
+    listed = ", ".join(f"'{path}'" for path in paths)
+    return rf"""
+        WITH contents AS (
+            -- '\r\n' ends become '\n' in one pass over the file (only when it has any), so that
+            -- no line has to be trimmed one character at a time.
+            SELECT f.file_id,
+                   CASE WHEN contains(t.content, chr(13) || chr(10))
+                        THEN replace(t.content, chr(13) || chr(10), chr(10)) ELSE t.content END AS content
+            FROM read_text([{listed}]) t
+            JOIN _text_files f ON f.path = t.filename
+        ),
+        split AS (
+            SELECT file_id, string_split(content, chr(10)) AS lines FROM contents
+        ),
+        numbered AS (
+            SELECT file_id, unnest(lines) AS raw, unnest(range(1, len(lines) + 1)) AS line_number FROM split
+        ),
+        unmarked AS (
+            SELECT file_id, line_number,
+                   CASE WHEN line_number = 1 AND starts_with(raw, chr(65279)) THEN substr(raw, 2) ELSE raw END AS bare
+            FROM numbered
+        ),
+        cleaned AS (
+            SELECT file_id, line_number,
+                   CASE WHEN ends_with(bare, chr(13)) THEN rtrim(bare, chr(13)) ELSE bare END AS line
+            FROM unmarked
+        )
+        SELECT file_id, line_number, line FROM cleaned
+        WHERE NOT regexp_full_match(line, '{_BLANK}')
+    """
+
+
+def _define_lines(duck: duckdb.DuckDBPyConnection, paths: list[str]) -> None:
+    """(Re)define the view ``_lines``: the Python reader's lines, then those of ``paths``."""
+    text_part = f" UNION ALL ({_text_lines_sql(paths)})" if paths else ""
+    duck.execute(f"CREATE OR REPLACE TEMP VIEW _lines AS SELECT file_id, line_number, line FROM _py_lines{text_part}")
+
+
+def _staged(duck: duckdb.DuckDBPyConnection) -> None:
+    duck.execute("UPDATE _stage_state SET classified = FALSE")
+
+
 def stage_text_files(duck: duckdb.DuckDBPyConnection, files: Iterable[tuple[int, str]]) -> None:
-    """Read whole UTF-8 ``.csv`` files (``(file_id, path)``) into ``_lines``, one row per
-    non-blank line with its 1-based line number. Blank lines (spaces and tabs only) carry
-    nothing and are left out, as the Python reader does."""
+    """Add whole UTF-8 ``.csv`` files (``(file_id, path)``) to ``_lines``, one row per
+    non-blank line with its 1-based line number. Blank lines (nothing but whitespace, as
+    ``str.strip()`` sees it) carry nothing and are left out, as the Python reader does.
+
+    The files are listed here and read by :func:`classify` (once): they must stay in place,
+    unchanged, until it has run."""
     files = list(files)
     if not files:
         return
     for _, path in files:
         if not readable_by_duckdb(path):
             raise ValueError(f"{path!r} cannot be read by read_text (glob characters or quotes in its path)")
-    listed = ", ".join(f"'{path}'" for _, path in files)
-    duck.register("_text_files", pd.DataFrame(files, columns=["file_id", "path"]))
-    try:
-        duck.execute(
-            f"""
-            INSERT INTO _lines
-            WITH split AS (
-                SELECT f.file_id, string_split(t.content, chr(10)) AS lines
-                FROM read_text([{listed}]) t
-                JOIN _text_files f ON f.path = t.filename
-            ),
-            numbered AS (
-                SELECT file_id, unnest(lines) AS line, unnest(range(1, len(lines) + 1)) AS line_number FROM split
-            ),
-            cleaned AS (
-                SELECT file_id, line_number,
-                       rtrim(CASE WHEN line_number = 1 AND starts_with(line, chr(65279)) THEN line[2:] ELSE line END,
-                             chr(13)) AS line
-                FROM numbered
-            )
-            SELECT file_id, line_number, line FROM cleaned
-            WHERE NOT regexp_full_match(line, '[ \t\x0b\x0c]*')
-            """
-        )
-    finally:
-        duck.unregister("_text_files")
+    duck.executemany("INSERT INTO _text_files VALUES (?, ?)", [[file_id, path] for file_id, path in files])
+    paths = [row[0] for row in duck.execute("SELECT DISTINCT path FROM _text_files ORDER BY path").fetchall()]
+    _define_lines(duck, paths)
+    _staged(duck)
 
 
 def stage_lines(duck: duckdb.DuckDBPyConnection, rows: list[tuple[int, int, str]]) -> None:
@@ -138,81 +197,114 @@ def stage_lines(duck: duckdb.DuckDBPyConnection, rows: list[tuple[int, int, str]
     and byte-order mark) to ``_lines``."""
     if not rows:
         return
-    duck.register("_py_lines", pd.DataFrame(rows, columns=["file_id", "line_number", "line"]))
+    duck.register("_py_lines_frame", pd.DataFrame(rows, columns=["file_id", "line_number", "line"]))
     try:
-        duck.execute("INSERT INTO _lines SELECT file_id, line_number, line FROM _py_lines")
+        duck.execute("INSERT INTO _py_lines SELECT file_id, line_number, line FROM _py_lines_frame")
     finally:
-        duck.unregister("_py_lines")
+        duck.unregister("_py_lines_frame")
+    _staged(duck)
 
 
 CLASSIFY_SQL = rf"""
-INSERT INTO _classified
-WITH candidates AS (
-    SELECT file_id, line_number, string_split(line, ';') AS parts
-    FROM _lines
-    WHERE NOT contains(line, chr(0)) AND NOT contains(line, '\\u0000')
+CREATE OR REPLACE TEMP TABLE _verdict AS
+WITH tokens AS (
+    SELECT file_id, line_number, line, string_split(line, '"') AS toks FROM _lines
+),
+-- The content of each "binaryValue":"..." string without a backslash (a token followed by a
+-- '"'), when the first eight fields hold no '"' (the first token then holds their eight ';').
+masked AS (
+    SELECT *,
+           CASE WHEN len(toks) > 3 AND len(string_split(toks[1], ';')) >= 9
+                THEN list_transform(toks, lambda tok, i: i > 2 AND i < len(toks) AND toks[i - 1] = ':'
+                                                         AND toks[i - 2] = '{_BLOB_KEY}' AND NOT contains(tok, chr(92)))
+           END AS mask
+    FROM tokens
+),
+cut AS (
+    SELECT file_id, line_number, line,
+           CASE WHEN coalesce(list_bool_or(mask), FALSE)
+                THEN array_to_string(list_transform(toks, lambda tok, i: CASE WHEN mask[i] THEN '~' ELSE tok END), '"')
+                ELSE line END AS cut_line,
+           CASE WHEN coalesce(list_bool_or(mask), FALSE)
+                THEN list_bool_and(list_transform(list_filter(toks, lambda tok, i: mask[i]),
+                                                  lambda blob: json_valid('"' || blob || '"')))
+                ELSE TRUE END AS blobs_ok
+    FROM masked
 ),
 split AS (
-    SELECT file_id, line_number, parts[1] AS tx_id, parts[2] AS tx_type, parts[4] AS version, parts[5] AS ts,
-           parts[6] AS sender, parts[7] AS fee, parts[8] AS fee_asset,
-           CASE WHEN len(parts) = 12
-                THEN {{'params': parts[9], 'diff': parts[10], 'extra': parts[11], 'rollback': parts[12]}}
-                ELSE regexp_extract(array_to_string(list_slice(parts, 9, len(parts)), ';'), '{_REST}', ['params', 'diff', 'extra', 'rollback'])
-           END AS j
-    FROM candidates
-    WHERE len(parts) = 12 OR (len(parts) > 12 AND regexp_full_match(array_to_string(list_slice(parts, 9, len(parts)), ';'), '{_REST}'))
+    SELECT *, string_split(cut_line, ';') AS parts FROM cut
+),
+fields AS (
+    SELECT *, parts[1] AS tx_id, parts[2] AS tx_type, parts[4] AS version, parts[5] AS ts, parts[6] AS sender,
+           parts[7] AS fee, parts[8] AS fee_asset,
+           CASE WHEN len(parts) > 12 THEN array_to_string(parts[9:], ';') END AS rest
+    FROM split
+),
+head AS (
+    SELECT *,
+           coalesce(
+               blobs_ok AND len(parts) >= 12
+               AND regexp_full_match(tx_id, '{_ID}')
+               AND tx_type IN ('103', '104')
+               AND (version = '' OR regexp_full_match(version, '[0-9]{{1,9}}'))
+               AND regexp_full_match(ts, '[0-9]{{12,13}}')
+               AND TRY_CAST(ts AS BIGINT) >= {_MIN_TS_MS} AND TRY_CAST(ts AS BIGINT) < {_MAX_TS_MS}
+               AND regexp_full_match(sender, '{_SENDER}')
+               AND NOT contains(cut_line, chr(0))
+               AND NOT (contains(cut_line, chr(92)) AND regexp_matches(cut_line, '{_STORE_ESCAPE}'))
+               AND (len(parts) = 12 OR regexp_full_match(rest, '{_REST}')),
+               FALSE) AS head_ok
+    FROM fields
 ),
 located AS (
-    SELECT *, strpos(j.params, '"binaryValue":"') AS blob_at FROM split
-),
-tails AS (
-    SELECT *, CASE WHEN blob_at > 0 THEN substring(j.params, blob_at + 15) END AS tail FROM located
-),
--- The first binary value (an encrypted ballot: kilobytes of base64) is replaced by '~' for the
--- structure checks below, which then read a few hundred bytes instead of kilobytes. Only the
--- content of one JSON string is cut (json_valid reads the whole field), so the checks see the
--- same structure.
-cut AS (
     SELECT *,
-           CASE WHEN tail IS NULL OR contains(left(tail, strpos(tail, '"')), chr(92)) THEN j.params
-                ELSE left(j.params, blob_at + 14) || '~' || substring(tail, strpos(tail, '"')) END AS params_cut
-    FROM tails
+           CASE WHEN head_ok THEN (
+               CASE WHEN len(parts) = 12
+                    THEN {{'params': parts[9], 'diff': parts[10], 'extra': parts[11], 'rollback': parts[12]}}
+                    ELSE regexp_extract(rest, '{_REST}', ['params', 'diff', 'extra', 'rollback'])
+               END)
+           END AS j
+    FROM head
 ),
 shaped AS (
-    SELECT * FROM cut
-    WHERE regexp_full_match(tx_id, '{_ID}')
-      AND tx_type IN ('103', '104')
-      AND (version = '' OR regexp_full_match(version, '[0-9]{{1,9}}'))
-      AND regexp_full_match(ts, '[0-9]{{12,13}}')
-      AND CAST(ts AS BIGINT) >= {_MIN_TS_MS} AND CAST(ts AS BIGINT) < {_MAX_TS_MS}
-      AND regexp_full_match(sender, '{_SENDER}')
-      AND j.rollback IN ('', '-1')
-      AND (j.params = '' OR (starts_with(j.params, '[') AND ends_with(j.params, ']')))
-      AND (j.diff = '' OR (starts_with(j.diff, '[') AND ends_with(j.diff, ']')))
-      AND (j.extra = '' OR (starts_with(j.extra, '{{') AND ends_with(j.extra, '}}')))
-      AND NOT regexp_matches(params_cut || ';' || j.diff || ';' || j.extra, '{_LENIENT}')
-      AND length(params_cut || j.diff || j.extra)
-          - length(replace(replace(params_cut || j.diff || j.extra, '[', ''), '{{', '')) <= {MAX_BRACKETS}
-),
-valid AS (
-    SELECT * FROM shaped
-    WHERE (j.params = '' OR json_valid(j.params))
-      AND (j.diff = '' OR json_valid(j.diff))
-      AND (j.extra = '' OR json_valid(j.extra))
+    SELECT *,
+           coalesce(
+               head_ok
+               AND j.rollback IN ('', '-1')
+               AND (j.params = '' OR (starts_with(j.params, '[') AND ends_with(j.params, ']')))
+               AND (j.diff = '' OR (starts_with(j.diff, '[') AND ends_with(j.diff, ']')))
+               AND (j.extra = '' OR (starts_with(j.extra, '{{') AND ends_with(j.extra, '}}')))
+               AND NOT regexp_matches(j.params || ';' || j.diff || ';' || j.extra, '{_LENIENT}')
+               AND {_brackets("j.params")} <= {MAX_BRACKETS}
+               AND {_brackets("j.diff")} <= {MAX_BRACKETS}
+               AND {_brackets("j.extra")} <= {MAX_BRACKETS}
+               AND (j.params = '' OR json_valid(j.params))
+               AND (j.diff = '' OR json_valid(j.diff))
+               AND (j.extra = '' OR json_valid(j.extra)),
+               FALSE) AS json_ok
+    FROM located
 ),
 parsed AS (
     SELECT *,
-           CASE WHEN j.params = '' THEN [] ELSE from_json(params_cut, '{_PARAMS_SCHEMA}') END AS pe,
-           CASE WHEN j.diff = '' THEN [] ELSE from_json(j.diff, '{_DIFF_SCHEMA}') END AS de,
-           CASE WHEN j.params = '' THEN TRUE ELSE
-               list_bool_and(list_transform(json_type(params_cut, '$[*]'), lambda t: t = 'OBJECT'))
-               AND list_bool_and(list_transform(json_keys(params_cut, '$[*]'), lambda k: len(k) = len(list_distinct(k))))
+           CASE WHEN json_ok THEN (CASE WHEN j.params = '' THEN [] ELSE from_json(j.params, '{_PARAMS_SCHEMA}') END)
+           END AS pe,
+           CASE WHEN json_ok THEN (CASE WHEN j.diff = '' THEN [] ELSE from_json(j.diff, '{_DIFF_SCHEMA}') END)
+           END AS de,
+           CASE WHEN NOT json_ok THEN NULL
+                WHEN j.params = '' THEN TRUE
+                ELSE coalesce(
+                   list_bool_and(list_transform(json_type(j.params, '$[*]'), lambda t: t = 'OBJECT'))
+                   AND list_bool_and(list_transform(json_keys(j.params, '$[*]'), lambda k: len(k) = len(list_distinct(k)))),
+                   TRUE)
            END AS params_ok,
-           CASE WHEN j.diff = '' THEN TRUE ELSE
-               list_bool_and(list_transform(json_type(j.diff, '$[*]'), lambda t: t = 'OBJECT'))
-               AND list_bool_and(list_transform(json_keys(j.diff, '$[*]'), lambda k: len(k) = len(list_distinct(k))))
+           CASE WHEN NOT json_ok THEN NULL
+                WHEN j.diff = '' THEN TRUE
+                ELSE coalesce(
+                   list_bool_and(list_transform(json_type(j.diff, '$[*]'), lambda t: t = 'OBJECT'))
+                   AND list_bool_and(list_transform(json_keys(j.diff, '$[*]'), lambda k: len(k) = len(list_distinct(k)))),
+                   TRUE)
            END AS diff_ok
-    FROM valid
+    FROM shaped
 ),
 entries AS (
     SELECT *,
@@ -223,61 +315,96 @@ entries AS (
            list_filter(pe, lambda e: e.key = 'userIdHashes') AS hashes_e,
            list_filter(list_transform(de, lambda e: e.key), lambda k: starts_with(k, 'FAIL')) AS fails
     FROM parsed
-    WHERE coalesce(params_ok, TRUE) AND coalesce(diff_ok, TRUE)
 ),
 named AS (
     SELECT *,
+           coalesce(json_ok AND params_ok AND diff_ok AND len(keys) = len(list_distinct(keys)), FALSE) AS entries_ok,
            coalesce(op_e[1].stringValue, op_e[1].intValue, op_e[1].boolValue) AS op_raw,
            coalesce(data_e[1].stringValue, data_e[1].intValue, data_e[1].boolValue) AS data_raw,
            coalesce(count_e[1].stringValue, count_e[1].intValue, count_e[1].boolValue) AS count_raw,
            coalesce(hashes_e[1].stringValue, hashes_e[1].intValue, hashes_e[1].boolValue) AS hashes_raw
     FROM entries
-    WHERE len(keys) = len(list_distinct(keys))
 ),
 operations AS (
     SELECT *,
-           CASE WHEN len(op_e) = 0 AND tx_type = '103' THEN 'createContract'
+           CASE WHEN NOT entries_ok THEN NULL
+                WHEN len(op_e) = 0 AND tx_type = '103' THEN 'createContract'
                 WHEN op_raw IS NOT NULL AND regexp_full_match(op_raw, '[A-Za-z]+')
                     THEN {_operations_case("lower(op_raw)")}
            END AS operation
     FROM named
 ),
+-- A JSON array read from a string parameter (the bulletins of a blindSigIssue, the hashes of
+-- an addVotersList): read by DuckDB only when Python's json.loads reads it alike.
+arrays AS (
+    SELECT *,
+           CASE WHEN operation = 'blindSigIssue' AND data_raw IS NOT NULL
+                     AND NOT regexp_matches(data_raw, '{_LENIENT}') AND {_brackets("data_raw")} <= {MAX_BRACKETS}
+                THEN json_valid(data_raw) END AS data_ok,
+           CASE WHEN operation = 'addVotersList' AND len(count_e) = 0 AND hashes_raw IS NOT NULL
+                     AND NOT regexp_matches(hashes_raw, '{_LENIENT}') AND {_brackets("hashes_raw")} <= {MAX_BRACKETS}
+                THEN json_valid(hashes_raw) END AS hashes_ok
+    FROM operations
+),
 counted AS (
     SELECT *,
-           CASE WHEN operation = 'blindSigIssue' AND data_raw IS NOT NULL AND NOT regexp_matches(data_raw, '{_LENIENT}')
-                     AND json_valid(data_raw)
-                THEN (CASE WHEN json_type(data_raw) = 'ARRAY' THEN json_array_length(data_raw) END)
+           CASE WHEN data_ok THEN (CASE WHEN json_type(data_raw) = 'ARRAY' THEN json_array_length(data_raw) END)
            END AS bulletins_n,
            CASE WHEN operation <> 'addVotersList' THEN NULL
-                WHEN len(count_e) > 0 AND count_raw IS NOT NULL
-                    THEN (CASE WHEN regexp_full_match(count_raw, '[0-9]{{1,9}}') THEN CAST(count_raw AS INTEGER) END)
+                WHEN len(count_e) > 0 AND count_raw IS NOT NULL AND regexp_full_match(count_raw, '[0-9]{{1,9}}')
+                    THEN TRY_CAST(count_raw AS INTEGER)
                 WHEN len(count_e) > 0 THEN NULL
-                WHEN hashes_raw IS NOT NULL AND NOT regexp_matches(hashes_raw, '{_LENIENT}') AND json_valid(hashes_raw)
-                    THEN (CASE WHEN json_type(hashes_raw) = 'ARRAY' THEN json_array_length(hashes_raw) END)
+                WHEN hashes_ok THEN (CASE WHEN json_type(hashes_raw) = 'ARRAY' THEN json_array_length(hashes_raw) END)
            END AS voters_n
-    FROM operations
-    WHERE operation IS NOT NULL
-      AND (tx_type = '104' OR operation = 'createContract')
-      AND (operation <> 'vote' OR sender <> '')
+    FROM arrays
+),
+judged AS (
+    SELECT *,
+           coalesce(
+               operation IS NOT NULL
+               AND (tx_type = '104' OR operation = 'createContract')
+               AND (operation <> 'vote' OR sender <> '')
+               AND (operation <> 'blindSigIssue' OR bulletins_n IS NOT NULL)
+               AND (operation <> 'addVotersList' OR voters_n IS NOT NULL),
+               FALSE) AS accepted
+    FROM counted
 )
-SELECT file_id, line_number, tx_id, CAST(tx_type AS INTEGER), CAST(nullif(version, '') AS INTEGER),
-       CAST(ts AS BIGINT), sender, fee, fee_asset, operation, len(fails) > 0, fails[1], j.rollback = '-1',
-       CAST(coalesce(bulletins_n, 0) AS INTEGER), CAST(voters_n AS INTEGER)
-FROM counted
-WHERE (operation <> 'blindSigIssue' OR bulletins_n IS NOT NULL)
-  AND (operation <> 'addVotersList' OR voters_n IS NOT NULL)
+SELECT file_id, line_number, accepted,
+       CASE WHEN NOT accepted THEN line END AS left_line,
+       CASE WHEN accepted THEN tx_id END AS tx_id,
+       CASE WHEN accepted THEN TRY_CAST(tx_type AS INTEGER) END AS tx_type,
+       CASE WHEN accepted THEN TRY_CAST(nullif(version, '') AS INTEGER) END AS version,
+       CASE WHEN accepted THEN TRY_CAST(ts AS BIGINT) END AS ts_ms,
+       CASE WHEN accepted THEN sender END AS sender,
+       CASE WHEN accepted THEN fee END AS fee,
+       CASE WHEN accepted THEN fee_asset END AS fee_asset,
+       CASE WHEN accepted THEN operation END AS operation,
+       CASE WHEN accepted THEN len(fails) > 0 END AS rejected,
+       CASE WHEN accepted THEN fails[1] END AS fail_key,
+       CASE WHEN accepted THEN j.rollback = '-1' END AS is_rollback,
+       CASE WHEN accepted THEN CAST(coalesce(bulletins_n, 0) AS INTEGER) END AS bulletins,
+       CASE WHEN accepted THEN CAST(voters_n AS INTEGER) END AS voters_added
+FROM judged
 """
 
 
 def classify(duck: duckdb.DuckDBPyConnection) -> None:
-    """Classify the staged lines DuckDB can read for certain into ``_classified``."""
+    """Classify the staged lines DuckDB can read for certain into ``_classified`` (reading the
+    staged text files, once); its verdict on every staged line stays in ``_verdict``."""
     duck.execute(CLASSIFY_SQL)
+    duck.execute(f"INSERT INTO _classified SELECT {', '.join(CLASSIFIED_COLUMNS)} FROM _verdict WHERE accepted")
+    duck.execute("UPDATE _stage_state SET classified = TRUE")
 
 
 def unclassified(duck: duckdb.DuckDBPyConnection) -> list[tuple[int, int, str]]:
     """``(file_id, line_number, line)`` of the staged lines left for the Python parser."""
+    row = duck.execute("SELECT classified FROM _stage_state").fetchone()
+    if row is not None and row[0]:  # every staged line has its verdict: no file is read again
+        source = "(SELECT file_id, line_number, left_line AS line FROM _verdict WHERE NOT accepted)"
+    else:
+        source = "_lines"
     return duck.execute(
-        "SELECT l.file_id, l.line_number, l.line FROM _lines l "
+        f"SELECT l.file_id, l.line_number, l.line FROM {source} l "
         "ANTI JOIN _classified c ON c.file_id = l.file_id AND c.line_number = l.line_number "
         "ORDER BY 1, 2"
     ).fetchall()
