@@ -10,8 +10,9 @@ process and its parse workers):
    (``--constituencies`` contracts x ``--hours`` hourly files; vote lines carry ~5 KB of
    base64 ballot data, as the real export) with revotes, rejected transactions, rollbacks,
    duplicates across files and a few malformed lines;
-2. for each engine: reference data -> ingest -> hourly stats -> constituency metrics ->
-   alerts -> the data-quality checks, i.e. the stages the Dagster assets call, in order;
+2. for each engine: reference data -> ingest (DuckDB) -> publish file records -> hourly stats ->
+   constituency metrics -> alerts -> publish transactions -> the data-quality checks, i.e. the
+   stages the Dagster assets call, in order;
 3. (a) the floor: DuckDB alone, ``read_csv`` of the same files and the hourly GROUP BY
    (its figures are compared with the pipeline's);
 4. (b) the old way: one ORM object at a time (``session.add`` + flush per row), measured on
@@ -390,8 +391,9 @@ class Workspace:
 def run_chain(
     ws: Workspace, results: list[Measure], label: str, batch_size: int, duckdb_memory_limit: str | None = None
 ) -> dict[str, Any] | None:
-    """reference -> ingest -> hourly -> metrics -> alerts -> checks, each measured. A stage
-    that fails is a result too: it is recorded as FAILED and None is returned."""
+    """reference -> ingest -> publish file records -> hourly -> metrics -> alerts -> publish
+    transactions -> checks, each measured. A stage that fails is a result too: it is recorded as
+    FAILED and None is returned."""
     try:
         return _chain(ws, results, label, batch_size, duckdb_memory_limit)
     except Exception as exc:
@@ -412,6 +414,7 @@ def _chain(
     from election_pipeline.stages.hourly import publish_hourly_stats
     from election_pipeline.stages.ingest_files import DropFolders, ingest_folder, ready_files
     from election_pipeline.stages.metrics import publish_metrics
+    from election_pipeline.stages.publish import publish_file_records, publish_transactions
     from election_pipeline.stages.reference import load_reference
 
     # The documented defaults of every other setting (thresholds, zip limits, checks).
@@ -429,16 +432,18 @@ def _chain(
             summary = ingest_folder(
                 files,
                 duck=duck,
-                engine=engine,
                 folders=DropFolders(ws.input_dir, ws.processed_dir, ws.quarantine_dir),
                 batch_size=settings.batch_size,
                 zip_max_total_bytes=settings.zip_max_total_bytes,
                 zip_max_ratio=settings.zip_max_ratio,
-                group_small_files=True,
             )
             m.rows = summary.transactions + summary.rejected_lines
             m.note = f"{summary.new_transactions:,} new, {summary.rejected_lines} rejected lines"
         figures["ingest"] = summary
+        with measured(results, f"{label}: publish file records") as m:
+            records = publish_file_records(duck, engine)
+            m.rows = records.jobs + records.rejected_rows
+            m.note = f"{records.jobs:,} jobs, {records.rejected_rows:,} rejected lines"
         with measured(results, f"{label}: hourly_stats") as m:
             hourly = publish_hourly_stats(duck, engine)
             m.rows = hourly.rows
@@ -452,6 +457,10 @@ def _chain(
             alerts = publish_alerts(engine, metrics.findings)
             m.rows = len(metrics.findings)
             m.note = f"{alerts.created} created, {alerts.updated} updated"
+        with measured(results, f"{label}: publish transactions") as m:
+            published = publish_transactions(duck, engine)
+            m.rows = published.transactions
+            m.note = f"{published.rolled_back:,} rolled back, {published.in_conflict:,} in conflict"
         with measured(results, f"{label}: data-quality checks (3 blocking)") as m:
             verdicts = [
                 check(duck, engine, full_every_minutes=settings.full_check_every_minutes)

@@ -19,6 +19,7 @@ from election_pipeline.stages.alerts import publish_alerts
 from election_pipeline.stages.hourly import publish_hourly_stats
 from election_pipeline.stages.ingest_files import DropFolders, ingest_folder, ready_files
 from election_pipeline.stages.metrics import publish_metrics
+from election_pipeline.stages.publish import publish_file_records
 from election_pipeline.stages.reference import load_reference
 from election_pipeline_tests.builders import INGEST_LIMITS, THRESHOLDS
 
@@ -50,10 +51,10 @@ def test_every_planted_anomaly_is_found_and_clean_constituencies_stay_quiet(tmp_
         ingest_folder(
             ready_files(folders.input_dir, settle_seconds=0, now=time.time() + 60),
             duck=duck,
-            engine=engine,
             folders=folders,
             **INGEST_LIMITS,
         )
+        publish_file_records(duck, engine)
         publish_hourly_stats(duck, engine)
         metrics = publish_metrics(duck, engine, THRESHOLDS)
     publish_alerts(engine, metrics.findings)

@@ -1,9 +1,11 @@
 """Helpers of the storage tests that drive the pipeline as separate processes, the way an
 operator or the Dagster daemon does: environment for a workspace, the CLI as a
-subprocess, and a snapshot of every figure the pipeline publishes."""
+subprocess, the stages a run calls as a subprocess of their own (:func:`stages`), and a
+snapshot of every figure the pipeline publishes."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import shutil
@@ -56,6 +58,71 @@ def pipeline_env(root: Path, db_url: str, dagster_home: Path, **extra: str) -> d
 def cli(*args: str) -> list[str]:
     """``election-pipeline <args>`` with this interpreter."""
     return [sys.executable, "-c", "import sys; from election_pipeline.cli import main; sys.exit(main())", *args]
+
+
+def stages(*, group_max_files: int | None = None, transactions_chunk: int | None = None) -> list[str]:
+    """A process running :func:`run_stages` with this interpreter (settings from its
+    environment, see :func:`pipeline_env`)."""
+    args = []
+    if group_max_files is not None:
+        args += ["--group-max-files", str(group_max_files)]
+    if transactions_chunk is not None:
+        args += ["--transactions-chunk", str(transactions_chunk)]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from election_pipeline_tests.storage.process_helpers import run_stages; "
+        "sys.exit(run_stages(sys.argv[1:]))",
+        *args,
+    ]
+
+
+def run_stages(argv: list[str]) -> int:
+    """The stages a whole run calls, in the order of the Dagster graph, without Dagster:
+    reference data, the ingest (DuckDB), ``publish_file_records``, hourly stats, metrics, alerts,
+    ``publish_transactions``. ``--group-max-files`` and ``--transactions-chunk`` set the module
+    constants ``ingest_files.GROUP_MAX_FILES`` and ``publish.TRANSACTIONS_CHUNK`` (files per
+    DuckDB transaction, transactions per operational commit)."""
+    from election_pipeline.analytics.raw_store import open_warehouse
+    from election_pipeline.db.session import upgrade_database
+    from election_pipeline.settings import load_settings
+    from election_pipeline.stages import ingest_files, publish
+    from election_pipeline.stages.alerts import publish_alerts
+    from election_pipeline.stages.hourly import publish_hourly_stats
+    from election_pipeline.stages.ingest_files import DropFolders, ingest_folder, ready_files
+    from election_pipeline.stages.metrics import publish_metrics
+    from election_pipeline.stages.reference import load_reference
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--group-max-files", type=int)
+    parser.add_argument("--transactions-chunk", type=int)
+    args = parser.parse_args(argv)
+    if args.group_max_files:
+        ingest_files.GROUP_MAX_FILES = args.group_max_files
+    if args.transactions_chunk:
+        publish.TRANSACTIONS_CHUNK = args.transactions_chunk
+    settings = load_settings()
+    engine = get_engine(settings.database_url)
+    upgrade_database(engine)
+    load_reference(Path(settings.reference_dir), engine)
+    folders = DropFolders.of(settings.input_dir, settings.processed_dir, settings.quarantine_dir)
+    with open_warehouse(Path(settings.duckdb_path), memory_limit=settings.duckdb_memory_limit) as duck:
+        summary = ingest_folder(
+            ready_files(folders.input_dir, settings.file_settle_seconds),
+            duck=duck,
+            folders=folders,
+            batch_size=settings.batch_size,
+            zip_max_total_bytes=settings.zip_max_total_bytes,
+            zip_max_ratio=settings.zip_max_ratio,
+        )
+        print(f"ingested {len(summary.outcomes)} files", flush=True)
+        publish.publish_file_records(duck, engine)
+        publish_hourly_stats(duck, engine)
+        metrics = publish_metrics(duck, engine, settings.thresholds())
+        publish_alerts(engine, metrics.findings)
+        published = publish.publish_transactions(duck, engine)
+        print(f"published {published.transactions} transactions", flush=True)
+    return 0
 
 
 def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
