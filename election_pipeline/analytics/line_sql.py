@@ -169,6 +169,19 @@ def _define_lines(duck: duckdb.DuckDBPyConnection, paths: list[str]) -> None:
     duck.execute(f"CREATE OR REPLACE TEMP VIEW _lines AS SELECT file_id, line_number, line FROM _py_lines{text_part}")
 
 
+def drop_files(duck: duckdb.DuckDBPyConnection, file_ids: Iterable[int]) -> None:
+    """Forget every staged line (and verdict) of these files: a file refused while its group
+    is staged contributes nothing."""
+    ids = sorted({int(i) for i in file_ids})
+    if not ids:
+        return
+    marks = ", ".join(str(i) for i in ids)
+    for table in ("_py_lines", "_text_files", "_verdict", "_classified"):
+        duck.execute(f"DELETE FROM {table} WHERE file_id IN ({marks})")
+    paths = [row[0] for row in duck.execute("SELECT DISTINCT path FROM _text_files ORDER BY path").fetchall()]
+    _define_lines(duck, paths)
+
+
 def _staged(duck: duckdb.DuckDBPyConnection) -> None:
     duck.execute("UPDATE _stage_state SET classified = FALSE")
 

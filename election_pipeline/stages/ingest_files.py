@@ -372,11 +372,7 @@ class _Group:
         """Refuse ``f``: nothing of it is written but its job (and its ledger entry)."""
         f.refused = reason
         f.rejected.clear()
-        ids = [u.unit_id for u in f.units]
-        if ids:
-            marks = ", ".join(str(i) for i in ids)
-            self.duck.execute(f"DELETE FROM _lines WHERE file_id IN ({marks})")
-            self.duck.execute(f"DELETE FROM _classified WHERE file_id IN ({marks})")
+        line_sql.drop_files(self.duck, [u.unit_id for u in f.units])
 
     # ---- classifying -----------------------------------------------------------------
 

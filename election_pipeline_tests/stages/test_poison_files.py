@@ -142,19 +142,6 @@ def quality_checks_pass(ws: Workspace) -> None:
         assert result.passed, (check.__name__, result.summary, result.figures)
 
 
-#: The bug behind the tests marked with it (see their docstrings).
-DROP_FILE_BUG = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ingest_files._Group._drop_file runs 'DELETE FROM _lines', but line_sql (since bc77626) makes "
-        "_lines a temporary VIEW over _py_lines and read_text of _text_files: DuckDB raises BinderException "
-        "'Can only delete from base table'. The group is then written file by file, and a file refused after "
-        "its lines were staged (every line bad, a zip damaged inside a member) fails with 'could not be "
-        "processed: BinderException: ...' instead of its reason, and its rejected lines are not kept"
-    ),
-)
-
-
 # --------------------------------------------------------------------------------------
 # 1. JSON nested thousands of levels deep
 # --------------------------------------------------------------------------------------
@@ -211,7 +198,6 @@ def test_json_nested_thousands_of_levels_deep_rejects_the_line_alone(ws):
     assert_a_second_run_changes_nothing(ws)
 
 
-@DROP_FILE_BUG
 def test_a_file_whose_only_line_is_nested_too_deeply_fails_alone(ws):
     only = file_name(C1, 10)
     deep = deep_params_line("D3", at(10, 1))
@@ -380,7 +366,6 @@ def damaged_zip(member: str, lines: list[str]) -> bytes:
     return bytes(packed)
 
 
-@DROP_FILE_BUG
 def test_a_zip_damaged_inside_a_member_fails_alone(ws):
     # many lines: the first ones are read before the damage is found; none of them may count
     member_lines = [vote(f"Z{i:04d}", at(8, i % 60, i // 60), f"ZK{i:04d}") for i in range(3000)]
@@ -425,8 +410,7 @@ def test_a_broken_symbolic_link_fails_alone(ws, tmp_path):
         "a .csv removed after the ingest hashed it and before DuckDB reads it is reported as "
         "'<name> is empty: it holds no transaction line': DuckDB's read_text skips a listed path "
         "that no longer exists without an error, so the file looks empty; the reason should say the "
-        "file could not be read (as it does for a .zip: 'cannot be read: No such file or directory'). "
-        "Until DROP_FILE_BUG is fixed the job says 'could not be processed: BinderException: ...' instead"
+        "file could not be read (as it does for a .zip: 'cannot be read: No such file or directory')"
     ),
 )
 def test_a_file_removed_between_listing_and_reading_fails_alone(ws):
@@ -506,7 +490,6 @@ def test_a_first_run_with_only_bad_files_succeeds(ws):
     quality_checks_pass(ws)
 
 
-@DROP_FILE_BUG
 def test_a_first_run_with_only_a_file_of_bad_lines_succeeds(ws):
     name = file_name(C1, 10)
     ws.drop(name, b"not;an;export;line\n")

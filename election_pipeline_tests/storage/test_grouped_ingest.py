@@ -176,12 +176,6 @@ def test_one_run_over_the_folder_equals_one_run_per_file(pair):
     assert everything(together) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ingest_files._Group._drop_file runs DELETE FROM _lines, but line_sql defines _lines as a "
-    "TEMP VIEW: 'Binder Error: Can only delete from base table'; the group is then written file by "
-    "file and this file refused with that error as its reason, its bad lines not kept",
-)
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_file_whose_every_line_is_bad_is_refused_with_its_lines(pair):
     ws = pair[1]
