@@ -200,6 +200,9 @@ class FileDigest:
     sha256: str
     size: int
     utf8_text: bool
+    #: The file's modification time when it was opened (``st_mtime_ns``): a file read again
+    #: later (by DuckDB) is checked to be the one that was hashed.
+    mtime_ns: int = 0
 
 
 def file_digest(path: Path) -> FileDigest:
@@ -210,6 +213,7 @@ def file_digest(path: Path) -> FileDigest:
     size = 0
     text = True
     with _open_regular(path) as fh:
+        mtime_ns = os.fstat(fh.fileno()).st_mtime_ns
         try:
             for chunk in iter(lambda: fh.read(_READ_CHUNK), b""):
                 digest.update(chunk)
@@ -228,7 +232,7 @@ def file_digest(path: Path) -> FileDigest:
             text = False
         except OSError as err:
             raise _unreadable(path.name, err) from err
-    return FileDigest(digest.hexdigest(), size, text)
+    return FileDigest(digest.hexdigest(), size, text, mtime_ns)
 
 
 def contract_id_from_name(name: str) -> str:

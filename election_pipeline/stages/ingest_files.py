@@ -16,7 +16,12 @@ in **one DuckDB transaction**:
 
 Then the files are moved to ``processed/`` (or ``quarantine/``). Nothing is deleted. A run
 killed anywhere leaves either the whole group committed (its files are then finished on the
-next run from the ledger) or nothing of it.
+next run: every file of a committed group has a job naming where it goes) or nothing of it.
+
+A ``.csv`` is hashed first and read by DuckDB later; one that left the drop folder or changed
+in between (its size or modification time differ) is not counted under a hash of other content:
+its job says what happened, it gets no ledger entry, and it is not moved (a changed file is
+read again on the next run).
 
 The ingest writes DuckDB only. The operational database is filled from it by the publish
 step (:mod:`election_pipeline.stages.publish`), driven by ``seq``.
@@ -43,6 +48,7 @@ import duckdb
 import pandas as pd
 
 from election_pipeline.analytics import change_log, line_sql
+from election_pipeline.analytics.duck_frames import registered
 from election_pipeline.db.models import utcnow
 from election_pipeline.db.models.base import new_uuid
 from election_pipeline.ingest.export_files import (
@@ -193,10 +199,15 @@ class _File:
     path: Path
     sha256: str = ""
     size: int = 0
+    mtime_ns: int = 0
     text: bool = False  # DuckDB reads it itself
     refused: str | None = None
     refused_unread: str | None = None  # refused before any line was read (kept when read again)
     duplicate_of: dict[str, Any] | None = None  # the ledger entry of the same content
+    # Gone from the drop folder (or changed) before it could be read: it gets a job, but no
+    # ledger entry (its content was never judged) and it is not moved.
+    vanished: bool = False
+    vanished_unread: bool = False
     job_id: str = field(default_factory=new_uuid)
     started: datetime = field(default_factory=utcnow)
     notes: list[str] = field(default_factory=list)
@@ -248,8 +259,9 @@ def _inspect(f: _File) -> None:
         digest = file_digest(f.path)
     except FileRefused as err:
         f.refused = err.reason
+        f.vanished = isinstance(err, FileNotFoundError)
         return
-    f.sha256, f.size = digest.sha256, digest.size
+    f.sha256, f.size, f.mtime_ns = digest.sha256, digest.size, digest.mtime_ns
     if f.size == 0:
         f.refused = f"{f.name} is empty: it holds no transaction line"
         return
@@ -270,6 +282,23 @@ def _inspect(f: _File) -> None:
         and f.size <= TEXT_READ_MAX_BYTES
         and line_sql.readable_by_duckdb(str(f.path.resolve()))
     )
+
+
+def _read_again_problem(f: _File) -> str | None:
+    """Why the file DuckDB read may not be the one that was hashed (it left the drop folder, or
+    it changed, since), or None. Such a file is not counted; it is read again on the next run."""
+    try:
+        st = f.path.lstat()
+    except FileNotFoundError:
+        return f"{f.name} cannot be read: No such file or directory (it left the drop folder before it was read)"
+    except OSError as err:
+        return f"{f.name} cannot be read: {err.strerror or err}"
+    if st.st_size != f.size or st.st_mtime_ns != f.mtime_ns:
+        return (
+            f"{f.name} changed while it was being read ({f.size} bytes when hashed, {st.st_size} now); "
+            "nothing of it was counted: it is left in the drop folder and read again on the next run"
+        )
+    return None
 
 
 def _truncated(raw: str) -> tuple[str, int, str]:
@@ -363,6 +392,7 @@ class _Group:
             line_sql.stage_lines(self.duck, batch)
         except FileRefused as err:
             self._drop_file(f, err.reason)
+            f.vanished = isinstance(err, FileNotFoundError)
         except STORE_ERRORS:
             raise
         except Exception as err:  # anything else unexpected: this file fails, not the run
@@ -378,6 +408,11 @@ class _Group:
 
     def classify(self) -> None:
         line_sql.classify(self.duck)
+        for f in self.files:
+            problem = _read_again_problem(f) if f.text and not f.failed else None
+            if problem:
+                self._drop_file(f, problem)
+                f.vanished = True
         accepted: list[tuple] = []
         for unit_id, line_number, text in line_sql.unclassified(self.duck):
             f, unit = self.units[unit_id]
@@ -417,13 +452,9 @@ class _Group:
         units = [
             (u.unit_id, f.index, u.source, u.contract_id, f.sha256) for f, u in self.units.values() if not f.failed
         ]
-        self.duck.register(
-            "_units_frame", pd.DataFrame(units, columns=["unit_id", "file_index", "source", "contract_id", "file_hash"])
-        )
-        try:
+        frame = pd.DataFrame(units, columns=["unit_id", "file_index", "source", "contract_id", "file_hash"])
+        with registered(self.duck, "_units_frame", frame):
             return self._write_rows()
-        finally:
-            self.duck.unregister("_units_frame")
 
     def _write_rows(self) -> set[str]:
         d = self.duck
@@ -537,6 +568,11 @@ def _record_files(duck: duckdb.DuckDBPyConnection, files: list[_File], folders: 
     ledger: list[tuple[Any, ...]] = []
     rejected: list[tuple[Any, ...]] = []
     for f in files:
+        if f.vanished:  # nothing to move, and no verdict on its content
+            jobs.append(
+                (f.job_id, f.name, FileJobStatus.FAILED, f.refused, 0, 0, f.sha256 or None, "", f.started, now, seq)
+            )
+            continue
         if f.duplicate_of is not None:
             failed = f.duplicate_of["status"] == FileJobStatus.FAILED
             f.target = _destination(folders.quarantine_dir if failed else folders.processed_dir, f.path, f.sha256)
@@ -616,12 +652,9 @@ def _record_files(duck: duckdb.DuckDBPyConnection, files: list[_File], folders: 
 def _insert_frame(duck: duckdb.DuckDBPyConnection, table: str, rows: list[tuple], columns: list[str]) -> None:
     if not rows:
         return
-    duck.register("_rows_frame", pd.DataFrame(rows, columns=columns))
-    try:
-        cols = ", ".join(columns)
+    cols = ", ".join(columns)
+    with registered(duck, "_rows_frame", pd.DataFrame(rows, columns=columns)):
         duck.execute(f"INSERT OR IGNORE INTO {table} ({cols}) SELECT {cols} FROM _rows_frame")
-    finally:
-        duck.unregister("_rows_frame")
 
 
 def _write_group(
@@ -646,7 +679,8 @@ def _write_group(
         _rollback_quietly(duck)
         raise
     for f in files:
-        assert f.target is not None  # set by _record_files
+        if f.target is None:  # gone before it was read
+            continue
         try:
             _move(f.path, f.target)
         except OSError as err:  # the ledger knows the file: the next run finishes the move
@@ -685,6 +719,7 @@ def _write_isolated(
 def _reset(f: _File) -> None:
     """Forget what an attempt read (the file is read again)."""
     f.refused = f.refused_unread if f.duplicate_of is None else f.refused
+    f.vanished = f.vanished_unread
     f.units.clear()
     f.rejected.clear()
     f.notes.clear()
@@ -702,26 +737,47 @@ def _known(duck: duckdb.DuckDBPyConnection, hashes: list[str]) -> dict[str, dict
     """Ledger entries of these content hashes."""
     if not hashes:
         return {}
-    duck.register("_hashes", pd.DataFrame({"h": hashes}))
-    try:
+    with registered(duck, "_hashes", pd.DataFrame({"h": hashes})):
         rows = duck.execute(
             "SELECT content_hash, filename, status, job_id, stored_path, recorded_at FROM file_ledger "
             "WHERE content_hash IN (SELECT h FROM _hashes)"
         ).fetchall()
-    finally:
-        duck.unregister("_hashes")
     keys = ["content_hash", "filename", "status", "job_id", "stored_path", "recorded_at"]
     return {r[0]: dict(zip(keys, r, strict=True)) for r in rows}
 
 
-def _recover(f: _File, entry: dict[str, Any]) -> FileOutcome | None:
-    """A run stopped after recording this file but before moving it: finish the move."""
-    stored = Path(entry["stored_path"]) if entry["stored_path"] else None
-    if stored is None or stored.exists() or entry["filename"] != f.name:
+def _unfinished_moves(duck: duckdb.DuckDBPyConnection, names: list[str]) -> dict[tuple[str, str], tuple[str, str]]:
+    """``(file name, content hash or '')`` -> ``(job id, stored path)`` of the latest job of each
+    name and content whose file is not at its stored path: a run stopped after recording the
+    file (its group committed) and before moving it."""
+    if not names:
+        return {}
+    with registered(duck, "_names", pd.DataFrame({"n": names})):
+        rows = duck.execute(
+            "SELECT filename, coalesce(file_hash, ''), job_id, stored_path FROM ("
+            "  SELECT filename, file_hash, id AS job_id, stored_path, row_number() OVER ("
+            "      PARTITION BY filename, file_hash ORDER BY seq DESC, completed_at DESC) AS nth"
+            "  FROM file_jobs WHERE filename IN (SELECT n FROM _names) AND coalesce(stored_path, '') <> ''"
+            ") WHERE nth = 1"
+        ).fetchall()
+    out: dict[tuple[str, str], tuple[str, str]] = {}
+    for name, content_hash, job_id, stored in rows:
+        target = Path(stored)
+        if not (target.exists() or target.is_symlink()):
+            out[(name, content_hash)] = (job_id, stored)
+    return out
+
+
+def _recover(f: _File, unfinished: dict[tuple[str, str], tuple[str, str]]) -> FileOutcome | None:
+    """A run stopped after recording this file but before moving it: finish the move (every
+    file with a job is known here, also a duplicate or a link the ledger has no entry for)."""
+    pending = unfinished.get((f.name, f.sha256))
+    if pending is None:
         return None
-    _move(f.path, stored)
-    log.info("File %s was already counted; finished moving it to %s", f.name, stored)
-    return FileOutcome(f.name, "recovered", entry["job_id"], stored_path=str(stored))
+    job_id, stored = pending
+    _move(f.path, Path(stored))
+    log.info("File %s was already recorded; finished moving it to %s", f.name, stored)
+    return FileOutcome(f.name, "recovered", job_id, stored_path=stored)
 
 
 def _duplicate_reason(f: _File, entry: dict[str, Any]) -> str:
@@ -780,8 +836,8 @@ def ingest_folder(
     progress: Callable[[str], None] | None = None,
 ) -> IngestSummary:
     """Ingest ``files`` in name order into the DuckDB raw store (see the module docstring).
-    Never raises for bad input; raises only when the store itself fails (the run is then
-    retried, and ends as one clean run would)."""
+    Never raises for bad input; raises only when the store itself fails (the step then fails,
+    and the next run ends as one clean run would)."""
     summary = IngestSummary()
     summary.noticed = notice_unread_entries(duck, folders.input_dir)
     limits = {"batch_size": batch_size, "zip_max_total_bytes": zip_max_total_bytes, "zip_max_ratio": zip_max_ratio}
@@ -789,19 +845,20 @@ def ingest_folder(
     total = len(pending)
     for f in pending:
         _inspect(f)
-        f.refused_unread = f.refused
+        f.refused_unread, f.vanished_unread = f.refused, f.vanished
     done = 0
     for batch in _batches(pending):
         known = _known(duck, sorted({f.sha256 for f in batch if f.sha256}))
+        unfinished = _unfinished_moves(duck, sorted({f.name for f in batch}))
         group: list[_File] = []
         for f in batch:
+            recovered = _recover(f, unfinished)
+            if recovered is not None:
+                summary.outcomes.append(recovered)
+                done += 1
+                continue
             entry = known.get(f.sha256) if f.sha256 else None
             if entry is not None:
-                recovered = _recover(f, entry)
-                if recovered is not None:
-                    summary.outcomes.append(recovered)
-                    done += 1
-                    continue
                 f.duplicate_of = entry
                 f.refused = f.refused_unread = _duplicate_reason(f, entry)
             group.append(f)
@@ -827,7 +884,9 @@ def _present(path: Path) -> bool:
 
 
 def _log_outcome(f: _File, outcome: FileOutcome) -> None:
-    if outcome.status == "failed":
+    if outcome.status == "failed" and not outcome.stored_path:
+        log.error("File %s failed and was not moved: %s", f.name, outcome.reason)
+    elif outcome.status == "failed":
         log.error("File %s failed and was moved to %s: %s", f.name, outcome.stored_path, outcome.reason)
     elif outcome.status == "duplicate":
         log.warning("File %s is a duplicate: %s", f.name, outcome.reason)

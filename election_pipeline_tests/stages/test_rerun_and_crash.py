@@ -566,13 +566,6 @@ def test_crash_between_hourly_and_metrics(ws, clean):
 # --------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a file without a ledger entry (a duplicate of counted content, or one refused before it "
-    "could be hashed, such as a symbolic link) is not recognised after a crash between the DuckDB "
-    "commit and the moves: the next run writes a second job for it (ingest_files: _recover only "
-    "looks in file_ledger)",
-)
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("extra", ["duplicate", "symlink"])
 def test_crash_before_the_moves_with_a_file_the_ledger_does_not_hold(ws, workspace_factory, tmp_path, extra):
@@ -609,13 +602,6 @@ def test_crash_before_the_moves_with_a_file_the_ledger_does_not_hold(ws, workspa
     assert jobs_summary(ws) == jobs_summary(clean)  # fails: the file's job is written twice
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an error that is not the store's, raised by a write while a pandas frame is registered "
-    "(ingest_files._insert_frame, _Group.write), is replaced by the TransactionException of the "
-    "'finally: unregister' on the aborted transaction; that is a store error: the run stops instead "
-    "of refusing the one file",
-)
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_an_unexpected_error_in_one_files_rows_fails_that_file_alone(ws):
     """Not a crash: the raw store refuses F1's rejected line (``raw_rejected`` recreated with a
