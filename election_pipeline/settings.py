@@ -73,7 +73,12 @@ class Settings(BaseSettings, DetectionThresholds):
         "evaluates sensors every 5 s at the most, so any value up to 4 means a look every 5 s",
     )
     schedule_cron: str = Field("*/15 * * * *", description="when the schedule re-runs the chain (UTC)")
-    batch_size: int = Field(20_000, ge=1, description="lines parsed before each write to the stores")
+    batch_size: int = Field(
+        20_000,
+        ge=1,
+        description="lines the Python reader stages into DuckDB at a time (zip members, files that are not "
+        "plain UTF-8, .csv files over 256 MiB); the plain UTF-8 .csv files DuckDB reads itself are not cut up",
+    )
     zip_max_total_bytes: int = Field(
         4 * 1024**3, ge=1, description="a zip expanding to more than this many bytes is refused"
     )

@@ -18,12 +18,17 @@ class Transaction(UUIDMixin, TimestampMixin, Base):
     """A stored transaction. ``tx_id`` is the export's ``nestedTxId`` (unique).
 
     ``type`` is the contract operation (``vote``, ``blindSigIssue``, ...). ``block_height`` is
-    null for the official export, which carries none. ``raw_data`` holds the line without its
-    signature and without ballot blobs; ``operation_data`` what the pipeline derived from it.
-    A transaction stands unless ``is_rolled_back`` or ``in_conflict``; it counts unless also ``is_rejected``.
-    ``raw_data`` keeps what locates the line (``line``: file and number) and the fields no
-    figure uses (type, version, ts, fee, the ``FAIL`` key); the whole line stays in the
-    processed file (docs/data-model.md#transaction).
+    null for the official export, which carries none. A transaction stands unless
+    ``is_rolled_back`` or ``in_conflict``; it counts unless also ``is_rejected``.
+
+    ``raw_data`` is not the line: it keeps the fields no figure uses and what locates the line,
+    as written by the publish step (``stages/publish.py``): ``type`` (the export's 103/104),
+    ``version``, ``ts`` (epoch milliseconds), ``fee``, ``feeAssetId``, ``failKey`` (the ``diff``
+    key starting with ``FAIL``, or null) and ``line`` (``file``: the file, or
+    ``archive.zip::member.csv``; ``number``: the line number). The whole line, ballot and
+    signature included, stays in the processed file. ``operation_data`` holds what the pipeline
+    derived from the line (operation, rejected, bulletins, voters added, line number)
+    (docs/data-model.md#transaction).
     """
 
     __tablename__ = "transactions"
