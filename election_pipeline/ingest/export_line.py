@@ -58,7 +58,9 @@ def _finite_float(text: str) -> float:
     return value
 
 
-# Values that reach transactions.raw_data must be JSON PostgreSQL accepts: no NaN/Infinity.
+# The JSON fields are read as Python's json module reads them, but NaN, Infinity and numbers
+# that overflow to an infinity are refused: the line is then rejected with its reason (the
+# DuckDB reader of analytics/line_sql.py leaves such lines to this parser).
 _decoder = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
 
 
@@ -74,9 +76,10 @@ class LineError(ValueError):
 class ParsedTransaction:
     """One export line, reduced to what the pipeline counts and keeps.
 
-    ``timestamp`` is a naive ``datetime`` in UTC. ``raw_data`` is the line without its
-    signature and with binary values (encrypted ballots, blind signatures) replaced by
-    their size, so no ballot outlives the parse.
+    ``timestamp`` is a naive ``datetime`` in UTC. ``raw_data`` holds the parsed fields of the
+    line (with binary values, encrypted ballots and blind signatures, replaced by their size):
+    the ingest takes the fee, fee asset and ``FAIL`` key from it. What the operational
+    ``transactions.raw_data`` keeps is decided by the publish step (docs/data-model.md).
     """
 
     tx_id: str

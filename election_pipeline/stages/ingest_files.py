@@ -409,7 +409,7 @@ class _Group:
     def classify(self) -> None:
         line_sql.classify(self.duck)
         for f in self.files:
-            problem = _read_again_problem(f) if f.text and not f.failed else None
+            problem = _read_again_problem(f) if f.sha256 and not f.failed else None
             if problem:
                 self._drop_file(f, problem)
                 f.vanished = True

@@ -450,24 +450,37 @@ def test_a_file_removed_between_listing_and_reading_fails_alone(ws):
     assert f"{during} cannot be read" in jobs[during]["details"], jobs[during]["details"]
 
 
-def test_a_file_changed_between_hashing_and_reading_is_read_again_next_run(ws):
+def zipped(member: str, lines: list[str]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(member, csv_bytes(lines))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["csv", "zip"])
+def test_a_file_changed_between_hashing_and_reading_is_read_again_next_run(ws, kind):
     """A .csv still being written when its group is read (its size or time differs from when
     it was hashed) is not counted under the hash of another content: its job says so, it has
     no ledger entry and stays in the drop folder, and the next run counts its final content."""
-    growing = file_name(C4, 8)  # sorts last: in the second group
+    growing = file_name(C4, 8) if kind == "csv" else "CtrWest4_batch.zip"  # sorts last: in the second group
     ws.drop("A_broken.csv", b"\x00binary")  # fails in the first group: the progress report comes after it
     first = file_name(C1, 8)
     same = csv_bytes([vote("V1", at(8, 1), "K1")])
     ws.drop(first, same)
     ws.drop(file_name(C1, 9), same)  # same content twice: the second copy starts a second group
     drop_good(ws)
-    ws.drop(growing, [vote("R1", at(8, 1), "RK1")])
+    first_lines = [vote("R1", at(8, 1), "RK1")]
+    final_lines = [*first_lines, vote("R2", at(8, 2), "RK2")]
+    if kind == "csv":
+        ws.drop(growing, first_lines)
+    else:
+        ws.drop(growing, zipped(file_name(C4, 8), first_lines))
     files = ready_files(ws.input_dir, settle_seconds=1, now=time.time() + 60)
 
     def progress(message: str) -> None:
         if "A_broken.csv: failed" in message:  # hashed already; read with the second group
-            with (ws.input_dir / growing).open("ab") as fh:
-                fh.write(csv_bytes([vote("R2", at(8, 2), "RK2")]))
+            data = csv_bytes(final_lines) if kind == "csv" else zipped(file_name(C4, 8), final_lines)
+            (ws.input_dir / growing).write_bytes(data)
 
     summary = ingest_folder(files, duck=ws.duck, folders=ws.folders, progress=progress, **INGEST_LIMITS)
     publish_all(ws.duck, ws.engine)
