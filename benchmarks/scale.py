@@ -526,7 +526,7 @@ def _chain(
             with measured(results, f"{label}: operational_transactions (publish_transactions)") as m:
                 published = publish_transactions(duck, engine)
                 m.rows = published.transactions
-                m.note = f"{published.rolled_back:,} rolled back, {published.in_conflict:,} in conflict"
+                m.note = f"{published.rolled_back:,} newly rolled back, {published.in_conflict:,} newly in conflict"
             with measured(results, f"{label}: operational_transactions check (1 blocking)") as m:
                 twice = quality.no_transaction_counted_twice(duck, engine, full_every_minutes=every)
                 m.rows = int(twice.figures.get("standing_duckdb", 0))
@@ -842,7 +842,8 @@ def main(argv: list[str] | None = None) -> int:
             gen = generate(plan, ws.input_dir, ws.reference_dir)
             m.rows = gen.lines
             m.note = (
-                f"{gen.files:,} files, {gen.bytes / 2**30:.2f} GiB, {gen.bytes / max(gen.lines, 1):,.0f} bytes a line"
+                f"{gen.files:,} files, {gen.bytes / 2**30:.2f} GiB, {gen.bytes / max(gen.lines, 1):,.0f} bytes a line, "
+                f"{gen.malformed} malformed lines"
             )
         print(f"  average line: {gen.bytes / max(gen.lines, 1):,.0f} bytes ({gen.lines:,} lines)", flush=True)
 
