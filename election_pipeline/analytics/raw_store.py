@@ -2,8 +2,8 @@
 
 Transactions are keyed by ``tx_id`` (the export's ``nestedTxId``), so the same transaction
 arriving in two files, or a file processed twice after a crash, is stored once. The key is
-enforced by the insert itself, not by a DuckDB primary key: each batch looks up which of its
-ids are stored already (through ``tx_key``, a 128-bit digest of ``tx_id`` that is cheap to
+enforced by the ingest's insert (``stages/ingest_files.py``), not by a DuckDB primary key:
+each group of files looks up which of its ids are stored already (through ``tx_key``, a 128-bit digest of ``tx_id`` that is cheap to
 scan, then comparing the ids themselves) and inserts only the others. A primary key would
 keep an in-memory index of every id, which outgrows a 1 GB memory limit between 5 and 10
 million transactions; this way memory does not grow with the history. A rollback
@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from election_pipeline.ingest.export_line import ParsedTransaction
+from election_pipeline.analytics.duck_frames import registered
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS raw_transactions (
@@ -163,23 +163,6 @@ CREATE TABLE IF NOT EXISTS retired_totals (
 );
 """
 
-TX_COLUMNS = [
-    "tx_id",
-    "constituency_id",
-    "tx_type",
-    "version",
-    "ts",
-    "operation",
-    "sender",
-    "rejected",
-    "bulletins",
-    "voters_added",
-    "source",
-    "line_number",
-    "file_hash",
-]
-ROLLBACK_COLUMNS = ["tx_id", "constituency_id", "ts", "source", "line_number", "file_hash"]
-
 
 @contextmanager
 def open_warehouse(
@@ -233,49 +216,6 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     change_log.ensure_change_log(conn)
 
 
-def tx_row(tx: ParsedTransaction, constituency_id: str, source: str, line_number: int, file_hash: str) -> tuple:
-    return (
-        tx.tx_id,
-        constituency_id,
-        tx.tx_type,
-        tx.version,
-        tx.timestamp,
-        tx.operation,
-        tx.sender,
-        tx.rejected,
-        tx.bulletins,
-        tx.voters_added,
-        source,
-        line_number,
-        file_hash,
-    )
-
-
-def rollback_row(tx: ParsedTransaction, constituency_id: str, source: str, line_number: int, file_hash: str) -> tuple:
-    return (tx.tx_id, constituency_id, tx.timestamp, source, line_number, file_hash)
-
-
-def _first_per_id(rows: Iterable[tuple]) -> dict[str, tuple]:
-    unique: dict[str, tuple] = {}
-    for row in rows:
-        unique.setdefault(row[0], row)  # first occurrence of a tx_id wins
-    return unique
-
-
-def _insert(conn: duckdb.DuckDBPyConnection, table: str, columns: list[str], rows: Iterable[tuple]) -> int:
-    unique = _first_per_id(rows)
-    if not unique:
-        return 0
-    frame = pd.DataFrame(list(unique.values()), columns=columns)
-    conn.register("_incoming", frame)
-    try:
-        # DuckDB answers an INSERT with the number of rows it inserted (ignored ones excluded).
-        inserted = conn.execute(f"INSERT OR IGNORE INTO {table} SELECT {', '.join(columns)} FROM _incoming").fetchall()
-    finally:
-        conn.unregister("_incoming")
-    return int(inserted[0][0]) if inserted else 0
-
-
 def stored_with_ids(conn: duckdb.DuckDBPyConnection, tx_ids: Iterable[str], *columns: str) -> list[tuple]:
     """``(tx_id, *columns)`` of the stored transactions whose id is one of ``tx_ids``. The
     ``tx_key`` digest narrows the scan to a few candidate rows without reading every stored
@@ -283,105 +223,14 @@ def stored_with_ids(conn: duckdb.DuckDBPyConnection, tx_ids: Iterable[str], *col
     wanted = set(tx_ids)
     if not wanted:
         return []
-    conn.register("_wanted_ids", pd.DataFrame({"tx_id": list(wanted)}))
-    try:
+    with registered(conn, "_wanted_ids", pd.DataFrame({"tx_id": list(wanted)})):
         candidates = conn.execute(
             f"SELECT {', '.join(('tx_id', *columns))} FROM raw_transactions "
             "WHERE tx_key IN (SELECT md5_number(tx_id) FROM _wanted_ids)"
         ).fetchall()
-    finally:
-        conn.unregister("_wanted_ids")
     return [row for row in candidates if row[0] in wanted]
-
-
-def _insert_new_transactions(conn: duckdb.DuckDBPyConnection, rows: Iterable[tuple]) -> list[tuple]:
-    """Insert the rows whose ``tx_id`` is not stored yet (the first row of an id given twice);
-    returns the rows inserted. Call it inside the caller's transaction: the look-up and the
-    insert then see the same store (DuckDB allows one writing process per file)."""
-    unique = _first_per_id(rows)
-    for (tx_id,) in stored_with_ids(conn, unique):
-        unique.pop(tx_id, None)
-    if not unique:
-        return []
-    new_rows = list(unique.values())
-    conn.register("_incoming", pd.DataFrame(new_rows, columns=TX_COLUMNS))
-    try:
-        conn.execute(
-            f"INSERT INTO raw_transactions ({', '.join(TX_COLUMNS)}, tx_key) "
-            f"SELECT {', '.join(TX_COLUMNS)}, md5_number(tx_id) FROM _incoming"
-        )
-    finally:
-        conn.unregister("_incoming")
-    return new_rows
-
-
-def insert_transactions_by_file(conn: duckdb.DuckDBPyConnection, rows: Iterable[tuple]) -> dict[str, int]:
-    """Insert transaction rows of several files at once; returns, per file hash, how many
-    were new (a transaction given twice counts for the first row that carries it)."""
-    counts: dict[str, int] = {}
-    for row in _insert_new_transactions(conn, rows):
-        file_hash = row[-1]
-        counts[file_hash] = counts.get(file_hash, 0) + 1
-    return counts
-
-
-def insert_transactions(conn: duckdb.DuckDBPyConnection, rows: Iterable[tuple]) -> int:
-    """Insert transaction rows (see :func:`tx_row`); returns how many were new."""
-    return len(_insert_new_transactions(conn, rows))
-
-
-def insert_rollbacks(conn: duckdb.DuckDBPyConnection, rows: Iterable[tuple]) -> int:
-    """Insert rollback rows (see :func:`rollback_row`); returns how many were new."""
-    return _insert(conn, "raw_rollbacks", ROLLBACK_COLUMNS, rows)
-
-
-def rolled_back_tx_ids(conn: duckdb.DuckDBPyConnection) -> list[str]:
-    """Ids of stored transactions that a rollback line cancels."""
-    rows = conn.execute(
-        "SELECT t.tx_id FROM raw_transactions t JOIN raw_rollbacks r USING (tx_id) ORDER BY 1"
-    ).fetchall()
-    return [r[0] for r in rows]
 
 
 def retired_constituency_ids(conn: duckdb.DuckDBPyConnection) -> set[str]:
     """Constituencies whose transactions the retention job removed (their figures are kept)."""
     return {r[0] for r in conn.execute("SELECT constituency_id FROM retired_constituencies").fetchall()}
-
-
-def recorded_file(conn: duckdb.DuckDBPyConnection, file_hash: str) -> int | None:
-    """How many new transactions the file with this content brought, when its rows were
-    committed before (None: never committed here)."""
-    rows = conn.execute("SELECT new_transactions FROM raw_files WHERE file_hash = ?", [file_hash]).fetchall()
-    return int(rows[0][0]) if rows else None
-
-
-def record_file(conn: duckdb.DuckDBPyConnection, file_hash: str, new_transactions: int) -> None:
-    """Remember, in the same DuckDB transaction as its rows, how many transactions a file brought."""
-    conn.execute("INSERT OR IGNORE INTO raw_files VALUES (?, ?)", [file_hash, new_transactions])
-
-
-def recorded_files(conn: duckdb.DuckDBPyConnection, file_hashes: list[str]) -> dict[str, int]:
-    """:func:`recorded_file` for several files at once."""
-    if not file_hashes:
-        return {}
-    marks = ", ".join("?" for _ in file_hashes)
-    rows = conn.execute(
-        f"SELECT file_hash, new_transactions FROM raw_files WHERE file_hash IN ({marks})", list(file_hashes)
-    ).fetchall()
-    return {h: int(n) for h, n in rows}
-
-
-def record_files(conn: duckdb.DuckDBPyConnection, counts: dict[str, int]) -> None:
-    """:func:`record_file` for several files at once."""
-    if counts:
-        frame = pd.DataFrame(list(counts.items()), columns=["file_hash", "new_transactions"])
-        conn.register("_files", frame)
-        try:
-            conn.execute("INSERT OR IGNORE INTO raw_files SELECT file_hash, new_transactions FROM _files")
-        finally:
-            conn.unregister("_files")
-
-
-def count_from_file(conn: duckdb.DuckDBPyConnection, file_hash: str) -> int:
-    """How many stored transactions were first seen in the file with this content hash."""
-    return int(scalar(conn, "SELECT count(*) FROM raw_transactions WHERE file_hash = ?", [file_hash]))
