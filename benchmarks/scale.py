@@ -823,10 +823,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps([m.__dict__ | {"rate": m.rate} for m in results], indent=2, default=str))
         return 0 if ok else 1
-    # Files + DuckDB (about the files' size again) + the operational database (~1.4 KB a
-    # transaction). With --keep every engine's stores stay until the end.
+    # The export files once (they are moved, never copied), plus DuckDB and the operational
+    # database (~1.4 KB a transaction together). With --keep every engine's stores stay until the end.
     line_bytes = LINE_BASE_BYTES + args.ballot_chars // 2
-    disk_check(work, int(args.transactions * (line_bytes * 2 + 1_400 * (len(engines) if args.keep else 1))))
+    disk_check(work, int(args.transactions * (line_bytes + 1_400 * (len(engines) if args.keep else 1))))
     print(
         f"Machine: {os.cpu_count()} CPU cores. Plan: {plan.transactions:,} transactions, "
         f"{plan.constituencies} constituencies x {plan.hours} hours, "
