@@ -262,6 +262,20 @@ def _voters_count(count: Any) -> int | None:
     return value
 
 
+#: A whole number as the export writes one: ASCII digits, perhaps a minus sign (what ``int()``
+#: also reads, such as ``+104``, ``1_04`` or digits of other scripts, is not an export's number).
+_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,30}")
+
+
+def _whole_number(raw: str, reason: str) -> int:
+    """``raw`` (surrounding whitespace ignored) as an int; :class:`LineError` with ``reason`` if
+    it is not written as a whole number."""
+    text = raw.strip()
+    if not _WHOLE_NUMBER.fullmatch(text):
+        raise LineError(reason)
+    return int(text)
+
+
 def parse_line(line: str) -> ParsedTransaction:
     """Parse one export line (without its line ending).
 
@@ -292,26 +306,21 @@ def _parse(line: str) -> ParsedTransaction:
         raise LineError("field 0 (nestedTxId) is empty")
     if len(tx_id) > MAX_TX_ID_CHARS:
         raise LineError(f"field 0 (nestedTxId) is longer than {MAX_TX_ID_CHARS} characters")
-    try:
-        tx_type = int(type_raw)
-    except ValueError as exc:
-        raise LineError(f"field 1 (type) is not a number: {type_raw[:40]!r}") from exc
+    tx_type = _whole_number(type_raw, f"field 1 (type) is not a number: {type_raw[:40]!r}")
     if tx_type not in (103, 104):
         raise LineError(f"field 1 (type) is {tx_type}; only 103 (create) and 104 (call) are known")
-    try:
-        ts_ms = int(ts_raw)
-    except ValueError as exc:
-        raise LineError(f"field 4 (ts) is not an integer epoch-milliseconds timestamp: {ts_raw[:40]!r}") from exc
+    ts_ms = _whole_number(ts_raw, f"field 4 (ts) is not an integer epoch-milliseconds timestamp: {ts_raw[:40]!r}")
     if not _MIN_TS_MS <= ts_ms < _MAX_TS_MS:
         raise LineError(
             f"field 4 (ts) = {ts_ms} is not a plausible epoch-milliseconds timestamp "
             "(outside 2000-2100; seconds instead of milliseconds?)"
         )
     version: int | None
-    try:
-        version = int(version_raw) if version_raw.strip() else None
-    except ValueError as exc:
-        raise LineError(f"field 3 (version) is not a number: {version_raw[:40]!r}") from exc
+    version = (
+        _whole_number(version_raw, f"field 3 (version) is not a number: {version_raw[:40]!r}")
+        if version_raw.strip()
+        else None
+    )
     if version is not None and not _INT32_MIN <= version <= _INT32_MAX:
         raise LineError("field 3 (version) is out of range")
     if len(sender) > MAX_SENDER_CHARS:

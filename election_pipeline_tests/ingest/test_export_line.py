@@ -261,6 +261,21 @@ def test_non_numeric_type():
     assert _reason(line(tx_type="call")) == "field 1 (type) is not a number: 'call'"
 
 
+@pytest.mark.parametrize("written", ["+104", "1_04", "\u0661\u0660\u0664", "１０４", "104.0"])
+def test_a_type_written_other_than_in_ascii_digits_is_not_a_number(written):
+    """``int()`` reads all of these as 104; an export writes its numbers in ASCII digits."""
+    assert _reason(line(tx_type=written)) == f"field 1 (type) is not a number: {written!r}"
+
+
+@pytest.mark.parametrize("written", ["+1725609600000", "1_725_609_600_000", "１７２５６０９６０００００"])
+def test_a_ts_written_other_than_in_ascii_digits_is_rejected(written):
+    assert _reason(line(ts=written)) == f"field 4 (ts) is not an integer epoch-milliseconds timestamp: {written!r}"
+
+
+def test_a_version_written_with_a_plus_sign_is_not_a_number():
+    assert _reason(line(version="+4")) == "field 3 (version) is not a number: '+4'"
+
+
 def test_unknown_type():
     assert _reason(line(tx_type="105")) == "field 1 (type) is 105; only 103 (create) and 104 (call) are known"
 
