@@ -20,23 +20,36 @@ JSON strings), plain ASCII identifiers and numbers, ``params`` and ``diff`` arra
 without repeated keys, no JSON ``null``/``NaN``/``Infinity``, trailing comma or number with an
 exponent (the places where DuckDB's JSON reader and Python's differ: DuckDB reads ``1e400``
 where Python refuses the infinity it overflows to), no ``\\u0000`` or surrogate escape (which
-Python refuses to store), at most :data:`MAX_BRACKETS` brackets in a field and in the
-``data``/``userIdHashes`` array read from a string. Every other line goes to the Python parser,
-which either accepts it too or rejects it with its reason, so every rejection and its wording
-comes from one place. A differential property test
+Python refuses to store), at most :data:`MAX_BRACKETS` brackets in the line (once the ballot
+is cut out, see below) and in the ``data``/``userIdHashes`` array read from a string, every
+``params`` and ``diff`` element an object with a ``key``. Every other line goes to the Python
+parser, which either accepts it too or rejects it with its reason, so every rejection and its
+wording comes from one place. A differential property test
 (``election_pipeline_tests/ingest/test_line_sql_differential.py``) checks that both read every
 accepted line alike.
 
-Speed: a ``vote`` line carries kilobytes of base64 ballot in a ``binaryValue``. The line is
-split at ``"`` once, and the content of every ``"binaryValue":"...`` string without a
-backslash is replaced by ``~``: that content is checked once (``json_valid`` of the string),
-and every other check reads the short line that remains. In valid JSON the ``"`` ending
-``"binaryValue":"`` always opens a string value, so the replacement changes the content of
-one string and nothing else; it is only made when the first eight fields hold no ``"``.
+Speed: a ``vote`` line carries kilobytes of base64 ballot in a ``binaryValue``, and nearly all
+the time goes into reading such long strings, so each is read as few times as possible, and
+only by functions that go through it at memory speed. ``_lines`` is a ``UNION ALL`` with a
+branch per text file, so that the files are read and classified in parallel (``read_text`` of a
+list of files yields them in one chunk, which one thread works through). The line is split at
+``"binaryValue":`` (``string_split``, no character-indexed ``substr`` of a long string: DuckDB
+walks those one character at a time), and when the text after the first or second one starts
+with a JSON string directly followed by ``}`` (after the line's eighth ``;``), whose content
+holds no backslash and passes ``json_valid`` (no control character), that content is replaced
+by ``~``. That ``json_valid`` is the one pass over the ballot; every other check reads the
+short line that remains. In a valid field, ``"binaryValue":"`` always opens a string value,
+so the replacement changes the content of one string and nothing else; in a field that is not
+valid JSON, the quote after ``binaryValue`` cannot end a string, and the field stays invalid.
+The JSON of ``params`` and ``diff`` is read by one ``from_json`` and one ``json_keys`` each
+(every element an object with a ``"key"``, no name of ``key``/``stringValue``/``intValue``/
+``boolValue`` repeated in an object: the names ``json_keys`` lists add up to those
+``from_json`` found), without a lambda per object.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 
@@ -45,7 +58,7 @@ import pandas as pd
 
 from election_pipeline.vocabulary import Operation
 
-#: Lines with more ``[`` and ``{`` than this in a JSON field (or in a ``data`` or
+#: Lines with more ``[`` and ``{`` than this (or a ``data`` or
 #: ``userIdHashes`` array read from a string) go to the Python parser: it reads deep JSON (and
 #: rejects JSON nested too deeply to read) where DuckDB's reader has no such limit.
 MAX_BRACKETS = 500
@@ -63,7 +76,7 @@ _ID = r"^[\x21-\x7e]{1,128}$"
 _SENDER = r"^[\x21-\x7e]{0,255}$"
 #: A blank line: nothing but what Python's ``str.strip()`` removes.
 _BLANK = "[" + "".join(f"\\x{{{c:x}}}" for c in range(0x110000) if chr(c).isspace() and c != 10) + "]*"
-_BLOB_KEY = "binaryValue"
+_BLOB_SEP = '"binaryValue":'
 _MIN_TS_MS = 946_684_800_000
 _MAX_TS_MS = 4_102_444_800_000
 _PARAMS_SCHEMA = '[{"key": "VARCHAR", "stringValue": "VARCHAR", "intValue": "VARCHAR", "boolValue": "VARCHAR"}]'
@@ -100,6 +113,23 @@ def _brackets(text: str) -> str:
     return f"(length({text}) - length(replace(replace({text}, '[', ''), '{{', '')))"
 
 
+def _count(char: str, text: str) -> str:
+    """SQL: the number of ``char`` in ``text``."""
+    return f"(strlen({text}) - strlen(replace({text}, '{char}', '')))"
+
+
+def _masked(split: str, head: str, piece: str) -> str:
+    """SQL: the text after a ``"binaryValue":`` (``piece``; ``split`` is it split at ``}``,
+    ``head`` the part before the first ``}``) with the content of its string replaced by ``~``,
+    when it starts with a whole JSON string directly followed by ``}`` whose content holds no
+    backslash and nothing JSON refuses (``json_valid``); else ``piece`` unchanged."""
+    return (
+        f"CASE WHEN len({split}) >= 2 AND strlen({head}) >= 2 AND starts_with({head}, '\"') "
+        f"AND ends_with({head}, '\"') AND NOT contains({head}, chr(92)) "
+        f"AND json_valid({head}) THEN '\"~\"}}' || array_to_string({split}[2:], '}}') ELSE {piece} END"
+    )
+
+
 def create_stage(duck: duckdb.DuckDBPyConnection) -> None:
     """(Re)create the empty staging tables of one group of files."""
     duck.execute("CREATE OR REPLACE TEMP TABLE _py_lines (file_id INTEGER, line_number INTEGER, line VARCHAR)")
@@ -116,7 +146,7 @@ def create_stage(duck: duckdb.DuckDBPyConnection) -> None:
         "sender VARCHAR, fee VARCHAR, fee_asset VARCHAR, operation VARCHAR, rejected BOOLEAN, fail_key VARCHAR, "
         "is_rollback BOOLEAN, bulletins INTEGER, voters_added INTEGER)"
     )
-    _define_lines(duck, [])
+    _define_lines(duck)
 
 
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9/._+=,@ -]+$")
@@ -129,43 +159,71 @@ def readable_by_duckdb(path: str) -> bool:
     return bool(_SAFE_PATH.match(path))
 
 
-def _text_lines_sql(paths: list[str]) -> str:
-    """SQL: ``(file_id, line_number, line)`` of the non-blank lines of the listed text files."""
-    listed = ", ".join(f"'{path}'" for path in paths)
+def _text_lines_sql(files: list[tuple[int, str]]) -> str:
+    """SQL: ``(file_id, line_number, line)`` of the non-blank lines of the listed text files
+    (no path listed twice)."""
+    listed = ", ".join(f"'{path}'" for _, path in files)
+    ids = ", ".join(str(int(file_id)) for file_id, _ in files)
     return rf"""
-        WITH contents AS (
-            -- '\r\n' ends become '\n' in one pass over the file (only when it has any), so that
-            -- no line has to be trimmed one character at a time.
-            SELECT f.file_id,
-                   CASE WHEN contains(t.content, chr(13) || chr(10))
-                        THEN replace(t.content, chr(13) || chr(10), chr(10)) ELSE t.content END AS content
-            FROM read_text([{listed}]) t
-            JOIN _text_files f ON f.path = t.filename
-        ),
-        split AS (
-            SELECT file_id, string_split(content, chr(10)) AS lines FROM contents
-        ),
-        numbered AS (
-            SELECT file_id, unnest(lines) AS raw, unnest(range(1, len(lines) + 1)) AS line_number FROM split
-        ),
-        unmarked AS (
-            SELECT file_id, line_number,
-                   CASE WHEN line_number = 1 AND starts_with(raw, chr(65279)) THEN substr(raw, 2) ELSE raw END AS bare
-            FROM numbered
-        ),
-        cleaned AS (
+        SELECT file_id, line_number, line FROM (
             SELECT file_id, line_number,
                    CASE WHEN ends_with(bare, chr(13)) THEN rtrim(bare, chr(13)) ELSE bare END AS line
-            FROM unmarked
+            FROM (
+                SELECT file_id, line_number,
+                       CASE WHEN line_number = 1 AND starts_with(raw, chr(65279)) THEN substr(raw, 2) ELSE raw END
+                           AS bare
+                FROM (
+                    SELECT file_id, unnest(lines) AS raw, unnest(range(1, len(lines) + 1)) AS line_number
+                    FROM (
+                        -- '\r\n' ends become '\n' in one pass over the file (only when it has
+                        -- any), so that no line has to be trimmed one character at a time.
+                        SELECT [{ids}][list_position([{listed}], filename)] AS file_id,
+                               string_split(
+                                   CASE WHEN contains(content, chr(13) || chr(10))
+                                        THEN replace(content, chr(13) || chr(10), chr(10)) ELSE content END,
+                                   chr(10)) AS lines
+                        FROM read_text([{listed}])
+                    )
+                )
+            )
         )
-        SELECT file_id, line_number, line FROM cleaned
         WHERE NOT regexp_full_match(line, '{_BLANK}')
     """
 
 
-def _define_lines(duck: duckdb.DuckDBPyConnection, paths: list[str]) -> None:
-    """(Re)define the view ``_lines``: the Python reader's lines, then those of ``paths``."""
-    text_part = f" UNION ALL ({_text_lines_sql(paths)})" if paths else ""
+def _branches(files: list[tuple[int, str]], count: int) -> list[list[tuple[int, str]]]:
+    """``files`` dealt into at most ``count`` groups of about the same size in bytes, the
+    largest first, no path twice in a group."""
+
+    def size(path: str) -> int:
+        try:
+            return os.stat(path).st_size
+        except OSError:
+            return 0
+
+    groups: list[list[tuple[int, str]]] = [[] for _ in range(max(1, min(count, len(files))))]
+    totals = [0] * len(groups)
+    for (file_id, path), n in sorted(((f, size(f[1])) for f in files), key=lambda item: (-item[1], item[0])):
+        free = [i for i, group in enumerate(groups) if all(p != path for _, p in group)]
+        if not free:
+            groups.append([])
+            totals.append(0)
+            free = [len(groups) - 1]
+        target = min(free, key=lambda i: totals[i])
+        groups[target].append((file_id, path))
+        totals[target] += n
+    return [group for group in groups if group]
+
+
+def _define_lines(duck: duckdb.DuckDBPyConnection) -> None:
+    """(Re)define the view ``_lines``: the Python reader's lines, then those of the files listed
+    in ``_text_files``. The files are dealt into a few branches of a ``UNION ALL`` (twice as
+    many as DuckDB has threads), so that DuckDB reads and classifies them in parallel:
+    ``read_text`` of a list of files yields them in one chunk, which one thread works through."""
+    files = duck.execute("SELECT file_id, path FROM _text_files ORDER BY path, file_id").fetchall()
+    row = duck.execute("SELECT current_setting('threads')").fetchone()
+    threads = int(row[0]) if row else 1
+    text_part = "".join(f" UNION ALL ({_text_lines_sql(group)})" for group in _branches(files, 2 * threads))
     duck.execute(f"CREATE OR REPLACE TEMP VIEW _lines AS SELECT file_id, line_number, line FROM _py_lines{text_part}")
 
 
@@ -178,8 +236,7 @@ def drop_files(duck: duckdb.DuckDBPyConnection, file_ids: Iterable[int]) -> None
     marks = ", ".join(str(i) for i in ids)
     for table in ("_py_lines", "_text_files", "_verdict", "_classified"):
         duck.execute(f"DELETE FROM {table} WHERE file_id IN ({marks})")
-    paths = [row[0] for row in duck.execute("SELECT DISTINCT path FROM _text_files ORDER BY path").fetchall()]
-    _define_lines(duck, paths)
+    _define_lines(duck)
 
 
 def _staged(duck: duckdb.DuckDBPyConnection) -> None:
@@ -200,8 +257,7 @@ def stage_text_files(duck: duckdb.DuckDBPyConnection, files: Iterable[tuple[int,
         if not readable_by_duckdb(path):
             raise ValueError(f"{path!r} cannot be read by read_text (glob characters or quotes in its path)")
     duck.executemany("INSERT INTO _text_files VALUES (?, ?)", [[file_id, path] for file_id, path in files])
-    paths = [row[0] for row in duck.execute("SELECT DISTINCT path FROM _text_files ORDER BY path").fetchall()]
-    _define_lines(duck, paths)
+    _define_lines(duck)
     _staged(duck)
 
 
@@ -220,29 +276,31 @@ def stage_lines(duck: duckdb.DuckDBPyConnection, rows: list[tuple[int, int, str]
 
 CLASSIFY_SQL = rf"""
 CREATE OR REPLACE TEMP TABLE _verdict AS
-WITH tokens AS (
-    SELECT file_id, line_number, line, string_split(line, '"') AS toks FROM _lines
+WITH pieces AS (
+    SELECT file_id, line_number, line,
+           CASE WHEN contains(line, '{_BLOB_SEP}') THEN string_split(line, '{_BLOB_SEP}') END AS s
+    FROM _lines
 ),
--- The content of each "binaryValue":"..." string without a backslash (a token followed by a
--- '"'), when the first eight fields hold no '"' (the first token then holds their eight ';').
-masked AS (
-    SELECT *,
-           CASE WHEN len(toks) > 3 AND len(string_split(toks[1], ';')) >= 9
-                THEN list_transform(toks, lambda tok, i: i > 2 AND i < len(toks) AND toks[i - 1] = ':'
-                                                         AND toks[i - 2] = '{_BLOB_KEY}' AND NOT contains(tok, chr(92)))
-           END AS mask
-    FROM tokens
+-- The text after each of the first two "binaryValue": of the line, split at the first '}}', when
+-- the first eight fields (and their eight ';') come before it. (Each list element is taken out
+-- once: every s[i] copies the string.)
+blobs AS (
+    SELECT file_id, line_number, line, s, s1,
+           CASE WHEN tail THEN string_split(s[2], '}}') END AS b2,
+           CASE WHEN tail AND len(s) >= 3 THEN string_split(s[3], '}}') END AS b3
+    FROM (SELECT *, s[1] AS s1, len(s) >= 2 AND {_count(";", "s[1]")} >= 8 AS tail FROM pieces)
+),
+heads AS (
+    SELECT *, b2[1] AS h2, b3[1] AS h3 FROM blobs
 ),
 cut AS (
     SELECT file_id, line_number, line,
-           CASE WHEN coalesce(list_bool_or(mask), FALSE)
-                THEN array_to_string(list_transform(toks, lambda tok, i: CASE WHEN mask[i] THEN '~' ELSE tok END), '"')
-                ELSE line END AS cut_line,
-           CASE WHEN coalesce(list_bool_or(mask), FALSE)
-                THEN list_bool_and(list_transform(list_filter(toks, lambda tok, i: mask[i]),
-                                                  lambda blob: json_valid('"' || blob || '"')))
-                ELSE TRUE END AS blobs_ok
-    FROM masked
+           CASE WHEN b2 IS NULL THEN line
+                ELSE s1 || '{_BLOB_SEP}' || {_masked("b2", "h2", "s[2]")}
+                     || CASE WHEN len(s) >= 3 THEN '{_BLOB_SEP}' || {_masked("b3", "h3", "s[3]")} ELSE '' END
+                     || CASE WHEN len(s) >= 4 THEN '{_BLOB_SEP}' || array_to_string(s[4:], '{_BLOB_SEP}') ELSE '' END
+           END AS cut_line
+    FROM heads
 ),
 split AS (
     SELECT *, string_split(cut_line, ';') AS parts FROM cut
@@ -256,7 +314,7 @@ fields AS (
 head AS (
     SELECT *,
            coalesce(
-               blobs_ok AND len(parts) >= 12
+               len(parts) >= 12
                AND regexp_full_match(tx_id, '{_ID}')
                AND tx_type IN ('103', '104')
                AND (version = '' OR regexp_full_match(version, '[0-9]{{1,9}}'))
@@ -288,60 +346,62 @@ shaped AS (
                AND (j.diff = '' OR (starts_with(j.diff, '[') AND ends_with(j.diff, ']')))
                AND (j.extra = '' OR (starts_with(j.extra, '{{') AND ends_with(j.extra, '}}')))
                AND NOT regexp_matches(j.params || ';' || j.diff || ';' || j.extra, '{_LENIENT}')
-               AND {_brackets("j.params")} <= {MAX_BRACKETS}
-               AND {_brackets("j.diff")} <= {MAX_BRACKETS}
-               AND {_brackets("j.extra")} <= {MAX_BRACKETS}
+               AND {_brackets("cut_line")} <= {MAX_BRACKETS}
                AND (j.params = '' OR json_valid(j.params))
                AND (j.diff = '' OR json_valid(j.diff))
                AND (j.extra = '' OR json_valid(j.extra)),
                FALSE) AS json_ok
     FROM located
 ),
+-- Each params (diff) element must be an object with a "key": from_json reads a NULL key from
+-- anything else. A key name repeated inside one object (where Python keeps the last value and
+-- from_json the first) shows as more of the names read than from_json found: every object has
+-- each name it holds at least once among its keys (json_keys), so the totals are equal only
+-- when no object repeats one.
 parsed AS (
     SELECT *,
            CASE WHEN json_ok THEN (CASE WHEN j.params = '' THEN [] ELSE from_json(j.params, '{_PARAMS_SCHEMA}') END)
            END AS pe,
            CASE WHEN json_ok THEN (CASE WHEN j.diff = '' THEN [] ELSE from_json(j.diff, '{_DIFF_SCHEMA}') END)
            END AS de,
-           CASE WHEN NOT json_ok THEN NULL
-                WHEN j.params = '' THEN TRUE
-                ELSE coalesce(
-                   list_bool_and(list_transform(json_type(j.params, '$[*]'), lambda t: t = 'OBJECT'))
-                   AND list_bool_and(list_transform(json_keys(j.params, '$[*]'), lambda k: len(k) = len(list_distinct(k)))),
-                   TRUE)
-           END AS params_ok,
-           CASE WHEN NOT json_ok THEN NULL
-                WHEN j.diff = '' THEN TRUE
-                ELSE coalesce(
-                   list_bool_and(list_transform(json_type(j.diff, '$[*]'), lambda t: t = 'OBJECT'))
-                   AND list_bool_and(list_transform(json_keys(j.diff, '$[*]'), lambda k: len(k) = len(list_distinct(k)))),
-                   TRUE)
-           END AS diff_ok
+           CASE WHEN json_ok THEN (CASE WHEN j.params = '' THEN [] ELSE flatten(json_keys(j.params, '$[*]')) END)
+           END AS pk,
+           CASE WHEN json_ok THEN (CASE WHEN j.diff = '' THEN [] ELSE flatten(json_keys(j.diff, '$[*]')) END)
+           END AS dk
     FROM shaped
 ),
 entries AS (
     SELECT *,
-           list_transform(list_filter(pe, lambda e: e.key IS NOT NULL), lambda e: e.key) AS keys,
-           list_filter(pe, lambda e: e.key = 'operation') AS op_e,
-           list_filter(pe, lambda e: e.key = 'data') AS data_e,
-           list_filter(pe, lambda e: e.key = 'votersCount') AS count_e,
-           list_filter(pe, lambda e: e.key = 'userIdHashes') AS hashes_e,
-           list_filter(list_transform(de, lambda e: e.key), lambda k: starts_with(k, 'FAIL')) AS fails
+           list_transform(pe, lambda e: e.key) AS keys,
+           list_transform(pe, lambda e: coalesce(e.stringValue, e.intValue, e.boolValue)) AS vals,
+           list_transform(de, lambda e: e.key) AS diff_keys,
+           len(list_filter(pk, lambda k: k IN ('key', 'stringValue', 'intValue', 'boolValue'))) AS pk_named,
+           coalesce(list_sum(list_transform(pe, lambda e: (e.key IS NOT NULL)::INTEGER
+                                                          + (e.stringValue IS NOT NULL)::INTEGER
+                                                          + (e.intValue IS NOT NULL)::INTEGER
+                                                          + (e.boolValue IS NOT NULL)::INTEGER)), 0) AS pe_named,
+           len(list_filter(dk, lambda k: k = 'key')) AS dk_named
     FROM parsed
 ),
+-- The params keys are all there and all different (list_unique counts the distinct non-NULL
+-- ones), so each name is found at one place or none.
 named AS (
     SELECT *,
-           coalesce(json_ok AND params_ok AND diff_ok AND len(keys) = len(list_distinct(keys)), FALSE) AS entries_ok,
-           coalesce(op_e[1].stringValue, op_e[1].intValue, op_e[1].boolValue) AS op_raw,
-           coalesce(data_e[1].stringValue, data_e[1].intValue, data_e[1].boolValue) AS data_raw,
-           coalesce(count_e[1].stringValue, count_e[1].intValue, count_e[1].boolValue) AS count_raw,
-           coalesce(hashes_e[1].stringValue, hashes_e[1].intValue, hashes_e[1].boolValue) AS hashes_raw
+           coalesce(json_ok AND list_unique(keys) = len(pe) AND pk_named = pe_named
+                    AND list_aggr(diff_keys, 'count') = len(de) AND dk_named = len(de), FALSE) AS entries_ok,
+           list_filter(diff_keys, lambda k: starts_with(k, 'FAIL')) AS fails,
+           list_position(keys, 'operation') AS op_i,
+           list_position(keys, 'votersCount') AS count_i,
+           vals[list_position(keys, 'operation')] AS op_raw,
+           vals[list_position(keys, 'data')] AS data_raw,
+           vals[list_position(keys, 'votersCount')] AS count_raw,
+           vals[list_position(keys, 'userIdHashes')] AS hashes_raw
     FROM entries
 ),
 operations AS (
     SELECT *,
            CASE WHEN NOT entries_ok THEN NULL
-                WHEN len(op_e) = 0 AND tx_type = '103' THEN 'createContract'
+                WHEN op_i IS NULL AND tx_type = '103' THEN 'createContract'
                 WHEN op_raw IS NOT NULL AND regexp_full_match(op_raw, '[A-Za-z]+')
                     THEN {_operations_case("lower(op_raw)")}
            END AS operation
@@ -354,7 +414,7 @@ arrays AS (
            CASE WHEN operation = 'blindSigIssue' AND data_raw IS NOT NULL
                      AND NOT regexp_matches(data_raw, '{_LENIENT}') AND {_brackets("data_raw")} <= {MAX_BRACKETS}
                 THEN json_valid(data_raw) END AS data_ok,
-           CASE WHEN operation = 'addVotersList' AND len(count_e) = 0 AND hashes_raw IS NOT NULL
+           CASE WHEN operation = 'addVotersList' AND count_i IS NULL AND hashes_raw IS NOT NULL
                      AND NOT regexp_matches(hashes_raw, '{_LENIENT}') AND {_brackets("hashes_raw")} <= {MAX_BRACKETS}
                 THEN json_valid(hashes_raw) END AS hashes_ok
     FROM operations
@@ -364,9 +424,9 @@ counted AS (
            CASE WHEN data_ok THEN (CASE WHEN json_type(data_raw) = 'ARRAY' THEN json_array_length(data_raw) END)
            END AS bulletins_n,
            CASE WHEN operation <> 'addVotersList' THEN NULL
-                WHEN len(count_e) > 0 AND count_raw IS NOT NULL AND regexp_full_match(count_raw, '[0-9]{{1,9}}')
+                WHEN count_i IS NOT NULL AND count_raw IS NOT NULL AND regexp_full_match(count_raw, '[0-9]{{1,9}}')
                     THEN TRY_CAST(count_raw AS INTEGER)
-                WHEN len(count_e) > 0 THEN NULL
+                WHEN count_i IS NOT NULL THEN NULL
                 WHEN hashes_ok THEN (CASE WHEN json_type(hashes_raw) = 'ARRAY' THEN json_array_length(hashes_raw) END)
            END AS voters_n
     FROM arrays
@@ -403,9 +463,22 @@ FROM judged
 
 def classify(duck: duckdb.DuckDBPyConnection) -> None:
     """Classify the staged lines DuckDB can read for certain into ``_classified`` (reading the
-    staged text files, once); its verdict on every staged line stays in ``_verdict``."""
-    duck.execute(CLASSIFY_SQL)
-    duck.execute(f"INSERT INTO _classified SELECT {', '.join(CLASSIFIED_COLUMNS)} FROM _verdict WHERE accepted")
+    staged text files, once); its verdict on every staged line stays in ``_verdict``.
+
+    ``_verdict`` is written without keeping the order of ``_lines`` (``preserve_insertion_order``
+    off for this one statement): DuckDB then writes it from every thread at once, where keeping
+    the order has one thread wait for the other. ``_classified`` gets them in line order."""
+    row = duck.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
+    keep_order = bool(row[0]) if row else True
+    duck.execute("SET preserve_insertion_order = false")
+    try:
+        duck.execute(CLASSIFY_SQL)
+    finally:
+        duck.execute(f"SET preserve_insertion_order = {'true' if keep_order else 'false'}")
+    duck.execute(
+        f"INSERT INTO _classified SELECT {', '.join(CLASSIFIED_COLUMNS)} FROM _verdict WHERE accepted "
+        "ORDER BY file_id, line_number"
+    )
     duck.execute("UPDATE _stage_state SET classified = TRUE")
 
 
