@@ -99,7 +99,8 @@ CREATE TABLE IF NOT EXISTS file_jobs (
     stored_path            VARCHAR,
     started_at             TIMESTAMP NOT NULL,
     completed_at           TIMESTAMP,
-    seq                    BIGINT NOT NULL
+    seq                    BIGINT NOT NULL,
+    moved                  BOOLEAN            -- the file reached stored_path (set after the move)
 );
 -- The file ledger: every file content counted or refused (published to file_ledger).
 CREATE TABLE IF NOT EXISTS file_ledger (
@@ -211,6 +212,8 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     }
     if "seq" not in rollback_columns:
         conn.execute("ALTER TABLE raw_rollbacks ADD COLUMN seq BIGINT")
+    # Jobs written before the column existed count as moved (NULL).
+    conn.execute("ALTER TABLE file_jobs ADD COLUMN IF NOT EXISTS moved BOOLEAN")
     from election_pipeline.analytics import change_log
 
     change_log.ensure_change_log(conn)

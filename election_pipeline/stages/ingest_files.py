@@ -208,6 +208,9 @@ class _File:
     # ledger entry (its content was never judged) and it is not moved.
     vanished: bool = False
     vanished_unread: bool = False
+    # Refused for a reason that is not its content (an unexpected error, too little memory):
+    # no ledger entry, so the same content dropped again is read again.
+    unjudged: bool = False
     job_id: str = field(default_factory=new_uuid)
     started: datetime = field(default_factory=utcnow)
     notes: list[str] = field(default_factory=list)
@@ -570,14 +573,29 @@ def _record_files(duck: duckdb.DuckDBPyConnection, files: list[_File], folders: 
     for f in files:
         if f.vanished:  # nothing to move, and no verdict on its content
             jobs.append(
-                (f.job_id, f.name, FileJobStatus.FAILED, f.refused, 0, 0, f.sha256 or None, "", f.started, now, seq)
+                (
+                    f.job_id,
+                    f.name,
+                    FileJobStatus.FAILED,
+                    f.refused,
+                    0,
+                    0,
+                    f.sha256 or None,
+                    "",
+                    f.started,
+                    now,
+                    seq,
+                    None,
+                )
             )
             continue
         if f.duplicate_of is not None:
             failed = f.duplicate_of["status"] == FileJobStatus.FAILED
             f.target = _destination(folders.quarantine_dir if failed else folders.processed_dir, f.path, f.sha256)
             status = FileJobStatus.FAILED if failed else FileJobStatus.COMPLETED
-            jobs.append((f.job_id, f.name, status, f.refused, 0, 0, f.sha256, str(f.target), f.started, now, seq))
+            jobs.append(
+                (f.job_id, f.name, status, f.refused, 0, 0, f.sha256, str(f.target), f.started, now, seq, False)
+            )
             continue
         f.target = _destination(folders.quarantine_dir if f.failed else folders.processed_dir, f.path, f.sha256)
         status = FileJobStatus.FAILED if f.failed else FileJobStatus.COMPLETED
@@ -595,9 +613,10 @@ def _record_files(duck: duckdb.DuckDBPyConnection, files: list[_File], folders: 
                 f.started,
                 now,
                 seq,
+                False,
             )
         )
-        if f.sha256:
+        if f.sha256 and not f.unjudged:
             ledger.append((f.sha256, f.name, status, f.job_id, f.size, str(f.target), now, seq))
         for source, line_number, reason, raw in f.rejected:
             text, length, digest = _truncated(raw)
@@ -620,6 +639,7 @@ def _record_files(duck: duckdb.DuckDBPyConnection, files: list[_File], folders: 
             "started_at",
             "completed_at",
             "seq",
+            "moved",
         ],
     )
     _insert_frame(
@@ -678,13 +698,25 @@ def _write_group(
     except BaseException:
         _rollback_quietly(duck)
         raise
+    moved = []
     for f in files:
         if f.target is None:  # gone before it was read
             continue
         try:
             _move(f.path, f.target)
-        except OSError as err:  # the ledger knows the file: the next run finishes the move
+            moved.append(f.job_id)
+        except OSError as err:  # its job says where it goes: the next run finishes the move
             log.error("File %s could not be moved to %s: %s", f.name, f.target, err)
+    _mark_moved(duck, moved)
+
+
+def _mark_moved(duck: duckdb.DuckDBPyConnection, job_ids: list[str]) -> None:
+    """Record that these jobs' files reached their stored path. Until then (a run stopped
+    between the commit and the moves) the next run finishes the move; after it, the same file
+    dropped again (taken back from the quarantine, say) is a new arrival."""
+    if job_ids:
+        with registered(duck, "_moved", pd.DataFrame({"id": job_ids})):
+            duck.execute("UPDATE file_jobs SET moved = TRUE WHERE id IN (SELECT id FROM _moved)")
 
 
 def _rollback_quietly(duck: duckdb.DuckDBPyConnection) -> None:
@@ -696,19 +728,37 @@ def _write_isolated(
     duck: duckdb.DuckDBPyConnection, files: list[_File], folders: DropFolders, limits: dict[str, int]
 ) -> None:
     """:func:`_write_group`; when something unexpected happens, each file is written alone,
-    and a file that fails alone is refused with the error as its reason."""
+    and a file that fails alone is refused with the error as its reason. A group that needs
+    more memory than DuckDB may use is written in halves; a single file that does is refused
+    (raise ``ELECTION_DUCKDB_MEMORY_LIMIT`` and drop it again)."""
     try:
         _write_group(duck, files, folders, limits)
+        return
+    except duckdb.OutOfMemoryException as err:
+        if len(files) > 1:
+            half = len(files) // 2
+            log.warning("A group of %d files needs more memory than DuckDB may use; writing it in halves", len(files))
+            for part in (files[:half], files[half:]):
+                for f in part:
+                    _reset(f)
+                _write_isolated(duck, part, folders, limits)
+            return
+        _refuse_alone(
+            duck,
+            files[0],
+            folders,
+            limits,
+            f"{files[0].name} needs more memory than DuckDB may use (ELECTION_DUCKDB_MEMORY_LIMIT): "
+            f"{str(err)[:200]}; raise the limit and drop the file again",
+        )
         return
     except STORE_ERRORS:
         raise
     except Exception as err:
         if len(files) == 1:
-            f = files[0]
-            log.exception("File %s could not be processed", f.name)
-            _reset(f)
-            f.refused = f"{f.name} could not be processed: {type(err).__name__}: {str(err)[:300]}"
-            _write_group(duck, [f], folders, limits)
+            log.exception("File %s could not be processed", files[0].name)
+            reason = f"{files[0].name} could not be processed: {type(err).__name__}: {str(err)[:300]}"
+            _refuse_alone(duck, files[0], folders, limits, reason)
             return
         log.warning("A group of %d files failed (%s); writing each file alone", len(files), err)
     for f in files:
@@ -716,10 +766,22 @@ def _write_isolated(
         _write_isolated(duck, [f], folders, limits)
 
 
+def _refuse_alone(
+    duck: duckdb.DuckDBPyConnection, f: _File, folders: DropFolders, limits: dict[str, int], reason: str
+) -> None:
+    """Write ``f`` alone as refused for ``reason``, a reason that is not its content: it is
+    quarantined with no ledger entry, so the same content dropped again is read again."""
+    _reset(f)
+    f.refused = reason
+    f.unjudged = True
+    _write_group(duck, [f], folders, limits)
+
+
 def _reset(f: _File) -> None:
     """Forget what an attempt read (the file is read again)."""
     f.refused = f.refused_unread if f.duplicate_of is None else f.refused
     f.vanished = f.vanished_unread
+    f.unjudged = False
     f.units.clear()
     f.rejected.clear()
     f.notes.clear()
@@ -758,6 +820,7 @@ def _unfinished_moves(duck: duckdb.DuckDBPyConnection, names: list[str]) -> dict
             "  SELECT filename, file_hash, id AS job_id, stored_path, row_number() OVER ("
             "      PARTITION BY filename, file_hash ORDER BY seq DESC, completed_at DESC) AS nth"
             "  FROM file_jobs WHERE filename IN (SELECT n FROM _names) AND coalesce(stored_path, '') <> ''"
+            "    AND NOT coalesce(moved, TRUE)"
             ") WHERE nth = 1"
         ).fetchall()
     out: dict[tuple[str, str], tuple[str, str]] = {}
@@ -854,6 +917,7 @@ def ingest_folder(
         for f in batch:
             recovered = _recover(f, unfinished)
             if recovered is not None:
+                _mark_moved(duck, [recovered.job_id] if recovered.job_id else [])
                 summary.outcomes.append(recovered)
                 done += 1
                 continue

@@ -124,7 +124,9 @@ def publish_file_records(duck: duckdb.DuckDBPyConnection, engine: Engine) -> Pub
             "SELECT DISTINCT constituency_id FROM raw_transactions WHERE seq > ? AND seq <= ?", window
         ).fetchall()
     }
-    jobs = _dicts(duck, "SELECT * EXCLUDE (seq) FROM file_jobs WHERE seq > ? AND seq <= ? ORDER BY started_at", window)
+    jobs = _dicts(
+        duck, "SELECT * EXCLUDE (seq, moved) FROM file_jobs WHERE seq > ? AND seq <= ? ORDER BY started_at", window
+    )
     ledger = _dicts(duck, "SELECT * EXCLUDE (seq) FROM file_ledger WHERE seq > ? AND seq <= ?", window)
     rejected = _dicts(duck, "SELECT * EXCLUDE (seq) FROM raw_rejected WHERE seq > ? AND seq <= ?", window)
     with engine.begin() as conn:

@@ -500,6 +500,33 @@ def test_a_file_changed_between_hashing_and_reading_is_read_again_next_run(ws, k
     assert not (ws.input_dir / growing).exists()
 
 
+def test_a_group_too_big_for_duckdbs_memory_is_halved_and_a_file_too_big_fails_alone(ws):
+    """Under a small DuckDB memory limit, a group of files that does not fit is written in
+    halves (every file counted); a single file that does not fit fails alone, with no ledger
+    entry, and is counted once the limit is raised and the file dropped again."""
+    hours = [8, 9, 10, 11]
+    for h in hours:  # ~1,000 votes each, far apart enough in memory that one at a time fits
+        ws.drop(file_name(C1, h), [vote(f"V{h}-{i}", at(h, i % 60), f"K{h}-{i}") for i in range(1_000)])
+    big = file_name(C4, 8)
+    ws.drop(big, [vote(f"B{i}", at(8, i % 60), f"BK{i}") for i in range(60_000)])  # ~70 MB
+    drop_good(ws)
+    ws.duck.execute("SET memory_limit = '64MB'")
+    summary = ws.run()
+    statuses = {o.filename: o.status for o in summary.outcomes}
+    assert [statuses[file_name(C1, h)] for h in hours] == ["completed"] * 4
+    assert ws.hourly_figures(C1) == {hour(h): (1_000, 0, 1_000, 0, 0) for h in hours}
+    assert_good_counted(ws)
+    job = assert_failed(ws, big, "needs more memory than DuckDB may use", "ELECTION_DUCKDB_MEMORY_LIMIT")
+    assert job["status"] == "failed"
+    assert ws.duck.execute("SELECT count(*) FROM file_ledger WHERE filename = ?", [big]).fetchall() == [(0,)]
+    assert ws.hourly(C4) == {}
+
+    ws.duck.execute("SET memory_limit = '2GB'")
+    shutil.move(ws.quarantine_dir / big, ws.input_dir / big)
+    ws.run()
+    assert ws.hourly_figures(C4) == {hour(8): (60_000, 0, 60_000, 0, 0)}
+
+
 # --------------------------------------------------------------------------------------
 # 5. A first run with nothing (or nothing good) to read
 # --------------------------------------------------------------------------------------

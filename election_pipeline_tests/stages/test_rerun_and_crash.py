@@ -414,6 +414,25 @@ def test_crash_inside_the_group_transaction(ws, clean, table, group_max_files, c
     assert_same_as(ws, clean)
 
 
+def not_marked_moved(ws, names: list[str]) -> None:
+    """The other half of putting files back where a crash before the moves left them: their
+    jobs do not say they were moved either (that mark is written after the moves)."""
+    marks = ", ".join("?" for _ in names)
+    ws.duck.execute(f"UPDATE file_jobs SET moved = FALSE WHERE filename IN ({marks})", list(names))
+
+
+def test_a_quarantined_file_taken_back_into_the_drop_folder_is_read_again(ws):
+    """Not a crash: once a file reached the quarantine, the same file put back in the drop
+    folder is a new arrival, not a move to finish. Content refused for what it holds is a
+    duplicate of the refusal (a job of its own says so); nothing is silently moved back."""
+    drop_dataset(ws)
+    ws.run()
+    os.rename(ws.quarantine_dir / F4, ws.input_dir / F4)
+    summary = ws.run()
+    assert [(o.filename, o.status) for o in summary.outcomes] == [(F4, "duplicate")]
+    assert "already refused" in summary.outcomes[0].reason
+
+
 @pytest.mark.parametrize(
     ("group_max_files", "crash_group"),
     [(1000, 0), (2, 0), (2, 1)],
@@ -431,6 +450,7 @@ def test_crash_after_the_duckdb_commit_before_the_moves(ws, clean, group_max_fil
     for name in groups[crash_group]:
         moved = ws.quarantine_dir / name if name == F4 else ws.processed_dir / name
         os.rename(moved, ws.input_dir / name)
+    not_marked_moved(ws, groups[crash_group])
     ws.reopen_duck()
     assert duck_filenames(ws, "file_ledger") == done
     assert folder_contents(ws)["input"] == [f for f in ALL_FILES if f not in done or f in groups[crash_group]]
@@ -594,6 +614,7 @@ def test_crash_before_the_moves_with_a_file_the_ledger_does_not_hold(ws, workspa
         for folder in (ws.processed_dir, ws.quarantine_dir):
             if (folder / name).is_symlink() or (folder / name).exists():
                 os.rename(folder / name, ws.input_dir / name)
+    not_marked_moved(ws, [name for (name,) in last])
     ws.reopen_duck()
     ws.run()
     assert ws.snapshot() == clean.snapshot()
