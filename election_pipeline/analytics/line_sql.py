@@ -30,8 +30,8 @@ accepted line alike.
 
 Speed: a ``vote`` line carries kilobytes of base64 ballot in a ``binaryValue``, and nearly all
 the time goes into reading such long strings, so each is read as few times as possible, and
-only by functions that go through it at memory speed. ``_lines`` is a ``UNION ALL`` with a
-branch per text file, so that the files are read and classified in parallel (``read_text`` of a
+only by functions that go through it at memory speed. ``_lines`` is a ``UNION ALL`` of a
+few branches (the text files dealt among them by size), so that the files are read and classified in parallel (``read_text`` of a
 list of files yields them in one chunk, which one thread works through). The line is split at
 ``"binaryValue":`` (``string_split``, no character-indexed ``substr`` of a long string: DuckDB
 walks those one character at a time), and when the text after the first or second one starts
@@ -49,6 +49,7 @@ The JSON of ``params`` and ``diff`` is read by one ``from_json`` and one ``json_
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterable
@@ -56,6 +57,7 @@ from collections.abc import Iterable
 import duckdb
 import pandas as pd
 
+from election_pipeline.analytics.duck_frames import registered
 from election_pipeline.vocabulary import Operation
 
 #: Lines with more ``[`` and ``{`` than this (or a ``data`` or
@@ -266,11 +268,8 @@ def stage_lines(duck: duckdb.DuckDBPyConnection, rows: list[tuple[int, int, str]
     and byte-order mark) to ``_lines``."""
     if not rows:
         return
-    duck.register("_py_lines_frame", pd.DataFrame(rows, columns=["file_id", "line_number", "line"]))
-    try:
+    with registered(duck, "_py_lines_frame", pd.DataFrame(rows, columns=["file_id", "line_number", "line"])):
         duck.execute("INSERT INTO _py_lines SELECT file_id, line_number, line FROM _py_lines_frame")
-    finally:
-        duck.unregister("_py_lines_frame")
     _staged(duck)
 
 
@@ -471,10 +470,16 @@ def classify(duck: duckdb.DuckDBPyConnection) -> None:
     row = duck.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
     keep_order = bool(row[0]) if row else True
     duck.execute("SET preserve_insertion_order = false")
+    restore = f"SET preserve_insertion_order = {'true' if keep_order else 'false'}"
     try:
         duck.execute(CLASSIFY_SQL)
-    finally:
-        duck.execute(f"SET preserve_insertion_order = {'true' if keep_order else 'false'}")
+    except BaseException:
+        # the error of the statement is the one that propagates (the SET may fail on the
+        # transaction it aborted, and must not hide it)
+        with contextlib.suppress(duckdb.Error):
+            duck.execute(restore)
+        raise
+    duck.execute(restore)
     duck.execute(
         f"INSERT INTO _classified SELECT {', '.join(CLASSIFIED_COLUMNS)} FROM _verdict WHERE accepted "
         "ORDER BY file_id, line_number"
@@ -500,8 +505,5 @@ def add_classified(duck: duckdb.DuckDBPyConnection, rows: list[tuple]) -> None:
     """Add lines the Python parser accepted (tuples in :data:`CLASSIFIED_COLUMNS` order)."""
     if not rows:
         return
-    duck.register("_py_classified", pd.DataFrame(rows, columns=CLASSIFIED_COLUMNS))
-    try:
+    with registered(duck, "_py_classified", pd.DataFrame(rows, columns=CLASSIFIED_COLUMNS)):
         duck.execute(f"INSERT INTO _classified SELECT {', '.join(CLASSIFIED_COLUMNS)} FROM _py_classified")
-    finally:
-        duck.unregister("_py_classified")
