@@ -36,6 +36,7 @@ import duckdb
 import pandas as pd
 
 from election_pipeline.analytics import raw_store
+from election_pipeline.analytics.duck_frames import registered
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS change_log (
@@ -116,12 +117,8 @@ def _log(
         return None
     if seq is None:
         seq = next_seq(conn)
-    frame = pd.DataFrame({"constituency_id": ids})
-    conn.register("_changed", frame)
-    try:
+    with registered(conn, "_changed", pd.DataFrame({"constituency_id": ids})):
         conn.execute("INSERT INTO change_log SELECT ?, constituency_id, ?, ? FROM _changed", [seq, reason, _now()])
-    finally:
-        conn.unregister("_changed")
     return seq
 
 
@@ -154,14 +151,11 @@ def record_ingested(
     logged = _log(conn, changed, "ingest", seq)
     seq = logged if logged is not None else seq
     if hashes:
-        conn.register("_logged_files", pd.DataFrame({"file_hash": hashes}))
-        try:
+        with registered(conn, "_logged_files", pd.DataFrame({"file_hash": hashes})):
             conn.execute(
                 "INSERT OR IGNORE INTO change_log_files SELECT file_hash, ? FROM _logged_files",
                 [seq if seq is not None else 0],
             )
-        finally:
-            conn.unregister("_logged_files")
     _set_counts(conn)
 
 
