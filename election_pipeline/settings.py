@@ -111,6 +111,22 @@ class Settings(BaseSettings, DetectionThresholds):
         "(0: every run is a full pass)",
     )
 
+    api_host: str = Field(
+        "127.0.0.1",
+        description="address `election-pipeline serve` binds the HTTP API to; an address other than the loopback "
+        "needs ELECTION_API_ALLOW_REMOTE=1",
+    )
+    api_port: int = Field(8000, ge=1, le=65535, description="port of the HTTP API")
+    api_allow_remote: bool = Field(
+        False,
+        description="1: let the HTTP API bind an address that is not the loopback (put a TLS-terminating proxy in "
+        "front: bearer tokens travel in clear otherwise)",
+    )
+    api_public_read: bool = Field(
+        False,
+        description="1: the HTTP API answers reads without a token (writes and token management still need one)",
+    )
+
     @property
     def reports_folder(self) -> str:
         """``reports_dir``, or ``reports/`` next to the DuckDB file when it is empty."""

@@ -6,6 +6,8 @@
 * ``summary``: print what the operational database holds.
 * ``report``: metrics of an election, a constituency or hour by hour (``report --help``).
 * ``alerts``: list, show, assign, note, set the status of and snooze alerts (``alerts --help``).
+* ``tokens``: create, list and revoke the HTTP API's bearer tokens (``tokens --help``).
+* ``serve``: serve the HTTP API (docs/api.md).
 
 Each group of subcommands lives in its own module with a ``register(subparsers)``
 function, listed in ``COMMAND_MODULES``. Settings come from the ``ELECTION_*`` environment
@@ -19,7 +21,7 @@ import importlib
 import sys
 from typing import NoReturn
 
-COMMAND_MODULES = ("commands_run", "report", "alerts")
+COMMAND_MODULES = ("commands_run", "report", "alerts", "tokens", "serve")
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -9,6 +9,8 @@
 
 ``ID`` is an alert id or a unique prefix of one (at least four characters). The pipeline
 never resets what is set here: status, notes and assignee survive every rematerialisation.
+Every change is recorded in the alert's history (``alerts show``) under the OS user's name,
+or under ``--as NAME``.
 Settings (``ELECTION_DATABASE_URL``) come from the environment.
 
 A bad argument exits with status 2 and one line on stderr. Text from the data (titles,
@@ -226,6 +228,38 @@ def _print_alert(a: Any, out: Any = None) -> None:
             w(f"    {_lines(note, '      ')}\n")
 
 
+def _print_history(events: list[Any], out: Any = None) -> None:
+    out = out or sys.stdout
+    out.write(f"\n  history ({len(events)} change(s)):\n")
+    for e in events:
+        changes = "; ".join(
+            f"{printable(k)}: {_brief(v.get('from'))} -> {_brief(v.get('to'))}" if isinstance(v, dict) else printable(k)
+            for k, v in (e.changes or {}).items()
+        )
+        out.write(f"    [{_when(e.at)}] {printable(e.actor)} ({printable(e.action)}): {changes}\n")
+
+
+def _brief(value: Any, limit: int = 60) -> str:
+    text = "-" if value is None else printable(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def actor(args: argparse.Namespace) -> str:
+    """Who the command line's changes are recorded as: ``--as NAME``, else the OS user."""
+    import getpass
+
+    given = getattr(args, "as_", None)
+    if given is not None:
+        name = _text(given.strip(), "--as", MAX_NAME)
+        if not name:
+            raise ValueError("--as must not be empty")
+        return name
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
+
+
 def _filter(value: str | None, option: str) -> str | None:
     """A ``list`` filter given on the command line: ``None`` (not given) or non-empty text."""
     if value is None:
@@ -259,14 +293,23 @@ def _as_json(a: Any) -> dict[str, Any]:
     return AlertResponse.model_validate(a).model_dump(mode="json")
 
 
+def show_json(crud: Any, alert: Any) -> dict[str, Any]:
+    """``alerts show --format json``: the alert and its history (oldest first)."""
+    from election_pipeline.api.models import AlertEventOut
+
+    history = [AlertEventOut.model_validate(e).model_dump(mode="json") for e in crud.history(alert.id)]
+    return _as_json(alert) | {"history": history}
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     with _crud() as crud:
         alert = _find(crud, args.id)
         if args.format == "json":
-            json.dump(_as_json(alert), sys.stdout, indent=2, default=str)
+            json.dump(show_json(crud, alert), sys.stdout, indent=2, default=str)
             sys.stdout.write("\n")
         else:
             _print_alert(alert)
+            _print_history(crud.history(alert.id))
     return 0
 
 
@@ -275,7 +318,7 @@ def cmd_assign(args: argparse.Namespace) -> int:
     if not who:
         raise ValueError("the assignee must not be empty: give a name, or - to unassign")
     with _crud() as crud:
-        alert = crud.assign(_find(crud, args.id).id, None if who == "-" else who)
+        alert = crud.assign(_find(crud, args.id).id, None if who == "-" else who, actor=actor(args))
         print(f"{alert.id}: assigned to {alert.assigned_to}" if alert.assigned_to else f"{alert.id}: unassigned")
     return 0
 
@@ -286,7 +329,7 @@ def cmd_note(args: argparse.Namespace) -> int:
     if author == "":
         raise ValueError("--author must not be empty")
     with _crud() as crud:
-        alert = crud.add_note(id=_find(crud, args.id).id, note=text, author=author)
+        alert = crud.add_note(id=_find(crud, args.id).id, note=text, author=author, actor=actor(args))
         print(f"{alert.id}: note added ({len(alert.notes)} note(s))")
     return 0
 
@@ -295,7 +338,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.status == AlertStatus.SNOOZED:
         raise ValueError("to snooze an alert use `election-pipeline alerts snooze ID --until WHEN`")
     with _crud() as crud:
-        alert = crud.set_status(_find(crud, args.id).id, args.status)
+        alert = crud.set_status(_find(crud, args.id).id, args.status, actor=actor(args))
         extra = f" at {_when(alert.resolved_at)} UTC" if alert.resolved_at else ""
         print(f"{alert.id}: status {alert.status}{extra}")
     return 0
@@ -308,9 +351,15 @@ def cmd_snooze(args: argparse.Namespace) -> int:
     if until <= utcnow():
         raise ValueError(f"--until must be in the future (got {until:%Y-%m-%d %H:%M} UTC)")
     with _crud() as crud:
-        alert = crud.snooze(_find(crud, args.id).id, until)
+        alert = crud.snooze(_find(crud, args.id).id, until, actor=actor(args))
         print(f"{alert.id}: snoozed until {_when(alert.snoozed_until)} UTC")
     return 0
+
+
+def _add_as(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--as", dest="as_", metavar="NAME", help="who the change is recorded as in the history (default: the OS user)"
+    )
 
 
 ID_HELP = f"alert id or a unique prefix ({MIN_ID_PREFIX}+ characters)"
@@ -341,20 +390,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = cmds.add_parser("assign", help="assign an alert to someone ('-' to unassign)")
     p.add_argument("id", help=ID_HELP)
     p.add_argument("who", help=f"a name (at most {MAX_NAME} characters), or - to unassign")
+    _add_as(p)
     p.set_defaults(func=cmd_assign)
 
     p = cmds.add_parser("note", help="add an investigation note")
     p.add_argument("id", help=ID_HELP)
     p.add_argument("text", help=f"the note (at most {MAX_NOTE} characters)")
     p.add_argument("--author", default=os.environ.get("USER") or None, help="who writes (default: $USER)")
+    _add_as(p)
     p.set_defaults(func=cmd_note)
 
     p = cmds.add_parser("status", help="set the status: active, investigating or resolved")
     p.add_argument("id", help=ID_HELP)
     p.add_argument("status")
+    _add_as(p)
     p.set_defaults(func=cmd_status)
 
     p = cmds.add_parser("snooze", help="quiet an alert until a time")
     p.add_argument("id", help=ID_HELP)
     p.add_argument("--until", required=True, help="ISO 8601 time (naive = UTC) or a duration: 30m, 2h, 1d")
+    _add_as(p)
     p.set_defaults(func=cmd_snooze)

@@ -15,6 +15,10 @@
 (``2024-09-06T10:00``; without an offset they are UTC, ``+03:00`` or ``Z`` are accepted);
 the range is ``[from, to)``, so ``--from`` must be before ``--to``. A bad argument exits
 with status 2 and one line on stderr.
+
+The figures come from :func:`election_report`, :func:`constituency_report`,
+:func:`hourly_report` and :func:`~election_pipeline.stages.election_metrics.dashboard_summary`,
+which the HTTP API (:mod:`election_pipeline.api`) calls too: both give the same answers.
 """
 
 from __future__ import annotations
@@ -129,7 +133,9 @@ def _engine():
     return engine
 
 
-def _constituency_rows(engine, election_id: str) -> list[dict[str, Any]]:
+def constituency_rows(engine, election_id: str) -> list[dict[str, Any]]:
+    """The constituencies of an election with their totals and open alerts, the most
+    anomalous first."""
     from sqlalchemy import func, select
 
     from election_pipeline.db.models import Alert, Constituency
@@ -175,13 +181,21 @@ def _constituency_rows(engine, election_id: str) -> list[dict[str, Any]]:
     return out
 
 
-def cmd_election(args: argparse.Namespace) -> int:
-    out = sys.stdout
+def election_report(engine, election_id: str) -> dict[str, Any]:
+    """``report election``: the election's stored metrics and its constituencies
+    (``LookupError`` for an unknown election or one without metrics yet)."""
     from election_pipeline.stages.election_metrics import stored_election_metrics
 
-    engine = _engine()
-    metrics = stored_election_metrics(engine, args.id)
-    constituencies = _constituency_rows(engine, args.id)
+    return {
+        "election": stored_election_metrics(engine, election_id),
+        "constituencies": constituency_rows(engine, election_id),
+    }
+
+
+def cmd_election(args: argparse.Namespace) -> int:
+    out = sys.stdout
+    report = election_report(_engine(), args.id)
+    metrics, constituencies = report["election"], report["constituencies"]
     if args.format == "json":
         print_json({"election": metrics, "constituencies": constituencies}, out)
         return 0
@@ -240,32 +254,42 @@ def cmd_election(args: argparse.Namespace) -> int:
     return 0
 
 
+def constituency_report(
+    engine, constituency_id: str, period: str = "day", start: datetime | None = None, end: datetime | None = None
+) -> dict[str, Any]:
+    """``report constituency``: the constituency's totals, its figures per ``period`` of
+    the election's local calendar and its activity by local hour of day, over
+    ``[start, end)`` (``LookupError`` for an unknown constituency, ``ValueError`` for an
+    unknown period)."""
+    from election_pipeline.analytics import period_metrics as pm
+
+    scope = pm.constituency_scope(engine, constituency_id)
+    series = pm.hourly_series(engine, scope)
+    periods = records(pm.metrics_by_period(engine, scope, period, start, end, series=series))
+    pattern = records(pm.hourly_activity_pattern(engine, scope, start, end, series=series))
+    rows = [r for r in constituency_rows(engine, scope.election_id) if r["id"] == scope.id] if scope.election_id else []
+    totals = rows[0] if rows else _unassigned(engine, scope.id)
+    return {
+        "constituency": totals | {"election_id": scope.election_id, "timezone": scope.timezone},
+        "period": period,
+        "from": start,
+        "to": end,
+        "by_period": periods,
+        "hourly_activity_pattern": pattern,
+    }
+
+
 def cmd_constituency(args: argparse.Namespace) -> int:
     out = sys.stdout
     from election_pipeline.analytics import period_metrics as pm
 
     start, end = _range(args)
     engine = _engine()
+    report = constituency_report(engine, args.id, args.period, start, end)
     scope = pm.constituency_scope(engine, args.id)
-    series = pm.hourly_series(engine, scope)
-    periods = records(pm.metrics_by_period(engine, scope, args.period, start, end, series=series))
-    pattern = records(pm.hourly_activity_pattern(engine, scope, start, end, series=series))
-    rows = (
-        [r for r in _constituency_rows(engine, scope.election_id) if r["id"] == scope.id] if scope.election_id else []
-    )
-    totals = rows[0] if rows else _unassigned(engine, scope.id)
+    totals, periods, pattern = report["constituency"], report["by_period"], report["hourly_activity_pattern"]
     if args.format == "json":
-        print_json(
-            {
-                "constituency": totals | {"election_id": scope.election_id, "timezone": scope.timezone},
-                "period": args.period,
-                "from": start,
-                "to": end,
-                "by_period": periods,
-                "hourly_activity_pattern": pattern,
-            },
-            out,
-        )
+        print_json(report, out)
         return 0
     if args.format == "csv":
         print_csv(periods, out)
@@ -353,16 +377,29 @@ HOURLY_COLUMNS = [
 ]
 
 
-def cmd_hourly(args: argparse.Namespace) -> int:
-    out = sys.stdout
+def hourly_report(
+    engine,
+    scope_id: str,
+    window: int = 3,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    kind: str | None = None,
+) -> dict[str, Any]:
+    """``report hourly``: hour by hour (UTC) over ``[start, end)`` for a constituency or
+    an election (``kind``: ``constituency`` or ``election`` only; ``None``: a constituency
+    with this id, else an election), with a rolling window of ``window`` hours.
+    ``LookupError`` when there is no such scope."""
     from election_pipeline.analytics import period_metrics as pm
 
-    start, end = _range(args)
-    engine = _engine()
-    scope = pm.find_scope(engine, args.id)
+    if kind == "constituency":
+        scope = pm.constituency_scope(engine, scope_id)
+    elif kind == "election":
+        scope = pm.election_scope(engine, scope_id)
+    else:
+        scope = pm.find_scope(engine, scope_id)
     series = pm.hourly_series(engine, scope)
     hourly = pm.clip_range(series, start, end)
-    trend = pm.velocity_trend(engine, scope, args.window, start, end, series=series)
+    trend = pm.velocity_trend(engine, scope, window, start, end, series=series)
     frame = hourly.merge(
         trend[["hour", "vote_to_bulletin_ratio", "rolling_vote_velocity", "rolling_ratio"]], on="hour", how="left"
     )
@@ -370,28 +407,33 @@ def cmd_hourly(args: argparse.Namespace) -> int:
         pd.Timestamp(h).tz_localize("UTC").tz_convert(scope.tz).strftime("%Y-%m-%d %H:%M") for h in frame["hour"]
     ]
     rows = records(frame[HOURLY_COLUMNS]) if len(frame) else []
+    return {
+        "scope": scope.kind,
+        "id": scope.id,
+        "name": scope.name,
+        "timezone": scope.timezone,
+        "registered_voters": scope.registered_voters,
+        "from": start,
+        "to": end,
+        "rolling_window_hours": window,
+        "hours": rows,
+    }
+
+
+def cmd_hourly(args: argparse.Namespace) -> int:
+    out = sys.stdout
+    start, end = _range(args)
+    report = hourly_report(_engine(), args.id, args.window, start, end)
+    rows = report["hours"]
     if args.format == "json":
-        print_json(
-            {
-                "scope": scope.kind,
-                "id": scope.id,
-                "name": scope.name,
-                "timezone": scope.timezone,
-                "registered_voters": scope.registered_voters,
-                "from": start,
-                "to": end,
-                "rolling_window_hours": args.window,
-                "hours": rows,
-            },
-            out,
-        )
+        print_json(report, out)
         return 0
     if args.format == "csv":
         print_csv(rows, out)
         return 0
     out.write(
-        f"\n{scope.kind} {printable(scope.name)} ({printable(scope.id)}): hour by hour, UTC "
-        f"(local time {printable(scope.timezone)}); "
+        f"\n{report['scope']} {printable(report['name'])} ({printable(report['id'])}): hour by hour, UTC "
+        f"(local time {printable(report['timezone'])}); "
         f"rolling window {args.window} h\n"
     )
     print_table(rows, out, HOURLY_COLUMNS)

@@ -53,6 +53,34 @@ class ConstituencyCRUD(BaseCRUD[Constituency, ConstituencyCreate, ConstituencyUp
         stmt = select(Constituency).where(Constituency.type == type).order_by(Constituency.name, Constituency.id)
         return self._list(stmt)
 
+    def search(
+        self,
+        *,
+        election_id: str | None = None,
+        region: str | None = None,
+        status: str | None = None,
+        type: str | None = None,
+        skip: int = 0,
+        limit: int | None = 100,
+    ) -> list[Constituency]:
+        """Constituencies matching every filter given (``ValueError`` for an unknown status
+        or type), by name then id; ``limit`` of them after the first ``skip``."""
+        check_choice(status, CONSTITUENCY_STATUSES, "status")
+        check_choice(type, CONSTITUENCY_TYPES, "type")
+        stmt = select(Constituency)
+        for column, value in (
+            (Constituency.election_id, election_id),
+            (Constituency.region, region),
+            (Constituency.status, status),
+            (Constituency.type, type),
+        ):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        stmt = stmt.order_by(Constituency.name, Constituency.id).offset(skip)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return self._list(stmt)
+
     def update_metrics(self, *, id: str, bulletins: int, votes: int) -> Constituency:
         """Set bulletins issued and votes cast, recompute the participation rate
         (votes / registered voters x 100, 0 without registered voters) and stamp

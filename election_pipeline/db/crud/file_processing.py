@@ -43,6 +43,18 @@ class FileProcessingJobCRUD(BaseCRUD[FileProcessingJob, FileProcessingJobCreate,
         )
         return self._list(stmt)
 
+    def list_jobs(self, *, status: str | None = None, skip: int = 0, limit: int | None = 100) -> list[FileProcessingJob]:
+        """Jobs (of one status, if given; ``ValueError`` for an unknown one), the most
+        recently started first; ``limit`` of them after the first ``skip``."""
+        check_choice(status, FILE_JOB_STATUSES, "status")
+        stmt = select(FileProcessingJob)
+        if status is not None:
+            stmt = stmt.where(FileProcessingJob.status == status)
+        stmt = stmt.order_by(FileProcessingJob.started_at.desc(), FileProcessingJob.id).offset(skip)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return self._list(stmt)
+
     def get_by_filename(self, *, filename: str) -> FileProcessingJob | None:
         """The latest job for this file name, or ``None``."""
         stmt = (

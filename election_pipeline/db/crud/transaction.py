@@ -63,6 +63,39 @@ class TransactionCRUD(BaseCRUD[Transaction, TransactionCreate, TransactionUpdate
         )
         return self._paged(stmt, skip, limit)
 
+    def search(
+        self,
+        *,
+        constituency_id: str | None = None,
+        type: str | None = None,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        block_height: int | None = None,
+        skip: int = 0,
+        limit: int | None = 100,
+    ) -> list[Transaction]:
+        """Transactions matching every filter given: a constituency, an operation (any
+        case; ``ValueError`` for an unknown one), ``start_time <= timestamp < end_time``
+        (naive = UTC) and a block height; oldest first."""
+        stmt = select(Transaction)
+        if constituency_id is not None:
+            stmt = stmt.where(Transaction.constituency_id == constituency_id)
+        if type is not None:
+            stmt = stmt.where(Transaction.type == validate_transaction_type(type))
+        if start_time is not None:
+            stmt = stmt.where(Transaction.timestamp >= to_naive_utc(start_time))
+        if end_time is not None:
+            stmt = stmt.where(Transaction.timestamp < to_naive_utc(end_time))
+        if block_height is not None:
+            stmt = stmt.where(Transaction.block_height == block_height)
+        return self._paged(stmt, skip, limit)
+
+    def get_by_tx_ids(self, tx_ids: list[str]) -> list[Transaction]:
+        """The transactions with these export ids (those that are stored), oldest first."""
+        if not tx_ids:
+            return []
+        return self._paged(select(Transaction).where(Transaction.tx_id.in_(tx_ids)), 0, None)
+
     def get_by_block_height(self, *, block_height: int) -> list[Transaction]:
         """Transactions of one block (only sources that carry a block height have one)."""
         stmt = select(Transaction).where(Transaction.block_height == block_height)

@@ -1,6 +1,8 @@
 """SQLAlchemy models of the operational database (docs/data-model.md)."""
 
 from .alert import Alert
+from .alert_event import AlertEvent
+from .api_token import ApiToken
 from .base import Base, TimestampMixin, UUIDMixin, utcnow
 from .constituency import Constituency
 from .election import Election
@@ -11,6 +13,8 @@ from .transaction import Transaction
 
 __all__ = [
     "Alert",
+    "AlertEvent",
+    "ApiToken",
     "Base",
     "Constituency",
     "Election",

@@ -1,0 +1,157 @@
+"""What the routes depend on: the database session, the caller (a bearer token, or the
+public when ``ELECTION_API_PUBLIC_READ=1`` opens the reads), and HTTP caching (ETag).
+
+The ETag of a read is the SHA-256 of the request (path and query) and of the database's
+*data version*: the latest writes of the pipeline and of the analysts (the newest
+``updated_at`` of elections, constituencies, hourly stats, election metrics and alerts,
+the newest file job, the row counts of those tables and of the audit trail). A request
+with ``If-None-Match`` equal to the current ETag gets ``304 Not Modified`` without the
+figures being read; any materialisation or alert change gives every read a new ETag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from election_pipeline.api.tokens import Role, authenticate, may
+from election_pipeline.db.models import (
+    Alert,
+    AlertEvent,
+    Constituency,
+    Election,
+    ElectionMetrics,
+    FileProcessingJob,
+    HourlyStats,
+)
+
+bearer = HTTPBearer(auto_error=False, description="a token from `election-pipeline tokens create`")
+
+
+class ApiError(Exception):
+    """An error answered as JSON ``{"detail": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+class NotModified(Exception):
+    """The client's copy (``If-None-Match``) is current: answer 304."""
+
+    def __init__(self, etag: str) -> None:
+        super().__init__(etag)
+        self.etag = etag
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: a token's name and role, or the public (``name`` None)."""
+
+    name: str | None
+    role: str | None
+
+
+def engine_of(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """A session on the operational database for one request."""
+    with Session(engine_of(request), expire_on_commit=False) as db:
+        yield db
+
+
+DB = Annotated[Session, Depends(get_db)]
+
+
+def _caller(request: Request, credentials: HTTPAuthorizationCredentials | None, db: Session) -> Caller | None:
+    if credentials is None:
+        if request.headers.get("authorization"):
+            raise ApiError(401, "the Authorization header must be `Bearer <token>`", {"WWW-Authenticate": "Bearer"})
+        return None
+    token = authenticate(db, credentials.credentials)
+    if token is None:
+        raise ApiError(401, "the token is not valid (unknown or revoked)", {"WWW-Authenticate": "Bearer"})
+    return Caller(name=token.name, role=token.role)
+
+
+def require(role: Role, *, public: bool = False) -> Any:
+    """A dependency letting through callers whose token has at least ``role``; with
+    ``public``, also callers without a token when ``ELECTION_API_PUBLIC_READ=1``."""
+
+    def dependency(
+        request: Request,
+        db: DB,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Caller:
+        caller = _caller(request, credentials, db)
+        if caller is None:
+            if public and request.app.state.public_read:
+                return Caller(name=None, role=None)
+            raise ApiError(
+                401, "a bearer token is needed (Authorization: Bearer <token>)", {"WWW-Authenticate": "Bearer"}
+            )
+        if not may(caller.role, role):
+            raise ApiError(403, f"the role {caller.role} may not do this: it needs {role.value} or above")
+        return caller
+
+    return Depends(dependency)
+
+
+#: Reads: an observer token (or none, when the reads are public).
+Reader = Annotated[Caller, require(Role.OBSERVER, public=True)]
+#: Alert triage: an analyst token.
+Analyst = Annotated[Caller, require(Role.ANALYST)]
+#: Token management: an admin token.
+Admin = Annotated[Caller, require(Role.ADMIN)]
+
+
+def data_version(db: Session) -> str:
+    """The database's data version (see the module docstring), as text."""
+    parts = [
+        select(func.max(Election.updated_at)).scalar_subquery(),
+        select(func.count()).select_from(Election).scalar_subquery(),
+        select(func.max(Constituency.updated_at)).scalar_subquery(),
+        select(func.count()).select_from(Constituency).scalar_subquery(),
+        select(func.max(HourlyStats.updated_at)).scalar_subquery(),
+        select(func.count()).select_from(HourlyStats).scalar_subquery(),
+        select(func.max(ElectionMetrics.updated_at)).scalar_subquery(),
+        select(func.max(Alert.updated_at)).scalar_subquery(),
+        select(func.count()).select_from(Alert).scalar_subquery(),
+        select(func.count()).select_from(AlertEvent).scalar_subquery(),
+        select(func.max(FileProcessingJob.started_at)).scalar_subquery(),
+        select(func.max(FileProcessingJob.completed_at)).scalar_subquery(),
+        select(func.count()).select_from(FileProcessingJob).scalar_subquery(),
+    ]
+    row = db.execute(select(*parts)).one()
+    return "|".join(str(v) for v in row)
+
+
+def etag(request: Request, response: Response, db: DB, caller: Reader) -> str:
+    """Set the response's ``ETag``; raise :class:`NotModified` when ``If-None-Match`` holds it."""
+    key = f"{data_version(db)}\n{request.url.path}\n{sorted(request.query_params.multi_items())}"
+    tag = '"' + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32] + '"'
+    wanted = request.headers.get("if-none-match")
+    if wanted and (wanted.strip() == "*" or tag in [t.strip().removeprefix("W/") for t in wanted.split(",")]):
+        raise NotModified(tag)
+    response.headers["ETag"] = tag
+    response.headers["Cache-Control"] = "private, no-cache"
+    return tag
+
+
+#: A cached read: the caller checked, the ETag set (304 when the client's copy is current).
+Cached = Annotated[str, Depends(etag)]
+
+#: The operational database's engine (for the report functions, which take an engine).
+EngineDep = Annotated[Engine, Depends(engine_of)]

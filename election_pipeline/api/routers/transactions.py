@@ -1,0 +1,43 @@
+"""``GET /api/transactions``: stored transactions, oldest first."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from election_pipeline.api.deps import DB, Cached
+from election_pipeline.api.models import Page, TransactionOut
+from election_pipeline.api.params import Limit, Skip, Text, Time, page, time_range
+from election_pipeline.api.routers.common import READ
+from election_pipeline.db.crud import TransactionCRUD
+
+router = APIRouter(prefix="/api/transactions", tags=["transactions"], responses=READ)
+
+
+@router.get("", response_model=Page[TransactionOut])
+def list_transactions(
+    db: DB,
+    _etag: Cached,
+    constituency_id: Text = None,
+    type: Annotated[
+        str | None, Query(max_length=40, pattern=r"^[A-Za-z]+$", description="an operation (vote, blindSigIssue, ...)")
+    ] = None,
+    start_time: Time = None,
+    end_time: Time = None,
+    block_height: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
+    skip: Skip = 0,
+    limit: Limit = 100,
+) -> dict:
+    """Transactions matching every filter given, ``start_time <= timestamp < end_time``, oldest first."""
+    start, end = time_range(start_time, end_time)
+    rows = TransactionCRUD(db).search(
+        constituency_id=constituency_id,
+        type=type,
+        start_time=start,
+        end_time=end,
+        block_height=block_height,
+        skip=skip,
+        limit=limit + 1,
+    )
+    return page(rows, skip, limit)
