@@ -23,6 +23,7 @@ from election_pipeline.db.schemas import (
     FileProcessingJobResponse,
     TransactionResponse,
 )
+from election_pipeline.vocabulary import AlertStatusName
 
 T = TypeVar("T")
 
@@ -128,6 +129,10 @@ class AlertEventOut(ApiModel):
     action: str
     changes: dict[str, Any]
 
+    @field_serializer("changes", when_used="json")
+    def _changes_utc(self, value: dict[str, Any]) -> dict[str, Any]:
+        return utc_text(value)
+
 
 class AlertOut(AlertResponse, ApiModel):
     """An alert as stored (``details`` holds its figures, window and evidence ids)."""
@@ -146,7 +151,7 @@ class AlertPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    status: str | None = Field(default=None, description="active, investigating, resolved or snoozed")
+    status: AlertStatusName | None = Field(default=None, description="active, investigating, resolved or snoozed")
     assigned_to: str | None = Field(default=None, max_length=255, pattern=r"^[^\x00-\x1f\x7f]*$")
     snoozed_until: datetime | None = None
 

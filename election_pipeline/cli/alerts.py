@@ -295,9 +295,10 @@ def _as_json(a: Any) -> dict[str, Any]:
 
 def show_json(crud: Any, alert: Any) -> dict[str, Any]:
     """``alerts show --format json``: the alert and its history (oldest first)."""
-    from election_pipeline.api.models import AlertEventOut
-
-    history = [AlertEventOut.model_validate(e).model_dump(mode="json") for e in crud.history(alert.id)]
+    history = [
+        {"id": e.id, "at": e.at.isoformat(), "actor": e.actor, "action": e.action, "changes": e.changes}
+        for e in crud.history(alert.id)
+    ]
     return _as_json(alert) | {"history": history}
 
 

@@ -74,7 +74,12 @@ def fill(root: Path, url: str) -> Engine:
         ws.drop(file_name(C1, 8), [bsi("B2", at(8, 5), 2), vote("V4", at(8, 10), "K3"), vote("V5", at(8, 20), "K1")])
         ws.drop(
             file_name(C2, 7),
-            [bsi("B3", at(7, 1), 1), vote("W1", at(7, 2), "L1"), vote("W2", at(7, 3), "L2"), vote("W3", at(7, 4), "L3")],
+            [
+                bsi("B3", at(7, 1), 1),
+                vote("W1", at(7, 2), "L1"),
+                vote("W2", at(7, 3), "L2"),
+                vote("W3", at(7, 4), "L3"),
+            ],
         )
         ws.ingest()
         publish_hourly_stats(ws.duck, ws.engine)

@@ -54,9 +54,9 @@ def test_transactions_filtered_by_constituency_type_time_and_paged(api: Api):
     assert c1[0]["timestamp"] == "2024-09-06T07:05:00Z" and c1[0]["bulletins"] == 3
     votes = api.get("/api/transactions", constituency_id=C1, type="VOTE")["items"]  # any case
     assert [t["tx_id"] for t in votes] == ["V1", "V2", "V3", "V4", "V5"]
-    window = api.get(
-        "/api/transactions", start_time="2024-09-06T10:05:00+03:00", end_time="2024-09-06T07:20:00Z"
-    )["items"]
+    window = api.get("/api/transactions", start_time="2024-09-06T10:05:00+03:00", end_time="2024-09-06T07:20:00Z")[
+        "items"
+    ]
     assert [t["tx_id"] for t in window] == ["B1", "V1"]  # [07:05, 07:20) UTC: V2 at 07:20 is out
     first = api.get("/api/transactions", limit=4)
     second = api.get("/api/transactions", limit=4, skip=8)
@@ -142,9 +142,12 @@ def test_alerts_list_filters_and_detail_with_evidence(api: Api):
     assert [(a["constituency_id"], a["type"], a["severity"], a["status"]) for a in alerts] == [
         (C2, "votes_exceed_bulletins", "critical", "active")
     ]
-    assert api.get("/api/alerts", election_id=E1, severity="critical", status="active", type="votes_exceed_bulletins")[
-        "items"
-    ] == alerts
+    assert (
+        api.get("/api/alerts", election_id=E1, severity="critical", status="active", type="votes_exceed_bulletins")[
+            "items"
+        ]
+        == alerts
+    )
     for empty in ({"constituency_id": C1}, {"severity": "info"}, {"status": "resolved"}, {"election_id": "other"}):
         assert api.get("/api/alerts", **empty)["items"] == [], empty
     one = api.get(f"/api/alerts/{alerts[0]['id']}")
@@ -199,7 +202,11 @@ def test_an_unknown_id_is_a_json_404(api: Api, path: str):
         ("/api/alerts", {"severity": "fatal"}, "severity"),
         (f"/api/metrics/constituency/{C1}/time-period", {"period": "year"}, "period"),
         (f"/api/hourly-stats/election/{E1}", {"window": "0"}, "window"),
-        (f"/api/hourly-stats/election/{E1}", {"start_time": "2024-09-06T09:00Z", "end_time": "2024-09-06T09:00Z"}, "start_time"),
+        (
+            f"/api/hourly-stats/election/{E1}",
+            {"start_time": "2024-09-06T09:00Z", "end_time": "2024-09-06T09:00Z"},
+            "start_time",
+        ),
         ("/api/file-jobs", {"status": "lost"}, "status"),
     ],
 )

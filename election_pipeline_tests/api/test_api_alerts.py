@@ -1,0 +1,147 @@
+"""The alert workflow through the API and the command line, and its audit trail: every
+change recorded with who made it (the token's name; the OS user or ``--as NAME``), what
+changed from what to what, shown by ``GET /api/alerts/{id}`` and ``alerts show``; and HTTP
+caching (ETag / If-None-Match) following the changes."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from datetime import timedelta
+
+from election_pipeline.cli import main
+from election_pipeline.db.models import utcnow
+
+from .conftest import Api
+from .test_cli_api_parity import _naive
+
+
+def _alert(api: Api) -> str:
+    return api.get("/api/alerts")["items"][0]["id"]  # type: ignore[index]
+
+
+def test_triage_and_notes_through_the_api_are_in_the_history(fresh_api: Api):
+    api = fresh_api
+    alert = _alert(api)
+    url = f"/api/alerts/{alert}"
+    r = api.client.patch(url, json={"status": "investigating", "assigned_to": "anna"}, headers=api.headers("analyst"))
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["assigned_to"]) == ("investigating", "anna")
+    r = api.client.post(f"{url}/notes", json={"text": "Checked W1-W3: one key each."}, headers=api.headers("analyst"))
+    assert r.status_code == 201 and r.json()["notes"][-1]["author"] == "analyst-tool"
+    until = (utcnow() + timedelta(hours=2)).replace(microsecond=0)
+    r = api.client.patch(url, json={"snoozed_until": until.isoformat() + "Z"}, headers=api.headers("admin"))
+    assert r.status_code == 200 and r.json()["status"] == "snoozed"
+    assert r.json()["snoozed_until"] == until.isoformat() + "Z"
+    r = api.client.patch(url, json={"status": "resolved", "assigned_to": None}, headers=api.headers("analyst"))
+    assert r.status_code == 200 and r.json()["resolved_at"].endswith("Z") and r.json()["assigned_to"] is None
+
+    history = api.get(url)["history"]  # type: ignore[index]
+    assert [(e["actor"], e["action"]) for e in history] == [
+        ("analyst-tool", "triage"),
+        ("analyst-tool", "note"),
+        ("admin-tool", "triage"),
+        ("analyst-tool", "triage"),
+    ]
+    assert history[0]["changes"] == {
+        "status": {"from": "active", "to": "investigating"},
+        "assigned_to": {"from": None, "to": "anna"},
+    }
+    assert history[1]["changes"]["note"] == {"from": None, "to": "Checked W1-W3: one key each."}
+    assert history[2]["changes"]["status"] == {"from": "investigating", "to": "snoozed"}
+    assert history[2]["changes"]["snoozed_until"] == {"from": None, "to": until.isoformat() + "Z"}
+    assert history[3]["changes"]["status"] == {"from": "snoozed", "to": "resolved"}
+    assert history[3]["changes"]["assigned_to"] == {"from": "anna", "to": None}
+    assert set(history[3]["changes"]) == {"status", "assigned_to", "snoozed_until", "resolved_at"}
+    assert all(e["at"].endswith("Z") for e in history)
+
+
+def test_bad_changes_are_422_and_change_nothing(fresh_api: Api):
+    api = fresh_api
+    alert = _alert(api)
+    url, headers = f"/api/alerts/{alert}", api.headers("analyst")
+    past = (utcnow() - timedelta(hours=1)).isoformat()
+    for body in (
+        {},
+        {"status": "closed"},
+        {"status": "snoozed"},  # without snoozed_until
+        {"snoozed_until": past},
+        {"status": "resolved", "snoozed_until": (utcnow() + timedelta(hours=1)).isoformat()},
+        {"snoozed_until": "tomorrow"},
+        {"colour": "red"},
+        {"assigned_to": "x" * 256},
+    ):
+        r = api.client.patch(url, json=body, headers=headers)
+        assert r.status_code == 422, (body, r.text)
+        assert r.json()["detail"]
+    for body in ({}, {"text": ""}, {"text": "x" * 10_001}, {"text": 5}):
+        assert api.client.post(f"{url}/notes", json=body, headers=headers).status_code == 422, body
+    assert (
+        api.client.patch(url, content=b"{not json", headers=headers | {"content-type": "application/json"}).status_code
+        == 422
+    )
+    assert api.client.patch("/api/alerts/nope", json={"status": "resolved"}, headers=headers).status_code == 404
+    assert api.client.post("/api/alerts/nope/notes", json={"text": "x"}, headers=headers).status_code == 404
+    after = api.get(url)
+    assert after["status"] == "active" and after["history"] == [] and after["notes"] == []  # type: ignore[index]
+
+
+def test_cli_changes_are_recorded_as_the_os_user_or_as_named(fresh_api: Api, monkeypatch, capsys):
+    api = fresh_api
+    monkeypatch.setenv("ELECTION_DATABASE_URL", api.url)
+    alert = _alert(api)
+    assert main(["alerts", "assign", alert[:8], "boris"]) == 0
+    assert main(["alerts", "status", alert[:8], "investigating", "--as", "night-shift"]) == 0
+    assert main(["alerts", "note", alert[:8], "Looked at it", "--author", "boris", "--as", "night-shift"]) == 0
+    capsys.readouterr()
+
+    history = api.get(f"/api/alerts/{alert}")["history"]  # type: ignore[index]
+    assert [(e["actor"], e["action"], sorted(e["changes"])) for e in history] == [
+        (getpass.getuser(), "assign", ["assigned_to"]),
+        ("night-shift", "status", ["status"]),
+        ("night-shift", "note", ["note"]),
+    ]
+
+    assert main(["alerts", "show", alert]) == 0
+    text = capsys.readouterr().out
+    assert "history (3 change(s))" in text
+    assert f"{getpass.getuser()} (assign): assigned_to: - -> boris" in text
+    assert "night-shift (status): status: active -> investigating" in text
+    assert main(["alerts", "show", alert, "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["history"] == _naive(history)  # the CLI and the API give the same history
+
+    assert main(["alerts", "status", alert, "resolved", "--as", ""]) == 2
+    assert "--as must not be empty" in capsys.readouterr().err
+
+
+def test_a_change_that_changes_nothing_records_nothing(fresh_api: Api, monkeypatch):
+    api = fresh_api
+    monkeypatch.setenv("ELECTION_DATABASE_URL", api.url)
+    alert = _alert(api)
+    assert main(["alerts", "status", alert, "active"]) == 0  # it is active already
+    assert api.get(f"/api/alerts/{alert}")["history"] == []  # type: ignore[index]
+
+
+def test_etag_gives_304_until_something_changes(fresh_api: Api):
+    api = fresh_api
+    alert = _alert(api)
+    first = api.client.get("/api/alerts", headers=api.headers())
+    tag = first.headers["etag"]
+    again = api.client.get("/api/alerts", headers=api.headers() | {"If-None-Match": tag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == tag
+    # Another query or another path has another ETag.
+    assert api.client.get("/api/alerts?status=active", headers=api.headers()).headers["etag"] != tag
+    summary = api.client.get("/api/metrics/dashboard/summary", headers=api.headers())
+    assert summary.headers["etag"] != tag
+    # The ETag is checked after the token: no token, no 304.
+    assert api.client.get("/api/alerts", headers={"If-None-Match": tag}).status_code == 401
+
+    api.client.patch(f"/api/alerts/{alert}", json={"status": "investigating"}, headers=api.headers("analyst"))
+    changed = api.client.get("/api/alerts", headers=api.headers() | {"If-None-Match": tag})
+    assert changed.status_code == 200 and changed.headers["etag"] != tag
+    assert changed.json()["items"][0]["status"] == "investigating"
+    dashboard = api.client.get(
+        "/api/metrics/dashboard/summary", headers=api.headers() | {"If-None-Match": summary.headers["etag"]}
+    )
+    assert dashboard.status_code == 200 and dashboard.json()["alerts_by_status"] == {"investigating": 1}
