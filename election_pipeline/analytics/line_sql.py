@@ -204,15 +204,18 @@ def _branches(files: list[tuple[int, str]], count: int) -> list[list[tuple[int, 
             return 0
 
     groups: list[list[tuple[int, str]]] = [[] for _ in range(max(1, min(count, len(files))))]
+    paths: list[set[str]] = [set() for _ in groups]
     totals = [0] * len(groups)
     for (file_id, path), n in sorted(((f, size(f[1])) for f in files), key=lambda item: (-item[1], item[0])):
-        free = [i for i, group in enumerate(groups) if all(p != path for _, p in group)]
+        free = [i for i, listed in enumerate(paths) if path not in listed]
         if not free:
             groups.append([])
+            paths.append(set())
             totals.append(0)
             free = [len(groups) - 1]
         target = min(free, key=lambda i: totals[i])
         groups[target].append((file_id, path))
+        paths[target].add(path)
         totals[target] += n
     return [group for group in groups if group]
 
@@ -258,7 +261,9 @@ def stage_text_files(duck: duckdb.DuckDBPyConnection, files: Iterable[tuple[int,
     for _, path in files:
         if not readable_by_duckdb(path):
             raise ValueError(f"{path!r} cannot be read by read_text (glob characters or quotes in its path)")
-    duck.executemany("INSERT INTO _text_files VALUES (?, ?)", [[file_id, path] for file_id, path in files])
+    frame = pd.DataFrame(files, columns=["file_id", "path"])
+    with registered(duck, "_text_files_frame", frame):
+        duck.execute("INSERT INTO _text_files SELECT file_id, path FROM _text_files_frame")
     _define_lines(duck)
     _staged(duck)
 

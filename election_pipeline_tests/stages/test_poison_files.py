@@ -35,6 +35,7 @@ import sqlalchemy.exc
 from sqlalchemy import select
 
 from election_pipeline.db.models import Alert, Constituency
+from election_pipeline.stages import ingest_files
 from election_pipeline.stages.alerts import publish_alerts
 from election_pipeline.stages.ingest_files import IngestSummary, ingest_folder, ready_files
 from election_pipeline.stages.publish import publish_all
@@ -458,12 +459,15 @@ def zipped(member: str, lines: list[str]) -> bytes:
 
 
 @pytest.mark.parametrize("kind", ["csv", "zip"])
-def test_a_file_changed_between_hashing_and_reading_is_read_again_next_run(ws, kind):
+def test_a_file_changed_between_hashing_and_reading_is_read_again_next_run(ws, kind, monkeypatch):
     """A .csv still being written when its group is read (its size or time differs from when
     it was hashed) is not counted under the hash of another content: its job says so, it has
     no ledger entry and stays in the drop folder, and the next run counts its final content."""
-    growing = file_name(C4, 8) if kind == "csv" else "CtrWest4_batch.zip"  # sorts last: in the second group
-    ws.drop("A_broken.csv", b"\x00binary")  # fails in the first group: the progress report comes after it
+    # One file a group: the file after a group is hashed (it is found not to fit) before that
+    # group is written, and read after it.
+    monkeypatch.setattr(ingest_files, "GROUP_MAX_FILES", 1)
+    growing = file_name(C4, 8) if kind == "csv" else "CtrWest4_batch.zip"  # sorts last
+    ws.drop("CtrWest4_0_broken.csv", b"\x00binary")  # sorts just before it: the progress report comes after it
     first = file_name(C1, 8)
     same = csv_bytes([vote("V1", at(8, 1), "K1")])
     ws.drop(first, same)
@@ -478,7 +482,7 @@ def test_a_file_changed_between_hashing_and_reading_is_read_again_next_run(ws, k
     files = ready_files(ws.input_dir, settle_seconds=1, now=time.time() + 60)
 
     def progress(message: str) -> None:
-        if "A_broken.csv: failed" in message:  # hashed already; read with the second group
+        if "CtrWest4_0_broken.csv: failed" in message:  # hashed already; read with the next group
             data = csv_bytes(final_lines) if kind == "csv" else zipped(file_name(C4, 8), final_lines)
             (ws.input_dir / growing).write_bytes(data)
 
