@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from election_pipeline.api import errors
+from election_pipeline.api.deps import known_query
 from election_pipeline.api.routers import ROUTERS
 from election_pipeline.db.session import get_engine, upgrade_database
 from election_pipeline.settings import load_settings
@@ -34,6 +35,7 @@ def create_app(database_url: str | None = None, *, public_read: bool | None = No
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        dependencies=[Depends(known_query)],
     )
     app.state.engine = engine
     app.state.public_read = settings.api_public_read if public_read is None else public_read

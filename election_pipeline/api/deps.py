@@ -155,3 +155,27 @@ Cached = Annotated[str, Depends(etag)]
 
 #: The operational database's engine (for the report functions, which take an engine).
 EngineDep = Annotated[Engine, Depends(engine_of)]
+
+
+def known_query(request: Request) -> None:
+    """A 422 for a query parameter the route does not take, or one given twice: a misspelt
+    filter (``?constituency=`` for ``?constituency_id=``) would otherwise be ignored silently
+    and answer with everything, and of a repeated one only the last would count."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    allowed: set[str] = set()
+    pending = [dependant]
+    while pending:
+        node = pending.pop()
+        allowed.update(p.alias for p in node.query_params)
+        pending.extend(node.dependencies)
+    unknown = sorted({k for k in request.query_params if k not in allowed})
+    repeated = sorted({k for k, _ in request.query_params.multi_items() if len(request.query_params.getlist(k)) > 1})
+    if repeated:
+        raise ApiError(422, f"query parameter(s) {', '.join(repr(k[:40]) for k in repeated[:5])} given more than once")
+    if unknown:
+        shown = ", ".join(repr(k[:40]) for k in unknown[:5])
+        accepted = ", ".join(sorted(allowed)) or "none"
+        raise ApiError(422, f"unknown query parameter(s) {shown}: this endpoint takes {accepted}")

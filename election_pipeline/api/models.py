@@ -149,7 +149,7 @@ class AlertPatch(BaseModel):
     """The analyst's changes: any of ``status``, ``assigned_to`` (null unassigns) and
     ``snoozed_until`` (ISO 8601, naive = UTC; with ``status`` snoozed or alone)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
     status: AlertStatusName | None = Field(default=None, description="active, investigating, resolved or snoozed")
     assigned_to: str | None = Field(default=None, max_length=255, pattern=r"^[^\x00-\x1f\x7f]*$")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated
 
@@ -24,16 +25,37 @@ Text = Annotated[str | None, Query(min_length=1, max_length=255, pattern=TEXT_PA
 #: An id in the path.
 Id = Annotated[str, Path(min_length=1, max_length=255, pattern=TEXT_PATTERN)]
 Time = Annotated[
-    datetime | None, Query(description="ISO 8601 instant, e.g. 2024-09-06T10:00:00Z (without an offset: UTC)")
+    str | None,
+    Query(
+        max_length=40,
+        description="ISO 8601 instant, e.g. 2024-09-06T10:00:00Z or 2024-09-06T13:00:00+03:00 (without an offset: UTC)",
+        json_schema_extra={"format": "date-time"},
+    ),
 ]
+#: An ISO 8601 date and time (at least hours and minutes), with an optional offset.
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|z|[+-]\d{2}:?\d{2})?$")
 
 
-def time_range(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:
-    """``[start, end)`` as naive UTC; a 422 unless ``start`` is before ``end``."""
+def parse_time(text: str | None, name: str) -> datetime | None:
+    """``text`` (ISO 8601 date and time, naive = UTC) as naive UTC; a 422 naming ``name``."""
+    if text is None:
+        return None
     try:
-        start, end = to_naive_utc(start), to_naive_utc(end)
+        if not _ISO.match(text):
+            raise ValueError(text)
+        return to_naive_utc(datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00")))
+    except ValueError:
+        raise ApiError(
+            422, f"{name}: not an ISO 8601 date and time such as 2024-09-06T10:00:00Z (got {text[:40]!r})"
+        ) from None
     except OverflowError:
-        raise ApiError(422, "start_time and end_time must lie between the years 1 and 9999 in UTC") from None
+        raise ApiError(422, f"{name}: out of range: times run from year 1 to 9999 in UTC") from None
+
+
+def time_range(start_time: str | None, end_time: str | None) -> tuple[datetime | None, datetime | None]:
+    """``[start_time, end_time)`` as naive UTC; a 422 for a bad time or unless ``start_time``
+    is before ``end_time``."""
+    start, end = parse_time(start_time, "start_time"), parse_time(end_time, "end_time")
     if start is not None and end is not None and start >= end:
         raise ApiError(422, "start_time must be before end_time (the range is [start_time, end_time))")
     return start, end

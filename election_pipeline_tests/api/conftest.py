@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -103,8 +104,8 @@ class Api:
     def headers(self, role: str = "observer") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
 
-    def get(self, path: str, role: str = "observer", **params: object) -> object:
-        response = self.client.get(path, headers=self.headers(role), params=params)  # type: ignore[arg-type]
+    def get(self, path: str, role: str = "observer", **params: Any) -> Any:
+        response = self.client.get(path, headers=self.headers(role), params=params)
         assert response.status_code == 200, (path, response.status_code, response.text)
         return response.json()
 

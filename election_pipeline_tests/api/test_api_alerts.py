@@ -17,7 +17,7 @@ from .test_cli_api_parity import _naive
 
 
 def _alert(api: Api) -> str:
-    return api.get("/api/alerts")["items"][0]["id"]  # type: ignore[index]
+    return api.get("/api/alerts")["items"][0]["id"]
 
 
 def test_triage_and_notes_through_the_api_are_in_the_history(fresh_api: Api):
@@ -36,7 +36,7 @@ def test_triage_and_notes_through_the_api_are_in_the_history(fresh_api: Api):
     r = api.client.patch(url, json={"status": "resolved", "assigned_to": None}, headers=api.headers("analyst"))
     assert r.status_code == 200 and r.json()["resolved_at"].endswith("Z") and r.json()["assigned_to"] is None
 
-    history = api.get(url)["history"]  # type: ignore[index]
+    history = api.get(url)["history"]
     assert [(e["actor"], e["action"]) for e in history] == [
         ("analyst-tool", "triage"),
         ("analyst-tool", "note"),
@@ -74,8 +74,9 @@ def test_bad_changes_are_422_and_change_nothing(fresh_api: Api):
         r = api.client.patch(url, json=body, headers=headers)
         assert r.status_code == 422, (body, r.text)
         assert r.json()["detail"]
-    for body in ({}, {"text": ""}, {"text": "x" * 10_001}, {"text": 5}):
-        assert api.client.post(f"{url}/notes", json=body, headers=headers).status_code == 422, body
+    notes: list[dict[str, object]] = [{}, {"text": ""}, {"text": "x" * 10_001}, {"text": 5}]
+    for note in notes:
+        assert api.client.post(f"{url}/notes", json=note, headers=headers).status_code == 422, note
     assert (
         api.client.patch(url, content=b"{not json", headers=headers | {"content-type": "application/json"}).status_code
         == 422
@@ -83,7 +84,7 @@ def test_bad_changes_are_422_and_change_nothing(fresh_api: Api):
     assert api.client.patch("/api/alerts/nope", json={"status": "resolved"}, headers=headers).status_code == 404
     assert api.client.post("/api/alerts/nope/notes", json={"text": "x"}, headers=headers).status_code == 404
     after = api.get(url)
-    assert after["status"] == "active" and after["history"] == [] and after["notes"] == []  # type: ignore[index]
+    assert after["status"] == "active" and after["history"] == [] and after["notes"] == []
 
 
 def test_cli_changes_are_recorded_as_the_os_user_or_as_named(fresh_api: Api, monkeypatch, capsys):
@@ -95,7 +96,7 @@ def test_cli_changes_are_recorded_as_the_os_user_or_as_named(fresh_api: Api, mon
     assert main(["alerts", "note", alert[:8], "Looked at it", "--author", "boris", "--as", "night-shift"]) == 0
     capsys.readouterr()
 
-    history = api.get(f"/api/alerts/{alert}")["history"]  # type: ignore[index]
+    history = api.get(f"/api/alerts/{alert}")["history"]
     assert [(e["actor"], e["action"], sorted(e["changes"])) for e in history] == [
         (getpass.getuser(), "assign", ["assigned_to"]),
         ("night-shift", "status", ["status"]),
@@ -120,7 +121,7 @@ def test_a_change_that_changes_nothing_records_nothing(fresh_api: Api, monkeypat
     monkeypatch.setenv("ELECTION_DATABASE_URL", api.url)
     alert = _alert(api)
     assert main(["alerts", "status", alert, "active"]) == 0  # it is active already
-    assert api.get(f"/api/alerts/{alert}")["history"] == []  # type: ignore[index]
+    assert api.get(f"/api/alerts/{alert}")["history"] == []
 
 
 def test_etag_gives_304_until_something_changes(fresh_api: Api):

@@ -52,7 +52,7 @@ def test_transactions_filtered_by_constituency_type_time_and_paged(api: Api):
     assert [t["tx_id"] for t in c1] == ["B1", "V1", "V2", "V3", "B2", "V4", "V5"]  # oldest first
     assert [t["is_rejected"] for t in c1] == [False, False, False, True, False, False, False]
     assert c1[0]["timestamp"] == "2024-09-06T07:05:00Z" and c1[0]["bulletins"] == 3
-    votes = api.get("/api/transactions", constituency_id=C1, type="VOTE")["items"]  # any case
+    votes = api.get("/api/transactions", constituency_id=C1, type="vote")["items"]
     assert [t["tx_id"] for t in votes] == ["V1", "V2", "V3", "V4", "V5"]
     window = api.get("/api/transactions", start_time="2024-09-06T10:05:00+03:00", end_time="2024-09-06T07:20:00Z")[
         "items"
@@ -193,6 +193,7 @@ def test_an_unknown_id_is_a_json_404(api: Api, path: str):
         ("/api/transactions", {"end_time": "2024-13-01T00:00"}, "end_time"),
         ("/api/transactions", {"start_time": "2024-09-07T00:00Z", "end_time": "2024-09-06T00:00Z"}, "start_time"),
         ("/api/transactions", {"type": "ballot"}, "type"),
+        ("/api/transactions", {"type": "VOTE"}, "type"),  # the canonical spelling only
         ("/api/transactions", {"block_height": "-1"}, "block_height"),
         ("/api/transactions", {"constituency_id": "a\x00b"}, "constituency_id"),
         ("/api/elections", {"limit": "1001"}, "limit"),
@@ -214,3 +215,12 @@ def test_a_bad_parameter_is_a_json_422_naming_it(api: Api, path: str, params: di
     response = api.client.get(path, headers=api.headers(), params=params)
     assert response.status_code == 422, response.text
     assert where in response.json()["detail"]
+
+
+def test_an_unknown_or_repeated_query_parameter_is_a_422(api: Api):
+    misspelt = api.client.get("/api/alerts", headers=api.headers(), params={"constituency": C1})
+    assert misspelt.status_code == 422 and "'constituency'" in misspelt.json()["detail"]
+    assert "constituency_id" in misspelt.json()["detail"]  # says what the endpoint takes
+    twice = api.client.get("/api/alerts?severity=info&severity=critical", headers=api.headers())
+    assert twice.status_code == 422 and "more than once" in twice.json()["detail"]
+    assert api.client.get("/api/health?verbose=1").status_code == 422

@@ -77,11 +77,11 @@ def get_alert(alert_id: Id, db: DB, _etag: Cached) -> AlertDetailOut:
 def triage_alert(alert_id: Id, change: AlertPatch, db: DB, caller: Analyst) -> AlertDetailOut:
     """Set the status, the assignee (null: unassign) or snooze until ``snoozed_until``;
     recorded in the alert's history under the token's name."""
+    crud = AlertCRUD(db)
+    alert = crud.get_or_raise(alert_id)
     given = change.model_dump(exclude_unset=True)
     if not given:
         raise ValueError("give at least one of status, assigned_to, snoozed_until")
-    crud = AlertCRUD(db)
-    alert = crud.get_or_raise(alert_id)
     kwargs: dict = {"status": given.get("status"), "snoozed_until": given.get("snoozed_until")}
     if "assigned_to" in given:
         kwargs["assigned_to"] = given["assigned_to"]

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from election_pipeline.api.deps import engine_of
 from election_pipeline.api.models import HealthResponse
+from election_pipeline.api.routers.common import errors
 from election_pipeline.db.models import ElectionMetrics, FileProcessingJob, HourlyStats
 from election_pipeline.db.session import current_revision
 
@@ -19,7 +20,7 @@ router = APIRouter(prefix="/api", tags=["health"])
 @router.get(
     "/health",
     response_model=HealthResponse,
-    responses={503: {"model": HealthResponse, "description": "the database does not answer"}},
+    responses={503: {"model": HealthResponse, "description": "the database does not answer"}, **errors(422)},
 )
 def health(request: Request) -> HealthResponse | JSONResponse:
     """Whether the operational database answers, its schema revision and the time of the

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -25,8 +24,8 @@ def _hours(
     kind: str,
     scope_id: str,
     window: int,
-    start_time: datetime | None,
-    end_time: datetime | None,
+    start_time: str | None,
+    end_time: str | None,
     skip: int,
     limit: int,
 ) -> dict:

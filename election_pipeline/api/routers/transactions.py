@@ -11,6 +11,7 @@ from election_pipeline.api.models import Page, TransactionOut
 from election_pipeline.api.params import Limit, Skip, Text, Time, page, time_range
 from election_pipeline.api.routers.common import READ
 from election_pipeline.db.crud import TransactionCRUD
+from election_pipeline.vocabulary import OperationName
 
 router = APIRouter(prefix="/api/transactions", tags=["transactions"], responses=READ)
 
@@ -20,9 +21,7 @@ def list_transactions(
     db: DB,
     _etag: Cached,
     constituency_id: Text = None,
-    type: Annotated[
-        str | None, Query(max_length=40, pattern=r"^[A-Za-z]+$", description="an operation (vote, blindSigIssue, ...)")
-    ] = None,
+    type: Annotated[OperationName | None, Query(description="the contract operation")] = None,
     start_time: Time = None,
     end_time: Time = None,
     block_height: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
