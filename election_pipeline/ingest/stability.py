@@ -2,7 +2,10 @@
 
 A file still being copied keeps changing. The sensor remembers each file's size and
 modification time; a file is ready once they have not changed for ``settle_seconds``
-across two looks. ``*.tmp``/``*.part`` and hidden files are ignored (a copy renamed into
+across two looks. The settle time counts from the file's modification time (every write
+moves it), or from the first look if that is earlier: a file last written longer ago than the
+settle time (a copy renamed into place after a pause, a file dropped while the sensor was
+stopped) is ready at the second look, without waiting the settle time again. ``*.tmp``/``*.part`` and hidden files are ignored (a copy renamed into
 place from such a name is picked up like any other). The state is kept small: only
 files still in the folder are remembered.
 """
@@ -59,5 +62,5 @@ def observe(input_dir: Path, state: FolderState, now: float, settle_seconds: flo
         elif seen is not None and seen[:2] == sig:
             new.pending[name] = seen
         else:
-            new.pending[name] = [*sig, now]
+            new.pending[name] = [*sig, min(now, st.st_mtime_ns / 1e9)]
     return ready, new

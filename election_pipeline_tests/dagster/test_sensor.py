@@ -53,6 +53,23 @@ def test_waits_for_the_settle_time(workspace, instance):
     assert second.run_requests == []  # unchanged, but not for an hour yet
 
 
+def test_a_file_last_written_before_the_settle_time_is_handed_over_in_one_evaluation(workspace, instance):
+    """The settle time counts from the file's modification time: a file untouched for longer
+    is requested by the evaluation that first sees it (its second look comes right after),
+    while a file written just now still waits."""
+    sensor = build_sensor(str(workspace.input), settle_seconds=30, interval_seconds=1)
+    path = workspace.drop(NAME, [issue("t1", ms("2024-09-06 07:05:00"), 1)])
+    written = path.stat().st_mtime - 60
+    os.utime(path, (written, written))
+    first = _tick(sensor, instance, None)
+    assert [r.run_config["ops"]["raw_transactions"]["config"]["files"] for r in first.run_requests] == [[NAME]]
+
+    fresh = workspace.drop(NAME.replace("0700-0800", "0800-0900"), [issue("t2", ms("2024-09-06 08:05:00"), 1)])
+    second = _tick(sensor, instance, first.cursor)
+    assert second.run_requests == []  # written a moment ago: it settles first
+    assert fresh.name in second.cursor
+
+
 def test_ignores_partial_copies_until_renamed(workspace, instance):
     sensor = build_sensor(str(workspace.input), settle_seconds=0, interval_seconds=1)
     part = workspace.drop(NAME + ".part", [issue("t1", ms("2024-09-06 07:05:00"), 1)])
