@@ -52,8 +52,9 @@ lint: $(BIN)/election-pipeline $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/mypy
 	$(BIN)/dg check defs
 
-## dev: the Dagster UI (webserver + daemon) on http://127.0.0.1:3000, sensor and schedule running
+## dev: the Dagster UI (webserver + daemon) on http://127.0.0.1:3000, sensor and schedule running, and the HTTP API beside it (election-pipeline serve, http://127.0.0.1:8000 unless ELECTION_API_HOST/ELECTION_API_PORT say otherwise)
 dev: $(BIN)/election-pipeline $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/election-pipeline serve & api=$$!; trap 'kill $$api 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/dg dev -h 127.0.0.1 -p 3000
 
 ## sample: write the sample election into data/input and data/reference
