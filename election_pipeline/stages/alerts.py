@@ -12,6 +12,10 @@ One alert per fingerprint (rule, constituency, hour or window). On every run:
   ``active`` again with a note (whether or not its condition is still present);
 * an alert whose condition is no longer seen is kept, with ``details.condition_present``
   false and the time it cleared.
+
+Each of these changes to a known alert is recorded in its history (``alert_events``) by
+``pipeline``: ``refresh`` (severity, title, description or the rule's statistic changed),
+``reopen``, ``wake`` and ``cleared``, with what changed from what to what.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from election_pipeline.db.models import Alert, utcnow
+from election_pipeline.db.models import Alert, AlertEvent, utcnow
 from election_pipeline.db.schemas.alert import make_note
 from election_pipeline.detection.findings import Finding
 from election_pipeline.vocabulary import SEVERITY_RANK, AlertStatus, Severity
@@ -75,6 +79,16 @@ def _note(text: str, now: datetime) -> dict[str, Any]:
     return make_note(text, PIPELINE_AUTHOR, now)
 
 
+def _event(alert: Alert, action: str, changes: dict[str, Any]) -> AlertEvent:
+    """A change the pipeline made to ``alert``, for its history: stamped with the wall clock
+    (when it was recorded), whatever instant the rules were evaluated at."""
+    return AlertEvent(alert_id=alert.id, at=utcnow(), actor=PIPELINE_AUTHOR, action=action, changes=changes)
+
+
+def _change(old: Any, new: Any) -> dict[str, Any]:
+    return {"from": old.isoformat() if isinstance(old, datetime) else old, "to": new}
+
+
 def publish_alerts(engine: Engine, findings: list[Finding], now: datetime | None = None) -> AlertsSummary:
     """Create, refresh, reopen or wake alerts from ``findings`` (see the module docstring)."""
     now = now or utcnow()
@@ -111,16 +125,40 @@ def publish_alerts(engine: Engine, findings: list[Finding], now: datetime | None
                 baseline = _baseline(alert)
                 reason = worse_reason(baseline, f)
                 if reason:
+                    db.add(
+                        _event(
+                            alert,
+                            "reopen",
+                            {
+                                "status": _change(alert.status, AlertStatus.ACTIVE.value),
+                                "resolved_at": _change(alert.resolved_at, None),
+                                "reason": _change(None, reason),
+                            },
+                        )
+                    )
                     alert.status = AlertStatus.ACTIVE
                     alert.resolved_at = None
                     notes.append(_note(f"Reopened by the pipeline: {reason} since it was resolved.", now))
                     summary.reopened += 1
                 else:
                     details["resolved_baseline"] = baseline
-            if _wake(alert, notes, now):
+            if _wake(alert, notes, now, db):
                 summary.woken += 1
             new = (f.severity, f.title, f.description, details, notes)
             if (alert.severity, alert.title, alert.description, alert.details, list(alert.notes or [])) != new:
+                refreshed = {
+                    key: _change(old, value)
+                    for key, old, value in (
+                        ("severity", alert.severity, f.severity),
+                        ("title", alert.title, f.title),
+                        ("description", alert.description, f.description),
+                        ("statistic", (alert.details or {}).get("statistic"), details.get("statistic")),
+                        ("condition_present", (alert.details or {}).get("condition_present"), True),
+                    )
+                    if old != value
+                }
+                if refreshed:
+                    db.add(_event(alert, "refresh", refreshed))
                 alert.severity, alert.title, alert.description, alert.details = new[:4]
                 alert.notes = notes
                 summary.updated += 1
@@ -130,10 +168,11 @@ def publish_alerts(engine: Engine, findings: list[Finding], now: datetime | None
             if fp in seen:
                 continue
             notes = list(alert.notes or [])
-            if _wake(alert, notes, now):
+            if _wake(alert, notes, now, db):
                 alert.notes = notes
                 summary.woken += 1
             if (alert.details or {}).get("condition_present", True):
+                db.add(_event(alert, "cleared", {"condition_present": _change(True, False)}))
                 alert.details = dict(alert.details or {}) | {
                     "condition_present": False,
                     "condition_cleared_at": now.isoformat(),
@@ -143,10 +182,15 @@ def publish_alerts(engine: Engine, findings: list[Finding], now: datetime | None
     return summary
 
 
-def _wake(alert: Alert, notes: list[dict[str, Any]], now: datetime) -> bool:
-    """A snoozed alert whose snooze has ended becomes active again (note appended)."""
+def _wake(alert: Alert, notes: list[dict[str, Any]], now: datetime, db: Session) -> bool:
+    """A snoozed alert whose snooze has ended becomes active again (note appended, event recorded)."""
     if alert.status != AlertStatus.SNOOZED or alert.snoozed_until is None or alert.snoozed_until > now:
         return False
+    changes = {
+        "status": _change(alert.status, AlertStatus.ACTIVE.value),
+        "snoozed_until": _change(alert.snoozed_until, None),
+    }
+    db.add(_event(alert, "wake", changes))
     notes.append(_note(f"Snooze ended at {alert.snoozed_until.isoformat()} UTC; active again.", now))
     alert.status = AlertStatus.ACTIVE
     alert.snoozed_until = None

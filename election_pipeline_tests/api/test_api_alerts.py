@@ -11,8 +11,13 @@ from datetime import timedelta
 
 from election_pipeline.cli import main
 from election_pipeline.db.models import utcnow
+from election_pipeline.stages.alerts import publish_alerts
+from election_pipeline.stages.hourly import publish_hourly_stats
+from election_pipeline.stages.metrics import publish_metrics
+from election_pipeline_tests.builders import THRESHOLDS
+from election_pipeline_tests.stages.conftest import at, file_name, make_workspace, vote
 
-from .conftest import Api
+from .conftest import C2, NOW, Api
 from .test_cli_api_parity import _naive
 
 
@@ -146,3 +151,29 @@ def test_etag_gives_304_until_something_changes(fresh_api: Api):
         "/api/metrics/dashboard/summary", headers=api.headers() | {"If-None-Match": summary.headers["etag"]}
     )
     assert dashboard.status_code == 200 and dashboard.json()["alerts_by_status"] == {"investigating": 1}
+
+
+def test_the_pipelines_own_changes_are_in_the_history_by_pipeline(fresh_api: Api, tmp_path):
+    api = fresh_api
+    alert = _alert(api)
+    r = api.client.patch(f"/api/alerts/{alert}", json={"status": "resolved"}, headers=api.headers("analyst"))
+    assert r.status_code == 200
+    # A new file for Hillside: a fourth voter, still one bulletin, so 3 votes without one (was 2).
+    ws = make_workspace(tmp_path / "ws", api.url)
+    try:
+        ws.drop(file_name(C2, 8), [vote("W4", at(8, 10), "L4")])
+        ws.ingest()
+        publish_hourly_stats(ws.duck, ws.engine)
+        metrics = publish_metrics(ws.duck, ws.engine, THRESHOLDS, now=NOW)
+        publish_alerts(ws.engine, metrics.findings, now=NOW)
+    finally:
+        ws.close()
+    body = api.get(f"/api/alerts/{alert}")
+    assert body["status"] == "active"
+    events = [(e["actor"], e["action"]) for e in body["history"]]
+    assert events == [("analyst-tool", "triage"), ("pipeline", "reopen"), ("pipeline", "refresh")]
+    reopen, refresh = body["history"][1]["changes"], body["history"][2]["changes"]
+    assert reopen["status"] == {"from": "resolved", "to": "active"}
+    assert reopen["reason"]["to"] == "its statistic rose from 2 to 3"
+    assert refresh["statistic"] == {"from": 2.0, "to": 3.0} and "description" in refresh
+    assert body["history"][0]["at"] <= body["history"][1]["at"]  # wall-clock times, in order

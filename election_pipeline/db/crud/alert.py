@@ -78,9 +78,7 @@ class AlertCRUD(BaseCRUD[Alert, AlertCreate, AlertUpdate]):
     def _ordered(self, stmt: Select[Any]) -> list[Alert]:
         return self._list(stmt.order_by(SEVERITY_ORDER, Alert.detected_at.desc(), Alert.id))
 
-    def update(
-        self, *, db_obj: Alert, obj_in: AlertUpdate | dict[str, Any], actor: str | None = None
-    ) -> Alert:
+    def update(self, *, db_obj: Alert, obj_in: AlertUpdate | dict[str, Any], actor: str | None = None) -> Alert:
         """Apply the set fields; a status change follows the rules of :meth:`set_status`
         unless the update sets ``resolved_at``/``snoozed_until`` itself."""
         values = self._update_data(obj_in)

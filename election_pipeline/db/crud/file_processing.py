@@ -43,7 +43,9 @@ class FileProcessingJobCRUD(BaseCRUD[FileProcessingJob, FileProcessingJobCreate,
         )
         return self._list(stmt)
 
-    def list_jobs(self, *, status: str | None = None, skip: int = 0, limit: int | None = 100) -> list[FileProcessingJob]:
+    def list_jobs(
+        self, *, status: str | None = None, skip: int = 0, limit: int | None = 100
+    ) -> list[FileProcessingJob]:
         """Jobs (of one status, if given; ``ValueError`` for an unknown one), the most
         recently started first; ``limit`` of them after the first ``skip``."""
         check_choice(status, FILE_JOB_STATUSES, "status")
