@@ -1,4 +1,4 @@
-"""AlertEvent: the audit trail of alerts: one row per change (docs/data-model.md#alert-events)."""
+"""AlertEvent: the audit trail of alerts: one row per change (docs/data-model.md, "Tables added by this project")."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ class AlertEvent(UUIDMixin, Base):
     """A change to one alert: when (``at``, UTC), who (``actor``: an API token's name, the OS
     user or ``--as NAME`` of the command line, or ``pipeline``), what kind of change
     (``action``: ``status``, ``assign``, ``snooze``, ``note``, ``update``, ``reopen``, ``wake``,
-    ``refresh``, ``triage``) and what changed, ``{field: {"from": old, "to": new}}``
+    ``refresh``, ``cleared``, ``triage``) and what changed, ``{field: {"from": old, "to": new}}``
     (a note's text is under ``note``)."""
 
     __tablename__ = "alert_events"
