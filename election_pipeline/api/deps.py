@@ -7,17 +7,29 @@ The ETag of a read is the SHA-256 of the request (path and query) and of the dat
 the newest file job, the row counts of those tables and of the audit trail). A request
 with ``If-None-Match`` equal to the current ETag gets ``304 Not Modified`` without the
 figures being read; any materialisation or alert change gives every read a new ETag.
+
+Because the ETag names the request and the data version, the rendered answer of a read is
+the same for every request with that ETag: :func:`cached_json` keeps the rendered JSON of
+the busiest reads (the dashboard summary and the alert list) in :class:`ResponseCache`,
+keyed by the ETag, so that a repeated read costs the token check and the data-version query
+but neither the figures nor their serialisation. A change in the data changes the data
+version, hence the key: the next request computes the figures afresh.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import TypeAdapter
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
@@ -145,13 +157,58 @@ def etag(request: Request, response: Response, db: DB, caller: Reader) -> str:
     wanted = request.headers.get("if-none-match")
     if wanted and (wanted.strip() == "*" or tag in [t.strip().removeprefix("W/") for t in wanted.split(",")]):
         raise NotModified(tag)
-    response.headers["ETag"] = tag
-    response.headers["Cache-Control"] = "private, no-cache"
+    response.headers.update(_cache_headers(tag))
     return tag
+
+
+def _cache_headers(tag: str) -> dict[str, str]:
+    return {"ETag": tag, "Cache-Control": "private, no-cache"}
 
 
 #: A cached read: the caller checked, the ETag set (304 when the client's copy is current).
 Cached = Annotated[str, Depends(etag)]
+
+
+class ResponseCache:
+    """The rendered JSON bodies of reads, keyed by their ETag; the ``size`` most recently
+    used are kept (thread-safe: sync routes run in the threadpool)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._bodies: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, tag: str) -> bytes | None:
+        with self._lock:
+            body = self._bodies.get(tag)
+            if body is not None:
+                self._bodies.move_to_end(tag)
+            return body
+
+    def put(self, tag: str, body: bytes) -> None:
+        with self._lock:
+            self._bodies[tag] = body
+            self._bodies.move_to_end(tag)
+            while len(self._bodies) > self.size:
+                self._bodies.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._bodies)
+
+
+def cached_json(request: Request, tag: str, model: Any, build: Callable[[], Any]) -> Response:
+    """The answer of a read with ETag ``tag``: from the app's :class:`ResponseCache`, or
+    ``build()`` validated and serialised as ``model`` (as FastAPI does for a
+    ``response_model``) and kept there."""
+    cache: ResponseCache = request.app.state.response_cache
+    body = cache.get(tag)
+    if body is None:
+        adapter: TypeAdapter[Any] = TypeAdapter(model)
+        value = adapter.validate_python(build(), from_attributes=True)
+        body = bytes(JSONResponse(jsonable_encoder(adapter.dump_python(value, mode="json", by_alias=True))).body)
+        cache.put(tag, body)
+    return Response(content=body, media_type="application/json", headers=_cache_headers(tag))
+
 
 #: The operational database's engine (for the report functions, which take an engine).
 EngineDep = Annotated[Engine, Depends(engine_of)]

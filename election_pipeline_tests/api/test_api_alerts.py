@@ -177,3 +177,34 @@ def test_the_pipelines_own_changes_are_in_the_history_by_pipeline(fresh_api: Api
     assert reopen["reason"]["to"] == "its statistic rose from 2 to 3"
     assert refresh["statistic"] == {"from": 2.0, "to": 3.0} and "description" in refresh
     assert body["history"][0]["at"] <= body["history"][1]["at"]  # wall-clock times, in order
+
+
+def test_the_response_cache_serves_repeats_and_sees_the_next_change(fresh_api: Api, monkeypatch):
+    """The summary and the alert list are kept rendered, keyed by their ETag: a repeat is
+    answered from the cache with the same body, and a change in the data (here through the
+    CLI, beside the API) is in the very next answer, without If-None-Match."""
+    api = fresh_api
+    monkeypatch.setenv("ELECTION_DATABASE_URL", api.url)
+    alert = _alert(api)
+    cache = api.client.app.state.response_cache  # type: ignore[attr-defined]
+    paths = ["/api/metrics/dashboard/summary", "/api/alerts?limit=100"]
+    kept = len(cache)
+    first = {p: api.client.get(p, headers=api.headers()) for p in paths}
+    assert len(cache) == kept + 2
+    for p in paths:
+        again = api.client.get(p, headers=api.headers())
+        assert again.status_code == 200 and again.content == first[p].content
+        assert again.headers["etag"] == first[p].headers["etag"]
+        assert again.headers["content-type"] == "application/json"
+    assert len(cache) == kept + 2
+    assert first[paths[0]].json()["alerts_by_status"] == {"active": 1}
+    assert first[paths[1]].json()["items"][0]["status"] == "active"
+
+    assert main(["alerts", "status", alert, "investigating"]) == 0
+    summary = api.client.get(paths[0], headers=api.headers())
+    alerts = api.client.get(paths[1], headers=api.headers())
+    assert summary.json()["alerts_by_status"] == {"investigating": 1}
+    assert alerts.json()["items"][0]["status"] == "investigating"
+    assert summary.headers["etag"] != first[paths[0]].headers["etag"]
+    # The cached answer is the one FastAPI renders for the response model (no cache).
+    assert summary.json() == api.client.get("/api/metrics/dashboard/detailed", headers=api.headers()).json()["summary"]

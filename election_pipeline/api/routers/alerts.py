@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from election_pipeline.api.deps import DB, Analyst, Cached
+from election_pipeline.api.deps import DB, Analyst, Cached, cached_json
 from election_pipeline.api.models import (
     AlertDetailOut,
     AlertEventOut,
@@ -43,8 +43,9 @@ def detail(db: Session, alert: Alert) -> AlertDetailOut:
 
 @router.get("", response_model=Page[AlertOut], responses=READ)
 def list_alerts(
+    request: Request,
     db: DB,
-    _etag: Cached,
+    etag: Cached,
     election_id: Text = None,
     constituency_id: Text = None,
     severity: Annotated[SeverityName | None, Query()] = None,
@@ -52,19 +53,23 @@ def list_alerts(
     type: Text = None,
     skip: Skip = 0,
     limit: Limit = 100,
-) -> dict:
+) -> Response:
     """Alerts matching every filter given (``type``: the rule), the most severe first, then
     the most recently detected."""
-    rows = AlertCRUD(db).list_alerts(
-        election_id=election_id,
-        constituency_id=constituency_id,
-        severity=severity,
-        status=status,
-        rule=type,
-        skip=skip,
-        limit=limit + 1,
-    )
-    return page(rows, skip, limit)
+
+    def build() -> dict:
+        rows = AlertCRUD(db).list_alerts(
+            election_id=election_id,
+            constituency_id=constituency_id,
+            severity=severity,
+            status=status,
+            rule=type,
+            skip=skip,
+            limit=limit + 1,
+        )
+        return page(rows, skip, limit)
+
+    return cached_json(request, etag, Page[AlertOut], build)
 
 
 @router.get("/{alert_id}", response_model=AlertDetailOut, responses=READ)

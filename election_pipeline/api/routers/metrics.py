@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 
 from election_pipeline.analytics.period_metrics import election_scope
-from election_pipeline.api.deps import Cached, EngineDep
+from election_pipeline.api.deps import Cached, EngineDep, cached_json
 from election_pipeline.api.models import (
     ConstituencyMetricsOut,
     DashboardDetailedOut,
@@ -76,9 +76,9 @@ def election_constituencies(
 
 
 @router.get("/dashboard/summary", response_model=DashboardSummaryOut)
-def dashboard(engine: EngineDep, _etag: Cached) -> dict:
+def dashboard(request: Request, engine: EngineDep, etag: Cached) -> Response:
     """Every election at a glance."""
-    return utc_text(dashboard_summary(engine))
+    return cached_json(request, etag, DashboardSummaryOut, lambda: utc_text(dashboard_summary(engine)))
 
 
 @router.get("/dashboard/detailed", response_model=DashboardDetailedOut)
