@@ -22,6 +22,9 @@ class FileProcessingJob(UUIDMixin, Base):
     __table_args__ = (
         Index("ix_file_processing_jobs_status", "status"),
         Index("ix_file_processing_jobs_file_hash", "file_hash"),
+        # The API's data version: max(started_at), max(completed_at).
+        Index("ix_file_processing_jobs_started_at", "started_at"),
+        Index("ix_file_processing_jobs_completed_at", "completed_at"),
     )
 
     filename: Mapped[str] = mapped_column(String(512), nullable=False)

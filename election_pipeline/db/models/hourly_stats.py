@@ -29,6 +29,7 @@ class HourlyStats(UUIDMixin, TimestampMixin, Base):
     __table_args__ = (
         Index("ix_hourly_stats_constituency_id_hour", "constituency_id", "hour", unique=True),
         Index("ix_hourly_stats_election_id_hour", "election_id", "hour"),
+        Index("ix_hourly_stats_updated_at", "updated_at"),  # the API's data version: max(updated_at)
     )
 
     constituency_id: Mapped[str] = mapped_column(ForeignKey("constituencies.id"), nullable=False)
