@@ -118,8 +118,15 @@ def _upgrade_in_child(url: str) -> str:
 def test_processes_starting_together_upgrade_once(db_url):
     """Four processes upgrading a new database at the same moment all succeed."""
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(4) as pool:
+    pool = ctx.Pool(4)
+    try:
         results = pool.map(_upgrade_in_child, [db_url] * 4)
+    finally:
+        # close + join, not the context manager's terminate(): a worker started with SIGTERM
+        # ignored (dagster maps SIGTERM to SIGINT's handler, which a process started in the
+        # background of a shell ignores) would never stop
+        pool.close()
+        pool.join()
     assert results == [head_revision()] * 4
     with get_engine(db_url).connect() as conn:
         assert schema_differences(conn) == []
