@@ -13,6 +13,7 @@ the test instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import uuid
@@ -77,9 +78,10 @@ def with_search_path(url: str, schema: str) -> str:
     return f"{url}{sep}options={quote(f'-csearch_path={schema}', safe='')}"
 
 
-@pytest.fixture
-def postgres_schema_url() -> Iterator[str]:
-    """A URL of the PostgreSQL server whose default schema is a new, empty schema."""
+@contextlib.contextmanager
+def new_postgres_schema() -> Iterator[str]:
+    """A URL of the PostgreSQL server whose default schema is a new, empty schema, dropped
+    afterwards (the test is skipped where no server answers)."""
     require_postgres()
     schema = f"t_{uuid.uuid4().hex[:16]}"
     _admin_execute(f'CREATE SCHEMA "{schema}"')
@@ -89,6 +91,13 @@ def postgres_schema_url() -> Iterator[str]:
     finally:
         get_engine(url).dispose()
         _admin_execute(f"SET lock_timeout = '20s'; DROP SCHEMA \"{schema}\" CASCADE")
+
+
+@pytest.fixture
+def postgres_schema_url() -> Iterator[str]:
+    """A URL of the PostgreSQL server whose default schema is a new, empty schema."""
+    with new_postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,7 +4,9 @@ public when ``ELECTION_API_PUBLIC_READ=1`` opens the reads), and HTTP caching (E
 The ETag of a read is the SHA-256 of the request (path and query) and of the database's
 *data version*: the latest writes of the pipeline and of the analysts (the newest
 ``updated_at`` of elections, constituencies, hourly stats, election metrics and alerts,
-the newest file job, the row counts of those tables and of the audit trail). A request
+the newest file job, the row counts of those tables and of the audit trail; rejected
+lines are published in the same transaction as their file's job and removed with it, so the
+file jobs' figures cover them without counting a table that can grow large). A request
 with ``If-None-Match`` equal to the current ETag gets ``304 Not Modified`` without the
 figures being read; any materialisation or alert change gives every read a new ETag.
 

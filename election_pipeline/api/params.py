@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Path, Query
+from fastapi import Depends, Path, Query
 
 from election_pipeline.api.deps import ApiError
 from election_pipeline.db.schemas.base import to_naive_utc
@@ -61,6 +63,36 @@ def time_range(start_time: str | None, end_time: str | None) -> tuple[datetime |
     return start, end
 
 
-def page(items: list, skip: int, limit: int) -> dict:
-    """A page from ``limit + 1`` items read: the first ``limit`` and whether there are more."""
-    return {"items": items[:limit], "skip": skip, "limit": limit, "has_more": len(items) > limit}
+@dataclass(frozen=True)
+class Paging:
+    """The page a list route was asked for (``skip``, ``limit``)."""
+
+    skip: int
+    limit: int
+
+    def read(self, fetch: Callable[..., Sequence[Any]]) -> dict[str, Any]:
+        """The page of what ``fetch(skip=, limit=)`` reads from the database: ``limit + 1``
+        rows are read, to tell whether there are more."""
+        items = fetch(skip=self.skip, limit=self.limit + 1)
+        return self._page(items[: self.limit], len(items) > self.limit)
+
+    def cut(self, rows: Sequence[Any]) -> dict[str, Any]:
+        """The page of rows already in memory (all of them)."""
+        return self._page(rows[self.skip : self.skip + self.limit], len(rows) > self.skip + self.limit)
+
+    def _page(self, items: Sequence[Any], more: bool) -> dict[str, Any]:
+        return {"items": list(items), "skip": self.skip, "limit": self.limit, "has_more": more}
+
+
+def _paging(skip: Skip = 0, limit: Limit = 100) -> Paging:
+    return Paging(skip, limit)
+
+
+def _long_paging(skip: Skip = 0, limit: Limit = MAX_LIMIT) -> Paging:
+    return Paging(skip, limit)
+
+
+#: ``skip`` and ``limit`` (default 100).
+PageQuery = Annotated[Paging, Depends(_paging)]
+#: ``skip`` and ``limit`` (default 1,000: an hour-by-hour series).
+LongPageQuery = Annotated[Paging, Depends(_long_paging)]

@@ -26,7 +26,6 @@ metrics with detection, alerts, election metrics), at a fixed instant (:data:`NO
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,13 +39,12 @@ from sqlalchemy.orm import Session
 
 from election_pipeline.api import create_app
 from election_pipeline.api.tokens import create_token
-from election_pipeline.db.session import get_engine
 from election_pipeline.stages.alerts import publish_alerts
 from election_pipeline.stages.election_metrics import publish_election_metrics
 from election_pipeline.stages.hourly import publish_hourly_stats
 from election_pipeline.stages.metrics import publish_metrics
 from election_pipeline_tests.builders import THRESHOLDS
-from election_pipeline_tests.conftest import _admin_execute, pg_base_url, require_postgres, with_search_path
+from election_pipeline_tests.conftest import new_postgres_schema
 from election_pipeline_tests.stages.conftest import at, bsi, file_name, make_workspace, vote
 
 E1 = "E1"
@@ -123,15 +121,8 @@ def _database(kind: str, root: Path) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{root / 'ops.db'}"
         return
-    require_postgres()
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    _admin_execute(f'CREATE SCHEMA "{schema}"')
-    url = with_search_path(pg_base_url(), schema)
-    try:
+    with new_postgres_schema() as url:
         yield url
-    finally:
-        get_engine(url).dispose()
-        _admin_execute(f"SET lock_timeout = '20s'; DROP SCHEMA \"{schema}\" CASCADE")
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -4,6 +4,7 @@ the same CRUD as ``election-pipeline alerts``; every change is recorded with the
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -20,7 +21,7 @@ from election_pipeline.api.models import (
     TransactionOut,
     utc_text,
 )
-from election_pipeline.api.params import Id, Limit, Skip, Text, page
+from election_pipeline.api.params import Id, PageQuery, Text
 from election_pipeline.api.routers.common import READ, errors
 from election_pipeline.db.crud import AlertCRUD, TransactionCRUD
 from election_pipeline.db.models import Alert
@@ -46,30 +47,25 @@ def list_alerts(
     request: Request,
     db: DB,
     etag: Cached,
+    paging: PageQuery,
     election_id: Text = None,
     constituency_id: Text = None,
     severity: Annotated[SeverityName | None, Query()] = None,
     status: Annotated[AlertStatusName | None, Query()] = None,
     type: Text = None,
-    skip: Skip = 0,
-    limit: Limit = 100,
 ) -> Response:
     """Alerts matching every filter given (``type``: the rule), the most severe first, then
     the most recently detected."""
 
-    def build() -> dict:
-        rows = AlertCRUD(db).list_alerts(
-            election_id=election_id,
-            constituency_id=constituency_id,
-            severity=severity,
-            status=status,
-            rule=type,
-            skip=skip,
-            limit=limit + 1,
-        )
-        return page(rows, skip, limit)
-
-    return cached_json(request, etag, Page[AlertOut], build)
+    search = partial(
+        AlertCRUD(db).list_alerts,
+        election_id=election_id,
+        constituency_id=constituency_id,
+        severity=severity,
+        status=status,
+        rule=type,
+    )
+    return cached_json(request, etag, Page[AlertOut], lambda: paging.read(search))
 
 
 @router.get("/{alert_id}", response_model=AlertDetailOut, responses=READ)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from election_pipeline.api.deps import DB, Cached
 from election_pipeline.api.models import ConstituencyOut, ElectionOut, Page
-from election_pipeline.api.params import Id, Limit, Skip, Text, page
+from election_pipeline.api.params import Id, PageQuery, Text
 from election_pipeline.api.routers.common import READ
 from election_pipeline.db.crud import ConstituencyCRUD, ElectionCRUD
 from election_pipeline.vocabulary import ConstituencyStatusName, ConstituencyTypeName
@@ -18,9 +19,9 @@ constituencies = APIRouter(prefix="/api/constituencies", tags=["constituencies"]
 
 
 @router.get("", response_model=Page[ElectionOut])
-def list_elections(db: DB, _etag: Cached, skip: Skip = 0, limit: Limit = 100) -> dict:
+def list_elections(db: DB, _etag: Cached, paging: PageQuery) -> dict:
     """Every election, by id."""
-    return page(ElectionCRUD(db).get_multi(skip=skip, limit=limit + 1), skip, limit)
+    return paging.read(ElectionCRUD(db).get_multi)
 
 
 @router.get("/{election_id}", response_model=ElectionOut)
@@ -33,18 +34,16 @@ def get_election(election_id: Id, db: DB, _etag: Cached) -> object:
 def list_constituencies(
     db: DB,
     _etag: Cached,
+    paging: PageQuery,
     election_id: Text = None,
     region: Text = None,
     status: Annotated[ConstituencyStatusName | None, Query()] = None,
     type: Annotated[ConstituencyTypeName | None, Query()] = None,
-    skip: Skip = 0,
-    limit: Limit = 100,
 ) -> dict:
     """Constituencies matching every filter given, by name."""
-    rows = ConstituencyCRUD(db).search(
-        election_id=election_id, region=region, status=status, type=type, skip=skip, limit=limit + 1
+    return paging.read(
+        partial(ConstituencyCRUD(db).search, election_id=election_id, region=region, status=status, type=type)
     )
-    return page(rows, skip, limit)
 
 
 @constituencies.get("/{constituency_id}", response_model=ConstituencyOut)

@@ -19,7 +19,7 @@ from election_pipeline.api.models import (
     PeriodMetricsOut,
     utc_text,
 )
-from election_pipeline.api.params import Id, Limit, Skip, Time, time_range
+from election_pipeline.api.params import Id, PageQuery, Time, time_range
 from election_pipeline.api.routers.common import READ
 from election_pipeline.cli.report import constituency_report, constituency_rows
 from election_pipeline.stages.election_metrics import dashboard_summary, stored_election_metrics
@@ -66,13 +66,11 @@ def election_metrics(election_id: Id, engine: EngineDep, _etag: Cached) -> dict:
 
 
 @router.get("/election/{election_id}/constituencies", response_model=Page[dict])
-def election_constituencies(
-    election_id: Id, engine: EngineDep, _etag: Cached, skip: Skip = 0, limit: Limit = 100
-) -> dict:
+def election_constituencies(election_id: Id, engine: EngineDep, _etag: Cached, paging: PageQuery) -> dict:
     """The election's constituencies with their totals and open alerts, the most anomalous first."""
     election_scope(engine, election_id)  # LookupError (404) for an unknown election
     rows = utc_text(constituency_rows(engine, election_id))
-    return {"items": rows[skip : skip + limit], "skip": skip, "limit": limit, "has_more": len(rows) > skip + limit}
+    return paging.cut(rows)
 
 
 @router.get("/dashboard/summary", response_model=DashboardSummaryOut)
