@@ -126,6 +126,13 @@ class Settings(BaseSettings, DetectionThresholds):
         False,
         description="1: the HTTP API answers reads without a token (writes and token management still need one)",
     )
+    session_hours: float = Field(
+        12.0,
+        gt=0,
+        le=24 * 30,
+        description="how long a sign-in to the triage page (`election-pipeline serve` at /) lasts, in hours; "
+        "revoking the token ends its sessions at once",
+    )
 
     @property
     def reports_folder(self) -> str:

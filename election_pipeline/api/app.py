@@ -9,6 +9,7 @@ from election_pipeline.api.deps import ResponseCache, known_query
 from election_pipeline.api.routers import ROUTERS
 from election_pipeline.db.session import get_engine, upgrade_database
 from election_pipeline.settings import load_settings
+from election_pipeline.web import install_web
 
 DESCRIPTION = """The election-monitoring pipeline's figures and alert workflow over HTTP: elections,
 constituencies, transactions, hourly stats, metrics, the dashboard, alerts (with their audit
@@ -43,4 +44,5 @@ def create_app(database_url: str | None = None, *, public_read: bool | None = No
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    install_web(app)  # the triage page at / (docs/web.md)
     return app
