@@ -33,7 +33,7 @@ class SvgChart:
     height: int = HEIGHT
     band: str = ""
     lines: list[tuple[str, str, str]] = field(default_factory=list)
-    x_ticks: list[tuple[float, str]] = field(default_factory=list)
+    x_ticks: list[tuple[float, str, str]] = field(default_factory=list)
     y_ticks: list[tuple[float, str]] = field(default_factory=list)
     plot: tuple[int, int, int, int] = (LEFT, TOP, WIDTH - RIGHT, HEIGHT - BOTTOM)
     y_label: str = ""
@@ -54,6 +54,15 @@ def _points(xs: list[float], values: pd.Series, top: float) -> str:
     return " ".join(f"{x:.1f},{_y(float(v), top):.1f}" for x, v in zip(xs, values, strict=True))
 
 
+def _anchor(i: int, n: int) -> str:
+    """Tick labels at the ends are anchored inside the chart."""
+    if n > 1 and i == 0:
+        return "start"
+    if n > 1 and i == n - 1:
+        return "end"
+    return "middle"
+
+
 def _draw(name: str, title: str, caption: str, frame: pd.DataFrame, cid: str, label: str, y_label: str) -> SvgChart:
     low, mid, high = peer_band(frame)
     mine = frame[cid]
@@ -61,7 +70,8 @@ def _draw(name: str, title: str, caption: str, frame: pd.DataFrame, cid: str, la
     xs, top = _scale(frame.index, top)
     band = _points(xs, high, top) + " " + _points(list(reversed(xs)), low.iloc[::-1], top)
     step = max(1, len(xs) // 6)
-    x_ticks = [(xs[i], pd.Timestamp(frame.index[i]).strftime("%d %b %H:%M")) for i in range(0, len(xs), step)]
+    shown = list(range(0, len(xs), step))
+    x_ticks = [(xs[i], pd.Timestamp(frame.index[i]).strftime("%d %b %H:%M"), _anchor(i, len(xs))) for i in shown]
     y_ticks = [(_y(top * k / 4, top), f"{top * k / 4:.1f}") for k in range(5)]
     return SvgChart(
         name,

@@ -259,7 +259,9 @@ def test_an_analyst_triages_as_the_api_does(fresh_web: Web) -> None:
     assert stored.notes[-1]["text"] == "3 voters, 1 bulletin: calling the PEC"
     assert stored.notes[-1]["author"] == "analyst-person"
     trail = events(fresh_web, alert.id)
-    assert [(e.actor, e.action) for e in trail] == [("analyst-person", a) for a in ("triage", "triage", "note", "triage")]
+    assert [(e.actor, e.action) for e in trail] == [
+        ("analyst-person", a) for a in ("triage", "triage", "note", "triage")
+    ]
     assert trail[0].changes["status"] == {"from": "active", "to": "investigating"}
     # The API reads the same history.
     api = fresh_web.client.get(
