@@ -11,7 +11,7 @@ files of ``election_pipeline_tests/scenario.py``: contract B is the stuffing con
   run again: the new alert and the new figures appear without a reload.
 
 Screenshots of each page (1280 px and 390 px wide) go to the test's temporary folder, or to
-``ELECTION_WEB_SCREENSHOTS`` when set (``make screenshots`` writes ``docs/screenshots/``).
+``ELECTION_WEB_SCREENSHOTS`` when set (docs/web.md: how ``docs/screenshots/`` is refreshed).
 """
 
 from __future__ import annotations
