@@ -1,6 +1,7 @@
 """The triage page on the API tests' election (``election_pipeline_tests/api/conftest.py``:
 E1 with CtrNorth1 "Riverside" and CtrSouth2 "Hillside", whose 3 voters for 1 bulletin are a
-critical ``votes_exceed_bulletins`` alert), filled by the pipeline's stages into SQLite, with
+critical ``votes_exceed_bulletins`` alert), filled by the pipeline's stages into SQLite (and
+PostgreSQL for the tests that change alerts), with
 the election report drawn, and one token of each role."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from election_pipeline.api.tokens import create_token
 from election_pipeline.stages.report import write_reports
 from election_pipeline_tests.api.conftest import fill
 from election_pipeline_tests.builders import THRESHOLDS
+from election_pipeline_tests.conftest import new_postgres_schema
 
 
 @dataclass
@@ -54,8 +56,8 @@ def hidden(html: str, name: str) -> str:
     return match.group(1)
 
 
-def make_web(root: Path) -> Web:
-    url = f"sqlite:///{root / 'ops.db'}"
+def make_web(root: Path, url: str | None = None) -> Web:
+    url = url or f"sqlite:///{root / 'ops.db'}"
     engine = fill(root / "ws", url)
     reports = root / "reports"
     write_reports(engine, reports, THRESHOLDS.offline_after_hours)
@@ -74,7 +76,15 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
     yield make_web(tmp_path_factory.mktemp("web"))
 
 
-@pytest.fixture
-def fresh_web(tmp_path: Path) -> Iterator[Web]:
-    """The filled database, new for each test (for the tests that change alerts)."""
-    yield make_web(tmp_path)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_web(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Web]:
+    """The filled database, new for each test (for the tests that change alerts), on each engine."""
+    if request.param == "sqlite":
+        yield make_web(tmp_path)
+        return
+    with new_postgres_schema() as url:
+        web = make_web(tmp_path, url)
+        try:
+            yield web
+        finally:
+            web.engine.dispose()
