@@ -193,6 +193,8 @@ def _safe_next(value: str | None) -> str:
     """Only a path of this site (no ``//host``, no scheme) is followed after signing in."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return "/"
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        return "/"  # a browser drops tabs and newlines: "/\t/host" would become "//host"
     return value
 
 

@@ -112,12 +112,13 @@ def test_sign_in_needs_the_forms_csrf_value_and_this_origin(web: Web) -> None:
     assert client.get("/", follow_redirects=False).status_code == 303
 
 
-def test_next_never_leaves_the_site(web: Web) -> None:
+@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\t/evil.example", "/\\evil.example"])
+def test_next_never_leaves_the_site(web: Web, target: str) -> None:
     client = web.new_client()
     form = client.get("/login")
     response = client.post(
         "/login",
-        data={"token": web.tokens["observer"], "csrf": hidden(form.text, "csrf"), "next": "//evil.example/x"},
+        data={"token": web.tokens["observer"], "csrf": hidden(form.text, "csrf"), "next": target},
         follow_redirects=False,
     )
     assert response.headers["location"] == "/"
