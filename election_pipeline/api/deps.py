@@ -152,9 +152,65 @@ def data_version(db: Session) -> str:
     return "|".join(str(v) for v in row)
 
 
+class DataVersionGate:
+    """One data-version query at a time for all the requests that want one.
+
+    Under load every read would run :func:`data_version` (13 aggregates, two of them counts
+    over tables that grow with the election) at the same moment, each on its own connection.
+    Instead a request takes the answer of the first query that *starts after it arrived*: if
+    none is running it runs one itself; if one is running it waits for the next one, which the
+    first waiting request runs for all the others that came meanwhile. So the database answers
+    at most one such query at a time, and no request gets a version older than its own arrival:
+    a change committed before a request arrived (by the pipeline, the CLI or the API) is always
+    in its ETag."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._started = 0
+        self._finished = 0
+        self._running = False
+        self._value = ""
+        #: How many queries were run (for the tests and the load benchmark).
+        self.queries = 0
+
+    def get(self, compute: Callable[[], str]) -> str:
+        """The data version from ``compute()``, run here or by a request that started it after this one came."""
+        with self._cond:
+            wanted = self._started + 1
+            while self._finished < wanted:
+                if not self._running:
+                    self._running = True
+                    self._started += 1
+                    mine = self._started
+                    break
+                self._cond.wait()
+            else:
+                return self._value
+        try:
+            value = compute()
+        except BaseException:
+            with self._cond:
+                self._running = False
+                self._cond.notify_all()
+            raise
+        with self._cond:
+            self._value, self._finished, self._running = value, mine, False
+            self.queries += 1
+            self._cond.notify_all()
+        return value
+
+
+def _fresh_data_version(db: Session) -> str:
+    # End the session's read transaction first: on SQLite its snapshot dates from the token
+    # check, which may be older than a request waiting on this query.
+    db.commit()
+    return data_version(db)
+
+
 def etag(request: Request, response: Response, db: DB, caller: Reader) -> str:
     """Set the response's ``ETag``; raise :class:`NotModified` when ``If-None-Match`` holds it."""
-    version = data_version(db)
+    gate: DataVersionGate = request.app.state.version_gate
+    version = gate.get(lambda: _fresh_data_version(db))
     # Give the request's connection back to the pool: routes that read through the engine
     # (the reports take an engine) would otherwise hold two connections each, and as many
     # concurrent requests as the pool has connections wait for a second one for ever (32
