@@ -16,6 +16,13 @@ One alert per fingerprint (rule, constituency, hour or window). On every run:
 Each of these changes to a known alert is recorded in its history (``alert_events``) by
 ``pipeline``: ``refresh`` (severity, title, description or the rule's statistic changed),
 ``reopen``, ``wake`` and ``cleared``, with what changed from what to what.
+
+The changes people are notified of are written to the notifications outbox
+(``alert_notifications``) in the same transaction: the creation of an alert, its reopening,
+and a rise of its severity while it is open (``active`` or ``investigating``; a snoozed
+alert stays quiet). One row per change, keyed by the alert (creation) or by the change's
+history event, so running again with nothing new writes nothing. Which of them are sent, and
+where, is decided when they are sent (``election_pipeline/notify/``).
 """
 
 from __future__ import annotations
@@ -28,10 +35,11 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from election_pipeline.db.models import Alert, AlertEvent, utcnow
+from election_pipeline.db.models import Alert, AlertEvent, AlertNotification, utcnow
+from election_pipeline.db.models.base import new_uuid
 from election_pipeline.db.schemas.alert import make_note
 from election_pipeline.detection.findings import Finding
-from election_pipeline.vocabulary import SEVERITY_RANK, AlertStatus, Severity
+from election_pipeline.vocabulary import OPEN_STATUSES, SEVERITY_RANK, AlertStatus, Severity
 
 PIPELINE_AUTHOR = "pipeline"
 
@@ -44,6 +52,8 @@ class AlertsSummary:
     reopened: int = 0
     woken: int = 0
     cleared: int = 0
+    #: State changes written to the notifications outbox (created, reopened, escalated).
+    notifications: int = 0
     by_severity: Counter = field(default_factory=Counter)
 
 
@@ -82,7 +92,24 @@ def _note(text: str, now: datetime) -> dict[str, Any]:
 def _event(alert: Alert, action: str, changes: dict[str, Any]) -> AlertEvent:
     """A change the pipeline made to ``alert``, for its history: stamped with the wall clock
     (when it was recorded), whatever instant the rules were evaluated at."""
-    return AlertEvent(alert_id=alert.id, at=utcnow(), actor=PIPELINE_AUTHOR, action=action, changes=changes)
+    return AlertEvent(
+        id=new_uuid(), alert_id=alert.id, at=utcnow(), actor=PIPELINE_AUTHOR, action=action, changes=changes
+    )
+
+
+def _outbox(
+    alert_id: str, change: str, key: str, severity: str, previous: str | None = None, reason: str | None = None
+) -> AlertNotification:
+    """A state change of an alert for the notifications outbox, unique by ``key``."""
+    return AlertNotification(
+        alert_id=alert_id,
+        change_key=f"{change}:{key}",
+        change=change,
+        severity=severity,
+        previous_severity=previous,
+        reason=reason,
+        created_at=utcnow(),
+    )
 
 
 def _change(old: Any, new: Any) -> dict[str, Any]:
@@ -94,6 +121,7 @@ def publish_alerts(engine: Engine, findings: list[Finding], now: datetime | None
     now = now or utcnow()
     summary = AlertsSummary()
     seen: set[str] = set()
+    outbox: list[AlertNotification] = []
     with Session(engine, expire_on_commit=False) as db:
         existing = {a.fingerprint: a for a in db.scalars(select(Alert))}
         for f in findings:
@@ -104,8 +132,10 @@ def publish_alerts(engine: Engine, findings: list[Finding], now: datetime | None
             details = f.details() | {"condition_present": True}
             alert = existing.get(f.fingerprint)
             if alert is None:
+                alert_id = new_uuid()
                 db.add(
                     Alert(
+                        id=alert_id,
                         constituency_id=f.constituency_id,
                         fingerprint=f.fingerprint,
                         type=f.rule,
@@ -118,24 +148,29 @@ def publish_alerts(engine: Engine, findings: list[Finding], now: datetime | None
                         detected_at=now,
                     )
                 )
+                outbox.append(_outbox(alert_id, "created", alert_id, f.severity))
                 summary.created += 1
                 continue
             notes = list(alert.notes or [])
+            reopened = False
             if alert.status == AlertStatus.RESOLVED:
                 baseline = _baseline(alert)
                 reason = worse_reason(baseline, f)
                 if reason:
-                    db.add(
-                        _event(
-                            alert,
-                            "reopen",
-                            {
-                                "status": _change(alert.status, AlertStatus.ACTIVE.value),
-                                "resolved_at": _change(alert.resolved_at, None),
-                                "reason": _change(None, reason),
-                            },
-                        )
+                    reopen = _event(
+                        alert,
+                        "reopen",
+                        {
+                            "status": _change(alert.status, AlertStatus.ACTIVE.value),
+                            "resolved_at": _change(alert.resolved_at, None),
+                            "reason": _change(None, reason),
+                        },
                     )
+                    db.add(reopen)
+                    outbox.append(
+                        _outbox(alert.id, "reopened", reopen.id, f.severity, baseline.get("severity"), reason)
+                    )
+                    reopened = True
                     alert.status = AlertStatus.ACTIVE
                     alert.resolved_at = None
                     notes.append(_note(f"Reopened by the pipeline: {reason} since it was resolved.", now))
@@ -158,7 +193,20 @@ def publish_alerts(engine: Engine, findings: list[Finding], now: datetime | None
                     if old != value
                 }
                 if refreshed:
-                    db.add(_event(alert, "refresh", refreshed))
+                    refresh = _event(alert, "refresh", refreshed)
+                    db.add(refresh)
+                    rose = SEVERITY_RANK[f.severity] > SEVERITY_RANK.get(alert.severity, 0)
+                    if rose and not reopened and alert.status in OPEN_STATUSES:
+                        outbox.append(
+                            _outbox(
+                                alert.id,
+                                "escalated",
+                                refresh.id,
+                                f.severity,
+                                alert.severity,
+                                f"severity rose from {alert.severity} to {f.severity}",
+                            )
+                        )
                 alert.severity, alert.title, alert.description, alert.details = new[:4]
                 alert.notes = notes
                 summary.updated += 1
@@ -178,6 +226,10 @@ def publish_alerts(engine: Engine, findings: list[Finding], now: datetime | None
                     "condition_cleared_at": now.isoformat(),
                 }
                 summary.cleared += 1
+        if outbox:
+            db.flush()  # the new alerts first: the outbox rows refer to them
+            db.add_all(outbox)
+            summary.notifications = len(outbox)
         db.commit()
     return summary
 

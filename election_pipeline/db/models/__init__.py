@@ -9,11 +9,13 @@ from .election import Election
 from .election_metrics import ElectionMetrics
 from .file_processing import FileLedgerEntry, FileProcessingJob, RejectedRow
 from .hourly_stats import HourlyStats
+from .notification import AlertNotification, NotificationDelivery
 from .transaction import Transaction
 
 __all__ = [
     "Alert",
     "AlertEvent",
+    "AlertNotification",
     "ApiToken",
     "Base",
     "Constituency",
@@ -22,6 +24,7 @@ __all__ = [
     "FileLedgerEntry",
     "FileProcessingJob",
     "HourlyStats",
+    "NotificationDelivery",
     "RejectedRow",
     "TimestampMixin",
     "Transaction",
