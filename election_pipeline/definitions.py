@@ -16,6 +16,7 @@ from election_pipeline.defs.assets import (
 )
 from election_pipeline.defs.automation import build_automation, election_pipeline_job
 from election_pipeline.defs.checks import ALL_CHECKS
+from election_pipeline.defs.notify_assets import alert_notifications
 from election_pipeline.defs.report_assets import election_metrics, election_report
 from election_pipeline.defs.resources import build_resources
 from election_pipeline.defs.retention import build_retention
@@ -34,6 +35,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             hourly_stats,
             constituency_metrics,
             alerts,
+            alert_notifications,
             operational_transactions,
             election_metrics,
             election_report,

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import AfterValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from election_pipeline.detection.thresholds import DetectionThresholds
+from election_pipeline.vocabulary import SeverityName
 
 ENV_PREFIX = "ELECTION_"
 
@@ -134,6 +136,65 @@ class Settings(BaseSettings, DetectionThresholds):
         "revoking the token ends its sessions at once",
     )
 
+    public_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="the address people open the pipeline's pages at; notifications link to "
+        "<ELECTION_PUBLIC_URL>/alerts/<id>",
+    )
+    notify_min_severity: SeverityName = Field(
+        "critical",
+        description="alerts created, reopened or escalated at this severity or above are notified "
+        "(critical, warning or info)",
+    )
+    alert_webhook_urls: str = Field(
+        "",
+        description="comma-separated webhook URLs (Slack-compatible) that get one JSON message per notified "
+        "alert change; secret (a Slack URL carries a token): shown by host only",
+        json_schema_extra={"secret": True},
+    )
+    smtp_host: str = Field("", description="SMTP server for notification emails; empty: no email")
+    smtp_port: int = Field(587, ge=1, le=65535, description="port of the SMTP server")
+    smtp_username: str = Field("", description="SMTP user name; empty: no login")
+    smtp_password: str = Field("", description="SMTP password; secret", json_schema_extra={"secret": True})
+    smtp_from: str = Field("election-pipeline@localhost", description="sender address of notification emails")
+    smtp_to: str = Field("", description="comma-separated recipients of notification emails; empty: no email")
+    smtp_starttls: bool = Field(
+        True, description="1: upgrade the SMTP connection with STARTTLS (0 for a local relay without TLS)"
+    )
+    notify_timeout_seconds: float = Field(
+        5.0, gt=0, le=120, description="how long one webhook call or SMTP session may take before it fails"
+    )
+    notify_retries: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description="tries after the first within a run, for each target, with exponential backoff; what "
+        "still fails is tried again by the next run",
+    )
+    notify_backoff_seconds: float = Field(
+        0.5, ge=0, le=60, description="wait before the first retry within a run; doubled for each further one"
+    )
+    notify_max_backoff_seconds: float = Field(
+        900.0,
+        ge=0,
+        description="the longest a failed delivery waits before the next run tries it again (the wait doubles "
+        "with each failed try, from ELECTION_NOTIFY_BACKOFF_SECONDS)",
+    )
+
+    @field_validator("alert_webhook_urls")
+    @classmethod
+    def _webhook_urls(cls, value: str) -> str:
+        for url in split_list(value):
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("every webhook URL must be an http:// or https:// URL with a host")
+        return value
+
+    @property
+    def webhook_urls(self) -> list[str]:
+        """``alert_webhook_urls`` as a list (secrets: never print them)."""
+        return split_list(self.alert_webhook_urls)
+
     @property
     def reports_folder(self) -> str:
         """``reports_dir``, or ``reports/`` next to the DuckDB file when it is empty."""
@@ -154,12 +215,36 @@ class Settings(BaseSettings, DetectionThresholds):
         ]
 
     def describe(self) -> dict[str, str]:
-        """The settings as printable strings, with any password in a secret URL hidden."""
+        """The settings as printable strings, with every secret hidden: the password of the
+        database URL, the webhook URLs but for their host, the SMTP password."""
         secret = set(self.secret_fields())
         return {
-            name: redact_url(str(getattr(self, name))) if name in secret else str(getattr(self, name))
+            name: redact_secret(name, str(getattr(self, name))) if name in secret else str(getattr(self, name))
             for name in type(self).model_fields
         }
+
+
+def split_list(value: str) -> list[str]:
+    """A comma-separated setting as a list of its non-empty, stripped items."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def webhook_label(url: str) -> str:
+    """How a webhook is named in logs, metadata and the database: its host and ``/…``
+    (the path and query of a Slack-style URL are its token)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{host}{port}/…"
+
+
+def redact_secret(name: str, value: str) -> str:
+    """A secret setting as it may be printed."""
+    if name == "database_url":
+        return redact_url(value)
+    if name == "alert_webhook_urls":
+        return ", ".join(webhook_label(url) for url in split_list(value))
+    return "***" if value else ""
 
 
 def redact_url(url: str) -> str:

@@ -32,8 +32,8 @@ election_pipeline_job = dg.define_asset_job(
     JOB_NAME,
     selection=dg.AssetSelection.all(),
     description=(
-        "Reference data, new export files, hourly stats, constituency metrics and alerts, "
-        "with every data-quality check, in one run."
+        "Reference data, new export files, hourly stats, constituency metrics, alerts and their "
+        "notifications, with every data-quality check, in one run."
     ),
     executor_def=dg.in_process_executor,
 )

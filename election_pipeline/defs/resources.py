@@ -1,10 +1,11 @@
 """Dagster resources: the DuckDB raw store, the operational database, the drop folder, the
-detection thresholds, the quality checks and the reports folder.
+detection thresholds, the quality checks, the reports folder and the notifier.
 
 :func:`build_resources` configures them from :class:`~election_pipeline.settings.Settings`
 (the ``ELECTION_*`` environment, README "Settings"). A secret setting set in the environment
-(``ELECTION_DATABASE_URL``) reaches its resource as ``dg.EnvVar``, so the Dagster UI, the run
-storage and the logs show the variable's name, never the password in it.
+(``ELECTION_DATABASE_URL``, ``ELECTION_ALERT_WEBHOOK_URLS``, ``ELECTION_SMTP_PASSWORD``)
+reaches its resource as ``dg.EnvVar``, so the Dagster UI, the run storage and the logs show
+the variable's name, never the secret in it.
 """
 
 import os
@@ -21,7 +22,9 @@ from sqlalchemy import Engine
 from election_pipeline.analytics.raw_store import ensure_schema
 from election_pipeline.db.session import get_engine, upgrade_database
 from election_pipeline.detection.thresholds import DetectionThresholds
-from election_pipeline.settings import Settings, load_settings
+from election_pipeline.notify.channels import SmtpConfig
+from election_pipeline.notify.deliver import NotifyConfig
+from election_pipeline.settings import Settings, load_settings, split_list
 from election_pipeline.stages.ingest_files import DropFolders
 
 from .run_recovery import record_run_worker, release_dead_runs
@@ -129,13 +132,61 @@ class ReportsResource(dg.ConfigurableResource):
     reports_dir: str
 
 
+class NotifierResource(dg.ConfigurableResource):
+    """Where alert notifications go and how they are retried (``ELECTION_NOTIFY_*``,
+    ``ELECTION_ALERT_WEBHOOK_URLS``, ``ELECTION_SMTP_*``, ``ELECTION_PUBLIC_URL``; README,
+    "Notifications"). The webhook URLs and the SMTP password are secrets: set in the
+    environment, the UI shows their variable's name only."""
+
+    public_url: str
+    min_severity: str
+    webhook_urls: str
+    smtp_host: str
+    smtp_port: int
+    smtp_username: str
+    smtp_password: str
+    smtp_from: str
+    smtp_to: str
+    smtp_starttls: bool
+    timeout_seconds: float
+    retries: int
+    backoff_seconds: float
+    max_backoff_seconds: float
+
+    def config(self) -> NotifyConfig:
+        recipients = tuple(split_list(self.smtp_to))
+        smtp = (
+            SmtpConfig(
+                host=self.smtp_host,
+                port=self.smtp_port,
+                sender=self.smtp_from,
+                recipients=recipients,
+                username=self.smtp_username,
+                password=self.smtp_password,
+                starttls=self.smtp_starttls,
+            )
+            if self.smtp_host and recipients
+            else None
+        )
+        return NotifyConfig(
+            public_url=self.public_url,
+            min_severity=self.min_severity,
+            webhook_urls=tuple(split_list(self.webhook_urls)),
+            smtp=smtp,
+            timeout=self.timeout_seconds,
+            retries=self.retries,
+            backoff=self.backoff_seconds,
+            max_backoff=self.max_backoff_seconds,
+        )
+
+
 def _value(settings: Settings, name: str) -> str | dg.EnvVar:
     """A text setting as a resource field: ``dg.EnvVar`` for a secret that comes from the
     environment (the UI then shows its name only), else the value itself. ``dg.EnvVar`` is a
     ``str`` subclass, so it fits a resource's ``str`` field; Dagster resolves it at run time."""
     value = getattr(settings, name)
     env = Settings.env_name(name)
-    if name in Settings.secret_fields() and os.environ.get(env, "").strip() == value:
+    if value and name in Settings.secret_fields() and os.environ.get(env, "").strip() == value:
         return dg.EnvVar(env)
     return value
 
@@ -161,4 +212,20 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         "detection": DetectionResource(**s.thresholds().model_dump()),
         "quality_checks": QualityChecksResource(full_check_every_minutes=s.full_check_every_minutes),
         "reports": ReportsResource(reports_dir=s.reports_folder),
+        "notifier": NotifierResource(
+            public_url=s.public_url,
+            min_severity=s.notify_min_severity,
+            webhook_urls=_value(s, "alert_webhook_urls"),
+            smtp_host=s.smtp_host,
+            smtp_port=s.smtp_port,
+            smtp_username=s.smtp_username,
+            smtp_password=_value(s, "smtp_password"),
+            smtp_from=s.smtp_from,
+            smtp_to=s.smtp_to,
+            smtp_starttls=s.smtp_starttls,
+            timeout_seconds=s.notify_timeout_seconds,
+            retries=s.notify_retries,
+            backoff_seconds=s.notify_backoff_seconds,
+            max_backoff_seconds=s.notify_max_backoff_seconds,
+        ),
     }

@@ -10,6 +10,7 @@ PIPELINE_ASSETS = {
     "hourly_stats",
     "constituency_metrics",
     "alerts",
+    "alert_notifications",
     "operational_transactions",
 }
 REPORT_ASSETS = {"election_metrics", "election_report"}
@@ -28,6 +29,8 @@ def test_definitions_load_with_the_four_layers_and_their_lineage():
         "hourly_stats": {"raw_transactions"},
         "constituency_metrics": {"hourly_stats"},
         "alerts": {"constituency_metrics"},
+        # People are told about new alerts in the same run.
+        "alert_notifications": {"alerts"},
         # The per-transaction rows follow the alerts (observers read alerts first).
         "operational_transactions": {"raw_transactions", "alerts"},
         # What observers read: election-level figures, then the charts and the HTML report.
