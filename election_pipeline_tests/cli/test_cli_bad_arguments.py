@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from election_pipeline.cli import main
 from election_pipeline.db.models import Alert, Constituency
 from election_pipeline.db.session import get_engine
-from election_pipeline_tests.cli.test_alerts_cli import seed_alerts
+from election_pipeline_tests.cli.test_alerts_cli import give_alert_id, seed_alerts
 
 #: Two alerts get ids with this common prefix (as in ``test_ambiguous_prefix_is_refused``).
 SHARED = "abcd"
@@ -35,7 +35,7 @@ def alerts_db(db_url: str, monkeypatch) -> str:
         for n, alert in enumerate(
             db.scalars(select(Alert).where(Alert.constituency_id == "CtrB").order_by(Alert.type))
         ):
-            alert.id = f"{SHARED}{n}-0000-0000-0000-000000000000"
+            give_alert_id(db, alert, f"{SHARED}{n}-0000-0000-0000-000000000000")
         db.commit()
     return db_url
 

@@ -38,6 +38,7 @@ LINEAGE = {
     "operational_transactions": {"raw_transactions", "alerts"},
     "election_metrics": {"constituency_metrics", "alerts"},
     "election_report": {"election_metrics"},
+    "alert_notifications": {"alerts"},
 }
 
 CHECKS = {
