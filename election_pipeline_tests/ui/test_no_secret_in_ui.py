@@ -1,10 +1,12 @@
-"""A password in ``ELECTION_DATABASE_URL`` never reaches the Dagster UI.
+"""No secret setting reaches the Dagster UI: the password in ``ELECTION_DATABASE_URL``, the
+webhook URLs of ``ELECTION_ALERT_WEBHOOK_URLS`` (their path is the credential) and
+``ELECTION_SMTP_PASSWORD``.
 
-``dagster-webserver`` is started as an operator would, with a PostgreSQL URL holding a
-password in its environment; GraphQL is then asked for what the UI's resource pages show
-(every resource's configured values). The URL must appear as the name of its environment
-variable only, and the password nowhere: not in the answer, not in the webserver's log,
-not in the Dagster home folder it wrote.
+``dagster-webserver`` is started as an operator would, with those secrets in its
+environment; GraphQL is then asked for what the UI's resource pages show (every resource's
+configured values). Each secret must appear as the name of its environment variable only,
+and its value nowhere: not in the answer, not in the webserver's log, not in the Dagster
+home folder it wrote.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ from .conftest import DAGSTER_YAML, REPO, STARTUP_TIMEOUT, free_port
 
 PASSWORD = "Sup3r-s3cret-pw"
 URL = f"postgresql+psycopg://observer:{PASSWORD}@127.0.0.1:5432/test"
+WEBHOOK_TOKEN = "T000-hook-s3cret-B111"
+WEBHOOK_URLS = f"https://hooks.example.org/services/{WEBHOOK_TOKEN},https://second.example.org/{WEBHOOK_TOKEN}2"
+SMTP_PASSWORD = "smtp-Pa55-w0rd-xyz"
+SECRETS = (PASSWORD, WEBHOOK_TOKEN, SMTP_PASSWORD)
 
 RESOURCES_QUERY = """
 { workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError {
@@ -59,7 +65,7 @@ def _wait_until_loaded(url: str, process: subprocess.Popen, log: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_the_database_password_is_not_shown_by_the_webserver(tmp_path):
+def test_no_secret_is_shown_by_the_webserver(tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text(DAGSTER_YAML.read_text())
@@ -69,6 +75,11 @@ def test_the_database_password_is_not_shown_by_the_webserver(tmp_path):
         "ELECTION_DATABASE_URL": URL,
         "ELECTION_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
         "ELECTION_INPUT_DIR": str(tmp_path / "input"),
+        "ELECTION_ALERT_WEBHOOK_URLS": WEBHOOK_URLS,
+        "ELECTION_SMTP_HOST": "smtp.example.org",
+        "ELECTION_SMTP_USERNAME": "observer-mail",
+        "ELECTION_SMTP_PASSWORD": SMTP_PASSWORD,
+        "ELECTION_SMTP_TO": "desk@example.org",
     }
     port = free_port()
     log = tmp_path / "webserver.log"
@@ -97,11 +108,21 @@ def test_the_database_password_is_not_shown_by_the_webserver(tmp_path):
     resources = {r["name"]: r["configuredValues"] for r in repository["allTopLevelResourceDetails"]}
     # The URL is configured from the environment, and the UI shows the variable's name.
     assert resources["ops_db"] == [{"key": "url", "value": "ELECTION_DATABASE_URL", "type": "ENV_VAR"}]
+    # So are the notifier's secrets; its other settings show as themselves.
+    notifier = {v["key"]: v for v in resources["notifier"]}
+    assert notifier["webhook_urls"] == {"key": "webhook_urls", "value": "ELECTION_ALERT_WEBHOOK_URLS", "type": "ENV_VAR"}
+    assert notifier["smtp_password"] == {"key": "smtp_password", "value": "ELECTION_SMTP_PASSWORD", "type": "ENV_VAR"}
+    assert notifier["smtp_host"]["value"] == '"smtp.example.org"'
     # The other resources are there (the answer is not empty for another reason) ...
     assert {"warehouse", "drop_folder", "detection", "reports"} <= set(resources)
-    # ... and the password is nowhere: not in the answer, the log, or the files Dagster wrote.
-    assert PASSWORD not in json.dumps(payload)
-    assert PASSWORD not in log.read_text(errors="replace")
+    # ... and no secret is anywhere: not in the answer, the log, or the files Dagster wrote.
+    answer = json.dumps(payload)
+    written = log.read_text(errors="replace")
+    for secret in SECRETS:
+        assert secret not in answer
+        assert secret not in written
     for path in home.rglob("*"):
         if path.is_file():
-            assert PASSWORD.encode() not in path.read_bytes(), path
+            content = path.read_bytes()
+            for secret in SECRETS:
+                assert secret.encode() not in content, path
