@@ -110,7 +110,11 @@ def test_no_secret_is_shown_by_the_webserver(tmp_path):
     assert resources["ops_db"] == [{"key": "url", "value": "ELECTION_DATABASE_URL", "type": "ENV_VAR"}]
     # So are the notifier's secrets; its other settings show as themselves.
     notifier = {v["key"]: v for v in resources["notifier"]}
-    assert notifier["webhook_urls"] == {"key": "webhook_urls", "value": "ELECTION_ALERT_WEBHOOK_URLS", "type": "ENV_VAR"}
+    assert notifier["webhook_urls"] == {
+        "key": "webhook_urls",
+        "value": "ELECTION_ALERT_WEBHOOK_URLS",
+        "type": "ENV_VAR",
+    }
     assert notifier["smtp_password"] == {"key": "smtp_password", "value": "ELECTION_SMTP_PASSWORD", "type": "ENV_VAR"}
     assert notifier["smtp_host"]["value"] == '"smtp.example.org"'
     # The other resources are there (the answer is not empty for another reason) ...
