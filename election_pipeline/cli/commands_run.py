@@ -33,9 +33,11 @@ def print_summary(settings: Settings, out=None) -> dict[str, object]:
 
     from election_pipeline.db.models import (
         Alert,
+        AlertNotification,
         Constituency,
         FileProcessingJob,
         HourlyStats,
+        NotificationDelivery,
         RejectedRow,
         Transaction,
     )
@@ -67,6 +69,17 @@ def print_summary(settings: Settings, out=None) -> dict[str, object]:
             "votes_cast": int(one(select(func.coalesce(func.sum(Constituency.votes_cast), 0)))),
         }
         alerts = dict(conn.execute(select(Alert.severity, func.count()).group_by(Alert.severity)).tuples().all())
+        deliveries = dict(
+            conn.execute(select(NotificationDelivery.status, func.count()).group_by(NotificationDelivery.status))
+            .tuples()
+            .all()
+        )
+        figures["notifications_sent"] = int(deliveries.get("sent", 0))
+        figures["notifications_failed"] = int(deliveries.get("failed", 0))
+        figures["notifications_pending"] = int(deliveries.get("pending", 0))
+        figures["alert_changes_not_notified"] = int(
+            one(select(func.count()).where(AlertNotification.skip_reason.is_not(None)))
+        )
         top = conn.execute(
             select(
                 Constituency.id,
@@ -107,6 +120,12 @@ def print_summary(settings: Settings, out=None) -> dict[str, object]:
     w(
         f"  alerts:               {figures['alerts_critical']} critical, {figures['alerts_warning']} warning, "
         f"{figures['alerts_info']} info\n"
+    )
+    w(
+        f"  notifications:        {figures['notifications_sent']} sent, {figures['notifications_failed']} failed "
+        f"(tried again by a later run), {figures['notifications_pending']} pending; "
+        f"{figures['alert_changes_not_notified']} alert changes not notified "
+        "(below ELECTION_NOTIFY_MIN_SEVERITY or no channel configured)\n"
     )
     if top:
         w("\n  constituency                                   registered   voters  particip.%  anomaly\n")

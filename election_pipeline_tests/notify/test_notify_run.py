@@ -5,7 +5,8 @@ a real Dagster instance (operational database on SQLite and PostgreSQL), and thr
 from __future__ import annotations
 
 import dagster as dg
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from election_pipeline.cli import main
 from election_pipeline.db.models import Alert
@@ -136,6 +137,13 @@ def test_election_pipeline_run_sends_the_webhook_and_the_email(
     assert rcpt == ["observers@example.org"] and email["Subject"].startswith("[critical] New alert: ")
     out = capsys.readouterr().out
     assert receiver.path not in out
+    # The summary counts one delivery per target (webhook, email), and the alert changes
+    # below the default minimum severity (warning and info alerts) as not notified.
+    [line] = [line for line in out.splitlines() if line.strip().startswith("notifications:")]
+    assert "2 sent, 0 failed (tried again by a later run), 0 pending" in line, line
+    with Session(get_engine(s.database_url)) as db:
+        below = db.scalar(select(func.count()).select_from(Alert).where(Alert.severity != "critical"))
+    assert f"; {below} alert changes not notified" in line, line
     # Nothing new: nothing sent.
     assert main(["run", "--log-level", "WARNING"]) == 0
     assert len(receiver.calls) == 1 and len(smtp.messages) == 1
