@@ -355,21 +355,6 @@ def constituency_page(request: Request, constituency_id: str, user: User, db: DB
 # -- alerts -------------------------------------------------------------------------------
 
 
-def _sorted(rows: list[Any], sort: str) -> list[Any]:
-    if sort == "newest":
-        return sorted(rows, key=lambda a: a.detected_at, reverse=True)
-    if sort == "oldest":
-        return sorted(rows, key=lambda a: a.detected_at)
-    if sort == "constituency":
-        return sorted(rows, key=lambda a: a.constituency_id)
-    if sort == "status":
-        order = {s.value: i for i, s in enumerate(AlertStatus)}
-        return sorted(rows, key=lambda a: order.get(a.status, 99))
-    if sort == "rule":
-        return sorted(rows, key=lambda a: a.type)
-    return rows  # the CRUD's order: the most severe first, then the newest
-
-
 def _names(db: Session, ids: set[str]) -> dict[str, str]:
     if not ids:
         return {}
@@ -405,11 +390,12 @@ def alerts_page(
             status=filters["status"],
             rule=filters["type"],
             limit=MAX_ALERTS + 1,
+            order=chosen_sort,
         )
     except ValueError as exc:
         return _error(request, user, 422, str(exc))
     truncated = len(rows) > MAX_ALERTS
-    rows = _sorted(rows[:MAX_ALERTS], chosen_sort)
+    rows = rows[:MAX_ALERTS]
     elections = list(db.execute(select(Election.id, Election.name).order_by(Election.id)))
     return render(
         request,

@@ -329,6 +329,36 @@ def test_alert_queries(db, constituencies):
         crud.get_by_severity(severity="high")
 
 
+def test_alert_list_orders_in_the_database_before_the_limit(db, constituencies):
+    """Each order is applied by the query, so a limit keeps the first alerts of that order
+    (not the first of the default order, re-sorted)."""
+    crud = AlertCRUD(db)
+    hour = datetime(2024, 9, 6, 10)
+    made = {
+        "old_info": crud.create(_alert("C3", severity="info", type="night_activity", detected_at=hour)),
+        "new_warning": crud.create(
+            _alert("C2", severity="warning", type="unusual_spike", detected_at=hour + timedelta(hours=5))
+        ),
+        "mid_critical": crud.create(_alert("C1", detected_at=hour + timedelta(hours=2), status="resolved")),
+        "mid_warning": crud.create(
+            _alert("C3", severity="warning", type="high_rejection_rate", detected_at=hour + timedelta(hours=2))
+        ),
+    }
+    name = {a.id: key for key, a in made.items()}
+
+    def first(order: str, n: int = 2) -> list[str]:
+        return [name[a.id] for a in crud.list_alerts(order=order, limit=n)]
+
+    assert first("severity") == ["mid_critical", "new_warning"]
+    assert first("newest") == ["new_warning", "mid_critical"]  # same hour: the more severe first
+    assert first("oldest") == ["old_info", "mid_critical"]
+    assert first("constituency", 3) == ["mid_critical", "new_warning", "mid_warning"]
+    assert first("status", 3) == ["new_warning", "mid_warning", "old_info"]  # active before resolved
+    assert first("rule", 1) == ["mid_warning"]  # high_rejection_rate, alphabetically first
+    with pytest.raises(ValueError, match="order must be one of severity, newest"):
+        crud.list_alerts(order="loudest")
+
+
 def test_add_note_appends_and_persists(db, db_url, constituencies):
     crud = AlertCRUD(db)
     alert = crud.create(_alert())

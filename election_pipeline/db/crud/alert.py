@@ -31,6 +31,18 @@ UNKNOWN_ACTOR = "unknown"
 
 #: Sorts the most severe first (an unknown severity last).
 SEVERITY_ORDER = case(SEVERITY_RANK, value=Alert.severity, else_=-1).desc()
+#: Sorts by the workflow's order of statuses (open first; an unknown status last).
+STATUS_ORDER = case({s.value: i for i, s in enumerate(AlertStatus)}, value=Alert.status, else_=len(AlertStatus))
+#: The orders :meth:`AlertCRUD.list_alerts` knows, each refined by the default one (most
+#: severe first, then the most recently detected, then the id, so every order is total).
+ALERT_ORDERS: dict[str, tuple[Any, ...]] = {
+    "severity": (),
+    "newest": (Alert.detected_at.desc(),),
+    "oldest": (Alert.detected_at.asc(),),
+    "constituency": (Alert.constituency_id,),
+    "status": (STATUS_ORDER,),
+    "rule": (Alert.type,),
+}
 
 
 def _status_values(alert: Alert, status: str) -> dict[str, Any]:
@@ -110,12 +122,14 @@ class AlertCRUD(BaseCRUD[Alert, AlertCreate, AlertUpdate]):
         limit: int | None = 100,
         election_id: str | None = None,
         skip: int = 0,
+        order: str = "severity",
     ) -> list[Alert]:
         """Alerts matching every filter given (``ValueError`` for an unknown severity or
-        status), most severe first, then the most recently detected; ``limit`` of them
-        after the first ``skip``."""
+        status), in ``order`` (one of :data:`ALERT_ORDERS`; by default the most severe first,
+        then the most recently detected); ``limit`` of them after the first ``skip``."""
         check_choice(severity, ALERT_SEVERITIES, "severity")
         check_choice(status, ALERT_STATUSES, "status")
+        check_choice(order, tuple(ALERT_ORDERS), "order")
         stmt = select(Alert)
         if election_id is not None:
             stmt = stmt.join(Constituency, Constituency.id == Alert.constituency_id).where(
@@ -129,7 +143,7 @@ class AlertCRUD(BaseCRUD[Alert, AlertCreate, AlertUpdate]):
             stmt = stmt.where(Alert.constituency_id == constituency_id)
         if rule is not None:
             stmt = stmt.where(Alert.type == rule)
-        stmt = stmt.order_by(SEVERITY_ORDER, Alert.detected_at.desc(), Alert.id)
+        stmt = stmt.order_by(*ALERT_ORDERS[order], SEVERITY_ORDER, Alert.detected_at.desc(), Alert.id)
         if skip:
             stmt = stmt.offset(skip)
         if limit is not None:
