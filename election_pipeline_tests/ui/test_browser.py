@@ -10,26 +10,13 @@ where they fail.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from election_pipeline_tests.browser import CHROMIUM, CHROMIUM_ARGS, browser_missing, skip_module_without_browser
 
-CHROMIUM = os.environ.get("ELECTION_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+pytestmark = pytest.mark.slow
 
 
 def _graph() -> tuple[list[str], int]:
@@ -46,28 +33,15 @@ ASSETS, CHECK_COUNT = _graph()
 TIMEOUT_MS = 60_000
 
 
-def _browser_missing() -> str | None:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the Python package playwright is not installed (pip install -e '.[dev]')"
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        return f"Chromium not found at {CHROMIUM} (install it with: apt-get install chromium)"
-    return None
-
-
-MISSING = _browser_missing()
-if MISSING and not os.environ.get("CI"):
-    # Skip before the package's dagster dev is started for nothing.
-    print(f"\nSKIPPING the browser tests of the Dagster UI: {MISSING}")
-    pytest.skip(MISSING, allow_module_level=True)
+skip_module_without_browser("the Dagster UI")
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A headless Chromium with a fresh profile, shared by the tests of this module."""
-    if MISSING:
-        pytest.fail(f"the browser tests may not be skipped in CI (CI is set): {MISSING}")
+    missing = browser_missing()
+    if missing:
+        pytest.fail(f"the browser tests may not be skipped in CI (CI is set): {missing}")
     from playwright.sync_api import sync_playwright
 
     profile = tmp_path_factory.mktemp("chromium_profile")

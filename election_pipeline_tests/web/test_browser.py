@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -36,23 +35,12 @@ from sqlalchemy.orm import Session
 from election_pipeline.api.tokens import create_token
 from election_pipeline.db.models import Alert, AlertEvent
 from election_pipeline.db.session import get_engine
+from election_pipeline_tests.browser import CHROMIUM, CHROMIUM_ARGS, browser_missing, skip_module_without_browser
 from election_pipeline_tests.builders import CONTRACT_A, CONTRACT_B, Workspace, make_workspace, ms, vote
 from election_pipeline_tests.scenario import drop_all
 
 pytestmark = pytest.mark.slow
 
-# Launched as the Dagster UI's browser tests launch it (election_pipeline_tests/ui/test_browser.py).
-CHROMIUM = os.environ.get("ELECTION_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT_MS = 30_000
@@ -64,20 +52,7 @@ PHONE = {"width": 390, "height": 844}
 A09 = f"{CONTRACT_A}_2024-09-06_0900-1000.csv"
 
 
-def _browser_missing() -> str | None:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the Python package playwright is not installed (pip install -e '.[dev]')"
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        return f"Chromium not found at {CHROMIUM} (install it with: apt-get install chromium)"
-    return None
-
-
-MISSING = _browser_missing()
-if MISSING and not os.environ.get("CI"):
-    print(f"\nSKIPPING the browser tests of the triage page: {MISSING}")
-    pytest.skip(MISSING, allow_module_level=True)
+skip_module_without_browser("the triage page")
 
 
 def _free_port() -> int:
@@ -130,8 +105,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """``election-pipeline run`` on the scenario's files, then ``election-pipeline serve``."""
-    if MISSING:
-        pytest.fail(f"the browser tests may not be skipped in CI (CI is set): {MISSING}")
+    missing = browser_missing()
+    if missing:
+        pytest.fail(f"the browser tests may not be skipped in CI (CI is set): {missing}")
     root = tmp_path_factory.mktemp("web_browser")
     ws = make_workspace(root / "ws")
     drop_all(ws)
