@@ -36,8 +36,8 @@ from .context import (
     to_naive_instant,
 )
 from .findings import Finding
-from .stats import MAD_SCALE
 from .thresholds import DetectionThresholds, SpikeThresholds
+from .volume import ElectionVolume, Run, election_volumes, pick_runs, scan, votes_needed
 
 #: Local hours that count as night (00:00-06:00) and as daytime (08:00-22:00).
 NIGHT_HOURS = range(0, 6)
@@ -63,20 +63,51 @@ def _pivot(hourly: pd.DataFrame, column: str) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------
 
 
-def spike_noise_floor(expected: float, registered: float, relative_spread: float) -> float:
-    """The least MAD (in share-of-registered units) a spike z-score is computed against:
-    the dispersion an honest constituency shows around ``expected`` votes, Poisson
-    counting noise plus ``relative_spread`` of turnout, σ = √(E + (ρE)²), as a MAD."""
-    e = max(expected, 1.0)
-    return MAD_SCALE * math.sqrt(e + (relative_spread * e) ** 2) / registered
+def unusual_spike(
+    hourly: pd.DataFrame,
+    constituencies: pd.DataFrame,
+    thresholds: SpikeThresholds,
+    closed: Collection[str] | None = None,
+    windows: dict[str, VotingWindow] | None = None,
+    now: datetime | None = None,
+) -> list[Finding]:
+    """Warning/critical: more votes in one hour, or in a run of consecutive hours, than the
+    constituency's own turnout and its peers' daily shape can explain.
 
+    For every run of 1 to 12 consecutive hours (inside the voting window, up to ``now``)
+    the expected votes are the constituency's votes in its *other* hours × the share of
+    the votes its peers cast in the run (:mod:`election_pipeline.detection.volume`), and
+    the count is judged against a negative binomial that allows for voters coming in
+    groups (the election's fitted dispersion) and for the uncertainty of the peers' shape.
+    Because many runs are tested, the tail probability is multiplied by their number and
+    turned into a z-score (the *scan z*, the finding's ``statistic``): warning above
+    ``warning_z``, critical above ``critical_z`` (exactly at a threshold does not fire).
+    A run is flagged only when it holds at least ``min_votes`` votes more than expected.
+    One finding per run; overlapping runs are reported once, by the most significant.
 
-def spread_with_median_error(mad: float, floor: float, peers: int) -> float:
-    """The MAD a spike z-score divides by: the constituency's own spread (the peers' MAD,
-    at least ``floor``) combined with the uncertainty of the peers' median itself
-    (standard error 1.2533·σ/√peers), both as MADs."""
-    own = max(mad, floor)
-    return math.sqrt(own * own + (math.pi / 2) * mad * mad / max(peers, 1))
+    Separately, once a constituency's voting is over (``closed``; all of them when
+    ``closed`` is None), an hour holding more than ``hour_share`` of its total votes
+    (total at least 100) is a warning.
+    """
+    if hourly.empty:
+        return []
+    windows = windows or {}
+    names = constituency_names(constituencies)
+    peers = peer_groups(constituencies)
+    votes = _pivot(hourly, "votes_cast")
+    ids = sorted(set(votes.index) | {p for ps in peers.values() for p in ps} | set(peers))
+    grid = votes.reindex(ids, fill_value=0)
+    findings = []
+    for model in election_volumes(hourly, constituencies, windows, now):
+        for cid in sorted(model.peers):
+            if cid not in votes.index:
+                continue
+            runs = scan(model, cid, np.ones(len(model.hours), dtype=bool), thresholds.relative_spread)
+            chosen = pick_runs(
+                runs, lambda r: r.scan_z > thresholds.warning_z and r.votes - r.expected >= thresholds.min_votes
+            )
+            findings += [_scan_finding(model, cid, names, windows.get(cid), r, thresholds) for r in chosen]
+    return findings + _hour_share_findings(votes, grid, peers, names, windows, closed, thresholds)
 
 
 def _peer_stats(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -90,177 +121,75 @@ def _peer_stats(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.nan_to_num(median), np.nan_to_num(mad)
 
 
-def unusual_spike(
-    hourly: pd.DataFrame,
-    constituencies: pd.DataFrame,
-    thresholds: SpikeThresholds,
-    closed: Collection[str] | None = None,
-    windows: dict[str, VotingWindow] | None = None,
-) -> list[Finding]:
-    """Warning/critical: an hour's votes far above what peer constituencies predict.
-
-    For each hour, each peer's share of its registered voters voting in that hour is
-    computed; the expected votes are registered voters × the median peer share, and the
-    robust z-score 0.6745·(x − median)/MAD of the constituency's share is compared with
-    the thresholds (warning above ``warning_z``, critical above ``critical_z``; exactly at
-    a threshold does not fire). The MAD is floored by :func:`spike_noise_floor`, so small
-    early-morning numbers or a few peers that happen to agree cannot make an ordinary
-    hour look extreme, and widened by the standard error of the peers' median
-    (:func:`spread_with_median_error`), which matters when there are few peers. The same
-    z-score is also computed on the share of *its own* votes
-    the constituency cast in the hour, against the peers' shares of theirs (a
-    turnout-adjusted prediction); the smaller of the two is used, so a constituency whose
-    turnout is simply higher than its peers' is not flagged hour after hour. Hours with
-    fewer than ``min_votes`` votes are not flagged.
-
-    Separately, once a constituency's voting is over (``closed``; all of them when
-    ``closed`` is None), an hour holding more than ``hour_share`` of its total votes
-    (total at least 100) is a warning.
-    """
-    if hourly.empty:
-        return []
-    windows = windows or {}
-    names = constituency_names(constituencies)
-    registered = _registered(constituencies)
-    peers = peer_groups(constituencies)
-    votes = _pivot(hourly, "votes_cast")
-    ids = sorted(set(votes.index) | {p for ps in peers.values() for p in ps} | set(peers))
-    grid = votes.reindex(ids, fill_value=0)
-    findings = _peer_z_findings(votes, grid, registered, peers, names, windows, thresholds)
-    return findings + _hour_share_findings(votes, grid, peers, names, windows, closed, thresholds)
-
-
-@dataclass(frozen=True)
-class _PeerZ:
-    """One hour of one constituency against its peers (see :func:`unusual_spike`)."""
-
-    votes: float
-    registered: float
-    peers: int
-    median: float  # the peers' median share of their registered voters voting in the hour
-    mad: float
-    mad_used: float
-    expected: float
-    expected_adjusted: float  # allowing for the constituency's own turnout
-    z_registered: float
-    z_adjusted: float
-
-    @property
-    def z(self) -> float:
-        return min(self.z_registered, self.z_adjusted)
-
-
-def _peer_z(
-    n: float,
-    reg: float,
-    total: float,
-    median: float,
-    mad: float,
-    f_median: float,
-    f_mad: float,
-    peers: int,
-    thresholds: SpikeThresholds,
-) -> _PeerZ | None:
-    """The two z-scores of ``n`` votes in an hour (on the share of the ``reg`` registered
-    voters, and on the share of the ``total`` own votes), or None when either is not above
-    ``warning_z``."""
-    expected = reg * median
-    mad_used = spread_with_median_error(mad, spike_noise_floor(expected, reg, thresholds.relative_spread), peers)
-    z_registered = MAD_SCALE * (n / reg - median) / mad_used
-    if z_registered <= thresholds.warning_z:
-        return None
-    expected_adjusted = total * f_median
-    f_mad_used = spread_with_median_error(
-        f_mad, spike_noise_floor(expected_adjusted, total, thresholds.relative_spread), peers
+def _run_span(model: ElectionVolume, run: Run, window: VotingWindow | None) -> str:
+    """``2024-09-06 10:00 local (07:00 UTC)``, or ``... to 13:00 local`` for several hours."""
+    start, stop = model.hours[run.start], model.hours[run.stop - 1] + HOUR
+    if run.hours == 1:
+        return f"the hour starting {describe_hour(start, window)}"
+    if window is None:
+        return f"the {run.hours} hours {start:%Y-%m-%d %H:00}-{stop:%H:00} UTC"
+    return (
+        f"the {run.hours} hours {window.local(start):%Y-%m-%d %H:%M}-{window.local(stop):%H:%M} local "
+        f"({start:%H:00}-{stop:%H:00} UTC)"
     )
-    z_adjusted = MAD_SCALE * (n / total - f_median) / f_mad_used
-    if min(z_registered, z_adjusted) <= thresholds.warning_z:
-        return None
-    return _PeerZ(n, reg, peers, median, mad, mad_used, expected, expected_adjusted, z_registered, z_adjusted)
 
 
-def _peer_z_findings(
-    votes: pd.DataFrame,
-    grid: pd.DataFrame,
-    registered: dict[str, float],
-    peers: dict[str, list[str]],
-    names: dict[str, str],
-    windows: dict[str, VotingWindow],
-    thresholds: SpikeThresholds,
-) -> list[Finding]:
-    """The hours far above what the peers predict (``votes``: constituencies × hours;
-    ``grid``: the same for every constituency and peer)."""
-    ids = list(grid.index)
-    counts = grid.to_numpy(dtype=float)
-    with np.errstate(all="ignore"):
-        shares = counts / np.array([registered.get(i, 0.0) or np.nan for i in ids])[:, None]
-        own_totals = counts.sum(axis=1)
-        fractions = counts / np.where(own_totals > 0, own_totals, np.nan)[:, None]
-    row_of = {cid: n for n, cid in enumerate(ids)}
-    hours = list(votes.columns)
-    findings: list[Finding] = []
-    for cid in sorted(peers):
-        if cid not in votes.index:
-            continue
-        peer_rows = [row_of[p] for p in peers[cid]]
-        median, mad = _peer_stats(shares[peer_rows])
-        f_median, f_mad = _peer_stats(fractions[peer_rows])
-        own = counts[row_of[cid]]
-        total = float(own_totals[row_of[cid]])
-        for j, hour in enumerate(hours):
-            if own[j] < thresholds.min_votes:
-                continue
-            s = _peer_z(
-                own[j], registered[cid], total, median[j], mad[j], f_median[j], f_mad[j], len(peer_rows), thresholds
-            )
-            if s is not None:
-                findings.append(_peer_z_finding(cid, names, windows.get(cid), to_naive_instant(hour), s, thresholds))
-    return findings
+def _run_figures(model: ElectionVolume, cid: str, run: Run, warning_z: float, critical_z: float) -> dict:
+    return {
+        "votes": int(run.votes),
+        "expected_votes": round(run.expected, 2),
+        "run_hours": run.hours,
+        "context_votes": int(run.context_votes),
+        "peers_run_to_context_ratio": round(run.ratio, 5),
+        "dispersion": round(model.dispersion, 3),
+        "expected_relative_uncertainty": round(math.sqrt(run.relative_var), 4),
+        "p_value": float(f"{run.p_value:.3g}"),
+        "runs_tested": run.runs_tested,
+        "votes_for_warning": votes_needed(run, model.dispersion, warning_z),
+        "votes_for_critical": votes_needed(run, model.dispersion, critical_z),
+        "peers": len(model.peers.get(cid, [])),
+        "kind": "scan",
+    }
 
 
-def _peer_z_finding(
+def _scan_finding(
+    model: ElectionVolume,
     cid: str,
     names: dict[str, str],
     window: VotingWindow | None,
-    h: datetime,
-    s: _PeerZ,
+    run: Run,
     thresholds: SpikeThresholds,
 ) -> Finding:
-    z = s.z
+    z = run.scan_z
     severity: SeverityName = "critical" if z > thresholds.critical_z else "warning"
+    hrs = model.hours[run.start : run.stop]
+    figures = _run_figures(model, cid, run, thresholds.warning_z, thresholds.critical_z)
+    what = "Vote spike" if run.hours == 1 else f"Excess votes over {run.hours} hours"
     return Finding(
         rule="unusual_spike",
         severity=severity,
         constituency_id=cid,
-        title=f"Vote spike in {label(names, cid)} at {describe_hour(h, window)}",
+        title=f"{what} in {label(names, cid)} from {describe_hour(hrs[0], window)}",
         description=(
-            f"{int(s.votes)} votes in the hour starting {describe_hour(h, window)}, where its {s.peers} peer "
-            f"constituencies predict about {s.expected:.1f} (registered voters × the peers' median share "
-            f"{s.median:.4%}), or {s.expected_adjusted:.1f} allowing for its own turnout. Robust z-score "
-            f"{z:.1f} (warning above {thresholds.warning_z:g}, critical above {thresholds.critical_z:g}). "
-            "Look at who voted in this hour and how fast."
+            f"{int(run.votes)} votes in {_run_span(model, run, window)}, where about {run.expected:.1f} were "
+            f"expected: its {int(run.context_votes)} votes in the surrounding hours × {run.ratio:.3f}, the "
+            f"ratio of these hours' votes to the surrounding hours' among its {figures['peers']} peers (±{math.sqrt(run.relative_var):.0%}, "
+            f"and voters coming in groups: variance {model.dispersion:.2f} × the mean). Chance of so many: "
+            f"{run.p_value:.1e} in one try, {run.runs_tested} runs of hours tested: scan z {z:.1f} (warning "
+            f"above {thresholds.warning_z:g}, from about {figures['votes_for_warning']} votes; critical above "
+            f"{thresholds.critical_z:g}, from about {figures['votes_for_critical']}). Look at who voted in these "
+            "hours and how fast."
         ),
-        window_start=h,
-        window_end=h + HOUR,
+        window_start=hrs[0],
+        window_end=hrs[-1] + HOUR,
         statistic=round(float(z), 3),
-        expected=round(float(s.expected), 3),
+        expected=round(float(run.expected), 2),
         threshold=thresholds.critical_z if severity == Severity.CRITICAL else thresholds.warning_z,
-        strength=min(1.0, float(z) / thresholds.critical_z),
-        hours=[h],
-        figures={
-            "votes": int(s.votes),
-            "registered_voters": int(s.registered),
-            "peer_median_share": round(float(s.median), 6),
-            "peer_mad": round(float(s.mad), 6),
-            "mad_used": round(float(s.mad_used), 6),
-            "z_registered": round(float(s.z_registered), 3),
-            "expected_turnout_adjusted": round(float(s.expected_adjusted), 3),
-            "z_turnout_adjusted": round(float(s.z_adjusted), 3),
-            "peers": s.peers,
-            "kind": "peer_z_score",
-        },
+        strength=min(1.0, float(z) / thresholds.critical_z) if thresholds.critical_z > 0 else 1.0,
+        hours=list(hrs),
+        figures=figures,
         evidence_kind="vote",
-        window_key=f"{h:%Y-%m-%dT%H}",
+        window_key=f"{hrs[0]:%Y-%m-%dT%H}",
     )
 
 

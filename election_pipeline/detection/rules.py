@@ -24,7 +24,7 @@ Rules are plain functions over pandas frames, so they can be tested on hand-buil
 | vote_after_close | critical | an accepted vote/bulletin after the contract's finishVoting |
 | outside_voting_window | critical | an accepted vote/bulletin before the window or at/after its end |
 | conflicting_transaction | critical | a transaction id seen with two (or more) different contents |
-| unusual_spike | warning/critical | robust z of an hour's votes against peers > 3.5 / > 6; or one hour > 25% of the total |
+| unusual_spike | warning/critical | scan z of a run of 1-12 hours' votes (own level × peers' shape) > 3.5 / > 6; or one hour > 25% of the total |
 | night_activity | warning | a 00:00-06:00 local hour above 0.5 × the daytime median (and ≥ 10 votes) |
 | low_participation | warning | participation < 0.3 (pro-rated before the close), after the first day |
 | high_rejection_rate | warning | rejected share of an hour > 1%, significantly |
@@ -41,13 +41,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from .activity import (
-    constituency_offline,
-    night_activity,
-    spike_noise_floor,
-    spread_with_median_error,
-    unusual_spike,
-)
+from .activity import constituency_offline, night_activity, unusual_spike
 from .conflicts import conflicting_transaction
 from .context import closed_constituencies, constituency_windows, utc_now
 from .findings import Finding
@@ -111,7 +105,7 @@ def run_rules(
     findings += vote_after_close(late, totals, constituencies)
     findings += outside_voting_window(late, windows, constituencies)
     findings += conflicting_transaction(conflicts, constituencies, windows)
-    findings += unusual_spike(hourly, constituencies, thresholds.spike, closed, windows)
+    findings += unusual_spike(hourly, constituencies, thresholds.spike, closed, windows, now)
     findings += night_activity(hourly, constituencies, windows, thresholds, now)
     findings += constituency_offline(hourly, constituencies, windows, thresholds, now)
     findings += high_rejection_rate(hourly, constituencies, thresholds, windows)
@@ -142,8 +136,6 @@ __all__ = [
     "outside_voting_window",
     "robust_z",
     "run_rules",
-    "spike_noise_floor",
-    "spread_with_median_error",
     "unknown_constituency",
     "unusual_spike",
     "vote_after_close",

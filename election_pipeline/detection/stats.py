@@ -1,4 +1,5 @@
-"""Small, exact statistics the rules share: robust z-score, binomial and Poisson tails.
+"""Small, exact statistics the rules share: robust z-score, binomial, Poisson and
+negative-binomial tails.
 
 No SciPy: the tails are summed term by term in log space, which is exact enough for the
 counts an election produces and fast because the rules only ask for upper tails above the
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from statistics import NormalDist
 
 import numpy as np
 
@@ -17,6 +19,8 @@ import numpy as np
 MAD_SCALE = 0.6745
 #: Mean absolute deviation × 1.2533 estimates σ for normal data; used when the MAD is 0.
 MEANAD_SCALE = 1.253314
+#: The standard normal distribution (for turning a tail probability into a z-score).
+NORMAL = NormalDist()
 
 
 def robust_z(values: Sequence[float] | np.ndarray, x: float, floor: float = 0.0) -> tuple[float, float, float]:
@@ -97,3 +101,66 @@ def rate_exceeds(k: int, n: int, threshold: float, alpha: float) -> tuple[bool, 
         return False, 1.0
     p = binomial_sf(k, n, threshold)
     return p <= alpha, p
+
+
+def negative_binomial_sf(k: int, mean: float, size: float) -> float:
+    """P(X ≥ k) for X negative binomial with this ``mean`` and ``size`` (variance
+    mean + mean²/size; a Poisson count whose mean is itself Gamma-distributed with
+    coefficient of variation 1/√size). ``size`` = inf is the Poisson tail."""
+    if k <= 0:
+        return 1.0
+    if mean <= 0:
+        return 0.0
+    if not math.isfinite(size):
+        return poisson_sf(k, mean)
+    q = size / (size + mean)  # P(X = j) = Γ(j + r) / (Γ(r) j!) q^r (1 − q)^j
+    log_q, log_1q = math.log(q), math.log1p(-q)
+
+    def log_pmf(j: int) -> float:
+        return math.lgamma(j + size) - math.lgamma(size) - math.lgamma(j + 1) + size * log_q + j * log_1q
+
+    if k <= mean:  # the lower side is the shorter sum
+        below = sum(math.exp(log_pmf(j)) for j in range(k))
+        return max(0.0, 1.0 - below)
+    term = math.exp(log_pmf(k))
+    total = term
+    j = k
+    while term > total * 1e-17:
+        term *= (j + size) / (j + 1) * (1 - q)
+        j += 1
+        total += term
+        if j - k > 100_000:
+            break
+    return min(1.0, total)
+
+
+def scaled_count_sf(x: float, mean: float, dispersion: float, relative_var: float) -> float:
+    """P(X ≥ x) for an overdispersed count: X/``dispersion`` negative binomial with mean
+    ``mean``/``dispersion`` and squared coefficient of variation of its mean
+    ``relative_var``, so that Var X = dispersion·mean + relative_var·mean² (a quasi-Poisson
+    scale, for voters coming in groups, and a Gamma-distributed mean, for the uncertainty
+    of the expected value). X/dispersion is rarely a whole number: the tail is interpolated
+    geometrically between the two whole numbers around it."""
+    d = max(dispersion, 1e-9)
+    k = x / d
+    m = mean / d
+    size = 1.0 / relative_var if relative_var > 0 else math.inf
+    lo = math.floor(k)
+    p_lo = negative_binomial_sf(lo, m, size)
+    f = k - lo
+    if f == 0:
+        return p_lo
+    p_hi = negative_binomial_sf(lo + 1, m, size)
+    if p_lo <= 0 or p_hi <= 0:
+        return p_hi
+    return math.exp((1 - f) * math.log(p_lo) + f * math.log(p_hi))
+
+
+def tail_to_z(p: float) -> float:
+    """The standard normal z with upper tail ``p`` (0 for p ≥ 0.5; capped at 37.5, where
+    doubles run out)."""
+    if p >= 0.5:
+        return 0.0
+    if p <= 1e-300:
+        return 37.5
+    return -NORMAL.inv_cdf(p)

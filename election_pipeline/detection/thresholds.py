@@ -17,10 +17,10 @@ class SpikeThresholds:
     """The ``unusual_spike`` thresholds, as the rule reads them (built by
     :attr:`DetectionThresholds.spike`).
 
-    ``relative_spread`` is the spread of turnout that honest constituencies show between
-    each other (0.25: ±25%); with Poisson counting noise it is the least dispersion a
-    robust z-score is computed against, so a handful of peers that happen to agree closely
-    cannot turn an ordinary hour into a spike.
+    ``warning_z``/``critical_z`` are scan z thresholds (:mod:`~.volume`); ``min_votes`` the
+    least excess of a run over its expected votes; ``relative_spread`` the least relative
+    uncertainty of the expected votes in an election too small to measure how much daily
+    shapes differ (0.25: ±25%).
     """
 
     warning_z: float
@@ -35,18 +35,24 @@ class DetectionThresholds(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    spike_warning_z: float = Field(3.5, description="unusual_spike: robust z-score above which an hour is a warning")
-    spike_critical_z: float = Field(6.0, description="unusual_spike: robust z-score above which it is critical")
+    spike_warning_z: float = Field(
+        3.5,
+        description="unusual_spike: scan z (the tail probability of a run of 1-12 hours' votes, times the "
+        "number of runs tested, as a normal z) above which it is a warning",
+    )
+    spike_critical_z: float = Field(6.0, description="unusual_spike: scan z above which it is critical")
     spike_hour_share: float = Field(
         0.25,
         description="unusual_spike: share of a constituency's votes in one hour above which it is a warning "
         "(once voting is over)",
     )
-    spike_min_votes: int = Field(20, description="unusual_spike: hours with fewer votes are not flagged")
+    spike_min_votes: int = Field(
+        20, description="unusual_spike: runs of hours with fewer votes than this above the expected are not flagged"
+    )
     spike_relative_spread: float = Field(
         0.25,
-        description="unusual_spike: turnout spread between honest constituencies (±25%) that, with Poisson "
-        "noise, is the least dispersion a z-score is computed against",
+        description="unusual_spike: the least relative uncertainty of the expected votes (±25%) when an "
+        "election has too few constituencies (under 7) to measure the spread of daily shapes",
     )
     night_share: float = Field(
         0.5,

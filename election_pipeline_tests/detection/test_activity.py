@@ -1,115 +1,143 @@
 """unusual_spike, night_activity and constituency_offline on hand-built frames.
 
-The expected z-scores are computed here from the documented formula, so an edge test can
-put the threshold exactly at the z-score (no alert) and just below it (alert).
+The expected votes and tail probabilities are computed here by hand from the documented
+model (:mod:`election_pipeline.detection.volume`), on frames small enough to follow:
+peers with identical daily shapes (so the spread of shapes is 0) and one bulletin per
+issuing transaction (so the dispersion is 1 and the counts are Poisson).
 """
 
 import math
 from datetime import datetime, timedelta
 
+import numpy as np
 import pytest
 
-from election_pipeline.detection.activity import (
-    constituency_offline,
-    night_activity,
-    spike_noise_floor,
-    spread_with_median_error,
-    unusual_spike,
-)
+from election_pipeline.detection.activity import constituency_offline, night_activity, unusual_spike
 from election_pipeline.detection.context import constituency_windows
-from election_pipeline.detection.stats import MAD_SCALE
+from election_pipeline.detection.stats import tail_to_z
 from election_pipeline.detection.thresholds import DetectionThresholds
+from election_pipeline.detection.volume import batch_dispersion, election_volumes, scan, votes_needed
 
 from .frames import START, constituencies, elections, hourly
 
 T = DetectionThresholds()
-SPIKE = T.spike
+#: The spike thresholds without the least shape spread, so that the tails are plain Poisson.
+EXACT = DetectionThresholds(spike_relative_spread=0.0).spike
 
-H0, H1 = datetime(2024, 9, 6, 9), datetime(2024, 9, 6, 10)
+H0 = datetime(2024, 9, 6, 9)
 PEERS = ["P1", "P2", "P3", "P4"]
 
 
-def spike_frames(x: int):
-    """Four peers and A, 1000 registered each: 90 votes in hour 09, then 10 for the peers
-    and ``x`` for A in hour 10."""
+def flat_frames(a_votes: dict[int, int], hours: int = 6, level: int = 10, a_level: int | None = None):
+    """Four peers and A, 1000 registered each, ``level`` votes in each of ``hours`` hours
+    from 09:00 UTC (A: ``a_level``, default the same), except A's hours in ``a_votes``."""
     rows = []
     for cid in [*PEERS, "A"]:
-        rows.append({"constituency_id": cid, "hour": H0, "votes_cast": 90, "bulletins_issued": 90})
-        rows.append(
-            {
-                "constituency_id": cid,
-                "hour": H1,
-                "votes_cast": x if cid == "A" else 10,
-                "bulletins_issued": x if cid == "A" else 10,
-            }
-        )
+        for k in range(hours):
+            n = (a_votes.get(k, a_level or level)) if cid == "A" else level
+            rows.append(
+                {"constituency_id": cid, "hour": H0 + timedelta(hours=k), "votes_cast": n, "bulletins_issued": n}
+            )
     return hourly(rows), constituencies([(c, 1000) for c in [*PEERS, "A"]])
 
 
-def expected_z(x: int, rho: float = 0.25) -> float:
-    """By hand: peers agree exactly (MAD 0), so the noise floor is the spread.
-    Registered: E = 1000 × 0.01 = 10, σ = √(E + (ρE)²), z = (x − 10)/σ.
-    Turnout-adjusted: peers cast 10% of their votes in hour 10; A's total is 90 + x,
-    E' = 0.1 (90 + x), z' = (x − E')/√(E' + (ρE')²). The rule keeps the smaller."""
-    e = 10.0
-    z_reg = (x - e) / math.sqrt(e + (rho * e) ** 2)
-    e2 = 0.1 * (90 + x)
-    z_adj = (x - e2) / math.sqrt(e2 + (rho * e2) ** 2)
-    return min(z_reg, z_adj)
+def poisson_tail(k: int, mean: float) -> float:
+    """P(X ≥ k) for a Poisson mean, summed term by term."""
+    return 1 - sum(math.exp(-mean) * mean**j / math.factorial(j) for j in range(k))
 
 
-def test_spike_z_score_by_hand():
-    frame, c = spike_frames(40)
-    z = expected_z(40)  # min(30/4.031, 27/4.854) = 5.562
-    assert z == pytest.approx(5.5623, abs=1e-4)
-    [f] = unusual_spike(frame, c, SPIKE, closed=set())
-    assert (f.rule, f.severity, f.constituency_id, f.hours) == ("unusual_spike", "warning", "A", [H1])
-    assert f.statistic == round(z, 3)
-    assert f.expected == 10.0  # registered voters × the peers' median share
-    assert f.threshold == 3.5 and f.figures["peers"] == 4 and f.evidence_kind == "vote"
-    assert f.window_key == "2024-09-06T10"
+def test_dispersion_from_the_group_size():
+    # b = bulletins per issuing transaction; B − 1 geometric with mean m = b − 1:
+    # φ = (m(1 + m) + b²)/b
+    assert batch_dispersion(100, 100) == 1.0  # one bulletin each: Poisson
+    assert batch_dispersion(125, 100) == pytest.approx((0.25 * 1.25 + 1.25**2) / 1.25)  # 1.5
+    assert batch_dispersion(150, 100) == pytest.approx(2.0)  # (0.5 × 1.5 + 2.25) / 1.5
+    assert batch_dispersion(0, 0) == 1.5  # nothing issued: a typical value
+
+
+def test_spike_expected_from_own_volume_and_tail_by_hand():
+    """A casts 30 votes in hour 11 (index 2) and 10 in the others; so do the peers, 10 an hour.
+
+    Context of hour 11: the other five hours (up to six on each side), 50 of A's votes.
+    The peers cast 1/5 as many votes in hour 11 as in those five: E = 50 × 0.2 = 10.
+    x − E has variance φ·E·(1 + 0.2) with φ = 1 (one bulletin per transaction), so x/1.2
+    is Poisson with mean 10/1.2 = 8.333: P(x ≥ 30) = P(X ≥ 25 | 8.333).
+    Runs tested: the 6 one-hour runs, 5 two-hour (ratio 2/4) and 4 three-hour (3/3) ones;
+    four hours would be expected to hold twice their context's votes (above 1.5): 15.
+    Scan z: the normal z of 15 × that tail."""
+    frame, c = flat_frames({2: 30})
+    p = poisson_tail(25, 10 / 1.2)
+    z = tail_to_z(15 * p)
+    assert z == pytest.approx(3.972, abs=1e-3)
+    [f] = unusual_spike(frame, c, EXACT, closed=set())
+    assert (f.rule, f.severity, f.constituency_id) == ("unusual_spike", "warning", "A")
+    assert f.hours == [H0 + timedelta(hours=2)] and f.window_key == "2024-09-06T11"
+    assert f.statistic == round(z, 3) and f.expected == 10.0 and f.threshold == 3.5
+    assert f.figures["p_value"] == float(f"{p:.3g}") and f.figures["runs_tested"] == 15
+    assert (f.figures["dispersion"], f.figures["context_votes"], f.evidence_kind) == (1.0, 50, "vote")
 
 
 def test_spike_exactly_at_the_warning_and_critical_thresholds():
-    frame, c = spike_frames(40)
-    z = expected_z(40)
-    none: set[str] = set()  # nobody has finished voting: only the peer z-score applies
-    assert unusual_spike(frame, c, DetectionThresholds(spike_warning_z=z + 1e-9, spike_critical_z=10).spike, none) == []
-    [f] = unusual_spike(frame, c, DetectionThresholds(spike_warning_z=z - 1e-9, spike_critical_z=10).spike, none)
+    frame, c = flat_frames({2: 30})
+    z = tail_to_z(15 * poisson_tail(25, 10 / 1.2))
+    none: set[str] = set()
+    at = DetectionThresholds(spike_relative_spread=0, spike_warning_z=z + 1e-9, spike_critical_z=10)
+    assert unusual_spike(frame, c, at.spike, none) == []
+    below = DetectionThresholds(spike_relative_spread=0, spike_warning_z=z - 1e-9, spike_critical_z=10)
+    [f] = unusual_spike(frame, c, below.spike, none)
     assert f.severity == "warning"
-    [f] = unusual_spike(frame, c, DetectionThresholds(spike_warning_z=3.5, spike_critical_z=z + 1e-9).spike, none)
-    assert f.severity == "warning"
-    [f] = unusual_spike(frame, c, DetectionThresholds(spike_warning_z=3.5, spike_critical_z=z - 1e-9).spike, none)
+    crit = DetectionThresholds(spike_relative_spread=0, spike_warning_z=1, spike_critical_z=z - 1e-9)
+    [f] = unusual_spike(frame, c, crit.spike, none)
     assert f.severity == "critical" and f.threshold == pytest.approx(z - 1e-9)
 
 
-def test_spike_needs_min_votes():
-    frame, c = spike_frames(40)
-    assert unusual_spike(frame, c, DetectionThresholds(spike_min_votes=41).spike, closed=set()) == []
-    assert len(unusual_spike(frame, c, DetectionThresholds(spike_min_votes=40).spike, closed=set())) == 1
+def test_spike_needs_min_votes_above_the_expected():
+    frame, c = flat_frames({2: 30})  # 30 votes, 10 expected: 20 more
+    assert (
+        len(unusual_spike(frame, c, DetectionThresholds(spike_relative_spread=0, spike_min_votes=20).spike, set())) == 1
+    )
+    assert unusual_spike(frame, c, DetectionThresholds(spike_relative_spread=0, spike_min_votes=21).spike, set()) == []
 
 
-def test_small_early_numbers_with_closely_agreeing_peers_are_not_a_spike():
-    """The false critical the first version raised: in an early hour five peers of
-    different sizes happened to vote at almost the same rate (MAD nearly 0), and a
-    constituency with 24 votes where 13 were predicted got z > 6. With the noise floor
-    that is (24 − 13)/√(13 + 3.3²) ≈ 2.3: nothing to flag."""
-    registered = {"P1": 858, "P2": 434, "P3": 725, "P4": 795, "P5": 460, "A": 874}
-    rates = {"P1": 0.0151, "P2": 0.0152, "P3": 0.0150, "P4": 0.0151, "P5": 0.0152}
-    rows = [{"constituency_id": cid, "hour": H1, "votes_cast": round(registered[cid] * r)} for cid, r in rates.items()]
-    rows.append({"constituency_id": "A", "hour": H1, "votes_cast": 24})
-    for cid in registered:  # the rest of the day, equal shares
-        rows.append({"constituency_id": cid, "hour": H1 + timedelta(hours=1), "votes_cast": registered[cid] // 20})
-    c = constituencies(list(registered.items()))
-    assert unusual_spike(hourly(rows), c, SPIKE) == []
+def test_a_burst_in_a_low_turnout_constituency_is_judged_by_its_own_level():
+    """A votes half as much as its peers (5 an hour), and 15 in hour 11. Against its
+    registered voters (peers: 10 an hour) 21 would be about twice the expected; against its
+    own level, E = 25 × 0.2 = 5, and P(x ≥ 21) = P(X ≥ 17.5 | 5/1.2), halfway between the
+    whole numbers 17 and 18 (geometric interpolation: the square root of their product)."""
+    frame, c = flat_frames({2: 21}, a_level=5)
+    [f] = unusual_spike(frame, c, DetectionThresholds(spike_relative_spread=0, spike_min_votes=5).spike, set())
+    assert f.expected == 5.0
+    p = math.sqrt(poisson_tail(17, 5 / 1.2) * poisson_tail(18, 5 / 1.2))
+    assert f.figures["p_value"] == float(f"{p:.3g}")
 
 
-def test_spike_noise_floor_and_median_error_by_hand():
-    # σ = √(16 + 4²) = √32 for 16 expected votes; as a MAD in share-of-400 units
-    assert spike_noise_floor(16.0, 400.0, 0.25) == pytest.approx(MAD_SCALE * math.sqrt(32) / 400)
-    assert spike_noise_floor(0.0, 400.0, 0.25) == pytest.approx(MAD_SCALE * math.sqrt(1 + 0.0625) / 400)
-    # peers' MAD 0.02 with 8 peers: √(0.02² + π/2 × 0.02² / 8)
-    assert spread_with_median_error(0.02, 0.01, 8) == pytest.approx(0.02 * math.sqrt(1 + math.pi / 16))
+def test_a_run_of_hours_adds_up():
+    """Twelve hours; A casts 25 instead of 10 in hours 3-5. The run 3-5: context hours 0-2
+    and 6-11 (90 votes), peers' ratio 3/9, E = 30; x = 75, and x/(1 + 1/3) is Poisson with
+    mean 22.5. No single hour (25 against 10, tail P(X ≥ 20.8 | 8.3) about 1e-4) comes
+    close once many runs are tested; the three hours together do."""
+    frame, c = flat_frames({3: 25, 4: 25, 5: 25}, hours=12)
+    [f] = unusual_spike(frame, c, EXACT, closed=set())
+    assert f.hours == [H0 + timedelta(hours=k) for k in (3, 4, 5)]
+    assert (f.expected, f.figures["votes"], f.figures["run_hours"]) == (30.0, 75, 3)
+    # 75 / (4/3) = 56.25: a quarter of the way from 56 to 57, interpolated in log space
+    p = poisson_tail(56, 22.5) ** 0.75 * poisson_tail(57, 22.5) ** 0.25
+    assert f.figures["p_value"] == float(f"{p:.3g}")
+
+
+def test_votes_needed_is_the_first_count_that_fires():
+    frame, c = flat_frames({2: 30})
+    [model] = election_volumes(frame, c)
+    [run] = [r for r in scan(model, "A", np.ones(len(model.hours), dtype=bool), 0.0) if r.hours == 1 and r.start == 2]
+    needed = votes_needed(run, model.dispersion, 3.5)
+    assert 20 < needed <= 30  # 30 fires at 3.5
+    [f] = unusual_spike(frame, c, EXACT, closed=set())
+    assert f.figures["votes_for_warning"] == needed
+
+
+def test_honest_flat_day_is_quiet():
+    frame, c = flat_frames({})
+    assert unusual_spike(frame, c, T.spike) == []
 
 
 def test_hour_share_only_once_voting_is_over():
@@ -118,11 +146,11 @@ def test_hour_share_only_once_voting_is_over():
     votes = [25, 15, 15, 15, 15, 15]
     rows = [{"constituency_id": "A", "hour": h, "votes_cast": v} for h, v in zip(hours, votes, strict=False)]
     c = constituencies([("A", 1000)])
-    assert [f for f in unusual_spike(hourly(rows), c, SPIKE) if f.figures["kind"] == "hour_share"] == []
+    assert [f for f in unusual_spike(hourly(rows), c, T.spike) if f.figures["kind"] == "hour_share"] == []
     rows[0]["votes_cast"] = 26  # 26 of 101 = 25.7%
-    [f] = unusual_spike(hourly(rows), c, SPIKE, closed={"A"})
+    [f] = unusual_spike(hourly(rows), c, T.spike, closed={"A"})
     assert (f.severity, f.window_key, f.statistic, f.threshold) == ("warning", "2024-09-06T06|share", 0.2574, 0.25)
-    assert unusual_spike(hourly(rows), c, SPIKE, closed=set()) == []  # still voting: the total is not final
+    assert unusual_spike(hourly(rows), c, T.spike, closed=set()) == []  # still voting: the total is not final
 
 
 # --------------------------------------------------------------------------------------

@@ -1,0 +1,390 @@
+"""How many votes a constituency should have had in a run of hours, and how surprising its
+actual count is: the model behind ``unusual_spike`` and ``night_activity``.
+
+**Expected votes.** For the hours ``W`` (one hour or several consecutive ones), a
+constituency is expected to cast the share ``s`` of its votes that its peers cast in those
+hours (their *daily shape*). Its own votes in the other hours, ``O``, fix its level, so the
+expected count is ``E = O · s / (1 − s)``: a constituency where few people vote is judged by
+its own turnout, not by its registered voters, and a burst does not raise its own
+expectation. The shape ``s`` is the trimmed mean of the peers' shares (each peer's votes in
+the hour over its votes in all hours so far, the constituency itself left out), shrunk toward
+the same shape over the whole election (``SHAPE_PRIOR_PEERS`` constituencies' worth), so
+three peers that happen to open early cannot set the shape alone.
+
+**How far an honest count strays.** Voters come in groups (several bulletins per issuing
+transaction), so honest hourly counts vary more than a Poisson count: the election's
+*dispersion* φ (variance / mean, at least 1) is fitted from all of its constituency-hours,
+robustly (median of squared Pearson residuals). Constituencies also differ in their daily
+shape (an urban evening peak, a rural opening rush): the relative spread of the shares of
+the run's hours between the election's constituencies, net of counting noise, is the
+uncertainty of ``s`` (at least ``relative_spread``/√hours), widened by the error of the
+peers' mean (1 + 1/(peers + SHAPE_PRIOR_PEERS)). The count is then judged against a
+negative binomial with variance ``φ·E/(1 − s) + c²·E²`` (:func:`~.stats.scaled_count_sf`).
+
+**Runs of hours.** Every run of 1 to ``MAX_SCAN_HOURS`` consecutive hours is tested (a scan
+statistic), so six hours of +6 votes each add up instead of each hour passing unnoticed.
+Testing many runs would raise many false alarms, so the tail probability is multiplied by
+the number of runs tested for that constituency (Bonferroni) and turned into a z-score: the
+*scan z*. An honest constituency reaches a scan z of 3.5 with probability about 2·10⁻⁴,
+whatever its size and however many hours it has (benchmarks/calibrate_detection.py
+measures it on simulated honest elections).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from .context import HOUR, VotingWindow, hour_floor, peer_groups, to_naive_instant
+from .stats import scaled_count_sf, tail_to_z
+
+#: Longest run of consecutive hours scanned.
+MAX_SCAN_HOURS = 12
+#: Weight of the election-wide shape in a constituency's expected shape, in peers.
+SHAPE_PRIOR_PEERS = 4.0
+#: The hours around a run that set the constituency's own level: up to this many on each side.
+CONTEXT_HOURS = 6
+#: Runs expected to hold more than this many times the votes of their context are not
+#: judged (too little is left around them to set the constituency's own level).
+MAX_RUN_RATIO = 1.5
+#: Least expected votes per hour (an hour where no peer voted still expects some).
+MIN_EXPECTED_PER_HOUR = 0.25
+#: Bounds of the dispersion.
+DISPERSION_BOUNDS = (1.0, 6.0)
+#: The spread of daily shapes is measured on the election's other constituencies when there
+#: are at least this many; with fewer, at least ``relative_spread`` (a setting) is assumed
+#: for a run of any length.
+MIN_MEASURED = 6
+#: The least relative uncertainty of one hour's expected votes (over L hours: this/√L).
+MIN_RELATIVE_SPREAD = 0.1
+#: Shape spread: other constituencies' ratios are clipped this many robust standard
+#: deviations from their median.
+CLIP_SDS = 5.0
+#: For normal data the MAD is 0.6745 σ.
+MAD_TO_SD = 1.0 / 0.6745
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run of hours ``[start, stop)`` (indexes into the election's hours) judged for one
+    constituency."""
+
+    start: int
+    stop: int
+    votes: float
+    expected: float
+    ratio: float  # the peers' votes in the run over their votes in its context
+    relative_var: float  # c², the squared relative uncertainty of the expected votes
+    context_votes: float  # the constituency's votes in the run's context
+    p_value: float  # one run's tail probability
+    runs_tested: int
+    scan_z: float
+
+    @property
+    def hours(self) -> int:
+        return self.stop - self.start
+
+
+def _trimmed_mean(matrix: np.ndarray, trim: float = 0.2) -> np.ndarray:
+    """Column-wise mean of the rows after dropping ``trim`` of them at each end (none
+    below five rows)."""
+    n = matrix.shape[0]
+    if n == 0:
+        return np.zeros(matrix.shape[1])
+    g = int(trim * n) if n >= 5 else 0
+    ordered = np.sort(matrix, axis=0)
+    return ordered[g : n - g].mean(axis=0)
+
+
+def batch_dispersion(bulletins: float, issuing: float) -> float:
+    """The dispersion φ (variance / mean of honest hourly votes) that voters coming in
+    groups give: each issuing transaction brings B voters, so votes are a compound Poisson
+    count with variance / mean E[B²]/E[B]. Only the mean group size b = bulletins / issuing
+    transactions is known; taking B − 1 geometric with mean m = b − 1 (groups of one
+    commonest, larger ones ever rarer), E[B²] = m(1 + m) + b², so φ = (m(1 + m) + b²)/b:
+    1 when every transaction issues one bulletin, 1.5 at b = 1.25, 2 at b = 1.5. Within
+    :data:`DISPERSION_BOUNDS`; 1.5 when nothing was issued."""
+    if issuing <= 0 or bulletins <= 0:
+        return 1.5
+    b = max(1.0, bulletins / issuing)
+    m = b - 1
+    phi = (m * (1 + m) + b * b) / b
+    return float(min(max(phi, DISPERSION_BOUNDS[0]), DISPERSION_BOUNDS[1]))
+
+
+def expected_votes(other_votes: float, share: float, hours: int = 1) -> float:
+    """``O · s / (1 − s)``, the votes expected in hours holding the share ``s`` of the
+    votes when the other hours hold ``O`` (at least :data:`MIN_EXPECTED_PER_HOUR` an
+    hour)."""
+    if share >= 1:
+        return math.inf
+    return max(other_votes * share / (1 - share), MIN_EXPECTED_PER_HOUR * hours)
+
+
+@dataclass
+class ElectionVolume:
+    """One election's hourly votes, as the volume model sees them."""
+
+    election_id: str
+    ids: list[str]
+    hours: list[datetime]
+    counts: np.ndarray  # constituencies × hours
+    shape: np.ndarray  # the expected share of each constituency's votes in each hour (rows sum to 1)
+    peers: dict[str, list[str]]
+    dispersion: float
+    window: VotingWindow | None
+
+    def row(self, cid: str) -> int:
+        return self.ids.index(cid)
+
+    def context(self, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """For runs of ``length`` hours, by run start: the start, the stop, and the first and
+        last+1 hour of the run's context (up to :data:`CONTEXT_HOURS` on each side)."""
+        n = len(self.hours)
+        starts = np.arange(0, n - length + 1)
+        stops = starts + length
+        return starts, stops, np.maximum(starts - CONTEXT_HOURS, 0), np.minimum(stops + CONTEXT_HOURS, n)
+
+    def _relative_ratios(self, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """For runs of ``length`` hours (constituencies × run starts): each constituency's
+        votes in the run over its votes in the run's context, relative to the same ratio for
+        a typical constituency, minus 1 (NaN where a constituency has no votes in the
+        context); and the counting variance of that ratio, φ·(1/run + 1/context)."""
+        cached = self._spread_cache.get(length)
+        if cached is not None:
+            return cached
+        starts, stops, lo, hi = self.context(length)
+        cum = np.concatenate([np.zeros((self.counts.shape[0], 1)), np.cumsum(self.counts, axis=1)], axis=1)
+        runs = cum[:, stops] - cum[:, starts]  # constituencies × starts
+        ctx = cum[:, starts] - cum[:, lo] + cum[:, hi] - cum[:, stops]
+        with np.errstate(all="ignore"):
+            voting = self.counts.sum(axis=1) > 0
+            typical = _trimmed_mean(runs[voting]) / _trimmed_mean(ctx[voting])
+            rel = runs / np.where(ctx > 0, ctx, np.nan) / np.where(typical > 0, typical, np.nan) - 1
+            counting = self.dispersion * (1 / np.maximum(runs, 1) + 1 / np.maximum(ctx, 1))
+        rel[~voting] = np.nan
+        self._spread_cache[length] = (rel, counting)
+        return rel, counting
+
+    def shape_spread(self, length: int, row: int) -> np.ndarray:
+        """c² per run start for runs of ``length`` hours of the constituency in ``row``:
+        the variance, between the election's *other* constituencies, of their relative
+        run-to-context ratios (:meth:`_relative_ratios`), net of their median counting
+        variance; at least the median of these over the day (a few constituencies give a
+        noisy spread). The ratios are clipped at :data:`CLIP_SDS` robust standard
+        deviations from their median before the variance is taken: an honest minority (a
+        rural station among urban ones) is exactly the spread to allow for, but another
+        constituency's own spike is not."""
+        rel, counting = self._relative_ratios(length)
+        others = np.ones(rel.shape[0], dtype=bool)
+        others[row] = False
+        rel, counting = rel[others], counting[others]
+        out = np.zeros(rel.shape[1])
+        if rel.shape[0] >= 2 and rel.shape[1]:
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # runs where no constituency voted
+                counting = np.where(np.isnan(rel), np.nan, counting)
+                med = np.nanmedian(rel, axis=0)
+                scale = np.maximum(
+                    MAD_TO_SD * np.nanmedian(np.abs(rel - med), axis=0), np.sqrt(np.nanmedian(counting, axis=0))
+                )
+                limit = CLIP_SDS * scale
+                clipped = np.clip(rel, med - limit, med + limit)
+                var = np.nanvar(clipped, axis=0, ddof=1)
+                noise = np.nanmean(np.minimum(counting, limit**2), axis=0)
+                out = np.nan_to_num(np.maximum(var - noise, 0.0))
+            out = np.maximum(out, float(np.median(out)))
+        return out
+
+    def __post_init__(self) -> None:
+        self._spread_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _election_hours(frame: pd.DataFrame, window: VotingWindow | None, now: datetime | None) -> list[datetime]:
+    """The election's hours: from its window's first hour (or its first data hour) to its
+    last data hour, inside the window and not after ``now``'s hour."""
+    first = hour_floor(to_naive_instant(frame["hour"].min()))
+    last = hour_floor(to_naive_instant(frame["hour"].max()))
+    if window is not None:
+        first = max(first, hour_floor(window.start))
+        last = min(last, hour_floor(window.end - timedelta(microseconds=1)))
+    if now is not None:
+        last = min(last, hour_floor(now))
+    out = []
+    h = first
+    while h <= last:
+        out.append(h)
+        h += HOUR
+    return out
+
+
+def _dispersion(frame: pd.DataFrame) -> float:
+    """:func:`batch_dispersion` of an election's hourly rows: issuing transactions are the
+    lines that are not votes, revotes or rejected."""
+    if "bulletins_issued" not in frame or "transaction_count" not in frame:
+        return 1.5
+    lines = frame["transaction_count"].sum()
+    issuing = (
+        lines - frame["votes_cast"].sum() - frame.get("revote_count", 0).sum() - frame.get("rejected_count", 0).sum()
+    )
+    return batch_dispersion(float(frame["bulletins_issued"].sum()), float(issuing))
+
+
+def election_volumes(
+    hourly: pd.DataFrame,
+    constituencies: pd.DataFrame,
+    windows: dict[str, VotingWindow] | None = None,
+    now: datetime | None = None,
+) -> list[ElectionVolume]:
+    """The volume model of each election with constituencies that have peers."""
+    windows = windows or {}
+    if hourly.empty:
+        return []
+    peers = peer_groups(constituencies)
+    known = constituencies[(constituencies["registered"] > 0) & constituencies["election_id"].notna()]
+    votes = hourly.assign(constituency_id=hourly["constituency_id"].astype(str))
+    out = []
+    for eid, members in known.groupby("election_id"):
+        ids = sorted(str(i) for i in members["id"])
+        mine = {cid: peers[cid] for cid in ids if cid in peers}
+        if not mine:
+            continue
+        frame = votes[votes["constituency_id"].isin(ids)]
+        if frame.empty:
+            continue
+        window = next((windows[c] for c in ids if c in windows), None)
+        hours = _election_hours(frame, window, now)
+        if not hours:
+            continue
+        grid = (
+            frame.pivot_table(index="constituency_id", columns="hour", values="votes_cast", aggfunc="sum", fill_value=0)
+            .reindex(index=ids, fill_value=0)
+            .reindex(columns=pd.DatetimeIndex(hours), fill_value=0)
+            .fillna(0)
+        )
+        counts = grid.to_numpy(dtype=float)
+        out.append(_model(str(eid), ids, hours, counts, mine, window, _dispersion(frame)))
+    return out
+
+
+def _model(
+    eid: str,
+    ids: list[str],
+    hours: list[datetime],
+    counts: np.ndarray,
+    peers: dict[str, list[str]],
+    window: VotingWindow | None,
+    dispersion: float,
+) -> ElectionVolume:
+    totals = counts.sum(axis=1)
+    with np.errstate(all="ignore"):
+        shares = counts / np.where(totals > 0, totals, np.nan)[:, None]
+    row = {cid: i for i, cid in enumerate(ids)}
+    voting = totals > 0
+    shape = np.zeros_like(counts)
+    for cid, i in row.items():
+        others = [j for j in range(len(ids)) if j != i and voting[j]]
+        peer_rows = [row[p] for p in peers.get(cid, []) if p in row and voting[row[p]]]
+        election_shape = _trimmed_mean(shares[others]) if others else np.full(len(hours), 1 / len(hours))
+        if peer_rows:
+            k = len(peer_rows)
+            s = (k * _trimmed_mean(shares[peer_rows]) + SHAPE_PRIOR_PEERS * election_shape) / (k + SHAPE_PRIOR_PEERS)
+        else:
+            s = election_shape
+        total = s.sum()
+        shape[i] = s / total if total > 0 else 1 / len(hours)
+    return ElectionVolume(eid, ids, hours, counts, shape, peers, dispersion, window)
+
+
+def scan(
+    model: ElectionVolume,
+    cid: str,
+    allowed: np.ndarray,
+    relative_spread: float,
+    max_hours: int = MAX_SCAN_HOURS,
+) -> list[Run]:
+    """Every run of 1..``max_hours`` consecutive ``allowed`` hours of ``cid`` where the votes
+    exceed the expected ones, with its tail probability and scan z (see the module
+    docstring); the runs whose count is not even 2 standard deviations above the expected
+    one are left out (their scan z would be 0)."""
+    i = model.row(cid)
+    x_all = model.counts[i]
+    if x_all.sum() <= 0:
+        return []
+    k = len([p for p in model.peers.get(cid, []) if p in model.ids])
+    widen = 1 + 1 / (k + SHAPE_PRIOR_PEERS)
+    cum_x = np.concatenate([[0.0], np.cumsum(x_all)])
+    cum_s = np.concatenate([[0.0], np.cumsum(model.shape[i])])
+    cum_ok = np.concatenate([[0], np.cumsum(allowed.astype(int))])
+    n = len(x_all)
+    measured = int((model.counts.sum(axis=1) > 0).sum()) - 1
+    candidates: list[tuple[int, int, float, float, float, float, float]] = []
+    tested = 0
+    for length in range(1, min(max_hours, n) + 1):
+        starts, stops, lo, hi = model.context(length)
+        whole = (cum_ok[stops] - cum_ok[starts]) == length
+        x = cum_x[stops] - cum_x[starts]
+        s = cum_s[stops] - cum_s[starts]
+        other = cum_x[starts] - cum_x[lo] + cum_x[hi] - cum_x[stops]
+        s_other = cum_s[starts] - cum_s[lo] + cum_s[hi] - cum_s[stops]
+        with np.errstate(all="ignore"):
+            r = s / s_other
+            valid = whole & (s_other > 0) & (r <= MAX_RUN_RATIO)
+            tested += int(valid.sum())
+            e = np.maximum(other * r, MIN_EXPECTED_PER_HOUR * length)
+            least = relative_spread**2 if measured < MIN_MEASURED else MIN_RELATIVE_SPREAD**2 / length
+            c2 = np.maximum(model.shape_spread(length, i), least) * widen
+            var = model.dispersion * e * (1 + r) + c2 * e * e
+            z = (x - e) / np.sqrt(var)
+        for j in np.flatnonzero(valid & (z > 2.0) & (x > e)):
+            candidates.append(
+                (int(starts[j]), int(stops[j]), float(x[j]), float(e[j]), float(r[j]), float(c2[j]), float(other[j]))
+            )
+    runs = []
+    for a, b, x, e, r, c2, other in candidates:
+        p = scaled_count_sf(x, e, model.dispersion * (1 + r), c2)
+        runs.append(Run(a, b, x, e, r, c2, other, p, tested, tail_to_z(min(1.0, p * tested))))
+    return runs
+
+
+def pick_runs(runs: list[Run], keep: Callable[[Run], bool], limit: int = 5) -> list[Run]:
+    """The most significant run that ``keep`` accepts, then the most significant one not
+    overlapping it, and so on (at most ``limit``)."""
+    chosen: list[Run] = []
+    for run in sorted(runs, key=lambda r: (-r.scan_z, r.p_value, r.start, r.hours)):
+        if len(chosen) >= limit:
+            break
+        if not keep(run):
+            continue
+        if any(run.start < c.stop and c.start < run.stop for c in chosen):
+            continue
+        chosen.append(run)
+    return sorted(chosen, key=lambda r: r.start)
+
+
+def votes_needed(run: Run, dispersion: float, z: float) -> int:
+    """The fewest votes in ``run``'s hours that would reach scan z ``z`` (other hours and
+    expectation unchanged)."""
+    d = dispersion * (1 + run.ratio)
+
+    def scan_z(x: float) -> float:
+        return tail_to_z(min(1.0, scaled_count_sf(x, run.expected, d, run.relative_var) * run.runs_tested))
+
+    lo, hi = math.floor(run.expected), max(math.ceil(run.votes), math.ceil(run.expected) + 1)
+    while scan_z(hi) <= z:
+        hi *= 2
+        if hi > 10**9:
+            return hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if scan_z(mid) > z:
+            hi = mid
+        else:
+            lo = mid
+    return hi
