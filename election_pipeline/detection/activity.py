@@ -134,8 +134,8 @@ def _run_span(model: ElectionVolume, run: Run, window: VotingWindow | None) -> s
     )
 
 
-def _run_figures(model: ElectionVolume, cid: str, run: Run, warning_z: float, critical_z: float) -> dict:
-    return {
+def _run_figures(model: ElectionVolume, cid: str, run: Run, warning_z: float, critical_z: float | None) -> dict:
+    figures = {
         "votes": int(run.votes),
         "expected_votes": round(run.expected, 2),
         "run_hours": run.hours,
@@ -146,10 +146,12 @@ def _run_figures(model: ElectionVolume, cid: str, run: Run, warning_z: float, cr
         "p_value": float(f"{run.p_value:.3g}"),
         "runs_tested": run.runs_tested,
         "votes_for_warning": votes_needed(run, model.dispersion, warning_z),
-        "votes_for_critical": votes_needed(run, model.dispersion, critical_z),
         "peers": len(model.peers.get(cid, [])),
         "kind": "scan",
     }
+    if critical_z is not None:
+        figures["votes_for_critical"] = votes_needed(run, model.dispersion, critical_z)
+    return figures
 
 
 def _scan_finding(
@@ -280,18 +282,123 @@ def night_activity(
 ) -> list[Finding]:
     """Warning: votes between 00:00 and 06:00 **local time** (the election's time zone).
 
-    A night hour inside the voting window is flagged when it holds at least
-    ``night_min_votes`` votes **and** more than ``night_share`` × the constituency's
-    median votes per daytime hour (08:00-22:00 local, hours without votes counting as 0;
-    at least six daytime hours are needed). One alert per constituency and night (the
-    local date), listing the flagged hours. Each UTC hour is placed by the local time of
-    its start (in zones with a half-hour offset that is the nearest local hour).
+    Two tests, one alert per constituency and night (the local date of the night):
+
+    * **A run of night hours** (1 to 6 consecutive 00:00-06:00 local hours inside the
+      voting window) holding more votes than the constituency's own level × its peers'
+      night-time shape explains, as for ``unusual_spike`` (:mod:`~.volume`): scan z above
+      ``night_warning_z``, the runs tested being the night runs only, and at least
+      ``night_min_votes`` votes in the run. An honest constituency casts a fraction of a
+      vote in a night hour, so three hours of 5-8 votes stand out.
+    * **One night hour** with at least ``night_min_votes`` votes **and** more than
+      ``night_share`` × the constituency's median votes per daytime hour (08:00-22:00
+      local, hours without votes counting as 0; at least six daytime hours are needed);
+      this needs no peers.
+
+    Each UTC hour is placed by the local time of its start (in zones with a half-hour
+    offset that is the nearest local hour).
     """
-    findings: list[Finding] = []
     if hourly.empty or not windows:
-        return findings
+        return []
     now = now or max(w.end for w in windows.values())
     names = constituency_names(constituencies)
+    scanned = _night_scan_findings(hourly, constituencies, windows, thresholds, now, names)
+    seen = {(f.constituency_id, f.window_key) for f in scanned}
+    share = [
+        f
+        for f in _night_share_findings(hourly, windows, thresholds, now, names)
+        if (f.constituency_id, f.window_key) not in seen
+    ]
+    return sorted(scanned + share, key=lambda f: (f.constituency_id, f.window_key))
+
+
+def _night_scan_findings(
+    hourly: pd.DataFrame,
+    constituencies: pd.DataFrame,
+    windows: dict[str, VotingWindow],
+    thresholds: DetectionThresholds,
+    now: datetime,
+    names: dict[str, str],
+) -> list[Finding]:
+    """The runs of night hours the volume model finds (see :func:`night_activity`)."""
+    findings: list[Finding] = []
+    for model in election_volumes(hourly, constituencies, windows, now):
+        if model.window is None:
+            continue
+        window = model.window
+        local = [window.local(h) for h in model.hours]
+        night = np.array([loc.hour in NIGHT_HOURS for loc in local])
+        if not night.any():
+            continue
+        for cid in sorted(model.peers):
+            if cid not in windows:
+                continue
+            runs = scan(model, cid, night, thresholds.spike_relative_spread, max_hours=len(NIGHT_HOURS))
+            chosen = pick_runs(
+                runs, lambda r: r.scan_z > thresholds.night_warning_z and r.votes >= thresholds.night_min_votes
+            )
+            by_night: dict[date, Run] = {}
+            for r in chosen:  # the most significant run of each night
+                d = local[r.start].date()
+                if d not in by_night or r.scan_z > by_night[d].scan_z:
+                    by_night[d] = r
+            for d, r in sorted(by_night.items()):
+                findings.append(_night_scan_finding(model, cid, names, window, d, r, thresholds))
+    return findings
+
+
+def _night_scan_finding(
+    model: ElectionVolume,
+    cid: str,
+    names: dict[str, str],
+    window: VotingWindow,
+    night: date,
+    run: Run,
+    thresholds: DetectionThresholds,
+) -> Finding:
+    hrs = model.hours[run.start : run.stop]
+    counts = model.counts[model.row(cid), run.start : run.stop]
+    by_hour = {f"{window.local(h):%H:%M}": int(v) for h, v in zip(hrs, counts, strict=True)}
+    figures = _run_figures(model, cid, run, thresholds.night_warning_z, None)
+    figures.update(
+        {"night": night.isoformat(), "timezone": window.timezone, "votes_by_local_hour": by_hour, "kind": "night_scan"}
+    )
+    listing = ", ".join(f"{k} ({v})" for k, v in by_hour.items())
+    return Finding(
+        rule="night_activity",
+        severity="warning",
+        constituency_id=cid,
+        title=f"Night-time votes in {label(names, cid)} on the night of {night:%Y-%m-%d}",
+        description=(
+            f"{int(run.votes)} votes in {_run_span(model, run, window)} ({window.timezone}), by local hour: "
+            f"{listing}; about {run.expected:.1f} were expected from its {int(run.context_votes)} votes in the "
+            f"surrounding hours × {run.ratio:.4f}, its {figures['peers']} peers' night votes to those hours' "
+            f"votes. Chance of so many: {run.p_value:.1e} in one try, {run.runs_tested} night runs tested: "
+            f"scan z {run.scan_z:.1f} (warning above {thresholds.night_warning_z:g}, from about "
+            f"{figures['votes_for_warning']} votes). Check who voted at night."
+        ),
+        window_start=hrs[0],
+        window_end=hrs[-1] + HOUR,
+        statistic=round(run.scan_z, 3),
+        expected=round(run.expected, 2),
+        threshold=thresholds.night_warning_z,
+        strength=min(1.0, run.scan_z / (2 * thresholds.night_warning_z)) if thresholds.night_warning_z > 0 else 1.0,
+        hours=list(hrs),
+        figures=figures,
+        evidence_kind="vote",
+        window_key=f"{night:%Y-%m-%d}",
+    )
+
+
+def _night_share_findings(
+    hourly: pd.DataFrame,
+    windows: dict[str, VotingWindow],
+    thresholds: DetectionThresholds,
+    now: datetime,
+    names: dict[str, str],
+) -> list[Finding]:
+    """The night hours above ``night_share`` × the daytime median (see :func:`night_activity`)."""
+    findings: list[Finding] = []
     votes = _pivot(hourly, "votes_cast")
     for cid in sorted(windows):
         if cid not in votes.index:

@@ -59,7 +59,14 @@ class DetectionThresholds(BaseModel):
         description="night_activity: a 00:00-06:00 local hour is flagged above this share of the "
         "constituency's median daytime hour",
     )
-    night_min_votes: int = Field(10, description="night_activity: night hours with fewer votes are not flagged")
+    night_min_votes: int = Field(
+        10, description="night_activity: night hours (or runs of night hours) with fewer votes are not flagged"
+    )
+    night_warning_z: float = Field(
+        3.5,
+        description="night_activity: scan z of a run of 1-6 night hours (00:00-06:00 local) against the "
+        "constituency's own level × its peers' night-time shape above which it is a warning",
+    )
     low_participation: float = Field(
         0.3,
         description="low_participation: participation (fraction) below which it warns at the close (pro-rated before)",

@@ -197,6 +197,37 @@ def test_night_activity_edges():
     assert night_activity(frame, c, windows, T, now=START + timedelta(hours=5)) == []
 
 
+def test_a_run_of_night_hours_against_the_peers_night_shape_by_hand():
+    """Four peers and A vote 10 an hour from 08:00 to 23:00 Moscow time (05:00-20:00 UTC)
+    and 10 again at 06:00-08:00; nobody votes at night, except A: 4 votes at each of 02:00,
+    03:00 and 04:00 local. The peers cast no night votes, so the expected votes are the
+    floor of 0.25 an hour: 0.75 for the three hours, and P(x ≥ 12) is the Poisson tail at
+    0.75 (φ = 1, no shape spread). Night runs tested: 6 + 5 + 4 + 3 + 2 + 1 = 21 (the six
+    night hours, runs of 1 to 6)."""
+    rows = []
+    day = [START + timedelta(hours=k) for k in range(16)] + [START + timedelta(hours=22 + k) for k in range(3)]
+    for cid in [*PEERS, "A"]:
+        rows += [{"constituency_id": cid, "hour": h, "votes_cast": 10, "bulletins_issued": 10} for h in day]
+    night = [datetime(2024, 9, 6, 23), datetime(2024, 9, 7, 0), datetime(2024, 9, 7, 1)]  # 02:00-05:00 local
+    rows += [{"constituency_id": "A", "hour": h, "votes_cast": 4, "bulletins_issued": 4} for h in night]
+    c = constituencies([(cid, 1000) for cid in [*PEERS, "A"]])
+    windows = constituency_windows(c, elections())
+    thresholds = DetectionThresholds(spike_relative_spread=0.0)
+    [f] = night_activity(hourly(rows), c, windows, thresholds, now=datetime(2024, 9, 7, 6))
+    z = tail_to_z(21 * poisson_tail(12, 0.75))
+    assert (f.rule, f.constituency_id, f.window_key, f.hours) == ("night_activity", "A", "2024-09-07", night)
+    assert (f.statistic, f.expected, f.threshold) == (round(z, 3), 0.75, 3.5)
+    assert f.figures["votes_by_local_hour"] == {"02:00": 4, "03:00": 4, "04:00": 4}
+    assert f.figures["runs_tested"] == 21
+    # at least night_min_votes in the run: 12 is enough for 12, not for 13
+    assert (
+        night_activity(
+            hourly(rows), c, windows, thresholds.model_copy(update={"night_min_votes": 13}), now=datetime(2024, 9, 7, 6)
+        )
+        == []
+    )
+
+
 # --------------------------------------------------------------------------------------
 # constituency_offline
 # --------------------------------------------------------------------------------------
