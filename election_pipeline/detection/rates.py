@@ -5,6 +5,11 @@ The three rate rules (``high_rejection_rate``, ``high_revote_rate``,
 significant: the one-sided binomial p-value of the count, against the threshold rate, is at
 most ``rate_alpha`` (1e-5). One rejected transaction out of three is 33%, but it is no
 evidence of anything; forty out of a hundred is.
+
+The two hourly ones add the counts of every run of 1 to 12 consecutive hours (a scan), so
+eight hours of a quarter of the votes rejected in a small constituency add up to a clear
+signal even when no single hour does; the p-value of a run is multiplied by the number of
+runs tested for the constituency (Bonferroni) before it is compared with ``rate_alpha``.
 """
 
 from __future__ import annotations
@@ -17,8 +22,32 @@ import pandas as pd
 
 from .context import HOUR, VotingWindow, constituency_names, describe_hour, label, to_naive_instant
 from .findings import Finding
-from .stats import rate_exceeds
+from .stats import binomial_sf, rate_exceeds
 from .thresholds import DetectionThresholds
+
+#: Longest run of consecutive hours the rate rules add up.
+MAX_RUN_HOURS = 12
+
+
+def _runs_of_hours(
+    k: np.ndarray, n: np.ndarray, threshold: float
+) -> tuple[list[tuple[int, int, int, int, float]], int]:
+    """Every run of 1..``MAX_RUN_HOURS`` consecutive hours (rows of ``k``, ``n``, one per
+    hour) whose share k/n is above ``threshold``, with its binomial tail P(X ≥ k | n,
+    threshold): (start, stop, k, n, p); and how many runs were tested (those with n > 0)."""
+    ck = np.concatenate([[0], np.cumsum(k)])
+    cn = np.concatenate([[0], np.cumsum(n)])
+    out = []
+    tested = 0
+    for length in range(1, min(MAX_RUN_HOURS, len(k)) + 1):
+        starts = np.arange(0, len(k) - length + 1)
+        kk = ck[starts + length] - ck[starts]
+        nn = cn[starts + length] - cn[starts]
+        tested += int((nn > 0).sum())
+        for j in np.flatnonzero((nn > 0) & (kk > nn * threshold)):
+            kj, nj = int(kk[j]), int(nn[j])
+            out.append((int(starts[j]), int(starts[j]) + length, kj, nj, binomial_sf(kj, nj, threshold)))
+    return out, tested
 
 
 def _hourly_rate_rule(
@@ -41,51 +70,111 @@ def _hourly_rate_rule(
         return findings
     windows = windows or {}
     names = constituency_names(constituencies)
-    k_all = hourly[count].astype("int64")
-    n_all = hourly[base].sum(axis=1).astype("int64")
-    overall = float(k_all.sum()) / float(n_all.sum()) if n_all.sum() else 0.0
-    candidates = hourly[(n_all > 0) & (k_all > n_all * threshold)]
-    for rec in candidates.itertuples(index=False):
-        k = int(getattr(rec, count))
-        n = int(sum(getattr(rec, c) for c in base))
-        fires, p = rate_exceeds(k, n, threshold, alpha)
-        if not fires:
-            continue
-        cid = str(rec.constituency_id)
-        h = to_naive_instant(rec.hour)
-        share = k / n
-        window = windows.get(cid)
-        findings.append(
-            Finding(
-                rule=rule,
-                severity="warning",
-                constituency_id=cid,
-                title=f"{share:.0%} {noun} in {label(names, cid)} at {describe_hour(h, window)}",
-                description=(
-                    f"{k} of {n} {base_noun} in the hour starting {describe_hour(h, window)} were {noun} ({share:.1%}); "
-                    f"the threshold is {threshold:.0%} and across all hours the share is {overall:.2%}. A count this "
-                    f"high from a constituency running at the threshold has probability {p:.1e} "
-                    f"(alerts need at most {alpha:g}). {advice}"
-                ),
-                window_start=h,
-                window_end=h + HOUR,
-                statistic=round(share, 4),
-                expected=round(overall, 4),
-                threshold=threshold,
-                strength=min(1.0, share / (10 * threshold)),
-                hours=[h],
-                figures={
-                    noun.replace(" ", "_"): k,
-                    base_noun.replace(" ", "_"): n,
-                    "p_value": float(f"{p:.3g}"),
-                    "alpha": alpha,
-                    "share_all_hours": round(overall, 5),
-                },
-                evidence_kind=evidence,
-                window_key=f"{h:%Y-%m-%dT%H}",
+    frame = hourly.assign(
+        constituency_id=hourly["constituency_id"].astype(str),
+        _k=hourly[count].astype("int64"),
+        _n=hourly[base].sum(axis=1).astype("int64"),
+    )
+    overall = float(frame["_k"].sum()) / float(frame["_n"].sum()) if frame["_n"].sum() else 0.0
+    # only constituencies with at least one hour above the threshold can have a run above it
+    above = frame.loc[(frame["_n"] > 0) & (frame["_k"] > frame["_n"] * threshold), "constituency_id"].unique()
+    for cid in sorted(above):
+        own = frame[frame["constituency_id"] == cid].groupby("hour")[["_k", "_n"]].sum()
+        first, last = to_naive_instant(own.index.min()), to_naive_instant(own.index.max())
+        axis = pd.date_range(first, last, freq="h")
+        own = own.reindex(axis, fill_value=0)
+        runs, tested = _runs_of_hours(own["_k"].to_numpy(), own["_n"].to_numpy(), threshold)
+        chosen: list[tuple[int, int, int, int, float]] = []
+        for run in sorted(runs, key=lambda r: (r[4], r[0], r[1] - r[0])):
+            if run[4] * tested > alpha:
+                break
+            if any(run[0] < c[1] and c[0] < run[1] for c in chosen):
+                continue
+            chosen.append(run)
+            if len(chosen) >= 5:
+                break
+        for i0, i1, k, n, p in sorted(chosen):
+            hrs = [to_naive_instant(h) for h in axis[i0:i1]]
+            findings.append(
+                _rate_finding(
+                    rule,
+                    cid,
+                    names,
+                    windows.get(cid),
+                    hrs,
+                    k,
+                    n,
+                    p,
+                    tested,
+                    overall,
+                    threshold,
+                    alpha,
+                    noun=noun,
+                    base_noun=base_noun,
+                    advice=advice,
+                    evidence=evidence,
+                )
             )
-        )
     return findings
+
+
+def _rate_finding(
+    rule: str,
+    cid: str,
+    names: dict[str, str],
+    window: VotingWindow | None,
+    hrs: list[datetime],
+    k: int,
+    n: int,
+    p: float,
+    tested: int,
+    overall: float,
+    threshold: float,
+    alpha: float,
+    *,
+    noun: str,
+    base_noun: str,
+    advice: str,
+    evidence: str,
+) -> Finding:
+    share = k / n
+    h = hrs[0]
+    span = (
+        f"the hour starting {describe_hour(h, window)}"
+        if len(hrs) == 1
+        else f"the {len(hrs)} hours from {describe_hour(h, window)}"
+    )
+    return Finding(
+        rule=rule,
+        severity="warning",
+        constituency_id=cid,
+        title=f"{share:.0%} {noun} in {label(names, cid)} from {describe_hour(h, window)}"
+        + ("" if len(hrs) == 1 else f" ({len(hrs)} h)"),
+        description=(
+            f"{k} of {n} {base_noun} in {span} were {noun} ({share:.1%}); the threshold is {threshold:.0%} and "
+            f"across all hours the share is {overall:.2%}. A count this high from a constituency running at the "
+            f"threshold has probability {p:.1e}; {tested} runs of hours were tested, so the alert needs "
+            f"{tested} × that at most {alpha:g}. {advice}"
+        ),
+        window_start=h,
+        window_end=hrs[-1] + HOUR,
+        statistic=round(share, 4),
+        expected=round(overall, 4),
+        threshold=threshold,
+        strength=min(1.0, share / (10 * threshold)),
+        hours=hrs,
+        figures={
+            noun.replace(" ", "_"): k,
+            base_noun.replace(" ", "_"): n,
+            "run_hours": len(hrs),
+            "p_value": float(f"{p:.3g}"),
+            "runs_tested": tested,
+            "alpha": alpha,
+            "share_all_hours": round(overall, 5),
+        },
+        evidence_kind=evidence,
+        window_key=f"{h:%Y-%m-%dT%H}",
+    )
 
 
 def high_rejection_rate(

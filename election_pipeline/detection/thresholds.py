@@ -86,8 +86,8 @@ class DetectionThresholds(BaseModel):
     rate_alpha: float = Field(
         1e-5,
         description="the three rate rules also need the excess to be significant: one-sided binomial p-value "
-        "against the threshold rate at most this (about 70 hours are tested per constituency and rule: "
-        "at most ~0.07% false alerts)",
+        "against the threshold rate at most this; for the two hourly rules, the p-value of a run of 1-12 hours "
+        "times the number of runs tested for the constituency",
     )
     offline_after_hours: float = Field(
         2.0,

@@ -72,6 +72,28 @@ def test_high_rejection_rate():
     assert f.figures["p_value"] < 1e-5 and f.evidence_kind == "rejected" and f.hours == [HOUR]
 
 
+def test_rejections_add_up_over_a_run_of_hours():
+    """D: 2 of 10 transactions rejected in each of three hours. One hour: P(X ≥ 2 | 10, 1%)
+    = 1 − 0.99¹⁰ − 10 × 0.01 × 0.99⁹ = 0.00427, far from significant. The three hours:
+    6 of 30, P(X ≥ 6 | 30, 1%) ≈ C(30, 6) × 0.01⁶ × 0.99²⁴ = 4.7e-7 (4.8e-7 with the
+    terms above 6); six runs were tested
+    (three of one hour, two of two, one of three): 6 × 4.8e-7 = 2.9e-6 ≤ 1e-5."""
+    one_hour = 1 - 0.99**10 - 10 * 0.01 * 0.99**9
+    assert binomial_sf(2, 10, 0.01) == pytest.approx(one_hour)
+    c = constituencies([("D", 1000)])
+    hours = [HOUR + timedelta(hours=k) for k in range(3)]
+    frame = hourly([{"constituency_id": "D", "hour": h, "rejected_count": 2, "transaction_count": 10} for h in hours])
+    [f] = high_rejection_rate(frame, c, T)
+    p = binomial_sf(6, 30, 0.01)
+    first_term = 30 * 29 * 28 * 27 * 26 * 25 / 720 * 0.01**6 * 0.99**24  # P(X = 6); the rest adds 3.6%
+    assert p == pytest.approx(first_term, rel=0.04)
+    assert (f.hours, f.statistic, f.window_key) == (hours, 0.2, "2024-09-07T12")
+    assert (f.figures["rejected"], f.figures["transactions"], f.figures["runs_tested"]) == (6, 30, 6)
+    assert f.figures["p_value"] == float(f"{p:.3g}")
+    # with a stricter alpha (6 × p just above it) nothing fires
+    assert high_rejection_rate(frame, c, DetectionThresholds(rate_alpha=6 * p * 0.999)) == []
+
+
 def test_high_revote_rate():
     c = constituencies([("A", 1000), ("B", 1000)])
     frame = hourly(
