@@ -153,7 +153,10 @@ def _local_hours(window: VotingWindow, hours: list[datetime]) -> np.ndarray:
     return np.array([window.local(h).hour for h in hours])
 
 
-def generate_election(name: str, seed: int, n_constituencies: int, timezone: str, days: int) -> VariedElection:
+def generate_election(
+    name: str, seed: int, n_constituencies: int, timezone: str, days: int, *, anomalies: bool = True
+) -> VariedElection:
+    """One election; ``anomalies=False`` plants none (every constituency honest)."""
     rng = np.random.default_rng(seed)
     eid = f"E-{name}"
     # window: 08:00 local on the first day to 20:00 local on the last
@@ -184,6 +187,8 @@ def generate_election(name: str, seed: int, n_constituencies: int, timezone: str
     kinds = list(rng.permutation(KINDS)[:n_anomalies])
     targets = rng.permutation(n_constituencies)[:n_anomalies]
     kind_of = {int(t): str(k) for t, k in zip(targets, kinds, strict=True)}
+    if not anomalies:
+        kind_of = {}
 
     units: list[_Unit] = []
     planted: list[Planted] = []

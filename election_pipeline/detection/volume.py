@@ -65,7 +65,7 @@ MIN_MEASURED = 6
 MIN_RELATIVE_SPREAD = 0.1
 #: Shape spread: other constituencies' ratios are clipped this many robust standard
 #: deviations from their median.
-CLIP_SDS = 5.0
+CLIP_SDS = 10.0
 #: For normal data the MAD is 0.6745 σ.
 MAD_TO_SD = 1.0 / 0.6745
 
