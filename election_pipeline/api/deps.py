@@ -12,7 +12,8 @@ figures being read; any materialisation or alert change gives every read a new E
 
 Because the ETag names the request and the data version, the rendered answer of a read is
 the same for every request with that ETag: :func:`cached_json` keeps the rendered JSON of
-the busiest reads (the dashboard summary and the alert list) in :class:`ResponseCache`,
+the reads whose figures cost the most (the dashboard summary, the alert list, the metrics
+of an election or a constituency, the hourly stats) in :class:`ResponseCache`,
 keyed by the ETag, so that a repeated read costs the token check and the data-version query
 but neither the figures nor their serialisation. A change in the data changes the data
 version, hence the key: the next request computes the figures afresh.

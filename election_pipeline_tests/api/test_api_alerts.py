@@ -180,23 +180,38 @@ def test_the_pipelines_own_changes_are_in_the_history_by_pipeline(fresh_api: Api
 
 
 def test_the_response_cache_serves_repeats_and_sees_the_next_change(fresh_api: Api, monkeypatch):
-    """The summary and the alert list are kept rendered, keyed by their ETag: a repeat is
-    answered from the cache with the same body, and a change in the data (here through the
-    CLI, beside the API) is in the very next answer, without If-None-Match."""
+    """The summary, the alert list, the metrics and the hourly stats are kept rendered, keyed
+    by their ETag: a repeat is answered from the cache with the same body, and a change in
+    the data (here through the CLI, beside the API) is in the very next answer, without
+    If-None-Match."""
     api = fresh_api
     monkeypatch.setenv("ELECTION_DATABASE_URL", api.url)
     alert = _alert(api)
     cache = api.client.app.state.response_cache  # type: ignore[attr-defined]
+    cid = api.client.get(f"/api/alerts/{alert}", headers=api.headers()).json()["constituency_id"]
+    eid = api.client.get(f"/api/constituencies/{cid}", headers=api.headers()).json()["election_id"]
     paths = ["/api/metrics/dashboard/summary", "/api/alerts?limit=100"]
+    figures = [
+        f"/api/metrics/constituency/{cid}",
+        f"/api/metrics/constituency/{cid}/time-period?period=hour",
+        f"/api/metrics/election/{eid}",
+        f"/api/hourly-stats/constituency/{cid}",
+        f"/api/hourly-stats/election/{eid}?window=2",
+    ]
     kept = len(cache)
-    first = {p: api.client.get(p, headers=api.headers()) for p in paths}
-    assert len(cache) == kept + 2
+    first = {p: api.client.get(p, headers=api.headers()) for p in paths + figures}
+    assert all(r.status_code == 200 for r in first.values())
+    assert len(cache) == kept + len(paths) + len(figures)
+    for p in figures:
+        again = api.client.get(p, headers=api.headers())
+        assert again.content == first[p].content and again.headers["etag"] == first[p].headers["etag"]
+    assert len(cache) == kept + len(paths) + len(figures)
     for p in paths:
         again = api.client.get(p, headers=api.headers())
         assert again.status_code == 200 and again.content == first[p].content
         assert again.headers["etag"] == first[p].headers["etag"]
         assert again.headers["content-type"] == "application/json"
-    assert len(cache) == kept + 2
+    assert len(cache) == kept + len(paths) + len(figures)
     assert first[paths[0]].json()["alerts_by_status"] == {"active": 1}
     assert first[paths[1]].json()["items"][0]["status"] == "active"
 
@@ -206,5 +221,8 @@ def test_the_response_cache_serves_repeats_and_sees_the_next_change(fresh_api: A
     assert summary.json()["alerts_by_status"] == {"investigating": 1}
     assert alerts.json()["items"][0]["status"] == "investigating"
     assert summary.headers["etag"] != first[paths[0]].headers["etag"]
+    for p in figures:  # a new data version: computed afresh, the same figures
+        fresh = api.client.get(p, headers=api.headers())
+        assert fresh.headers["etag"] != first[p].headers["etag"] and fresh.json() == first[p].json()
     # The cached answer is the one FastAPI renders for the response model (no cache).
     assert summary.json() == api.client.get("/api/metrics/dashboard/detailed", headers=api.headers()).json()["summary"]

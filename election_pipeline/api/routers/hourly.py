@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import Engine
 
-from election_pipeline.api.deps import Cached, EngineDep
+from election_pipeline.api.deps import Cached, EngineDep, cached_json
 from election_pipeline.api.models import HourlyStatsOut, utc_text
 from election_pipeline.api.params import Id, LongPageQuery, Paging, Time, time_range
 from election_pipeline.api.routers.common import READ
@@ -44,15 +44,17 @@ Hours = Annotated[HourQuery, Depends(_hour_query)]
 
 
 @router.get("/constituency/{constituency_id}", response_model=HourlyStatsOut)
-def constituency_hours(constituency_id: Id, engine: EngineDep, _etag: Cached, query: Hours) -> dict:
+def constituency_hours(
+    request: Request, constituency_id: Id, engine: EngineDep, etag: Cached, query: Hours
+) -> Response:
     """Every UTC hour of the constituency from its first to its last with data, in
     ``[start_time, end_time)``: counts, cumulative participation, velocities per minute,
     the votes/bulletins ratio and its rolling average over ``window`` hours."""
-    return query.report(engine, "constituency", constituency_id)
+    return cached_json(request, etag, HourlyStatsOut, lambda: query.report(engine, "constituency", constituency_id))
 
 
 @router.get("/election/{election_id}", response_model=HourlyStatsOut)
-def election_hours(election_id: Id, engine: EngineDep, _etag: Cached, query: Hours) -> dict:
+def election_hours(request: Request, election_id: Id, engine: EngineDep, etag: Cached, query: Hours) -> Response:
     """Every UTC hour of the election, each figure summed over its constituencies, in
     ``[start_time, end_time)``."""
-    return query.report(engine, "election", election_id)
+    return cached_json(request, etag, HourlyStatsOut, lambda: query.report(engine, "election", election_id))

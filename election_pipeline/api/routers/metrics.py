@@ -28,41 +28,52 @@ router = APIRouter(prefix="/api/metrics", tags=["metrics"], responses=READ)
 
 
 @router.get("/constituency/{constituency_id}", response_model=ConstituencyMetricsOut)
-def constituency_metrics(constituency_id: Id, engine: EngineDep, _etag: Cached) -> dict:
+def constituency_metrics(request: Request, constituency_id: Id, engine: EngineDep, etag: Cached) -> Response:
     """The constituency's totals (registered voters, bulletins, voters, revotes, rejected,
     participation, issued-but-not-voted, anomaly score, open alerts) and its activity by
     local hour of day over the whole election."""
-    report = utc_text(constituency_report(engine, constituency_id))
-    return {"constituency": report["constituency"], "hourly_activity_pattern": report["hourly_activity_pattern"]}
+
+    def build() -> dict:
+        report = utc_text(constituency_report(engine, constituency_id))
+        return {"constituency": report["constituency"], "hourly_activity_pattern": report["hourly_activity_pattern"]}
+
+    return cached_json(request, etag, ConstituencyMetricsOut, build)
 
 
 @router.get("/constituency/{constituency_id}/time-period", response_model=PeriodMetricsOut)
 def constituency_metrics_by_period(
+    request: Request,
     constituency_id: Id,
     engine: EngineDep,
-    _etag: Cached,
+    etag: Cached,
     period: Annotated[Literal["hour", "day", "week", "month"], Query()] = "day",
     start_time: Time = None,
     end_time: Time = None,
-) -> dict:
+) -> Response:
     """The constituency's figures per hour, day, week (from Monday) or month of its
     election's local calendar, over ``[start_time, end_time)``."""
     start, end = time_range(start_time, end_time)
-    report = utc_text(constituency_report(engine, constituency_id, period, start, end))
-    return {
-        "constituency_id": report["constituency"]["id"],
-        "timezone": report["constituency"]["timezone"],
-        "period": period,
-        "from": report["from"],
-        "to": report["to"],
-        "periods": report["by_period"],
-    }
+
+    def build() -> dict:
+        report = utc_text(constituency_report(engine, constituency_id, period, start, end))
+        return {
+            "constituency_id": report["constituency"]["id"],
+            "timezone": report["constituency"]["timezone"],
+            "period": period,
+            "from": report["from"],
+            "to": report["to"],
+            "periods": report["by_period"],
+        }
+
+    return cached_json(request, etag, PeriodMetricsOut, build)
 
 
 @router.get("/election/{election_id}", response_model=ElectionMetricsOut)
-def election_metrics(election_id: Id, engine: EngineDep, _etag: Cached) -> dict:
+def election_metrics(request: Request, election_id: Id, engine: EngineDep, etag: Cached) -> Response:
     """The election's stored metrics (``election_metrics``) with its dashboard ``summary``."""
-    return utc_text(stored_election_metrics(engine, election_id))
+    return cached_json(
+        request, etag, ElectionMetricsOut, lambda: utc_text(stored_election_metrics(engine, election_id))
+    )
 
 
 @router.get("/election/{election_id}/constituencies", response_model=Page[dict])
