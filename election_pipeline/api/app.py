@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI
 
 from election_pipeline.api import errors
-from election_pipeline.api.deps import DataVersionGate, ResponseCache, known_query
+from election_pipeline.api.deps import DataVersionGate, ResponseCache, SnapshotShortcut, known_query
 from election_pipeline.api.routers import ROUTERS
 from election_pipeline.db.session import get_engine, upgrade_database
 from election_pipeline.settings import load_settings
@@ -40,6 +40,7 @@ def create_app(database_url: str | None = None, *, public_read: bool | None = No
     )
     app.state.engine = engine
     app.state.response_cache = ResponseCache()
+    app.state.version_shortcut = SnapshotShortcut()
     app.state.version_gate = DataVersionGate()
     app.state.public_read = settings.api_public_read if public_read is None else public_read
     errors.install(app)
