@@ -41,7 +41,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import TypeAdapter
-from sqlalchemy import Engine, func, literal_column, select
+from sqlalchemy import ColumnClause, Engine, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from election_pipeline.api.tokens import Role, authenticate, may
@@ -165,7 +165,7 @@ def data_version(db: Session) -> str:
 
 
 #: The snapshot of the running statement, as text (PostgreSQL 13 or later).
-PG_SNAPSHOT = literal_column("pg_current_snapshot()::text")
+PG_SNAPSHOT: ColumnClause[str] = literal_column("pg_current_snapshot()::text")
 
 
 class SnapshotShortcut:
