@@ -1,8 +1,9 @@
 """Statistical rules about *when* things happen: spikes, night-time votes, silence.
 
-* ``unusual_spike``: an hour's votes far above what peer constituencies predict.
-* ``night_activity``: votes between 00:00 and 06:00 local time above a share of the
-  constituency's own daytime median.
+* ``unusual_spike``: the votes of an hour or a run of hours far above what the
+  constituency's own level and its peers' daily shape predict.
+* ``night_activity``: votes between 00:00 and 06:00 local time, judged the same way over
+  runs of night hours, or above a share of the constituency's own daytime median.
 * ``constituency_offline``: no transactions for N hours inside the voting window while
   peers were active.
 
@@ -75,8 +76,9 @@ def unusual_spike(
     constituency's own turnout and its peers' daily shape can explain.
 
     For every run of 1 to 12 consecutive hours (inside the voting window, up to ``now``)
-    the expected votes are the constituency's votes in its *other* hours × the share of
-    the votes its peers cast in the run (:mod:`election_pipeline.detection.volume`), and
+    the expected votes are the constituency's own votes in the surrounding hours × the
+    ratio of the run's votes to those hours' votes in its peers' daily shape
+    (:mod:`election_pipeline.detection.volume`), and
     the count is judged against a negative binomial that allows for voters coming in
     groups (the election's fitted dispersion) and for the uncertainty of the peers' shape.
     Because many runs are tested, the tail probability is multiplied by their number and

@@ -1,33 +1,40 @@
 """How many votes a constituency should have had in a run of hours, and how surprising its
 actual count is: the model behind ``unusual_spike`` and ``night_activity``.
 
-**Expected votes.** For the hours ``W`` (one hour or several consecutive ones), a
-constituency is expected to cast the share ``s`` of its votes that its peers cast in those
-hours (their *daily shape*). Its own votes in the other hours, ``O``, fix its level, so the
-expected count is ``E = O · s / (1 − s)``: a constituency where few people vote is judged by
-its own turnout, not by its registered voters, and a burst does not raise its own
-expectation. The shape ``s`` is the trimmed mean of the peers' shares (each peer's votes in
-the hour over its votes in all hours so far, the constituency itself left out), shrunk toward
-the same shape over the whole election (``SHAPE_PRIOR_PEERS`` constituencies' worth), so
-three peers that happen to open early cannot set the shape alone.
+**Expected votes.** For a run of hours (one hour or several consecutive ones), the
+constituency's *own* votes in the surrounding hours (its *context*: up to
+:data:`CONTEXT_HOURS` on each side), ``O``, fix its level, and its peers' daily shape says
+how many votes the run holds for each vote of the context: the ratio ``r`` of the shape's
+share in the run to its share in the context. The expected count is ``E = O · r``: a
+constituency where few people vote is judged by its own turnout, not by its registered
+voters, and a burst does not raise its own expectation. The shape is the trimmed mean of
+the peers' shares (each peer's votes in the hour over its votes in all hours so far, the
+constituency itself left out), shrunk toward the same shape over the whole election
+(:data:`SHAPE_PRIOR_PEERS` constituencies' worth), so three peers that happen to open early
+cannot set the shape alone.
 
 **How far an honest count strays.** Voters come in groups (several bulletins per issuing
 transaction), so honest hourly counts vary more than a Poisson count: the election's
-*dispersion* φ (variance / mean, at least 1) is fitted from all of its constituency-hours,
-robustly (median of squared Pearson residuals). Constituencies also differ in their daily
-shape (an urban evening peak, a rural opening rush): the relative spread of the shares of
-the run's hours between the election's constituencies, net of counting noise, is the
-uncertainty of ``s`` (at least ``relative_spread``/√hours), widened by the error of the
-peers' mean (1 + 1/(peers + SHAPE_PRIOR_PEERS)). The count is then judged against a
-negative binomial with variance ``φ·E/(1 − s) + c²·E²`` (:func:`~.stats.scaled_count_sf`).
+*dispersion* φ (variance / mean, at least 1) is the one its mean group size implies
+(:func:`batch_dispersion`, from all of its constituency-hours). Constituencies also differ
+in their daily shape (an urban evening peak, a rural opening rush): the spread, between the
+election's *other* constituencies, of their run-to-context ratio relative to the typical
+one, net of counting noise, is the relative uncertainty ``c`` of the expected votes (at
+least :data:`MIN_RELATIVE_SPREAD`/√hours; at least ``relative_spread`` in an election too
+small to measure it), widened by the error of the peers' mean
+(1 + 1/(peers + SHAPE_PRIOR_PEERS)). The count is then judged against a negative binomial
+with variance ``φ·E·(1 + r) + c²·E²`` (:func:`~.stats.scaled_count_sf`): ``φ·E·r`` is the
+counting noise of the context itself.
 
-**Runs of hours.** Every run of 1 to ``MAX_SCAN_HOURS`` consecutive hours is tested (a scan
-statistic), so six hours of +6 votes each add up instead of each hour passing unnoticed.
-Testing many runs would raise many false alarms, so the tail probability is multiplied by
-the number of runs tested for that constituency (Bonferroni) and turned into a z-score: the
-*scan z*. An honest constituency reaches a scan z of 3.5 with probability about 2·10⁻⁴,
-whatever its size and however many hours it has (benchmarks/calibrate_detection.py
-measures it on simulated honest elections).
+**Runs of hours.** Every run of 1 to :data:`MAX_SCAN_HOURS` consecutive hours is tested (a
+scan statistic), so several hours of a few extra votes each add up instead of each hour
+passing unnoticed. Testing many runs would raise many false alarms, so the tail
+probability is multiplied by the number of runs tested for that constituency (Bonferroni)
+and turned into a normal z-score: the *scan z*. If the model were exact, an honest
+constituency would reach a scan z of 3.5 with probability at most 2·10⁻⁴;
+``benchmarks/calibrate_detection.py`` measures the actual rate on simulated honest
+elections (about 1 % at 3.5: honest daily shapes differ more than the model allows, see
+the README, "Detection and alerts").
 """
 
 from __future__ import annotations
@@ -127,15 +134,6 @@ def batch_dispersion(bulletins: float, issuing: float) -> float:
     m = b - 1
     phi = (m * (1 + m) + b * b) / b
     return float(min(max(phi, DISPERSION_BOUNDS[0]), DISPERSION_BOUNDS[1]))
-
-
-def expected_votes(other_votes: float, share: float, hours: int = 1) -> float:
-    """``O · s / (1 − s)``, the votes expected in hours holding the share ``s`` of the
-    votes when the other hours hold ``O`` (at least :data:`MIN_EXPECTED_PER_HOUR` an
-    hour)."""
-    if share >= 1:
-        return math.inf
-    return max(other_votes * share / (1 - share), MIN_EXPECTED_PER_HOUR * hours)
 
 
 @dataclass
