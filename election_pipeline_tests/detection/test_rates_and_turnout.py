@@ -1,6 +1,7 @@
 """The share rules (rejections, revotes, unused bulletins, participation) and
 integer_percentage on hand-built frames, at their edges."""
 
+import math
 from datetime import datetime, timedelta
 
 import pytest
@@ -12,7 +13,14 @@ from election_pipeline.detection.rates import (
     issued_not_voted_gap,
     low_participation,
 )
-from election_pipeline.detection.stats import binomial_sf, poisson_sf, rate_exceeds
+from election_pipeline.detection.stats import (
+    binomial_sf,
+    negative_binomial_sf,
+    poisson_sf,
+    rate_exceeds,
+    scaled_count_sf,
+    tail_to_z,
+)
 from election_pipeline.detection.thresholds import DetectionThresholds
 from election_pipeline.detection.turnout import integer_chance, integer_percentage, is_integer_percentage
 
@@ -34,6 +42,23 @@ def test_binomial_and_poisson_tails_by_hand():
     assert binomial_sf(0, 5, 0.3) == 1.0 and binomial_sf(6, 5, 0.3) == 0.0
     assert poisson_sf(1, 2.0) == pytest.approx(1 - 2.718281828459045**-2)
     assert poisson_sf(3, 1.0) == pytest.approx(1 - 2.5 * 2.718281828459045**-1)
+
+
+def test_negative_binomial_and_scaled_tails_by_hand():
+    # size 1, mean 1: geometric, P(X = j) = 0.5^(j+1), so P(X ≥ k) = 0.5^k
+    assert negative_binomial_sf(1, 1.0, 1.0) == pytest.approx(0.5)
+    assert negative_binomial_sf(3, 1.0, 1.0) == pytest.approx(0.125)
+    # size 2, mean 2: q = 2/(2+2) = 0.5; P(0) = 0.5² = 0.25, P(1) = 2 × 0.25 × 0.5 = 0.25
+    assert negative_binomial_sf(2, 2.0, 2.0) == pytest.approx(0.5)
+    # an infinite size is the Poisson tail
+    assert negative_binomial_sf(3, 1.0, math.inf) == poisson_sf(3, 1.0)
+    # x = 3 with dispersion 2: x/2 = 1.5 of a Poisson with mean 2/2 = 1, between
+    # P(X ≥ 1) = 1 − e⁻¹ and P(X ≥ 2) = 1 − 2e⁻¹, geometrically halfway
+    halfway = math.sqrt((1 - math.exp(-1)) * (1 - 2 * math.exp(-1)))
+    assert scaled_count_sf(3, 2.0, 2.0, 0.0) == pytest.approx(halfway)
+    assert scaled_count_sf(4, 2.0, 2.0, 0.0) == pytest.approx(1 - 2 * math.exp(-1))
+    # the normal z of a tail: 2.5% is 1.96; half or more is 0
+    assert tail_to_z(0.025) == pytest.approx(1.959964, abs=1e-6) and tail_to_z(0.6) == 0.0
 
 
 def test_rate_exceeds_needs_both_the_share_and_significance():
