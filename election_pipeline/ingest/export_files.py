@@ -247,6 +247,38 @@ def contract_id_from_name(name: str) -> str:
     return stem
 
 
+#: A contract id as the chain writes it: base58 (no 0, O, I or l), 32 characters or more.
+_BASE58_ID = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{32,}$")
+
+
+def whole_voting_contract(archive_name: str) -> str | None:
+    """The contract of a whole-voting archive, ``<contractId>.zip`` or
+    ``<contractId>_dump.zip`` (docs/input-format.md#other-sources), or ``None`` for
+    any other archive name (whose members' names then give their contracts)."""
+    base = PurePosixPath(archive_name).name
+    lower = base.lower()
+    if not lower.endswith(".zip"):
+        return None
+    stem = base[: -len(".zip")]
+    if stem.lower().endswith("_dump"):
+        stem = stem[: -len("_dump")]
+    return stem if _BASE58_ID.match(stem) else None
+
+
+def _member_contract(member_name: str, archive_contract: str | None, source: str) -> str:
+    """The contract of an archive member's lines: the archive's for a whole-voting archive
+    (a member named for another contract is refused), else the member name's."""
+    if archive_contract is None:
+        return contract_id_from_name(member_name)
+    stem = PurePosixPath(member_name).name.split("_", 1)[0].rsplit(".", 1)[0]
+    if _BASE58_ID.match(stem) and stem != archive_contract:
+        raise FileRefused(
+            f"{source} is refused: the archive holds the whole voting of contract {archive_contract} "
+            f"(by its name), but this member is named for contract {stem}"
+        )
+    return archive_contract
+
+
 def _lines(stream: IO[bytes], source: str, contract_id: str) -> Iterator[SourceLine]:
     head = stream.read(_SNIFF_BYTES)
     if b"\x00" in head:
@@ -457,7 +489,8 @@ def _export_lines(path: Path, max_total_bytes: int, max_ratio: int, notes: list[
             raise FileRefused(f"{path.name} is damaged and cannot be read: {exc}") from exc
         if not members:
             raise FileRefused(f"{path.name} holds no .csv file")
-        contracts = [(m, contract_id_from_name(m.name)) for m in members]
+        archive_contract = whole_voting_contract(path.name)
+        contracts = [(m, _member_contract(m.name, archive_contract, m.source)) for m in members]
         try:
             for member, _ in contracts:  # refuse binary members before any line is yielded
                 with member.archive.open(member.info) as stream:

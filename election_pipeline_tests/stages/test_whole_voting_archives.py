@@ -1,0 +1,115 @@
+"""Whole-voting archives: one archive per contract, ``<contractId>.zip`` or
+``<contractId>_dump.zip``, holding the whole voting as 12-field lines in which a ``;`` inside
+JSON is written ``\\u003b`` (docs/input-format.md#other-sources).
+
+The same lines are dropped once as hourly files and once as whole-voting archives into two
+real workspaces (SQLite, then PostgreSQL) and run through the real stages: the figures must
+be the same, and equal to the hand-computed ones.
+
+Contract W1, hour 08: B1 issues 3 bulletins (each ``maskedSig`` holds a ``;``), V1 and V2
+vote. Hour 09: V3 votes, V1 votes again (a revote), V4's vote is rejected.
+Expected (transactions, bulletins, votes, revotes, rejected):
+  08: (3, 3, 2, 0, 0); 09: (3, 0, 1, 1, 1). Totals: 3 bulletins, 3 voters (V1, V2, V3).
+Contract W2, hour 08: B2 issues 1 bulletin, V5 votes: (2, 1, 1, 0, 0).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import pytest
+
+from election_pipeline.ingest.export_files import whole_voting_contract
+
+from .conftest import at, bsi, file_name, hour, vote
+
+W1 = "W1wdrxMqfGWsXEgTmvdw95omtQ4Gv1Vi4mGAvLYy23DHp"
+W2 = "W2wdrxMqfGWsXEgTmvdw95omtQ4Gv1Vi4mGAvLYy23DHq"
+LINES = {
+    (W1, 8): [bsi("B1", at(8, 1), 3, semicolon=True), vote("V1", at(8, 2), "K1"), vote("V2", at(8, 3), "K2")],
+    (W1, 9): [vote("V3", at(9, 1), "K3"), vote("V1b", at(9, 2), "K1"), vote("V4", at(9, 3), "K4", rejected=True)],
+    (W2, 8): [bsi("B2", at(8, 4), 1, semicolon=True), vote("V5", at(8, 5), "K5")],
+}
+EXPECTED = {
+    W1: {hour(8): (3, 3, 2, 0, 0), hour(9): (3, 0, 1, 1, 1)},
+    W2: {hour(8): (2, 1, 1, 0, 0)},
+}
+
+
+def _official(line: str) -> str:
+    """The line as the official observer format writes it: ``;`` inside JSON as ``\\u003b``
+    (here the only ``;`` inside JSON are those of the ``maskedSig`` values)."""
+    return line.replace("ab12;cd34", "ab12\\u003bcd34")
+
+
+def _archive(members: list[tuple[str, list[str]]]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, lines in members:
+            zf.writestr(name, "".join(line + "\n" for line in lines))
+    return buf.getvalue()
+
+
+def _figures(ws) -> dict:
+    return {c: ws.hourly_figures(c) for c in (W1, W2)}
+
+
+def _stored(ws) -> dict:
+    """Each transaction as stored, with its JSON fields decoded (so ``\\u003b`` and ``;``
+    compare equal when they mean the same) and without the file and line it came from."""
+    out = {}
+    for tx_id, row in ws.transactions().items():
+        row = {k: v for k, v in row.items() if k not in ("id", "source_file", "created_at", "updated_at")}
+        decoded = {k: (json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v) for k, v in row.items()}
+        decoded["raw_data"].pop("line")  # {"file": ..., "number": ...}: where it was read
+        decoded["operation_data"].pop("line_number")
+        out[tx_id] = decoded
+    return out
+
+
+def test_whole_voting_archives_give_the_figures_of_hourly_files(workspace_factory):
+    hourly, whole = workspace_factory("hourly"), workspace_factory("whole")
+    for (contract, h), lines in LINES.items():
+        hourly.drop(file_name(contract, h), lines)
+    w1 = [_official(line) for line in LINES[(W1, 8)] + LINES[(W1, 9)]]
+    w2 = [_official(line) for line in LINES[(W2, 8)]]
+    assert all("\\u003b" in line for line in (w1[0], w2[0])) and ";cd34" not in w1[0]
+    whole.drop(f"{W1}_dump.zip", _archive([(f"{W1}_dump.csv", w1)]))
+    whole.drop(f"{W2}.zip", _archive([("voting.csv", w2)]))  # a member name without the contract id
+    for ws in (hourly, whole):
+        ws.run()
+    assert _figures(hourly) == _figures(whole) == EXPECTED
+    for c, voters in ((W1, 3), (W2, 1)):
+        assert hourly.constituency(c)["votes_cast"] == whole.constituency(c)["votes_cast"] == voters
+    assert _stored(hourly) == _stored(whole)
+    sources = {r["source_file"] for r in whole.transactions().values()}
+    assert sources == {f"{W1}_dump.zip::{W1}_dump.csv", f"{W2}.zip::voting.csv"}
+    assert {j["status"] for j in whole.jobs()} == {"completed"}
+
+
+def test_a_member_named_for_another_contract_is_refused(ws):
+    ws.drop(f"{W1}.zip", _archive([(file_name(W2, 8), LINES[(W2, 8)])]))
+    ws.run()
+    [job] = ws.jobs()
+    assert job["status"] == "failed"
+    assert f"holds the whole voting of contract {W1}" in job["details"]
+    assert f"named for contract {W2}" in job["details"]
+    assert (ws.quarantine_dir / f"{W1}.zip").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "contract"),
+    [
+        (f"{W1}.zip", W1),
+        (f"{W1}_dump.zip", W1),
+        (f"{W1}_DUMP.ZIP", W1),
+        ("batch.zip", None),  # not a contract id: the members' names decide
+        ("CtrNorth1.zip", None),  # too short for a contract id
+        (f"{W1}_2024-09-06.zip", None),  # an archive of hourly files
+        (f"{W1}.csv", None),
+    ],
+)
+def test_which_archive_names_are_whole_voting_archives(name, contract):
+    assert whole_voting_contract(name) == contract
