@@ -60,9 +60,9 @@ def _stored(ws) -> dict:
     """Each transaction as stored, with its JSON fields decoded (so ``\\u003b`` and ``;``
     compare equal when they mean the same) and without the file and line it came from."""
     out = {}
-    for tx_id, row in ws.transactions().items():
-        row = {k: v for k, v in row.items() if k not in ("id", "source_file", "created_at", "updated_at")}
-        decoded = {k: (json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v) for k, v in row.items()}
+    for tx_id, stored in ws.transactions().items():
+        kept = {k: v for k, v in stored.items() if k not in ("id", "source_file", "created_at", "updated_at")}
+        decoded = {k: (json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v) for k, v in kept.items()}
         decoded["raw_data"].pop("line")  # {"file": ..., "number": ...}: where it was read
         decoded["operation_data"].pop("line_number")
         out[tx_id] = decoded
