@@ -64,6 +64,9 @@ from election_pipeline.ingest.export_line import LineError, ParsedTransaction, p
 from election_pipeline.vocabulary import FileJobStatus
 
 log = logging.getLogger(__name__)
+#: A file read line by line by the Python reader (an archive, a file that is not plain
+#: UTF-8) reports its progress in the run's log at most this often, in seconds.
+PROGRESS_EVERY_SECONDS = 30.0
 
 #: Input bytes written in one DuckDB transaction at most (a larger file is a group of its own).
 GROUP_MAX_BYTES = 256 * 1024**2
@@ -388,6 +391,8 @@ class _Group:
         """Lines of a zip archive or of a file that is not plain UTF-8, read by the Python reader."""
         batch: list[tuple[int, int, str]] = []
         by_source: dict[str, _Unit] = {}
+        started = last_report = time.monotonic()
+        lines = 0
         try:
             for line in iter_export_lines(
                 f.path,
@@ -404,7 +409,19 @@ class _Group:
                 batch.append((unit.unit_id, line.line_number, line.text))
                 if len(batch) >= self.limits["batch_size"]:
                     line_sql.stage_lines(self.duck, batch)
+                    lines += len(batch)
                     batch = []
+                    now = time.monotonic()
+                    if now - last_report >= PROGRESS_EVERY_SECONDS:
+                        last_report = now
+                        log.info(
+                            "File %s: %s lines read so far (%s, now %s), %.0f lines/s",
+                            f.name,
+                            f"{lines:,}",
+                            f"{len(by_source)} member(s)" if len(by_source) != 1 else "1 member",
+                            line.source,
+                            lines / max(now - started, 1e-9),
+                        )
             line_sql.stage_lines(self.duck, batch)
         except FileRefused as err:
             self._drop_file(f, err.reason)

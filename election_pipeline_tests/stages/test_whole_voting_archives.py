@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import zipfile
 
 import pytest
 
 from election_pipeline.ingest.export_files import whole_voting_contract
+from election_pipeline.stages import ingest_files
 
 from .conftest import at, bsi, file_name, hour, vote
 
@@ -113,3 +115,18 @@ def test_a_member_named_for_another_contract_is_refused(ws):
 )
 def test_which_archive_names_are_whole_voting_archives(name, contract):
     assert whole_voting_contract(name) == contract
+
+
+def test_a_long_archive_reports_its_progress_in_the_log(ws, monkeypatch, caplog):
+    """Every batch staged past the reporting interval (here 0 s, in batches of 2 lines) is a
+    line of the run's log: lines read so far, the member being read, the rate."""
+    monkeypatch.setattr(ingest_files, "PROGRESS_EVERY_SECONDS", 0.0)
+    lines = [_official(line) for line in LINES[(W1, 8)] + LINES[(W1, 9)]]
+    ws.drop(f"{W1}_dump.zip", _archive([("voting.csv", lines)]))
+    with caplog.at_level(logging.INFO, logger="election_pipeline.stages.ingest_files"):
+        ws.run(batch_size=2)
+    progress = [r.getMessage() for r in caplog.records if "lines read so far" in r.getMessage()]
+    # 6 lines in batches of 2: reports after 2, 4 and 6 lines.
+    assert [m.split(": ", 1)[1].split(" lines")[0] for m in progress] == ["2", "4", "6"]
+    assert all(f"now {W1}_dump.zip::voting.csv" in m and "lines/s" in m for m in progress)
+    assert ws.hourly_figures(W1) == EXPECTED[W1]
