@@ -33,8 +33,8 @@ probability is multiplied by the number of runs tested for that constituency (Bo
 and turned into a normal z-score: the *scan z*. If the model were exact, an honest
 constituency would reach a scan z of 3.5 with probability at most 2·10⁻⁴;
 ``benchmarks/calibrate_detection.py`` measures the actual rate on simulated honest
-elections (about 1 % at 3.5: honest daily shapes differ more than the model allows, see
-the README, "Detection and alerts").
+elections (about 1 % at 3.5, 0.2 % at 4.5, the default warning level: honest daily shapes
+differ more than the model allows, see the README, "Detection and alerts").
 """
 
 from __future__ import annotations

@@ -22,7 +22,10 @@ from .frames import START, constituencies, elections, hourly
 
 T = DetectionThresholds()
 #: The spike thresholds without the least shape spread, so that the tails are plain Poisson.
-EXACT = DetectionThresholds(spike_relative_spread=0.0).spike
+#: The hand-computed spikes below have scan z between 3.5 and the default warning level
+#: (4.5): they are judged at 3.5, so each rule's arithmetic is tested, not the default.
+Z35 = 3.5
+EXACT = DetectionThresholds(spike_relative_spread=0.0, spike_warning_z=Z35).spike
 
 H0 = datetime(2024, 9, 6, 9)
 PEERS = ["P1", "P2", "P3", "P4"]
@@ -94,9 +97,22 @@ def test_spike_exactly_at_the_warning_and_critical_thresholds():
 def test_spike_needs_min_votes_above_the_expected():
     frame, c = flat_frames({2: 30})  # 30 votes, 10 expected: 20 more
     assert (
-        len(unusual_spike(frame, c, DetectionThresholds(spike_relative_spread=0, spike_min_votes=20).spike, set())) == 1
+        len(
+            unusual_spike(
+                frame,
+                c,
+                DetectionThresholds(spike_relative_spread=0, spike_min_votes=20, spike_warning_z=Z35).spike,
+                set(),
+            )
+        )
+        == 1
     )
-    assert unusual_spike(frame, c, DetectionThresholds(spike_relative_spread=0, spike_min_votes=21).spike, set()) == []
+    assert (
+        unusual_spike(
+            frame, c, DetectionThresholds(spike_relative_spread=0, spike_min_votes=21, spike_warning_z=Z35).spike, set()
+        )
+        == []
+    )
 
 
 def test_a_burst_in_a_low_turnout_constituency_is_judged_by_its_own_level():
@@ -105,7 +121,9 @@ def test_a_burst_in_a_low_turnout_constituency_is_judged_by_its_own_level():
     own level, E = 25 × 0.2 = 5, and P(x ≥ 21) = P(X ≥ 17.5 | 5/1.2), halfway between the
     whole numbers 17 and 18 (geometric interpolation: the square root of their product)."""
     frame, c = flat_frames({2: 21}, a_level=5)
-    [f] = unusual_spike(frame, c, DetectionThresholds(spike_relative_spread=0, spike_min_votes=5).spike, set())
+    [f] = unusual_spike(
+        frame, c, DetectionThresholds(spike_relative_spread=0, spike_min_votes=5, spike_warning_z=Z35).spike, set()
+    )
     assert f.expected == 5.0
     p = math.sqrt(poisson_tail(17, 5 / 1.2) * poisson_tail(18, 5 / 1.2))
     assert f.figures["p_value"] == float(f"{p:.3g}")
@@ -212,7 +230,7 @@ def test_a_run_of_night_hours_against_the_peers_night_shape_by_hand():
     rows += [{"constituency_id": "A", "hour": h, "votes_cast": 4, "bulletins_issued": 4} for h in night]
     c = constituencies([(cid, 1000) for cid in [*PEERS, "A"]])
     windows = constituency_windows(c, elections())
-    thresholds = DetectionThresholds(spike_relative_spread=0.0)
+    thresholds = DetectionThresholds(spike_relative_spread=0.0, spike_warning_z=Z35)
     [f] = night_activity(hourly(rows), c, windows, thresholds, now=datetime(2024, 9, 7, 6))
     z = tail_to_z(21 * poisson_tail(12, 0.75))
     assert (f.rule, f.constituency_id, f.window_key, f.hours) == ("night_activity", "A", "2024-09-07", night)
