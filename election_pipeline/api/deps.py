@@ -264,7 +264,7 @@ def etag(request: Request, response: Response, db: DB, caller: Reader) -> str:
     # Give the request's connection back to the pool: routes that read through the engine
     # (the reports take an engine) would otherwise hold two connections each, and as many
     # concurrent requests as the pool has connections wait for a second one for ever (32
-    # clients on a pool of 5 + 10 did). The session takes a connection again if used.
+    # clients on a pool of 5 + 10 connections did). The session takes a connection again if used.
     db.close()
     key = f"{version}\n{request.url.path}\n{sorted(request.query_params.multi_items())}"
     tag = '"' + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32] + '"'

@@ -58,12 +58,19 @@ def _sqlite_path(url: str) -> Path | None:
 def get_engine(url: str) -> Engine:
     """One engine per URL. SQLite gets WAL, foreign keys, a busy timeout and a larger page
     cache; PostgreSQL a pool that checks connections before use (a dropped connection is
-    replaced)."""
+    replaced).
+
+    Both pools keep up to 10 connections open (at most 30 on SQLite, 20 on PostgreSQL, at
+    once): the API answers many requests at a time, and a pool smaller than that closes
+    and reopens a connection for every request beyond it (a new PostgreSQL connection costs
+    a server process). The pipeline's steps use one or two."""
     url = normalise_url(url)
     path = _sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 60}, pool_size=10, max_overflow=20
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
@@ -77,7 +84,7 @@ def get_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
 # --------------------------------------------------------------------------------------
