@@ -51,9 +51,13 @@ CRITICAL_RATE = 0.0005
 FIRST_SEED = 5000
 SIZES = (4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 35, 40)
 #: Thresholds low enough that the rules report their near misses.
-PROBE = DetectionThresholds(spike_warning_z=0.5, spike_critical_z=100.0, night_warning_z=0.5, rate_alpha=0.999999)
+PROBE = DetectionThresholds(
+    spike_warning_z=0.5, spike_critical_z=100.0, night_warning_z=0.5, rate_alpha=0.999999, offline_min_votes=3.0
+)
 Z_GRID = (2.0, 2.5, 3.0, 3.25, 3.5, 3.75, 4.0, 4.5, 5.0, 5.5, 6.0, 7.0)
 ALPHA_GRID = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+#: Votes the peers predict for a silence (``constituency_offline``'s ``offline_min_votes``).
+VOTES_GRID = (6.0, 9.0, 12.0, 15.0, 20.0, 25.0, 30.0, 40.0)
 
 
 def simulate(count: int) -> tuple[int, dict[str, dict[str, float]], float]:
@@ -72,6 +76,8 @@ def simulate(count: int) -> tuple[int, dict[str, dict[str, float]], float]:
             key = f"{el.name}/{f.constituency_id}"
             if f.rule in ("unusual_spike", "night_activity") and f.figures.get("kind") in ("scan", "night_scan"):
                 worst[f.rule][key] = max(worst[f.rule].get(key, 0.0), float(f.statistic or 0.0))
+            elif f.rule == "constituency_offline":
+                worst[f.rule][key] = max(worst[f.rule].get(key, 0.0), float(f.expected or 0.0))
             elif f.rule in ("high_rejection_rate", "high_revote_rate"):
                 q = float(f.figures["p_value"]) * int(f.figures["runs_tested"])
                 worst[f.rule][key] = min(worst[f.rule].get(key, 1.0), q)
@@ -122,7 +128,20 @@ def main(argv: list[str] | None = None) -> int:
         print("  " + "  ".join(f"{sum(v <= a for v in values) / honest:7.2%}" for a in ALPHA_GRID))
         at = sum(v <= configured.rate_alpha for v in values) / honest
         print(f"  configured rate_alpha {configured.rate_alpha:g}: {at:.2%}\n")
-    others = sorted(set(worst) - {"unusual_spike", "night_activity", "high_rejection_rate", "high_revote_rate"})
+    values = list(worst.get("constituency_offline", {}).values())
+    print("constituency_offline: share of honest constituencies with a silence where the peers predict at least")
+    print("  " + "  ".join(f"{v:>5g}" for v in VOTES_GRID))
+    print("  " + "  ".join(f"{sum(x >= v for x in values) / honest:5.2%}" for v in VOTES_GRID))
+    least = next((v for v in VOTES_GRID if sum(x >= v for x in values) <= WARNING_RATE * honest), None)
+    at = sum(x >= configured.offline_min_votes for x in values) / honest
+    print(
+        f"  least votes for warning <= {WARNING_RATE:.1%}: {least}; "
+        f"configured offline_min_votes {configured.offline_min_votes:g} ({at:.2%})\n"
+    )
+    others = sorted(
+        set(worst)
+        - {"unusual_spike", "night_activity", "high_rejection_rate", "high_revote_rate", "constituency_offline"}
+    )
     for rule in others:
         n = len(worst[rule])
         print(f"{rule}: {n} honest constituencies with a finding ({n / honest:.2%})")

@@ -25,6 +25,8 @@ T = DetectionThresholds()
 #: The hand-computed spikes below have scan z between 3.5 and the default warning level
 #: (4.5): they are judged at 3.5, so each rule's arithmetic is tested, not the default.
 Z35 = 3.5
+#: The hand-built silences below are predicted 12-15 votes (the default asks 15, as calibrated).
+OFFLINE12 = DetectionThresholds(offline_min_votes=12.0)
 EXACT = DetectionThresholds(spike_relative_spread=0.0, spike_warning_z=Z35).spike
 
 H0 = datetime(2024, 9, 6, 9)
@@ -276,9 +278,9 @@ def offline_frames(silent: list[int], hours: int = 8, votes: int = 6):
 def test_offline_exactly_n_hours_fires_one_less_does_not():
     now = START + timedelta(hours=8)
     frame, c, windows = offline_frames(silent=[3])
-    assert constituency_offline(frame, c, windows, T, now=now) == []
+    assert constituency_offline(frame, c, windows, OFFLINE12, now=now) == []
     frame, c, windows = offline_frames(silent=[3, 4])
-    [f] = constituency_offline(frame, c, windows, T, now=now)
+    [f] = constituency_offline(frame, c, windows, OFFLINE12, now=now)
     assert (f.rule, f.severity, f.constituency_id) == ("constituency_offline", "warning", "A")
     assert f.hours == [START + timedelta(hours=3), START + timedelta(hours=4)]
     # peers predict 2 × 6 = 12 votes (registered × median rate; A's own level gives the same)
@@ -299,10 +301,10 @@ def test_offline_fires_from_the_schedule_as_time_passes():
     frame, c, windows = offline_frames(silent=[5, 6, 7], hours=8)
     start_of_silence = START + timedelta(hours=5)
     # At 5:30 past the start only hour 5 is... not even whole yet; at 7:00, hours 5-6 are whole.
-    assert constituency_offline(frame, c, windows, T, now=START + timedelta(hours=6, minutes=30)) == []
-    [f] = constituency_offline(frame, c, windows, T, now=START + timedelta(hours=7, minutes=10))
+    assert constituency_offline(frame, c, windows, OFFLINE12, now=START + timedelta(hours=6, minutes=30)) == []
+    [f] = constituency_offline(frame, c, windows, OFFLINE12, now=START + timedelta(hours=7, minutes=10))
     assert f.window_start == start_of_silence and f.statistic == 2.0 and f.figures["ongoing"]
-    [g] = constituency_offline(frame, c, windows, T, now=START + timedelta(hours=8, minutes=10))
+    [g] = constituency_offline(frame, c, windows, OFFLINE12, now=START + timedelta(hours=8, minutes=10))
     assert g.fingerprint == f.fingerprint and g.statistic == 3.0  # the same alert, grown
 
 
