@@ -15,6 +15,7 @@ runs tested for the constituency (Bonferroni) before it is compared with ``rate_
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -27,6 +28,42 @@ from .thresholds import DetectionThresholds
 
 #: Longest run of consecutive hours the rate rules add up.
 MAX_RUN_HOURS = 12
+
+
+@dataclass(frozen=True)
+class HourlyRate:
+    """What one hourly rate rule counts and how its alert speaks of it: ``count`` out of the
+    sum of the ``base`` columns of ``hourly_stats``, in the words ``noun`` out of
+    ``base_noun``, with ``advice`` for the observer and the transactions of ``evidence``."""
+
+    rule: str
+    count: str
+    base: tuple[str, ...]
+    noun: str
+    base_noun: str
+    advice: str
+    evidence: str
+
+
+REJECTIONS = HourlyRate(
+    rule="high_rejection_rate",
+    count="rejected_count",
+    base=("transaction_count",),
+    noun="rejected",
+    base_noun="transactions",
+    advice="Many rejections can mean a faulty client, repeated bulletin requests or an attempt to vote "
+    "without a valid signature.",
+    evidence="rejected",
+)
+REVOTES = HourlyRate(
+    rule="high_revote_rate",
+    count="revote_count",
+    base=("votes_cast", "revote_count"),
+    noun="revotes",
+    base_noun="accepted votes",
+    advice="A burst of revotes can mean voters being made to vote again under supervision.",
+    evidence="revote",
+)
 
 
 def _runs_of_hours(
@@ -54,16 +91,9 @@ def _hourly_rate_rule(
     hourly: pd.DataFrame,
     constituencies: pd.DataFrame,
     windows: dict[str, VotingWindow] | None,
-    *,
-    rule: str,
-    count: str,
-    base: list[str],
+    rate: HourlyRate,
     threshold: float,
     alpha: float,
-    noun: str,
-    base_noun: str,
-    advice: str,
-    evidence: str,
 ) -> list[Finding]:
     findings: list[Finding] = []
     if hourly.empty:
@@ -72,8 +102,8 @@ def _hourly_rate_rule(
     names = constituency_names(constituencies)
     frame = hourly.assign(
         constituency_id=hourly["constituency_id"].astype(str),
-        _k=hourly[count].astype("int64"),
-        _n=hourly[base].sum(axis=1).astype("int64"),
+        _k=hourly[rate.count].astype("int64"),
+        _n=hourly[list(rate.base)].sum(axis=1).astype("int64"),
     )
     overall = float(frame["_k"].sum()) / float(frame["_n"].sum()) if frame["_n"].sum() else 0.0
     # only constituencies with at least one hour above the threshold can have a run above it
@@ -96,30 +126,13 @@ def _hourly_rate_rule(
         for i0, i1, k, n, p in sorted(chosen):
             hrs = [to_naive_instant(h) for h in axis[i0:i1]]
             findings.append(
-                _rate_finding(
-                    rule,
-                    cid,
-                    names,
-                    windows.get(cid),
-                    hrs,
-                    k,
-                    n,
-                    p,
-                    tested,
-                    overall,
-                    threshold,
-                    alpha,
-                    noun=noun,
-                    base_noun=base_noun,
-                    advice=advice,
-                    evidence=evidence,
-                )
+                _rate_finding(rate, cid, names, windows.get(cid), hrs, k, n, p, tested, overall, threshold, alpha)
             )
     return findings
 
 
 def _rate_finding(
-    rule: str,
+    rate: HourlyRate,
     cid: str,
     names: dict[str, str],
     window: VotingWindow | None,
@@ -131,12 +144,8 @@ def _rate_finding(
     overall: float,
     threshold: float,
     alpha: float,
-    *,
-    noun: str,
-    base_noun: str,
-    advice: str,
-    evidence: str,
 ) -> Finding:
+    noun, base_noun = rate.noun, rate.base_noun
     share = k / n
     h = hrs[0]
     span = (
@@ -145,7 +154,7 @@ def _rate_finding(
         else f"the {len(hrs)} hours from {describe_hour(h, window)}"
     )
     return Finding(
-        rule=rule,
+        rule=rate.rule,
         severity="warning",
         constituency_id=cid,
         title=f"{share:.0%} {noun} in {label(names, cid)} from {describe_hour(h, window)}"
@@ -154,7 +163,7 @@ def _rate_finding(
             f"{k} of {n} {base_noun} in {span} were {noun} ({share:.1%}); the threshold is {threshold:.0%} and "
             f"across all hours the share is {overall:.2%}. A count this high from a constituency running at the "
             f"threshold has probability {p:.1e}; {tested} runs of hours were tested, so the alert needs "
-            f"{tested} × that at most {alpha:g}. {advice}"
+            f"{tested} × that at most {alpha:g}. {rate.advice}"
         ),
         window_start=h,
         window_end=hrs[-1] + HOUR,
@@ -172,7 +181,7 @@ def _rate_finding(
             "alpha": alpha,
             "share_all_hours": round(overall, 5),
         },
-        evidence_kind=evidence,
+        evidence_kind=rate.evidence,
         window_key=f"{h:%Y-%m-%dT%H}",
     )
 
@@ -186,19 +195,7 @@ def high_rejection_rate(
     """Warning: the share of transactions the contract rejected (``FAIL`` in ``diff``) in
     an hour is above ``rejection_rate`` (1%), significantly (see the module docstring)."""
     return _hourly_rate_rule(
-        hourly,
-        constituencies,
-        windows,
-        rule="high_rejection_rate",
-        count="rejected_count",
-        base=["transaction_count"],
-        threshold=thresholds.rejection_rate,
-        alpha=thresholds.rate_alpha,
-        noun="rejected",
-        base_noun="transactions",
-        evidence="rejected",
-        advice="Many rejections can mean a faulty client, repeated bulletin requests or an attempt to vote "
-        "without a valid signature.",
+        hourly, constituencies, windows, REJECTIONS, thresholds.rejection_rate, thresholds.rate_alpha
     )
 
 
@@ -210,20 +207,7 @@ def high_revote_rate(
 ) -> list[Finding]:
     """Warning: the share of an hour's accepted votes that are revotes (a key voting again)
     is above ``revote_rate`` (10%), significantly (see the module docstring)."""
-    return _hourly_rate_rule(
-        hourly,
-        constituencies,
-        windows,
-        rule="high_revote_rate",
-        count="revote_count",
-        base=["votes_cast", "revote_count"],
-        threshold=thresholds.revote_rate,
-        alpha=thresholds.rate_alpha,
-        noun="revotes",
-        base_noun="accepted votes",
-        evidence="revote",
-        advice="A burst of revotes can mean voters being made to vote again under supervision.",
-    )
+    return _hourly_rate_rule(hourly, constituencies, windows, REVOTES, thresholds.revote_rate, thresholds.rate_alpha)
 
 
 def issued_not_voted_gap(
