@@ -160,8 +160,11 @@ def _data_version_parts() -> list[Any]:
 
 def data_version(db: Session) -> str:
     """The database's data version (see the module docstring), as text."""
-    row = db.execute(select(*_data_version_parts())).one()
-    return "|".join(str(v) for v in row)
+    return _version_text(db.execute(select(*_data_version_parts())).one())
+
+
+def _version_text(values: Any) -> str:
+    return "|".join(str(v) for v in values)
 
 
 #: The snapshot of the running statement, as text (PostgreSQL 13 or later).
@@ -196,7 +199,7 @@ class SnapshotShortcut:
             return self._version
         # The snapshot and the aggregates in one statement: both under the same snapshot.
         row = db.execute(select(PG_SNAPSHOT, *_data_version_parts())).one()
-        self._snapshot, self._version = row[0], "|".join(str(v) for v in row[1:])
+        self._snapshot, self._version = row[0], _version_text(row[1:])
         self.computed += 1
         return self._version
 
@@ -264,7 +267,7 @@ def etag(request: Request, response: Response, db: DB, caller: Reader) -> str:
     # Give the request's connection back to the pool: routes that read through the engine
     # (the reports take an engine) would otherwise hold two connections each, and as many
     # concurrent requests as the pool has connections wait for a second one for ever (32
-    # clients on a pool of 5 + 10 connections did). The session takes a connection again if used.
+    # clients on a pool of 5 + 10 did). The session takes a connection again if used.
     db.close()
     key = f"{version}\n{request.url.path}\n{sorted(request.query_params.multi_items())}"
     tag = '"' + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32] + '"'

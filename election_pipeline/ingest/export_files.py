@@ -238,13 +238,19 @@ def file_digest(path: Path) -> FileDigest:
 def contract_id_from_name(name: str) -> str:
     """The contract (constituency) id: the file name up to its first ``_`` (docs/input-format.md#file-names)."""
     base = PurePosixPath(name).name
-    stem = base.split("_", 1)[0] if "_" in base else base.rsplit(".", 1)[0]
+    stem = _name_stem(base)
     if not _CONTRACT_ID.match(stem):
         raise FileRefused(
             f"cannot tell the contract id from the file name {base!r}: expected "
             "'<contractId>_<date>_<hours>.csv' with a base58 contract id"
         )
     return stem
+
+
+def _name_stem(base: str) -> str:
+    """The part of a file name that names its contract: up to the first ``_``, else up to
+    the extension."""
+    return base.split("_", 1)[0] if "_" in base else base.rsplit(".", 1)[0]
 
 
 #: A contract id as the chain writes it: base58 (no 0, O, I or l), 32 characters or more.
@@ -256,8 +262,7 @@ def whole_voting_contract(archive_name: str) -> str | None:
     ``<contractId>_dump.zip`` (docs/input-format.md#other-sources), or ``None`` for
     any other archive name (whose members' names then give their contracts)."""
     base = PurePosixPath(archive_name).name
-    lower = base.lower()
-    if not lower.endswith(".zip"):
+    if not base.lower().endswith(".zip"):
         return None
     stem = base[: -len(".zip")]
     if stem.lower().endswith("_dump"):
@@ -270,7 +275,7 @@ def _member_contract(member_name: str, archive_contract: str | None, source: str
     (a member named for another contract is refused), else the member name's."""
     if archive_contract is None:
         return contract_id_from_name(member_name)
-    stem = PurePosixPath(member_name).name.split("_", 1)[0].rsplit(".", 1)[0]
+    stem = _name_stem(PurePosixPath(member_name).name)
     if _BASE58_ID.match(stem) and stem != archive_contract:
         raise FileRefused(
             f"{source} is refused: the archive holds the whole voting of contract {archive_contract} "

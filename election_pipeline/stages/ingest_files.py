@@ -415,10 +415,10 @@ class _Group:
                     if now - last_report >= PROGRESS_EVERY_SECONDS:
                         last_report = now
                         log.info(
-                            "File %s: %s lines read so far (%s, now %s), %.0f lines/s",
+                            "File %s: %s lines read so far (%d member(s), now %s), %.0f lines/s",
                             f.name,
                             f"{lines:,}",
-                            f"{len(by_source)} member(s)" if len(by_source) != 1 else "1 member",
+                            len(by_source),
                             line.source,
                             lines / max(now - started, 1e-9),
                         )
