@@ -42,6 +42,7 @@ def print_summary(settings: Settings, out=None) -> dict[str, object]:
         Transaction,
     )
     from election_pipeline.db.session import create_tables, get_engine
+    from election_pipeline.notify.deliver import FAILED, PENDING, SENT
 
     engine = get_engine(settings.database_url)
     create_tables(engine)
@@ -74,9 +75,9 @@ def print_summary(settings: Settings, out=None) -> dict[str, object]:
             .tuples()
             .all()
         )
-        figures["notifications_sent"] = int(deliveries.get("sent", 0))
-        figures["notifications_failed"] = int(deliveries.get("failed", 0))
-        figures["notifications_pending"] = int(deliveries.get("pending", 0))
+        figures["notifications_sent"] = int(deliveries.get(SENT, 0))
+        figures["notifications_failed"] = int(deliveries.get(FAILED, 0))
+        figures["notifications_pending"] = int(deliveries.get(PENDING, 0))
         figures["alert_changes_not_notified"] = int(
             one(select(func.count()).where(AlertNotification.skip_reason.is_not(None)))
         )

@@ -11,9 +11,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from election_pipeline.api.tokens import revoke_tokens
+from election_pipeline.db.crud.alert import ALERT_ORDERS
 from election_pipeline.db.models import Alert, AlertEvent, ApiToken, Constituency
 from election_pipeline.stages.election_metrics import stored_election_metrics
 from election_pipeline.web import session as sessions
+from election_pipeline.web.routes import SORTS
 from election_pipeline_tests.api.conftest import C1, C2, E1
 from election_pipeline_tests.web.conftest import Web, hidden
 
@@ -202,6 +204,7 @@ def test_the_constituency_page_shows_its_figures_hours_charts_and_alerts(web: We
 
 
 def test_the_alert_list_filters_and_sorts(web: Web) -> None:
+    assert set(SORTS) == set(ALERT_ORDERS)  # every sort offered is one the database does
     client = web.sign_in()
     with Session(web.engine) as db:
         every = list(db.scalars(select(Alert)))
