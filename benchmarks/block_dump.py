@@ -21,9 +21,9 @@ What it does, and prints:
    voters by their first accepted vote;
 3. (b) the pipeline, in a subprocess: ``election-pipeline run`` on a drop folder holding only
    the dump, every store (operational SQLite database, DuckDB raw store, Dagster home,
-   processed and quarantine folders) in a temporary folder. If the pipeline cannot read a
-   block dump yet, it refuses the file ("not a .csv or .zip file"): the script says so
-   and still prints (a);
+   processed and quarantine folders) in a temporary folder. A pipeline that does not read
+   block dumps refuses the file by its type ("... is not a .csv or .zip file"): the script
+   says so and still prints (a);
 4. per part: seconds, blocks/s and transactions/s, peak resident memory of the subprocess
    (``ru_maxrss`` of that child, read with ``os.wait4``), and the figures; then a table of
    both and the git commit;
@@ -44,6 +44,7 @@ import itertools
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -70,7 +71,8 @@ TRANSACTIONS_PER_BLOCK = 50
 LIFECYCLE_PER_CONTRACT = 4  # createContract, addVotersList, startVoting, finishVoting
 IMAGE = "registry.example.org/evoting/blockchain-voting-contract:1.4.2"
 PIPELINE = ROOT / ".venv" / "bin" / "election-pipeline"
-NOT_READ_YET = "not a .csv or .zip file"
+#: How the pipeline refuses a file by its type ("... is not a .csv or .zip file" before it read block dumps).
+NOT_READ_YET = re.compile(r"is not a \.csv\b[^:]*\bfile")
 
 
 def _j(value: Any) -> str:
@@ -497,7 +499,9 @@ def git_commit() -> str:
         )
     except OSError:
         return "unknown"
-    return done.stdout.strip() or "unknown"
+    commit = done.stdout.strip() or "unknown"
+    changed = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT, capture_output=True, check=False)
+    return commit + (" + uncommitted changes in the working tree" if changed.returncode == 1 else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -575,15 +579,15 @@ def bench(args: argparse.Namespace, root: Path, path: Path) -> int:
     run_dir = root / "run"
     run_dir.mkdir()
     pipe, pipe_figures, refused = run_pipeline(path, run_dir, reference)
-    not_read = NOT_READ_YET in refused or NOT_READ_YET in pipe.output
+    not_read = bool(NOT_READ_YET.search(refused) or NOT_READ_YET.search(pipe.output))
     print(
         f"  {pipe.seconds:.2f} s (exit {pipe.exit_code}), {rate(written.transactions, pipe.seconds)} transactions/s, "
         f"peak RSS {pipe.peak_rss_mb:,.0f} MB"
     )
     if not_read:
         print(
-            f"  THE PIPELINE DOES NOT READ BLOCK DUMPS YET: it refused the file ({refused or NOT_READ_YET}); "
-            "its figures below are of an empty run"
+            f"  THE PIPELINE DOES NOT READ THIS BLOCK DUMP (not yet, or not under this name): it refused the file "
+            f"by its type ({refused or 'see its output'}); its figures below are those of a run without it"
         )
     elif refused:
         print(f"  the pipeline refused the file: {refused}")
