@@ -136,6 +136,12 @@ def create_stage(duck: duckdb.DuckDBPyConnection) -> None:
     """(Re)create the empty staging tables of one group of files."""
     duck.execute("CREATE OR REPLACE TEMP TABLE _py_lines (file_id INTEGER, line_number INTEGER, line VARCHAR)")
     duck.execute("CREATE OR REPLACE TEMP TABLE _text_files (file_id INTEGER, path VARCHAR)")
+    # Where each staged transaction of a block dump comes from: its block line and height
+    # (a block holds many transactions, so each is staged under a number of its own).
+    duck.execute(
+        "CREATE OR REPLACE TEMP TABLE _dump_lines (file_id INTEGER, line_number INTEGER, block_line INTEGER, "
+        "block_height BIGINT, tx_index INTEGER)"
+    )
     duck.execute("CREATE OR REPLACE TEMP TABLE _stage_state (classified BOOLEAN)")
     duck.execute("INSERT INTO _stage_state VALUES (FALSE)")
     duck.execute(
@@ -239,7 +245,7 @@ def drop_files(duck: duckdb.DuckDBPyConnection, file_ids: Iterable[int]) -> None
     if not ids:
         return
     marks = ", ".join(str(i) for i in ids)
-    for table in ("_py_lines", "_text_files", "_verdict", "_classified"):
+    for table in ("_py_lines", "_text_files", "_verdict", "_classified", "_dump_lines"):
         duck.execute(f"DELETE FROM {table} WHERE file_id IN ({marks})")
     _define_lines(duck)
 
@@ -276,6 +282,32 @@ def stage_lines(duck: duckdb.DuckDBPyConnection, rows: list[tuple[int, int, str]
     with registered(duck, "_py_lines_frame", pd.DataFrame(rows, columns=["file_id", "line_number", "line"])):
         duck.execute("INSERT INTO _py_lines SELECT file_id, line_number, line FROM _py_lines_frame")
     _staged(duck)
+
+
+def stage_dump_lines(duck: duckdb.DuckDBPyConnection, rows: list[tuple[int, int, int, int, int]]) -> None:
+    """Record where staged block-dump transactions come from
+    (``(file_id, line_number, block_line, block_height, tx_index)``)."""
+    if not rows:
+        return
+    columns = ["file_id", "line_number", "block_line", "block_height", "tx_index"]
+    with registered(duck, "_dump_lines_frame", pd.DataFrame(rows, columns=columns)):
+        duck.execute(f"INSERT INTO _dump_lines SELECT {', '.join(columns)} FROM _dump_lines_frame")
+
+
+def dump_positions(
+    duck: duckdb.DuckDBPyConnection, keys: list[tuple[int, int]]
+) -> dict[tuple[int, int], tuple[int, int, int]]:
+    """``(block_line, block_height, tx_index)`` of the staged block-dump transactions ``keys``
+    (``(file_id, line_number)``)."""
+    if not keys:
+        return {}
+    frame = pd.DataFrame(keys, columns=["file_id", "line_number"])
+    with registered(duck, "_dump_keys", frame):
+        rows = duck.execute(
+            "SELECT d.file_id, d.line_number, d.block_line, d.block_height, d.tx_index FROM _dump_lines d "
+            "JOIN _dump_keys k ON k.file_id = d.file_id AND k.line_number = d.line_number"
+        ).fetchall()
+    return {(r[0], r[1]): (r[2], r[3], r[4]) for r in rows}
 
 
 CLASSIFY_SQL = rf"""

@@ -41,7 +41,20 @@ CREATE TABLE IF NOT EXISTS raw_transactions (
     seq             BIGINT,             -- the change-log number of the ingest that stored it
     fee             VARCHAR,
     fee_asset       VARCHAR,
-    fail_key        VARCHAR             -- the diff key that marks it rejected (FAIL...), if any
+    fail_key        VARCHAR,            -- the diff key that marks it rejected (FAIL...), if any
+    block_height    BIGINT              -- the block it came in, when read from a block dump
+);
+-- Every block line read from a block dump (docs/input-format.md#block-dump): what the
+-- completeness check (block_heights_contiguous) looks at.
+CREATE TABLE IF NOT EXISTS raw_blocks (
+    height          BIGINT NOT NULL,
+    digest          VARCHAR NOT NULL,   -- of the block line: two digests at one height are two blocks
+    transactions    INTEGER NOT NULL,   -- contract transactions it held
+    skipped         INTEGER NOT NULL,   -- other transactions, skipped
+    source          VARCHAR NOT NULL,
+    line_number     INTEGER NOT NULL,
+    file_hash       VARCHAR NOT NULL,
+    seq             BIGINT
 );
 CREATE TABLE IF NOT EXISTS raw_rollbacks (
     tx_id           VARCHAR PRIMARY KEY,
@@ -201,7 +214,7 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     if "tx_key" not in columns:  # stores created with a primary key on tx_id instead
         conn.execute("ALTER TABLE raw_transactions ADD COLUMN tx_key UHUGEINT")
         conn.execute("UPDATE raw_transactions SET tx_key = md5_number(tx_id)")
-    for name in ("seq BIGINT", "fee VARCHAR", "fee_asset VARCHAR", "fail_key VARCHAR"):
+    for name in ("seq BIGINT", "fee VARCHAR", "fee_asset VARCHAR", "fail_key VARCHAR", "block_height BIGINT"):
         if name.split()[0] not in columns:  # stores written before the ingest kept these
             conn.execute(f"ALTER TABLE raw_transactions ADD COLUMN {name}")
     rollback_columns = {

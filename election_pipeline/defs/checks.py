@@ -6,7 +6,7 @@ import dagster as dg
 
 from election_pipeline.stages import quality
 
-from .assets import DUCKDB_POOL, constituency_metrics, operational_transactions
+from .assets import DUCKDB_POOL, constituency_metrics, operational_transactions, raw_transactions
 from .metadata import check_result
 from .resources import OperationalDatabaseResource, QualityChecksResource, WarehouseResource
 
@@ -41,7 +41,18 @@ def participation_at_most_100_percent(ops_db: OperationalDatabaseResource) -> dg
     return check_result(quality.participation_at_most_100(ops_db.engine()))
 
 
+@dg.asset_check(asset=raw_transactions, blocking=False, pool=DUCKDB_POOL)
+def block_heights_contiguous(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Completeness of the block dumps read: every block height between the lowest and the
+    highest is present, and no height was read with two different contents. A missing block
+    holds transactions that were never counted; the figures are computed from what was read,
+    and this check names the missing heights (docs/input-format.md#block-dump)."""
+    with warehouse.connect() as duck:
+        return check_result(quality.block_heights_contiguous(duck))
+
+
 ALL_CHECKS = [
+    block_heights_contiguous,
     no_transaction_counted_twice,
     timestamps_within_voting_window,
     participation_at_most_100_percent,

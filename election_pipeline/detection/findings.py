@@ -43,6 +43,8 @@ class Finding:
     figures: dict[str, Any] = field(default_factory=dict)
     evidence_kind: str | None = None
     evidence_tx_ids: list[str] = field(default_factory=list)
+    #: The block height of each evidence transaction read from a block dump.
+    evidence_blocks: dict[str, int] = field(default_factory=dict)
     window_key: str = ""
     higher_is_worse: bool = True
 
@@ -58,7 +60,7 @@ class Finding:
 
     def details(self) -> dict[str, Any]:
         """The alert's ``details``: rule, window, figures, threshold and evidence."""
-        return {
+        details = {
             "rule": self.rule,
             "window_start": self.window_start.isoformat() if self.window_start else None,
             "window_end": self.window_end.isoformat() if self.window_end else None,
@@ -70,3 +72,7 @@ class Finding:
             "figures": self.figures,
             "evidence_tx_ids": self.evidence_tx_ids[:20],
         }
+        shown = {t: self.evidence_blocks[t] for t in self.evidence_tx_ids[:20] if t in self.evidence_blocks}
+        if shown:
+            details["evidence_blocks"] = shown
+        return details

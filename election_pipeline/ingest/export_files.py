@@ -1,4 +1,5 @@
-"""Reading export files: ``.csv`` files and ``.zip`` archives of them (docs/input-format.md#file-types).
+"""Reading input files: ``.csv`` exports, block dumps (``.jsonl``, ``.jsonl.gz``, ``.json.gz``)
+and ``.zip`` archives of either (docs/input-format.md#file-types).
 
 Nothing is ever extracted to a path: archive members are streamed, so a member name is never
 used as a path (an inner archive is copied into an anonymous spooled temporary file, in
@@ -15,6 +16,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import errno
+import gzip
 import hashlib
 import io
 import os
@@ -29,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from election_pipeline.ingest.block_dump import DumpItem, is_block_dump_member, is_block_dump_name, read_blocks
+
 IGNORED_SUFFIXES = (".tmp", ".part")
 _CONTRACT_ID = re.compile(r"^[A-Za-z0-9]+$")
 _SNIFF_BYTES = 8192
@@ -36,6 +40,8 @@ _RATIO_CHECK_FLOOR = 64 * 1024 * 1024  # small archives may compress very well; 
 _READ_CHUNK = 1024 * 1024
 _SPOOL_MEMORY_BYTES = 16 * 1024 * 1024  # an inner archive larger than this is spooled to a temporary file
 _MAX_REASON_CHARS = 300
+#: What a file of another kind is told.
+NOT_AN_INPUT = "not a .csv, .zip, .jsonl, .jsonl.gz or .json.gz file"
 # Only these are read: zipfile's bzip2 and LZMA readers decompress a whole read at once,
 # whatever the member's declared size, so a few kilobytes could become gigabytes in memory.
 _READABLE_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
@@ -422,7 +428,7 @@ def _plan_archive(
         lower = info.filename.lower()
         if lower.endswith(".zip") and depth >= 1:
             raise FileRefused(f"{label} is refused: archive {info.filename!r} is nested more than one level deep")
-        if lower.endswith((".zip", ".csv")):
+        if lower.endswith((".zip", ".csv")) or is_block_dump_member(lower):
             _check_readable_member(f"{label}::{info.filename}", info)
     members: list[_Member] = []
     for info in infos:
@@ -433,10 +439,10 @@ def _plan_archive(
         if lower.endswith(".zip"):
             inner = _open_inner_archive(archive, info, source, keep)
             members.extend(_plan_archive(inner, source, depth + 1, budget, notes, keep))
-        elif lower.endswith(".csv"):
+        elif lower.endswith(".csv") or is_block_dump_member(lower):
             members.append(_Member(source, info.filename, info, archive))
         else:
-            notes.append(f"skipped {source}: not a .csv file")
+            notes.append(f"skipped {source}: not a .csv file or a block dump (.jsonl, .json)")
     return members
 
 
@@ -447,12 +453,28 @@ def iter_export_lines(
     max_ratio: int = 200,
     notes: list[str] | None = None,
 ) -> Iterator[SourceLine]:
-    """Yield every non-blank line of a ``.csv`` export or of the ``.csv`` members of a ``.zip``.
+    """Yield every non-blank line of a ``.csv`` export or of the ``.csv`` members of a ``.zip``
+    (the export lines of :func:`iter_input`, without the items of block dumps)."""
+    for item in iter_input(path, max_total_bytes=max_total_bytes, max_ratio=max_ratio, notes=notes):
+        if isinstance(item, SourceLine):
+            yield item
+
+
+def iter_input(
+    path: Path,
+    *,
+    max_total_bytes: int = 4 * 1024**3,
+    max_ratio: int = 200,
+    notes: list[str] | None = None,
+) -> Iterator[SourceLine | DumpItem]:
+    """Yield every non-blank line of a ``.csv`` export, every item of a block dump (its
+    transactions, problems and blocks: :mod:`election_pipeline.ingest.block_dump`), and the
+    same for each ``.csv`` or block-dump member of a ``.zip``.
 
     Raises :class:`FileRefused` (before any line of an archive is yielded) for archives that
     must be refused, for files that are binary or named so that no contract id can be read,
     for symbolic links (never followed) and for files that cannot be read; and, whatever the
-    input, nothing else. ``notes`` collects remarks such as skipped non-CSV members.
+    input, nothing else. ``notes`` collects remarks such as skipped members.
     """
     try:
         yield from _export_lines(path, max_total_bytes, max_ratio, notes if notes is not None else [])
@@ -463,8 +485,55 @@ def iter_export_lines(
         raise FileRefused(reason.replace("\x00", "\\x00")[:_MAX_REASON_CHARS]) from exc
 
 
-def _export_lines(path: Path, max_total_bytes: int, max_ratio: int, notes: list[str]) -> Iterator[SourceLine]:
+class _RatioGuard(io.RawIOBase):
+    """A raw stream over a decompressing one that refuses, as a likely bomb, to expand past
+    64 MiB and ``max_ratio`` times the compressed size."""
+
+    def __init__(self, inner: io.BufferedIOBase, name: str, size: int, max_ratio: int) -> None:
+        self._inner = inner
+        self._name = name
+        self._size = max(size, 1)
+        self._max_ratio = max_ratio
+        self.total = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self._inner.read(len(buffer))
+        buffer[: len(data)] = data
+        self.total += len(data)
+        if self.total > _RATIO_CHECK_FLOOR and self.total / self._size > self._max_ratio:
+            raise FileRefused(
+                f"{self._name} is refused: {self._size:,} bytes expand to more than {self.total:,} bytes "
+                f"(more than {self._max_ratio}x, ELECTION_ZIP_MAX_RATIO); possible gzip bomb"
+            )
+        return len(data)
+
+
+def _dump_items(path: Path, max_ratio: int) -> Iterator[DumpItem]:
+    """The items of a block dump file, decompressed as it is read when it is gzipped."""
+    with _open_regular(path) as fh:
+        try:
+            if path.name.lower().endswith(".gz"):
+                with gzip.GzipFile(fileobj=fh, mode="rb") as unzipped:
+                    guard = _RatioGuard(unzipped, path.name, os.fstat(fh.fileno()).st_size, max_ratio)
+                    yield from read_blocks(io.BufferedReader(guard, _READ_CHUNK), path.name)
+            else:
+                yield from read_blocks(fh, path.name)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+            raise FileRefused(f"{path.name} is damaged and cannot be read: {err}") from err
+        except OSError as err:
+            raise _unreadable(path.name, err) from err
+
+
+def _export_lines(
+    path: Path, max_total_bytes: int, max_ratio: int, notes: list[str]
+) -> Iterator[SourceLine | DumpItem]:
     suffix = path.suffix.lower()
+    if is_block_dump_name(path.name):
+        yield from _dump_items(path, max_ratio)
+        return
     if suffix == ".csv":
         contract = contract_id_from_name(path.name)
         with _open_regular(path) as fh:
@@ -474,7 +543,7 @@ def _export_lines(path: Path, max_total_bytes: int, max_ratio: int, notes: list[
                 raise _unreadable(path.name, err) from err
         return
     if suffix != ".zip":
-        raise FileRefused(f"{path.name} is not a .csv or .zip file")
+        raise FileRefused(f"{path.name} is {NOT_AN_INPUT}")
     with contextlib.ExitStack() as keep:
         fh = keep.enter_context(_open_regular(path))
         try:
@@ -493,9 +562,12 @@ def _export_lines(path: Path, max_total_bytes: int, max_ratio: int, notes: list[
         except _MEMBER_ERRORS as exc:
             raise FileRefused(f"{path.name} is damaged and cannot be read: {exc}") from exc
         if not members:
-            raise FileRefused(f"{path.name} holds no .csv file")
+            raise FileRefused(f"{path.name} holds no .csv file (nor a block dump: .jsonl, .json)")
         archive_contract = whole_voting_contract(path.name)
-        contracts = [(m, _member_contract(m.name, archive_contract, m.source)) for m in members]
+        contracts = [
+            (m, None if is_block_dump_member(m.name) else _member_contract(m.name, archive_contract, m.source))
+            for m in members
+        ]
         try:
             for member, _ in contracts:  # refuse binary members before any line is yielded
                 with member.archive.open(member.info) as stream:
@@ -505,9 +577,12 @@ def _export_lines(path: Path, max_total_bytes: int, max_ratio: int, notes: list[
                         )
         except _MEMBER_ERRORS as exc:
             raise FileRefused(f"{path.name} is damaged and cannot be read: {exc}") from exc
-        for member, contract in contracts:
+        for member, member_contract in contracts:
             try:
                 with member.archive.open(member.info) as stream:
-                    yield from _lines(stream, member.source, contract)
+                    if member_contract is None:
+                        yield from read_blocks(stream, member.source)
+                    else:
+                        yield from _lines(stream, member.source, member_contract)
             except _MEMBER_ERRORS as exc:
                 raise FileRefused(f"{member.source} is damaged and cannot be read: {exc}") from exc

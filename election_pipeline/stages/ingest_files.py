@@ -39,6 +39,7 @@ import logging
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,12 +53,14 @@ from election_pipeline.analytics import change_log, line_sql
 from election_pipeline.analytics.duck_frames import registered
 from election_pipeline.db.models import utcnow
 from election_pipeline.db.models.base import new_uuid
+from election_pipeline.ingest.block_dump import DumpBlock, DumpProblem, DumpTransaction, is_block_dump_name
 from election_pipeline.ingest.export_files import (
+    NOT_AN_INPUT,
     FileRefused,
     contract_id_from_name,
     file_digest,
     is_candidate,
-    iter_export_lines,
+    iter_input,
     unread_entries,
 )
 from election_pipeline.ingest.export_line import LineError, ParsedTransaction, parse_line
@@ -205,6 +208,34 @@ class _Unit:
     unit_id: int
     source: str
     contract_id: str
+    #: Transactions of a block dump staged under this unit (each gets a number of its own).
+    staged: int = 0
+
+
+@dataclass
+class _DumpTally:
+    """What the block dump (or the block-dump members) of a file held."""
+
+    blocks: int = 0
+    transactions: int = 0
+    lowest: int | None = None
+    highest: int | None = None
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def add(self, block: DumpBlock) -> None:
+        self.blocks += 1
+        self.transactions += block.transactions
+        self.skipped.update(block.skipped)
+        self.lowest = block.height if self.lowest is None else min(self.lowest, block.height)
+        self.highest = block.height if self.highest is None else max(self.highest, block.height)
+
+    def note(self) -> str:
+        heights = f" (heights {self.lowest:,}-{self.highest:,})" if self.blocks else ""
+        text = f"block dump: {self.blocks:,} blocks{heights}, {self.transactions:,} contract transactions"
+        if self.skipped:
+            kinds = ", ".join(f"type {kind}: {n:,}" for kind, n in sorted(self.skipped.items()))
+            text += f", {self.skipped.total():,} other transactions skipped ({kinds})"
+        return text
 
 
 @dataclass
@@ -231,11 +262,13 @@ class _File:
     notes: list[str] = field(default_factory=list)
     units: list[_Unit] = field(default_factory=list)
     rejected: list[tuple[str, int, str, str]] = field(default_factory=list)  # source, line, reason, raw
+    _rejected_at: dict[tuple[str, int], int] = field(default_factory=dict, repr=False)
     first_reason: str = ""
     transactions: int = 0
     rollbacks: int = 0
     new_transactions: int = 0
     target: Path | None = None
+    dump: _DumpTally | None = None  # what a block dump held
 
     @property
     def name(self) -> str:
@@ -244,7 +277,19 @@ class _File:
     def reject(self, source: str, line_number: int, reason: str, raw: str) -> None:
         if not self.first_reason:
             self.first_reason = f"{source} line {line_number}: {reason}"
+        # A block line of a dump may hold several bad transactions: one rejected row for the
+        # line, with every reason.
+        if (source, line_number) in self._rejected_at:
+            at = self._rejected_at[(source, line_number)]
+            _, _, first, kept = self.rejected[at]
+            self.rejected[at] = (source, line_number, f"{first}; {reason}", f"{kept}\n{raw}")
+            return
+        self._rejected_at[(source, line_number)] = len(self.rejected)
         self.rejected.append((source, line_number, reason, raw))
+
+    def clear_rejected(self) -> None:
+        self.rejected.clear()
+        self._rejected_at.clear()
 
     @property
     def failed(self) -> bool:
@@ -271,6 +316,46 @@ class _File:
         )
 
 
+class _Progress:
+    """Progress of a file read by the Python reader, in the run's log at most every
+    :data:`PROGRESS_EVERY_SECONDS`: lines (or blocks and transactions of a block dump) and rate."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.started = self.last = time.monotonic()
+        self.lines = 0
+
+    def add(self, lines: int, f: _File, source: str, members: int) -> None:
+        self.lines += lines
+        now = time.monotonic()
+        if now - self.last < PROGRESS_EVERY_SECONDS:
+            return
+        self.last = now
+        rate = self.lines / max(now - self.started, 1e-9)
+        if f.dump is not None:
+            log.info(
+                "File %s: %s blocks, %s transactions read so far (now %s, block height %s), %.0f transactions/s",
+                self.name,
+                f"{f.dump.blocks:,}",
+                f"{self.lines:,}",
+                source,
+                f"{f.dump.highest:,}" if f.dump.highest is not None else "-",
+                rate,
+            )
+        else:
+            log.info(
+                "File %s: %s lines read so far (%d member(s), now %s), %.0f lines/s",
+                self.name,
+                f"{self.lines:,}",
+                members,
+                source,
+                rate,
+            )
+
+
+_DUMP_BLOCK_COLUMNS = ["file_index", "source", "line_number", "height", "digest", "transactions", "skipped"]
+
+
 def _inspect(f: _File) -> None:
     """Hash the file and decide how it is read; a file that cannot be read is refused."""
     try:
@@ -284,8 +369,8 @@ def _inspect(f: _File) -> None:
         f.refused = f"{f.name} is empty: it holds no transaction line"
         return
     suffix = f.path.suffix.lower()
-    if suffix not in (".csv", ".zip"):
-        f.refused = f"{f.name} is not a .csv or .zip file"
+    if suffix not in (".csv", ".zip") and not is_block_dump_name(f.name):
+        f.refused = f"{f.name} is {NOT_AN_INPUT}"
         return
     if suffix == ".csv":
         try:
@@ -366,6 +451,7 @@ class _Group:
         self.limits = limits
         self.units: dict[int, tuple[_File, _Unit]] = {}
         self._next_unit = 0
+        self.blocks: list[tuple] = []  # block-dump blocks not yet staged
 
     def _unit(self, f: _File, source: str, contract_id: str) -> _Unit:
         unit = _Unit(self._next_unit, source, contract_id)
@@ -378,6 +464,10 @@ class _Group:
 
     def stage(self) -> None:
         line_sql.create_stage(self.duck)
+        self.duck.execute(
+            "CREATE OR REPLACE TEMP TABLE _dump_blocks (file_index INTEGER, source VARCHAR, line_number INTEGER, "
+            "height BIGINT, digest VARCHAR, transactions INTEGER, skipped INTEGER)"
+        )
         text_files = [f for f in self.files if f.text and not f.failed]
         for f in text_files:
             self._unit(f, f.name, contract_id_from_name(f.name))
@@ -388,41 +478,60 @@ class _Group:
                 self._stage_with_python(f)
 
     def _stage_with_python(self, f: _File) -> None:
-        """Lines of a zip archive or of a file that is not plain UTF-8, read by the Python reader."""
+        """Lines of a zip archive, of a block dump or of a file that is not plain UTF-8, read by
+        the Python reader."""
         batch: list[tuple[int, int, str]] = []
-        by_source: dict[str, _Unit] = {}
-        started = last_report = time.monotonic()
-        lines = 0
+        positions: list[tuple[int, int, int, int, int]] = []
+        by_source: dict[tuple[str, str], _Unit] = {}
+        progress = _Progress(f.name)
         try:
-            for line in iter_export_lines(
+            for item in iter_input(
                 f.path,
                 max_total_bytes=self.limits["zip_max_total_bytes"],
                 max_ratio=self.limits["zip_max_ratio"],
                 notes=f.notes,
             ):
-                unit = by_source.get(line.source)
-                if unit is None:
-                    unit = by_source[line.source] = self._unit(f, line.source, line.contract_id)
-                if line.text is None:
-                    f.reject(line.source, line.line_number, "the line is not valid UTF-8", line.raw)
-                    continue
-                batch.append((unit.unit_id, line.line_number, line.text))
-                if len(batch) >= self.limits["batch_size"]:
-                    line_sql.stage_lines(self.duck, batch)
-                    lines += len(batch)
-                    batch = []
-                    now = time.monotonic()
-                    if now - last_report >= PROGRESS_EVERY_SECONDS:
-                        last_report = now
-                        log.info(
-                            "File %s: %s lines read so far (%d member(s), now %s), %.0f lines/s",
-                            f.name,
-                            f"{lines:,}",
-                            len(by_source),
-                            line.source,
-                            lines / max(now - started, 1e-9),
+                if isinstance(item, DumpBlock):
+                    f.dump = f.dump or _DumpTally()
+                    f.dump.add(item)
+                    self.blocks.append(
+                        (
+                            f.index,
+                            item.source,
+                            item.line_number,
+                            item.height,
+                            item.digest,
+                            item.transactions,
+                            item.skipped.total(),
                         )
-            line_sql.stage_lines(self.duck, batch)
+                    )
+                    if len(self.blocks) >= self.limits["batch_size"]:
+                        self._stage_blocks()
+                    continue
+                if isinstance(item, DumpProblem):
+                    f.reject(item.source, item.line_number, item.reason, item.raw)
+                    continue
+                key = (item.source, item.contract_id)
+                unit = by_source.get(key)
+                if unit is None:
+                    unit = by_source[key] = self._unit(f, item.source, item.contract_id)
+                if isinstance(item, DumpTransaction):
+                    unit.staged += 1
+                    batch.append((unit.unit_id, unit.staged, item.text))
+                    positions.append((unit.unit_id, unit.staged, item.line_number, item.height, item.index))
+                elif item.text is None:
+                    f.reject(item.source, item.line_number, "the line is not valid UTF-8", item.raw)
+                    continue
+                else:
+                    batch.append((unit.unit_id, item.line_number, item.text))
+                if len(batch) >= self.limits["batch_size"]:
+                    self._stage_batch(batch, positions)
+                    progress.add(len(batch), f, item.source, len(by_source))
+                    batch, positions = [], []
+            self._stage_batch(batch, positions)
+            self._stage_blocks()
+            if f.dump is not None:
+                f.notes.insert(0, f.dump.note())
         except FileRefused as err:
             self._drop_file(f, err.reason)
             f.vanished = isinstance(err, FileNotFoundError)
@@ -431,11 +540,26 @@ class _Group:
         except Exception as err:  # anything else unexpected: this file fails, not the run
             self._drop_file(f, f"{f.name} could not be read: {type(err).__name__}: {str(err)[:300]}")
 
+    def _stage_batch(self, batch: list[tuple[int, int, str]], positions: list[tuple[int, int, int, int, int]]) -> None:
+        line_sql.stage_lines(self.duck, batch)
+        line_sql.stage_dump_lines(self.duck, positions)
+
+    def _stage_blocks(self) -> None:
+        if self.blocks:
+            with registered(self.duck, "_blocks_frame", pd.DataFrame(self.blocks, columns=_DUMP_BLOCK_COLUMNS)):
+                self.duck.execute(
+                    f"INSERT INTO _dump_blocks SELECT {', '.join(_DUMP_BLOCK_COLUMNS)} FROM _blocks_frame"
+                )
+            self.blocks = []
+
     def _drop_file(self, f: _File, reason: str) -> None:
         """Refuse ``f``: nothing of it is written but its job (and its ledger entry)."""
         f.refused = reason
-        f.rejected.clear()
+        f.clear_rejected()
+        f.dump = None
         line_sql.drop_files(self.duck, [u.unit_id for u in f.units])
+        self.blocks = [b for b in self.blocks if b[0] != f.index]
+        self.duck.execute("DELETE FROM _dump_blocks WHERE file_index = ?", [f.index])
 
     # ---- classifying -----------------------------------------------------------------
 
@@ -447,16 +571,17 @@ class _Group:
                 self._drop_file(f, problem)
                 f.vanished = True
         accepted: list[tuple] = []
+        refused: list[tuple[int, int, str, str]] = []
         for unit_id, line_number, text in line_sql.unclassified(self.duck):
-            f, unit = self.units[unit_id]
             if not text.strip():
                 continue  # blank (whitespace other than spaces and tabs)
             try:
                 tx = parse_line(text)
             except LineError as err:
-                f.reject(unit.source, line_number, err.reason, text.replace("\x00", "\\x00"))
+                refused.append((unit_id, line_number, err.reason, text.replace("\x00", "\\x00")))
                 continue
             accepted.append(_classified_row(unit_id, line_number, tx))
+        self._reject_lines(refused)
         line_sql.add_classified(self.duck, accepted)
         counts = self.duck.execute(
             "SELECT file_id, count(*) FILTER (WHERE NOT is_rollback), count(*) FILTER (WHERE is_rollback) "
@@ -467,8 +592,8 @@ class _Group:
             f.transactions += int(transactions)
             f.rollbacks += int(rollbacks)
         for f in self.files:
-            if f.failed or f.transactions + f.rollbacks:
-                continue
+            if f.failed or f.transactions + f.rollbacks or (f.dump is not None and f.dump.blocks):
+                continue  # a block dump may hold blocks without contract transactions
             rejected = list(f.rejected)
             reason = (
                 f"{f.name} is empty: it holds no transaction line"
@@ -478,6 +603,20 @@ class _Group:
             self._drop_file(f, reason)
             f.rejected = rejected  # every bad line is kept: it explains why the whole file failed
 
+    def _reject_lines(self, refused: list[tuple[int, int, str, str]]) -> None:
+        """Keep the lines the parser rejected; a block-dump transaction is named by its block
+        line, height and place in the block."""
+        dumped = [(u, n) for u, n, _, _ in refused if self.units[u][1].staged]
+        where = line_sql.dump_positions(self.duck, dumped)
+        for unit_id, line_number, reason, text in refused:
+            f, unit = self.units[unit_id]
+            position = where.get((unit_id, line_number))
+            if position is None:
+                f.reject(unit.source, line_number, reason, text)
+            else:
+                block_line, height, index = position
+                f.reject(unit.source, block_line, f"block {height}, transaction {index}: {reason}", text)
+
     # ---- writing ---------------------------------------------------------------------
 
     def write(self) -> set[str]:
@@ -486,7 +625,11 @@ class _Group:
             (u.unit_id, f.index, u.source, u.contract_id, f.sha256) for f, u in self.units.values() if not f.failed
         ]
         frame = pd.DataFrame(units, columns=["unit_id", "file_index", "source", "contract_id", "file_hash"])
-        with registered(self.duck, "_units_frame", frame):
+        files = pd.DataFrame(
+            [(f.index, f.sha256) for f in self.files if not f.failed and f.dump is not None],
+            columns=["file_index", "file_hash"],
+        )
+        with registered(self.duck, "_units_frame", frame), registered(self.duck, "_dump_files", files):
             return self._write_rows()
 
     def _write_rows(self) -> set[str]:
@@ -498,12 +641,14 @@ class _Group:
             CREATE OR REPLACE TEMP TABLE _incoming AS
             SELECT c.tx_id, u.contract_id AS constituency_id, c.tx_type, c.version,
                    make_timestamp(c.ts_ms * 1000) AS ts, c.operation, c.sender, c.rejected, c.bulletins,
-                   c.voters_added, u.source, c.line_number, u.file_hash, u.file_index, c.is_rollback,
+                   c.voters_added, u.source, coalesce(b.block_line, c.line_number) AS line_number,
+                   b.block_height, u.file_hash, u.file_index, c.is_rollback,
                    left(c.fee, {FEE_MAX_CHARS}) AS fee, left(c.fee_asset, {FEE_MAX_CHARS}) AS fee_asset,
                    left(c.fail_key, 200) AS fail_key,
                    row_number() OVER (PARTITION BY c.tx_id, c.is_rollback
                                       ORDER BY u.file_index, c.file_id, c.line_number) AS nth
             FROM _classified c JOIN _units u ON u.unit_id = c.file_id
+            LEFT JOIN _dump_lines b ON b.file_id = c.file_id AND b.line_number = c.line_number
             """
         )
         d.execute(
@@ -523,9 +668,10 @@ class _Group:
             """
             INSERT INTO raw_transactions (tx_id, constituency_id, tx_type, version, ts, operation, sender, rejected,
                                           bulletins, voters_added, source, line_number, file_hash, tx_key, seq,
-                                          fee, fee_asset, fail_key)
+                                          fee, fee_asset, fail_key, block_height)
             SELECT tx_id, constituency_id, tx_type, version, ts, operation, sender, rejected, bulletins,
-                   voters_added, source, line_number, file_hash, md5_number(tx_id), ?, fee, fee_asset, fail_key
+                   voters_added, source, line_number, file_hash, md5_number(tx_id), ?, fee, fee_asset, fail_key,
+                   block_height
             FROM _new
             """,
             [seq],
@@ -566,6 +712,14 @@ class _Group:
             INSERT OR IGNORE INTO raw_rollbacks (tx_id, constituency_id, ts, source, line_number, file_hash, seq)
             SELECT tx_id, constituency_id, ts, source, line_number, file_hash, ? FROM _incoming
             WHERE is_rollback AND nth = 1
+            """,
+            [seq],
+        )
+        d.execute(
+            """
+            INSERT INTO raw_blocks (height, digest, transactions, skipped, source, line_number, file_hash, seq)
+            SELECT b.height, b.digest, b.transactions, b.skipped, b.source, b.line_number, u.file_hash, ?
+            FROM _dump_blocks b JOIN _dump_files u USING (file_index)
             """,
             [seq],
         )
@@ -845,7 +999,7 @@ def _reset(f: _File) -> None:
     f.vanished = f.vanished_unread
     f.unjudged = False
     f.units.clear()
-    f.rejected.clear()
+    f.clear_rejected()
     f.notes.clear()
     f.first_reason = ""
     f.transactions = f.rollbacks = f.new_transactions = 0

@@ -25,6 +25,7 @@ from sqlalchemy import Engine, func, select, update
 
 from election_pipeline.analytics.aggregation import constituency_totals
 from election_pipeline.analytics.figure_cache import refresh
+from election_pipeline.analytics.raw_store import stored_with_ids
 from election_pipeline.db.bulk import update_by_key
 from election_pipeline.db.models import Constituency, Election, HourlyStats, utcnow
 from election_pipeline.detection import rules
@@ -314,6 +315,19 @@ def attach_evidence(duck: duckdb.DuckDBPyConnection, findings: list[Finding]) ->
         duck.executemany("INSERT INTO cached_evidence VALUES (?, ?, ?, ?, ?)", new_rows)
 
 
+def attach_blocks(duck: duckdb.DuckDBPyConnection, findings: list[Finding]) -> None:
+    """Name the block of every evidence transaction that came from a block dump
+    (``Finding.evidence_blocks``, shown in the alert's details as ``evidence_blocks``)."""
+    ids = {t for f in findings for t in f.evidence_tx_ids[:20]}
+    if not ids:
+        return
+    heights = {t: int(h) for t, h in stored_with_ids(duck, ids, "block_height") if h is not None}
+    if not heights:
+        return
+    for f in findings:
+        f.evidence_blocks = {t: heights[t] for t in f.evidence_tx_ids[:20] if t in heights}
+
+
 def _key_time(value) -> datetime | None:
     """A finding's window bound as a naive ``datetime`` (None when open)."""
     if value is None or (not isinstance(value, datetime) and pd.isna(value)):
@@ -339,6 +353,7 @@ def compute_metrics(
     conflicts = conflicting_copies(duck, info["id"])
     findings = detect(hourly, info, totals, thresholds, elections=elections, late=late, conflicts=conflicts, now=now)
     attach_evidence(duck, findings)
+    attach_blocks(duck, findings)
     scores = anomaly_scores(findings)
 
     frame = info.merge(totals, left_on="id", right_on="constituency_id", how="left")

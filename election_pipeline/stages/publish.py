@@ -145,7 +145,7 @@ SELECT t.tx_id, t.constituency_id, t.ts AS timestamp, t.operation AS type, nulli
        t.rejected AS is_rejected,
        EXISTS (SELECT 1 FROM raw_rollbacks r WHERE r.tx_id = t.tx_id) AS is_rolled_back,
        EXISTS (SELECT 1 FROM raw_conflicts c WHERE c.tx_id = t.tx_id) AS in_conflict,
-       t.bulletins, left(t.source, 512) AS source_file,
+       t.bulletins, left(t.source, 512) AS source_file, t.block_height,
        CAST(json_object('type', t.tx_type, 'version', t.version, 'ts', epoch_ms(t.ts), 'fee', t.fee,
                         'feeAssetId', t.fee_asset, 'failKey', t.fail_key,
                         'line', json_object('file', t.source, 'number', t.line_number)) AS VARCHAR) AS raw_data,
@@ -183,7 +183,6 @@ def publish_transactions(
         for row in rows:
             r = dict(zip(names, row, strict=True))
             r["id"] = new_ordered_uuid()
-            r["block_height"] = None
             r["raw_data"] = JsonText(r["raw_data"])
             r["operation_data"] = JsonText(r["operation_data"])
             r["created_at"] = r["updated_at"] = now

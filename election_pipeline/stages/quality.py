@@ -336,3 +336,63 @@ def timestamps_within_voting_window(engine: Engine) -> QualityResult:
         else f"{n} bulletin/vote transactions outside the voting window",
         figures,
     )
+
+
+#: How many missing height ranges and duplicated heights the check lists by name.
+BLOCK_LIST_LIMIT = 50
+
+
+def block_heights_contiguous(duck: duckdb.DuckDBPyConnection) -> QualityResult:
+    """Every block between the lowest and the highest height read from block dumps is there,
+    and no height was read with two different contents (docs/input-format.md#block-dump).
+
+    Missing heights mean transactions that were never read: the figures of the contracts in
+    those blocks may be short. Two different lines at one height mean two versions of a block
+    (a fork, or an edited dump). Passes, saying so, when no block dump has been read."""
+    row = duck.execute("SELECT count(*), count(DISTINCT height), min(height), max(height) FROM raw_blocks").fetchone()
+    lines, heights, lowest, highest = row if row else (0, 0, None, None)
+    if not lines:
+        return QualityResult(True, "no block dump has been read", {"blocks": 0})
+    gaps = duck.execute(
+        """
+        SELECT height + 1 AS first_missing, next_height - 1 AS last_missing
+        FROM (SELECT height, lead(height) OVER (ORDER BY height) AS next_height
+              FROM (SELECT DISTINCT height FROM raw_blocks))
+        WHERE next_height > height + 1
+        ORDER BY 1
+        """
+    ).fetchall()
+    missing = sum(int(last) - int(first) + 1 for first, last in gaps)
+    forks = duck.execute(
+        """
+        SELECT height, count(DISTINCT digest) AS versions, list(DISTINCT source ORDER BY source) AS sources
+        FROM raw_blocks GROUP BY height HAVING count(DISTINCT digest) > 1 ORDER BY height
+        """
+    ).fetchall()
+    figures: dict[str, Any] = {
+        "blocks": int(heights),
+        "lowest_height": int(lowest),
+        "highest_height": int(highest),
+        "missing_heights": missing,
+        "missing_ranges": [f"{int(a):,}" if a == b else f"{int(a):,}-{int(b):,}" for a, b in gaps[:BLOCK_LIST_LIMIT]],
+        "heights_with_different_content": len(forks),
+        "different_content": [
+            {"height": int(h), "versions": int(n), "sources": [str(s) for s in src][:5]}
+            for h, n, src in forks[:BLOCK_LIST_LIMIT]
+        ],
+    }
+    problems = []
+    if missing:
+        listed = ", ".join(figures["missing_ranges"][:10])
+        more = " ..." if len(gaps) > 10 else ""
+        problems.append(
+            f"{missing:,} block heights missing between {int(lowest):,} and {int(highest):,} ({listed}{more})"
+        )
+    if forks:
+        listed = ", ".join(f"{int(h):,}" for h, _, _ in forks[:10])
+        problems.append(f"{len(forks):,} heights read with different content ({listed})")
+    if problems:
+        return QualityResult(False, "; ".join(problems), figures)
+    return QualityResult(
+        True, f"all {int(heights):,} blocks from height {int(lowest):,} to {int(highest):,} are present", figures
+    )

@@ -139,7 +139,7 @@ def test_binary_csv_refused(tmp_path):
 def test_other_suffix_refused(tmp_path):
     path = tmp_path / "C1_x.txt"
     path.write_text(good(1))
-    with pytest.raises(FileRefused, match=r"C1_x.txt is not a .csv or .zip file"):
+    with pytest.raises(FileRefused, match=r"C1_x.txt is not a .csv, .zip, .jsonl, .jsonl.gz or .json.gz file"):
         lines_of(path)
 
 
@@ -170,7 +170,7 @@ def test_zip_members_nested_one_level_and_notes(tmp_path):
         ("batch.zip::inner.zip::C3_c.csv", "C3", 1, good(5)),
         ("batch.zip::dir/C2_b.csv", "C2", 1, good(4)),
     ]
-    assert notes == ["skipped batch.zip::readme.txt: not a .csv file"]
+    assert notes == ["skipped batch.zip::readme.txt: not a .csv file or a block dump (.jsonl, .json)"]
 
 
 def test_zip_nested_two_levels_refused(tmp_path):
@@ -751,4 +751,4 @@ def test_member_with_an_empty_name_is_skipped(tmp_path):
     path.write_bytes(bytes(data))
     notes: list[str] = []
     assert [t for _, _, _, t, _ in lines_of(path, notes=notes)] == [good(1)]
-    assert notes == ["skipped batch.zip::: not a .csv file"]
+    assert notes == ["skipped batch.zip::: not a .csv file or a block dump (.jsonl, .json)"]

@@ -550,7 +550,7 @@ def test_a_first_run_with_only_bad_files_succeeds(ws):
     bad_files = {  # name: (content, words of the reason)
         file_name(C1, 8): (b"", "is empty: it holds no transaction line"),
         file_name(C1, 9): (b"\x00binary", "is a binary file (it contains NUL bytes)"),
-        "notes.txt": (b"hello\n", "notes.txt is not a .csv or .zip file"),
+        "notes.txt": (b"hello\n", "notes.txt is not a .csv, .zip, .jsonl, .jsonl.gz or .json.gz file"),
     }
     for name, (data, _) in bad_files.items():
         ws.drop(name, data)

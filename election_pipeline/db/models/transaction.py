@@ -18,7 +18,8 @@ class Transaction(UUIDMixin, TimestampMixin, Base):
     """A stored transaction. ``tx_id`` is the export's ``nestedTxId`` (unique).
 
     ``type`` is the contract operation (``vote``, ``blindSigIssue``, ...). ``block_height`` is
-    null for the official export, which carries none. A transaction stands unless
+    the block it came in when it was read from a block dump, null for the 12-field export,
+    which carries none. A transaction stands unless
     ``is_rolled_back`` or ``in_conflict``; it counts unless also ``is_rejected``.
 
     ``raw_data`` is not the line: it keeps the fields no figure uses and what locates the line,

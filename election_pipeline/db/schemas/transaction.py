@@ -1,7 +1,7 @@
 """Transaction schemas (docs/data-model.md#schemas; docs/input-format.md#export-line).
 
 ``type`` is the contract operation in its canonical spelling (``vote``, ``blindSigIssue``,
-...). ``block_height`` is optional: the official export carries none.
+...). ``block_height`` is optional: a block dump gives it, the 12-field export carries none.
 """
 
 from __future__ import annotations
