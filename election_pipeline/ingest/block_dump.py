@@ -42,7 +42,8 @@ _ENTRY_VALUE_KEYS = {"string": "stringValue", "integer": "intValue", "boolean": 
 _CONTRACT_ID = re.compile(r"^[A-Za-z0-9]+$")
 _MAX_RAW_CHARS = 65_536
 _MAX_REASON_CHARS = 300
-_SEPARATORS = (",", ":")
+# One encoder for every line (json.dumps with options builds a new one per call).
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 
 
 def is_block_dump_name(name: str) -> bool:
@@ -200,9 +201,9 @@ def export_line(wrapper: dict[str, Any]) -> tuple[str, str] | int | str:
         _head_field(sender, "senderPublicKey"),
         _head_field(inner.get("fee"), "fee"),
         _head_field(inner.get("feeAssetId"), "feeAssetId"),
-        json.dumps(params, ensure_ascii=False, separators=_SEPARATORS),
-        json.dumps(diff, ensure_ascii=False, separators=_SEPARATORS),
-        json.dumps(extra, ensure_ascii=False, separators=_SEPARATORS) if extra else "",
+        _encode(params),
+        _encode(diff),
+        _encode(extra) if extra else "",
         "",
     )
     return contract_id, ";".join(fields)
@@ -255,7 +256,7 @@ def _block(source: str, number: int, line: bytes) -> Iterator[DumpItem]:
         except (_Refused, ValueError, TypeError, RecursionError) as err:
             tx = wrapper.get("tx")
             named = f" ({tx['id']})" if isinstance(tx, dict) and isinstance(tx.get("id"), str) else ""
-            raw = json.dumps(wrapper, ensure_ascii=False, separators=_SEPARATORS, default=str)
+            raw = _encode(wrapper)
             yield _problem(source, number, f"block {height}, transaction {index}{named[:100]}: {err}", raw)
             continue
         if not isinstance(result, tuple):

@@ -51,6 +51,7 @@ def test_checks_gate_where_bad_data_must_not_flow():
         ("hourly_stats", "hourly_totals_reconcile"): True,
         ("hourly_stats", "every_transaction_in_a_known_hour"): True,
         ("constituency_metrics", "participation_at_most_100_percent"): False,
+        ("raw_transactions", "block_heights_contiguous"): False,
     }
 
 

@@ -45,6 +45,7 @@ CHECKS = {
     "operational_transactions": {"no_transaction_counted_twice", "timestamps_within_voting_window"},
     "hourly_stats": {"hourly_totals_reconcile", "every_transaction_in_a_known_hour"},
     "constituency_metrics": {"participation_at_most_100_percent"},
+    "raw_transactions": {"block_heights_contiguous"},
 }
 
 
