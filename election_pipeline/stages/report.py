@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from election_pipeline.analytics import period_metrics as pm
-from election_pipeline.db.models import Alert, Constituency, Election, ElectionMetrics, utcnow
+from election_pipeline.db.models import Alert, Constituency, Election, ElectionMetrics, Transaction, utcnow
 from election_pipeline.vocabulary import OPEN_STATUSES, SEVERITY_RANK, AlertStatus, Severity
 
 from .election_metrics import compute_election_metrics
@@ -148,6 +148,19 @@ def _load(engine: Engine, election_id: str) -> _ElectionData:
             ).all(),
             columns=["constituency_id", "type", "severity", "status", "title", "details", "detected_at"],
         )
+        # The blocks each contract's transactions came in (read from block dumps only).
+        blocks = {
+            cid: (int(low), int(high))
+            for cid, low, high in conn.execute(
+                select(
+                    Transaction.constituency_id, func.min(Transaction.block_height), func.max(Transaction.block_height)
+                )
+                .join(Constituency, Constituency.id == Transaction.constituency_id)
+                .where(Constituency.election_id == election_id, Transaction.block_height.is_not(None))
+                .group_by(Transaction.constituency_id)
+            ).all()
+        }
+    members["blocks"] = [blocks.get(cid) for cid in members["id"]]
     rows = pm.constituency_hours(engine, scope)
     series = pm.hourly_series(engine, scope, rows=rows)
     return _ElectionData(engine, election, scope, rows, series, members, alerts)
@@ -495,6 +508,7 @@ def render_html(data: _ElectionData, figures: dict[str, Any], charts: list[Chart
     )
     members = data.members.sort_values(["anomaly_score", "participation_rate", "id"], ascending=[False, False, True])
     open_by_c = data.alerts[data.alerts["status"].isin(OPEN_STATUSES)].groupby("constituency_id").size()
+    with_blocks = any(b is not None for b in data.members["blocks"])
     c_rows = [
         [
             r.name,
@@ -506,6 +520,7 @@ def render_html(data: _ElectionData, figures: dict[str, Any], charts: list[Chart
             f"{r.anomaly_score:.2f}",
             int(open_by_c.get(r.id, 0)),
             r.id,
+            *([f"{r.blocks[0]:,}–{r.blocks[1]:,}" if r.blocks else ""] if with_blocks else []),
         ]
         for r in members.head(300).itertuples()
     ]
@@ -558,6 +573,7 @@ election id <code>{_esc(e.id)}</code></p>
                 "anomaly score",
                 "open alerts",
                 "id",
+                *(["blocks (heights)"] if with_blocks else []),
             ],
             c_rows,
             numeric={2, 3, 4, 5, 6, 7},

@@ -29,7 +29,10 @@ from election_pipeline.db.crud import TransactionCRUD
 from election_pipeline.sample.block_dump import dump_from_sample_folder, export_line_to_dump_tx, write_block_dump
 from election_pipeline.sample.generator import generate_sample
 from election_pipeline.stages import ingest_files, quality
+from election_pipeline.stages.election_metrics import publish_election_metrics
 from election_pipeline.stages.reference import load_reference
+from election_pipeline.stages.report import write_reports
+from election_pipeline_tests.builders import THRESHOLDS
 
 from .conftest import at, bsi, file_name, hour, simple, vote
 
@@ -265,6 +268,21 @@ def test_the_sample_election_as_a_dump_gives_the_figures_of_its_export_files(wor
 
     assert alerts(from_exports) == alerts(from_dump)
     assert quality.block_heights_contiguous(dumped.duck).passed
+
+    # The election report gives each contract's first and last block (dumps only).
+    heights: dict[str, list[int]] = {}
+    for r in dumped.transactions().values():
+        heights.setdefault(r["constituency_id"], []).append(r["block_height"])
+    pages = {}
+    for ws in (exports, dumped):
+        publish_election_metrics(ws.engine, THRESHOLDS.offline_after_hours)
+        [report] = write_reports(ws.engine, tmp_path / ws.root.name, THRESHOLDS.offline_after_hours)
+        pages[ws.root.name] = report.html_path.read_text(encoding="utf-8")
+    assert "blocks (heights)" in pages["dump"] and "blocks (heights)" not in pages["exports"]
+    known = [c for c in contracts if c in heights and dumped.constituency(c)["election_id"]]
+    assert known
+    for c in known:
+        assert f"<td>{min(heights[c]):,}–{max(heights[c]):,}</td>" in pages["dump"], c
 
 
 def test_a_gzipped_dump_that_expands_like_a_bomb_is_refused(ws):
