@@ -13,9 +13,11 @@ Election E1 "Test election" (Europe/Moscow, UTC+3; voting 2024-09-06 08:00 to 20
   participation 20 %); 08:00 transactions 3, bulletins 2, votes 1, revotes 1 (cumulative
   5 / 3, participation 30 %). Totals: bulletins 5, voters 3, revotes 1, rejected 1,
   transactions 7, participation 30.0, issued but not voted 2.
-* CtrSouth2 "Hillside" (South, rural, 4 registered voters), file 07:00-08:00 UTC: B3 issues 1
-  bulletin (07:01), W1-W3 (voters L1-L3, 07:02-07:04) vote: 3 voters for 1 bulletin, so a
-  critical ``votes_exceed_bulletins`` alert. Participation 75.0, issued but not voted -2.
+* CtrSouth2 "Hillside" (South, rural, 4 registered voters), read from a block dump of the
+  node (blocks 41 and 42, two transactions each): B3 issues 1 bulletin (07:01), W1-W3
+  (voters L1-L3, 07:02-07:04) vote: 3 voters for 1 bulletin, so a critical
+  ``votes_exceed_bulletins`` alert. Participation 75.0, issued but not voted -2. Block 41
+  holds B3 and W1, block 42 W2 and W3.
 * The election: 14 registered, 6 bulletins, 6 voters (participation 6 / 14 = 42.857 %);
   07:00 UTC bulletins 4, votes 5, transactions 8; 08:00 bulletins 2, votes 1, revotes 1,
   transactions 3.
@@ -39,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from election_pipeline.api import create_app
 from election_pipeline.api.tokens import create_token
+from election_pipeline.sample.block_dump import write_block_dump
 from election_pipeline.stages.alerts import publish_alerts
 from election_pipeline.stages.election_metrics import publish_election_metrics
 from election_pipeline.stages.hourly import publish_hourly_stats
@@ -71,14 +74,14 @@ def fill(root: Path, url: str) -> Engine:
             ],
         )
         ws.drop(file_name(C1, 8), [bsi("B2", at(8, 5), 2), vote("V4", at(8, 10), "K3"), vote("V5", at(8, 20), "K1")])
-        ws.drop(
-            file_name(C2, 7),
-            [
-                bsi("B3", at(7, 1), 1),
-                vote("W1", at(7, 2), "L1"),
-                vote("W2", at(7, 3), "L2"),
-                vote("W3", at(7, 4), "L3"),
-            ],
+        south = [
+            bsi("B3", at(7, 1), 1),
+            vote("W1", at(7, 2), "L1"),
+            vote("W2", at(7, 3), "L2"),
+            vote("W3", at(7, 4), "L3"),
+        ]
+        write_block_dump(
+            [(C2, line) for line in south], ws.input_dir / "node-dump.jsonl", transactions_per_block=2, first_height=41
         )
         ws.ingest()
         publish_hourly_stats(ws.duck, ws.engine)

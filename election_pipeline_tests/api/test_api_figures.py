@@ -62,7 +62,16 @@ def test_transactions_filtered_by_constituency_type_time_and_paged(api: Api):
     second = api.get("/api/transactions", limit=4, skip=8)
     assert len(first["items"]) == 4 and first["has_more"] is True
     assert len(second["items"]) == 3 and second["has_more"] is False  # 11 in all
-    assert api.get("/api/transactions", block_height=5)["items"] == []  # the export carries none
+    assert api.get("/api/transactions", block_height=5)["items"] == []
+    # C2 came as a block dump: its transactions name their blocks; C1's export carries none.
+    assert [t["tx_id"] for t in api.get("/api/transactions", block_height=42)["items"]] == ["W2", "W3"]
+    assert {t["tx_id"]: t["block_height"] for t in api.get("/api/transactions", constituency_id=C2)["items"]} == {
+        "B3": 41,
+        "W1": 41,
+        "W2": 42,
+        "W3": 42,
+    }
+    assert {t["block_height"] for t in c1} == {None}
 
 
 def test_hourly_stats_of_a_constituency_and_of_the_election(api: Api):
@@ -160,7 +169,7 @@ def test_file_jobs(api: Api):
     assert sorted((j["filename"], j["transactions_processed"]) for j in jobs) == [
         (f"{C1}_2024-09-06_0700-0800.csv", 4),
         (f"{C1}_2024-09-06_0800-0900.csv", 3),
-        (f"{C2}_2024-09-06_0700-0800.csv", 4),
+        ("node-dump.jsonl", 4),
     ]
     assert api.get("/api/file-jobs", status="failed")["items"] == []
 
