@@ -158,8 +158,12 @@ def peer_groups(constituencies: pd.DataFrame, min_peers: int = 3) -> dict[str, l
     for _eid, members in known.groupby("election_id"):
         ids = [str(i) for i in members["id"]]
         regions = dict(zip(ids, members["region"], strict=False))
+        by_region: dict[object, list[str]] = {}
+        for i in ids:
+            if regions[i] == regions[i]:  # a missing region (NaN) equals no other
+                by_region.setdefault(regions[i], []).append(i)
         for cid in ids:
-            same = [i for i in ids if i != cid and regions[i] == regions[cid]]
+            same = [i for i in by_region.get(regions[cid], []) if i != cid] if regions[cid] == regions[cid] else []
             peers = same if len(same) >= min_peers else [i for i in ids if i != cid]
             if len(peers) >= min_peers:
                 out[cid] = peers

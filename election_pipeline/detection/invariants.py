@@ -44,7 +44,9 @@ def votes_exceed_bulletins(hourly: pd.DataFrame, constituencies: pd.DataFrame | 
     if hourly.empty:
         return findings
     names = _names_of(constituencies)
-    for cid, rows in hourly.sort_values("hour").groupby("constituency_id", sort=True):
+    ordered = hourly.sort_values("hour")
+    broken = ordered.loc[ordered["cumulative_votes"] > ordered["cumulative_bulletins"], "constituency_id"].unique()
+    for cid, rows in ordered[ordered["constituency_id"].isin(broken)].groupby("constituency_id", sort=True):
         bad = rows[rows["cumulative_votes"] > rows["cumulative_bulletins"]]
         if bad.empty:
             continue

@@ -14,7 +14,8 @@ runs tested for the constituency (Bonferroni) before it is compared with ``rate_
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import itertools
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -87,6 +88,39 @@ def _runs_of_hours(
     return out, tested
 
 
+def _hourly_series(frame: pd.DataFrame) -> Iterator[tuple[str, np.ndarray, datetime]]:
+    """Per constituency (in id order): its ``_k`` and ``_n`` summed per hour over every hour
+    from its first to its last (rows 0 and 1; hours without a row are 0), and its first hour."""
+    if frame.empty:
+        return
+    hours = pd.to_datetime(frame["hour"])
+    if hours.dt.tz is not None:
+        hours = hours.dt.tz_convert("UTC").dt.tz_localize(None)
+    work = pd.DataFrame(
+        {
+            "cid": frame["constituency_id"].to_numpy(),
+            "at": hours.to_numpy(dtype="datetime64[ns]").astype("int64"),
+            "k": frame["_k"].to_numpy(),
+            "n": frame["_n"].to_numpy(),
+        }
+    ).sort_values(["cid", "at"], kind="stable")
+    cids = work["cid"].to_numpy()
+    at = work["at"].to_numpy()
+    values = work[["k", "n"]].to_numpy(dtype="int64").T
+    bounds = np.flatnonzero(np.r_[True, cids[1:] != cids[:-1], True])
+    step = pd.Timedelta(hours=1).value
+    for a, b in itertools.pairwise(bounds):
+        first, last = at[a], at[b - 1]  # sorted: the first and last hour of the constituency
+        offset = at[a:b] - first
+        on_axis = offset % step == 0  # an hour off the hourly grid from the first is not on the axis
+        slots = offset[on_axis] // step
+        length = (last - first) // step + 1
+        series = np.zeros((2, length), dtype="int64")
+        for row in (0, 1):
+            np.add.at(series[row], slots, values[row, a:b][on_axis])
+        yield str(cids[a]), series, to_naive_instant(pd.Timestamp(first))
+
+
 def _hourly_rate_rule(
     hourly: pd.DataFrame,
     constituencies: pd.DataFrame,
@@ -108,12 +142,8 @@ def _hourly_rate_rule(
     overall = float(frame["_k"].sum()) / float(frame["_n"].sum()) if frame["_n"].sum() else 0.0
     # only constituencies with at least one hour above the threshold can have a run above it
     above = frame.loc[(frame["_n"] > 0) & (frame["_k"] > frame["_n"] * threshold), "constituency_id"].unique()
-    for cid in sorted(above):
-        own = frame[frame["constituency_id"] == cid].groupby("hour")[["_k", "_n"]].sum()
-        first, last = to_naive_instant(own.index.min()), to_naive_instant(own.index.max())
-        axis = pd.date_range(first, last, freq="h")
-        own = own.reindex(axis, fill_value=0)
-        runs, tested = _runs_of_hours(own["_k"].to_numpy(), own["_n"].to_numpy(), threshold)
+    for cid, own, first in _hourly_series(frame[frame["constituency_id"].isin(above)]):
+        runs, tested = _runs_of_hours(own[0], own[1], threshold)
         chosen: list[tuple[int, int, int, int, float]] = []
         for run in sorted(runs, key=lambda r: (r[4], r[0], r[1] - r[0])):
             if run[4] * tested > alpha:
@@ -124,7 +154,7 @@ def _hourly_rate_rule(
             if len(chosen) >= 5:
                 break
         for i0, i1, k, n, p in sorted(chosen):
-            hrs = [to_naive_instant(h) for h in axis[i0:i1]]
+            hrs = [first + i * HOUR for i in range(i0, i1)]
             findings.append(
                 _rate_finding(rate, cid, names, windows.get(cid), hrs, k, n, p, tested, overall, threshold, alpha)
             )
