@@ -38,7 +38,7 @@ from .context import (
 )
 from .findings import Finding
 from .thresholds import DetectionThresholds, SpikeThresholds
-from .volume import ElectionVolume, Run, election_volumes, pick_runs, scan, votes_needed
+from .volume import ElectionVolume, Run, election_volumes, pick_runs, scan_all, votes_needed
 
 #: Local hours that count as night (00:00-06:00) and as daytime (08:00-22:00).
 NIGHT_HOURS = range(0, 6)
@@ -101,12 +101,17 @@ def unusual_spike(
     grid = votes.reindex(ids, fill_value=0)
     findings = []
     for model in election_volumes(hourly, constituencies, windows, now):
-        for cid in sorted(model.peers):
-            if cid not in votes.index:
-                continue
-            runs = scan(model, cid, np.ones(len(model.hours), dtype=bool), thresholds.relative_spread)
+        cids = [cid for cid in sorted(model.peers) if cid in votes.index]
+        scans = scan_all(
+            model,
+            cids,
+            np.ones(len(model.hours), dtype=bool),
+            thresholds.relative_spread,
+            worth=lambda votes, expected: votes - expected >= thresholds.min_votes,
+        )
+        for cid in cids:
             chosen = pick_runs(
-                runs, lambda r: r.scan_z > thresholds.warning_z and r.votes - r.expected >= thresholds.min_votes
+                scans[cid], lambda r: r.scan_z > thresholds.warning_z and r.votes - r.expected >= thresholds.min_votes
             )
             findings += [_scan_finding(model, cid, names, windows.get(cid), r, thresholds) for r in chosen]
     return findings + _hour_share_findings(votes, grid, peers, names, windows, closed, thresholds)
@@ -332,12 +337,18 @@ def _night_scan_findings(
         night = np.array([loc.hour in NIGHT_HOURS for loc in local])
         if not night.any():
             continue
-        for cid in sorted(model.peers):
-            if cid not in windows:
-                continue
-            runs = scan(model, cid, night, thresholds.spike_relative_spread, max_hours=len(NIGHT_HOURS))
+        cids = [cid for cid in sorted(model.peers) if cid in windows]
+        scans = scan_all(
+            model,
+            cids,
+            night,
+            thresholds.spike_relative_spread,
+            max_hours=len(NIGHT_HOURS),
+            worth=lambda votes, _expected: votes >= thresholds.night_min_votes,
+        )
+        for cid in cids:
             chosen = pick_runs(
-                runs, lambda r: r.scan_z > thresholds.night_warning_z and r.votes >= thresholds.night_min_votes
+                scans[cid], lambda r: r.scan_z > thresholds.night_warning_z and r.votes >= thresholds.night_min_votes
             )
             by_night: dict[date, Run] = {}
             for r in chosen:  # the most significant run of each night
@@ -402,15 +413,23 @@ def _night_share_findings(
     """The night hours above ``night_share`` × the daytime median (see :func:`night_activity`)."""
     findings: list[Finding] = []
     votes = _pivot(hourly, "votes_cast")
+    by_window: dict[VotingWindow, tuple[list[datetime], list[datetime], pd.DataFrame]] = {}
     for cid in sorted(windows):
         if cid not in votes.index:
             continue
         window = windows[cid]
-        hours = _window_hours(window, now)
+        if window not in by_window:  # the hours of a window, in local time, and its constituencies' votes
+            hours = _window_hours(window, now)
+            mine = sorted(c for c, w in windows.items() if w == window and c in votes.index)
+            by_window[window] = (
+                hours,
+                [window.local(h) for h in hours],
+                votes.loc[mine].reindex(columns=pd.DatetimeIndex(hours), fill_value=0) if hours else votes.iloc[:0],
+            )
+        hours, local, grid = by_window[window]
         if not hours:
             continue
-        series = votes.loc[cid].reindex(pd.DatetimeIndex(hours), fill_value=0)
-        local = [window.local(h) for h in hours]
+        series = grid.loc[cid]
         day = [float(v) for v, loc in zip(series, local, strict=False) if loc.hour in DAY_HOURS]
         if len(day) < MIN_DAY_HOURS:
             continue

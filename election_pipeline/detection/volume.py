@@ -120,6 +120,134 @@ def _nanmedian(matrix: np.ndarray) -> np.ndarray:
     return np.where(valid > 0, out, np.nan)
 
 
+def _leave_one_out_nanmedian(matrix: np.ndarray) -> np.ndarray:
+    """Row ``i``, column ``j``: :func:`_nanmedian` of column ``j`` without row ``i`` (the
+    same order statistics, found in one sort of the whole column)."""
+    n, m = matrix.shape
+    order = np.argsort(matrix, axis=0, kind="stable")  # NaN sort last
+    ordered = np.take_along_axis(matrix, order, axis=0)
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.broadcast_to(np.arange(n)[:, None], (n, m)), axis=0)
+    missing = np.isnan(matrix)
+    valid = (~missing).sum(axis=0)[None, :] - (~missing)  # valid values left without the row
+    removed = np.where(missing, n, rank)  # where the left-out value sat in the column's order
+    lo = np.maximum((valid - 1) // 2, 0)
+    hi = np.minimum(np.where(valid % 2 == 0, valid // 2, lo), max(n - 2, 0))
+    cols = np.arange(m)[None, :]
+    out = (ordered[lo + (lo >= removed), cols] + ordered[hi + (hi >= removed), cols]) / 2
+    return np.where(valid > 0, out, np.nan)
+
+
+def _leave_one_out_spread(rel: np.ndarray, counting: np.ndarray) -> np.ndarray:
+    """The spread of :meth:`ElectionVolume.shape_spread` for every row ``i`` at once, from
+    the other rows. The medians come from one sort per column (the median a row is judged
+    against takes at most four values per column, so the deviations from each are sorted
+    once); the variance and the mean noise add the other rows in their order, as a
+    column-wise ``nanvar``/``nanmean`` of the other rows would, so the figures are the same
+    to the last bit."""
+    n, m = rel.shape
+    if n - 1 < 2 or not m:
+        return np.zeros((n, m))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # runs where no constituency voted
+        missing = np.isnan(rel)
+        counting = np.where(missing, np.nan, counting)
+        med = _leave_one_out_nanmedian(rel)
+        mad = _leave_one_out_mad(rel, med)
+        scale = np.maximum(MAD_TO_SD * mad, np.sqrt(_leave_one_out_nanmedian(counting)))
+        limit = CLIP_SDS * scale
+        low, high = med - limit, med + limit
+        limit2 = limit**2
+        var = _leave_one_out_nanvar(rel, low, high)
+        noise = _leave_one_out_nanmean_below(counting, limit2)
+        out = np.nan_to_num(np.maximum(var - noise, 0.0))
+    return np.maximum(out, np.median(out, axis=1)[:, None])
+
+
+def _leave_one_out_mad(rel: np.ndarray, med: np.ndarray) -> np.ndarray:
+    """Row ``i``: the NaN-ignoring median, over the other rows, of their absolute deviation
+    from ``med[i]`` (the leave-one-out median of :func:`_leave_one_out_nanmedian`)."""
+    out = np.full(rel.shape, np.nan)
+    todo = ~np.isnan(med)
+    while todo.any():
+        # the rows of each column sharing the median of the first row still to do
+        first = np.argmax(todo, axis=0)
+        cols = np.arange(rel.shape[1])
+        centre = np.where(todo.any(axis=0), med[first, cols], np.nan)
+        same = todo & (med == centre[None, :])
+        spread = _leave_one_out_nanmedian(np.abs(rel - centre[None, :]))
+        out[same] = spread[same]
+        todo &= ~same
+    return out
+
+
+def _leave_one_out_sum(values: np.ndarray, bound: Callable[[int], np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Row ``i``: the sum over the other rows ``j``, in their order, of ``bound(j)[i]``
+    (NaN left out, as ``nansum`` does), and how many were not NaN. ``bound(j)`` is None
+    when it would be row ``j`` of ``values`` for every ``i`` (the quick case); it is NaN
+    only where row ``j`` of ``values`` is (its bounds come from the other rows' values, so
+    they are NaN only where no other row has one)."""
+    n, m = values.shape
+    valid = ~np.isnan(values)
+    total = np.zeros((n, m))
+    for j in range(n):
+        row = bound(j)
+        if row is None:
+            keep = total[j].copy()
+            total += np.where(valid[j], values[j], 0.0)
+            total[j] = keep
+            continue
+        row[np.isnan(row)] = 0.0
+        row[j] = 0.0
+        total += row
+    return total, valid.sum(axis=0)[None, :] - valid
+
+
+def _leave_one_out_nanvar(rel: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Row ``i``: ``np.nanvar(np.clip(other rows, low[i], high[i]), axis=0, ddof=1)``,
+    adding the other rows in their order as ``nanvar`` does."""
+    n, m = rel.shape
+    # a row inside every other row's bounds is not clipped for any of them
+    inside = np.all(np.isnan(rel) | ((rel >= np.nanmax(low, axis=0)) & (rel <= np.nanmin(high, axis=0))), axis=1)
+
+    def clipped(j: int) -> np.ndarray | None:
+        return None if inside[j] else np.clip(rel[j], low, high)
+
+    total, count = _leave_one_out_sum(rel, clipped)
+    mean = total / count
+    squares = np.zeros((n, m))
+    row = np.empty((n, m))
+    missing = np.isnan(rel)
+    for j in range(n):
+        if inside[j]:
+            # NaN only in the columns where row j has no ratio: where another row's mean is
+            # NaN, no row but that one has a ratio
+            np.subtract(rel[j], mean, out=row)
+            row[:, missing[j]] = 0.0
+        else:
+            np.subtract(np.clip(rel[j], low, high), mean, out=row)
+            row[np.isnan(row)] = 0.0
+        row[j] = 0.0
+        np.multiply(row, row, out=row)
+        squares += row
+    dof = count - 1
+    var = squares / dof
+    var[dof <= 0] = np.nan
+    return var
+
+
+def _leave_one_out_nanmean_below(counting: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """Row ``i``: ``np.nanmean(np.minimum(other rows, cap[i]), axis=0)``, adding the other
+    rows in their order as ``nanmean`` does."""
+    below = np.all(np.isnan(counting) | (counting <= np.nanmin(cap, axis=0)), axis=1)
+
+    def capped(j: int) -> np.ndarray | None:
+        return None if below[j] else np.minimum(counting[j], cap)
+
+    total, count = _leave_one_out_sum(counting, capped)
+    return total / count
+
+
 def batch_dispersion(bulletins: float, issuing: float) -> float:
     """The dispersion φ (variance / mean of honest hourly votes) that voters coming in
     groups give: each issuing transaction brings B voters, so votes are a compound Poisson
@@ -190,32 +318,20 @@ class ElectionVolume:
         deviations from their median before the variance is taken: an honest minority (a
         rural station among urban ones) is exactly the spread to allow for, but another
         constituency's own spike is not."""
-        key = (length, row)
-        if key in self._row_cache:
-            return self._row_cache[key]
-        rel, counting = self._relative_ratios(length)
-        others = np.ones(rel.shape[0], dtype=bool)
-        others[row] = False
-        rel, counting = rel[others], counting[others]
-        out = np.zeros(rel.shape[1])
-        if rel.shape[0] >= 2 and rel.shape[1]:
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # runs where no constituency voted
-                counting = np.where(np.isnan(rel), np.nan, counting)
-                med = _nanmedian(rel)
-                scale = np.maximum(MAD_TO_SD * _nanmedian(np.abs(rel - med)), np.sqrt(_nanmedian(counting)))
-                limit = CLIP_SDS * scale
-                clipped = np.clip(rel, med - limit, med + limit)
-                var = np.nanvar(clipped, axis=0, ddof=1)
-                noise = np.nanmean(np.minimum(counting, limit**2), axis=0)
-                out = np.nan_to_num(np.maximum(var - noise, 0.0))
-            out = np.maximum(out, float(np.median(out)))
-        self._row_cache[key] = out
-        return out
+        return self.shape_spreads(length)[row]
+
+    def shape_spreads(self, length: int) -> np.ndarray:
+        """:meth:`shape_spread` of every row at once (constituencies × run starts)."""
+        cached = self._rows_cache.get(length)
+        if cached is None:
+            rel, counting = self._relative_ratios(length)
+            cached = _leave_one_out_spread(rel, counting)
+            self._rows_cache[length] = cached
+        return cached
 
     def __post_init__(self) -> None:
         self._spread_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._row_cache: dict[tuple[int, int], np.ndarray] = {}
+        self._rows_cache: dict[int, np.ndarray] = {}
 
 
 def _election_hours(frame: pd.DataFrame, window: VotingWindow | None, now: datetime | None) -> list[datetime]:
@@ -325,44 +441,77 @@ def scan(
     exceed the expected ones, with its tail probability and scan z (see the module
     docstring); the runs whose count is not even 2 standard deviations above the expected
     one are left out (their scan z would be 0)."""
-    i = model.row(cid)
-    x_all = model.counts[i]
-    if x_all.sum() <= 0:
-        return []
-    k = len([p for p in model.peers.get(cid, []) if p in model.ids])
-    widen = 1 + 1 / (k + SHAPE_PRIOR_PEERS)
-    cum_x = np.concatenate([[0.0], np.cumsum(x_all)])
-    cum_s = np.concatenate([[0.0], np.cumsum(model.shape[i])])
+    return scan_all(model, [cid], allowed, relative_spread, max_hours)[cid]
+
+
+def scan_all(
+    model: ElectionVolume,
+    cids: list[str],
+    allowed: np.ndarray,
+    relative_spread: float,
+    max_hours: int = MAX_SCAN_HOURS,
+    worth: Callable[[float, float], bool] | None = None,
+) -> dict[str, list[Run]]:
+    """:func:`scan` of each of ``cids`` (constituencies of ``model``), all at once: the same
+    runs, in the same order (by length, then start). With ``worth``, only the runs for which
+    ``worth(votes, expected)`` holds (the others' tail probability is not worked out)."""
+    first: dict[str, int] = {}
+    for i, c in enumerate(model.ids):
+        first.setdefault(c, i)
+    ids = set(model.ids)
+    out: dict[str, list[Run]] = {cid: [] for cid in cids}
+    todo = [cid for cid in dict.fromkeys(cids) if model.counts[first[cid]].sum() > 0]
+    if not todo:
+        return out
+    rows = np.array([first[cid] for cid in todo])
+    widen = np.array(
+        [1 + 1 / (len([p for p in model.peers.get(cid, []) if p in ids]) + SHAPE_PRIOR_PEERS) for cid in todo]
+    )
+    counts = model.counts[rows]
+    zeros = np.zeros((len(rows), 1))
+    cum_x = np.concatenate([zeros, np.cumsum(counts, axis=1)], axis=1)
+    cum_s = np.concatenate([zeros, np.cumsum(model.shape[rows], axis=1)], axis=1)
     cum_ok = np.concatenate([[0], np.cumsum(allowed.astype(int))])
-    n = len(x_all)
+    n = counts.shape[1]
     measured = int((model.counts.sum(axis=1) > 0).sum()) - 1
-    candidates: list[tuple[int, int, float, float, float, float, float]] = []
-    tested = 0
+    candidates: list[list[tuple[int, int, float, float, float, float, float]]] = [[] for _ in todo]
+    tested = np.zeros(len(rows), dtype=np.int64)
     for length in range(1, min(max_hours, n) + 1):
         starts, stops, lo, hi = model.context(length)
         whole = (cum_ok[stops] - cum_ok[starts]) == length
-        x = cum_x[stops] - cum_x[starts]
-        s = cum_s[stops] - cum_s[starts]
-        other = cum_x[starts] - cum_x[lo] + cum_x[hi] - cum_x[stops]
-        s_other = cum_s[starts] - cum_s[lo] + cum_s[hi] - cum_s[stops]
+        x = cum_x[:, stops] - cum_x[:, starts]
+        s = cum_s[:, stops] - cum_s[:, starts]
+        other = cum_x[:, starts] - cum_x[:, lo] + cum_x[:, hi] - cum_x[:, stops]
+        s_other = cum_s[:, starts] - cum_s[:, lo] + cum_s[:, hi] - cum_s[:, stops]
         with np.errstate(all="ignore"):
             r = s / s_other
             valid = whole & (s_other > 0) & (r <= MAX_RUN_RATIO)
-            tested += int(valid.sum())
+            tested += valid.sum(axis=1)
             e = np.maximum(other * r, MIN_EXPECTED_PER_HOUR * length)
             least = relative_spread**2 if measured < MIN_MEASURED else MIN_RELATIVE_SPREAD**2 / length
-            c2 = np.maximum(model.shape_spread(length, i), least) * widen
+            c2 = np.maximum(model.shape_spreads(length)[rows], least) * widen[:, None]
             var = model.dispersion * e * (1 + r) + c2 * e * e
             z = (x - e) / np.sqrt(var)
-        for j in np.flatnonzero(valid & (z > 2.0) & (x > e)):
-            candidates.append(
-                (int(starts[j]), int(stops[j]), float(x[j]), float(e[j]), float(r[j]), float(c2[j]), float(other[j]))
+        for q, j in zip(*np.nonzero(valid & (z > 2.0) & (x > e)), strict=True):
+            candidates[q].append(
+                (
+                    int(starts[j]),
+                    int(stops[j]),
+                    float(x[q, j]),
+                    float(e[q, j]),
+                    float(r[q, j]),
+                    float(c2[q, j]),
+                    float(other[q, j]),
+                )
             )
-    runs = []
-    for a, b, x, e, r, c2, other in candidates:
-        p = scaled_count_sf(x, e, model.dispersion * (1 + r), c2)
-        runs.append(Run(a, b, x, e, r, c2, other, p, tested, tail_to_z(min(1.0, p * tested))))
-    return runs
+    for q, cid in enumerate(todo):
+        runs = out[cid]
+        for a, b, x_, e_, r_, c2_, other_ in candidates[q]:
+            if worth is not None and not worth(x_, e_):
+                continue
+            p = scaled_count_sf(x_, e_, model.dispersion * (1 + r_), c2_)
+            runs.append(Run(a, b, x_, e_, r_, c2_, other_, p, int(tested[q]), tail_to_z(min(1.0, p * int(tested[q])))))
+    return out
 
 
 def pick_runs(runs: list[Run], keep: Callable[[Run], bool], limit: int = 5) -> list[Run]:

@@ -1,0 +1,129 @@
+"""The vectorised computations of the detection rules give, to the last bit, what the plain
+per-constituency computations they replace give."""
+
+from __future__ import annotations
+
+import warnings
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from election_pipeline.detection import volume
+from election_pipeline.detection.context import peer_groups
+from election_pipeline.detection.rates import _hourly_series
+
+
+def _spread_of_one_row(rel: np.ndarray, counting: np.ndarray, row: int) -> np.ndarray:
+    """The shape spread of one row from the other rows, computed on its own."""
+    others = np.ones(rel.shape[0], dtype=bool)
+    others[row] = False
+    rel, counting = rel[others], counting[others]
+    out = np.zeros(rel.shape[1])
+    if rel.shape[0] >= 2 and rel.shape[1]:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            counting = np.where(np.isnan(rel), np.nan, counting)
+            med = volume._nanmedian(rel)
+            mad = volume._nanmedian(np.abs(rel - med))
+            scale = np.maximum(volume.MAD_TO_SD * mad, np.sqrt(volume._nanmedian(counting)))
+            limit = volume.CLIP_SDS * scale
+            clipped = np.clip(rel, med - limit, med + limit)
+            var = np.nanvar(clipped, axis=0, ddof=1)
+            noise = np.nanmean(np.minimum(counting, limit**2), axis=0)
+            out = np.nan_to_num(np.maximum(var - noise, 0.0))
+        out = np.maximum(out, float(np.median(out)))
+    return out
+
+
+def _matrices(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    n, m = int(rng.integers(1, 30)), int(rng.integers(0, 20))
+    rel = rng.standard_normal((n, m)) * 0.2
+    if seed % 3 == 0:
+        rel = np.round(rel, 1)  # ties
+    if seed % 5 == 0:
+        rel[rng.random((n, m)) < 0.05] *= 200  # another constituency's spike, to clip
+    rel[rng.random((n, m)) < rng.random() * 0.6] = np.nan
+    if m and seed % 7 == 0:
+        rel[:, 0] = np.nan  # a run where nobody voted
+    counting = rng.random((n, m)) * 0.3
+    if seed % 4 == 0:
+        counting = np.round(counting, 1)
+    return rel, counting
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_leave_one_out_spread_equals_the_spread_of_each_row(seed):
+    rel, counting = _matrices(seed)
+    spreads = volume._leave_one_out_spread(rel, counting)
+    for row in range(rel.shape[0]):
+        assert np.array_equal(spreads[row], _spread_of_one_row(rel, counting, row))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_leave_one_out_median_equals_the_median_without_the_row(seed):
+    rel, _ = _matrices(seed)
+    medians = volume._leave_one_out_nanmedian(rel)
+    for row in range(rel.shape[0]):
+        expected = volume._nanmedian(np.delete(rel, row, axis=0))
+        assert np.array_equal(medians[row], expected, equal_nan=True)
+
+
+def _series_one_by_one(frame: pd.DataFrame) -> list[tuple[str, np.ndarray, list[datetime]]]:
+    out = []
+    for cid in sorted(frame["constituency_id"].unique()):
+        own = frame[frame["constituency_id"] == cid].groupby("hour")[["_k", "_n"]].sum()
+        axis = pd.date_range(own.index.min(), own.index.max(), freq="h")
+        own = own.reindex(axis, fill_value=0)
+        out.append((cid, np.stack([own["_k"].to_numpy(), own["_n"].to_numpy()]), list(axis)))
+    return out
+
+
+def test_hourly_series_equal_a_groupby_per_constituency():
+    rng = np.random.default_rng(3)
+    start = datetime(2024, 9, 6, 5)
+    rows = []
+    for cid in ["b", "a", "c10", "c2"]:
+        for _ in range(40):
+            hour = start + timedelta(hours=int(rng.integers(0, 30)))  # gaps, and some hours twice
+            rows.append((cid, hour, int(rng.integers(0, 5)), int(rng.integers(0, 50))))
+    frame = pd.DataFrame(rows, columns=["constituency_id", "hour", "_k", "_n"]).sample(frac=1, random_state=1)
+    got = list(_hourly_series(frame))
+    want = _series_one_by_one(frame)
+    assert [g[0] for g in got] == [w[0] for w in want]
+    for (_, series, first), (_, expected, expected_axis) in zip(got, want, strict=True):
+        assert series.dtype == np.int64
+        assert np.array_equal(series, expected)
+        assert [first + i * timedelta(hours=1) for i in range(series.shape[1])] == expected_axis
+
+
+def _peer_groups_one_by_one(constituencies: pd.DataFrame, min_peers: int = 3) -> dict[str, list[str]]:
+    known = constituencies[(constituencies["registered"] > 0) & constituencies["election_id"].notna()]
+    out: dict[str, list[str]] = {}
+    for _eid, members in known.groupby("election_id"):
+        ids = [str(i) for i in members["id"]]
+        regions = dict(zip(ids, members["region"], strict=False))
+        for cid in ids:
+            same = [i for i in ids if i != cid and regions[i] == regions[cid]]
+            peers = same if len(same) >= min_peers else [i for i in ids if i != cid]
+            if len(peers) >= min_peers:
+                out[cid] = peers
+    return out
+
+
+def test_peer_groups_equal_the_pairwise_comparison():
+    rng = np.random.default_rng(5)
+    n = 60
+    constituencies = pd.DataFrame(
+        {
+            "id": [f"c{i}" for i in range(n)],
+            "election_id": rng.choice(["e1", "e2", None], n),
+            "region": rng.choice(["north", "south", "east", None, np.nan], n),
+            "registered": rng.choice([0, 100, 500], n),
+        }
+    )
+    got = peer_groups(constituencies)
+    want = _peer_groups_one_by_one(constituencies)
+    assert list(got.items()) == list(want.items())
