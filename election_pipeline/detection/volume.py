@@ -148,6 +148,8 @@ def _leave_one_out_spread(rel: np.ndarray, counting: np.ndarray) -> np.ndarray:
     n, m = rel.shape
     if n - 1 < 2 or not m:
         return np.zeros((n, m))
+    if m == 1:  # numpy adds a single column pairwise, not row by row: each row on its own
+        return np.stack([_spread_of_row(rel, counting, row) for row in range(n)])
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # runs where no constituency voted
         missing = np.isnan(rel)
@@ -162,6 +164,24 @@ def _leave_one_out_spread(rel: np.ndarray, counting: np.ndarray) -> np.ndarray:
         noise = _leave_one_out_nanmean_below(counting, limit2)
         out = np.nan_to_num(np.maximum(var - noise, 0.0))
     return np.maximum(out, np.median(out, axis=1)[:, None])
+
+
+def _spread_of_row(rel: np.ndarray, counting: np.ndarray, row: int) -> np.ndarray:
+    """:func:`_leave_one_out_spread` of one row, from the other rows directly."""
+    others = np.ones(rel.shape[0], dtype=bool)
+    others[row] = False
+    rel, counting = rel[others], counting[others]
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # runs where no constituency voted
+        counting = np.where(np.isnan(rel), np.nan, counting)
+        med = _nanmedian(rel)
+        scale = np.maximum(MAD_TO_SD * _nanmedian(np.abs(rel - med)), np.sqrt(_nanmedian(counting)))
+        limit = CLIP_SDS * scale
+        clipped = np.clip(rel, med - limit, med + limit)
+        var = np.nanvar(clipped, axis=0, ddof=1)
+        noise = np.nanmean(np.minimum(counting, limit**2), axis=0)
+        out = np.nan_to_num(np.maximum(var - noise, 0.0))
+    return np.maximum(out, float(np.median(out)))
 
 
 def _leave_one_out_mad(rel: np.ndarray, med: np.ndarray) -> np.ndarray:

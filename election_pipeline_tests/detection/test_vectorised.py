@@ -62,6 +62,18 @@ def test_leave_one_out_spread_equals_the_spread_of_each_row(seed):
         assert np.array_equal(spreads[row], _spread_of_one_row(rel, counting, row))
 
 
+@pytest.mark.parametrize("runs", [1, 2, 5])
+def test_leave_one_out_spread_of_few_runs_and_many_constituencies(runs):
+    """A single column is added pairwise by numpy, not row by row; the spread follows."""
+    rng = np.random.default_rng(runs)
+    rel = rng.standard_normal((60, runs)) * 10 ** rng.uniform(-3, 1, (60, runs))
+    rel[rng.random(rel.shape) < 0.1] = np.nan
+    counting = rng.random(rel.shape) * 0.3
+    spreads = volume._leave_one_out_spread(rel, counting)
+    for row in range(rel.shape[0]):
+        assert np.array_equal(spreads[row], _spread_of_one_row(rel, counting, row))
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_leave_one_out_median_equals_the_median_without_the_row(seed):
     rel, _ = _matrices(seed)
