@@ -436,18 +436,78 @@ def _model(
     row = {cid: i for i, cid in enumerate(ids)}
     voting = totals > 0
     shape = np.zeros_like(counts)
+    if len(row) < len(ids) or len(hours) < 2 or any(len(set(p)) < len(p) for p in peers.values()):
+        # an id twice, or one column (numpy adds a single column pairwise): one by one
+        for cid, i in row.items():
+            others = [j for j in range(len(ids)) if j != i and voting[j]]
+            peer_rows = [row[p] for p in peers.get(cid, []) if p in row and voting[row[p]]]
+            shape[i] = _expected_shape(shares, others, peer_rows, len(hours))
+        return ElectionVolume(eid, ids, hours, counts, shape, peers, dispersion, window)
+    flat = np.full(len(hours), 1 / len(hours))
+    # the election's shape for each constituency: the trimmed mean of the others that voted
+    voters = np.flatnonzero(voting)
+    election = np.tile(_trimmed_mean(shares[voters]) if len(voters) else flat, (len(ids), 1))
+    election[voters] = _leave_one_out_trimmed_mean(shares[voters]) if len(voters) > 1 else flat
+    # its peers' shape: constituencies with the same voting peers (itself among them when
+    # it voted) share one sort
+    groups: dict[tuple[int, ...], list[int]] = {}
+    counted: dict[int, int] = {}
     for cid, i in row.items():
-        others = [j for j in range(len(ids)) if j != i and voting[j]]
-        peer_rows = [row[p] for p in peers.get(cid, []) if p in row and voting[row[p]]]
-        election_shape = _trimmed_mean(shares[others]) if others else np.full(len(hours), 1 / len(hours))
-        if peer_rows:
-            k = len(peer_rows)
-            s = (k * _trimmed_mean(shares[peer_rows]) + SHAPE_PRIOR_PEERS * election_shape) / (k + SHAPE_PRIOR_PEERS)
-        else:
-            s = election_shape
+        voting_peers = {row[p] for p in peers.get(cid, []) if p in row and voting[row[p]]}
+        counted[i] = len(voting_peers)
+        if voting_peers:
+            groups.setdefault(tuple(sorted(voting_peers | ({i} if voting[i] else set()))), []).append(i)
+    peer_shape = np.zeros_like(counts)
+    for members, rows in groups.items():
+        matrix = shares[list(members)]
+        inside = [i for i in rows if voting[i]]
+        if inside:
+            loo = _leave_one_out_trimmed_mean(matrix)
+            at = {m: q for q, m in enumerate(members)}
+            peer_shape[inside] = loo[[at[i] for i in inside]]
+        outside = [i for i in rows if not voting[i]]
+        if outside:
+            peer_shape[outside] = _trimmed_mean(matrix)
+    for i in row.values():
+        k = counted[i]
+        s = election[i]
+        if k:
+            s = (k * peer_shape[i] + SHAPE_PRIOR_PEERS * s) / (k + SHAPE_PRIOR_PEERS)
         total = s.sum()
         shape[i] = s / total if total > 0 else 1 / len(hours)
     return ElectionVolume(eid, ids, hours, counts, shape, peers, dispersion, window)
+
+
+def _expected_shape(shares: np.ndarray, others: list[int], peer_rows: list[int], hours: int) -> np.ndarray:
+    """One constituency's expected shape: its peers' trimmed mean shape (``peer_rows``)
+    shrunk toward the election's (``others``), scaled to sum to 1."""
+    election_shape = _trimmed_mean(shares[others]) if others else np.full(hours, 1 / hours)
+    if peer_rows:
+        k = len(peer_rows)
+        s = (k * _trimmed_mean(shares[peer_rows]) + SHAPE_PRIOR_PEERS * election_shape) / (k + SHAPE_PRIOR_PEERS)
+    else:
+        s = election_shape
+    total = s.sum()
+    return s / total if total > 0 else np.full(hours, 1 / hours)
+
+
+def _leave_one_out_trimmed_mean(matrix: np.ndarray, trim: float = 0.2) -> np.ndarray:
+    """Row ``i``: :func:`_trimmed_mean` of the other rows (of at least two columns: the kept
+    values are added in their sorted order, as the column-wise mean adds them)."""
+    n, m = matrix.shape
+    left = n - 1
+    if left <= 0:
+        return np.zeros((n, m))
+    g = int(trim * left) if left >= 5 else 0
+    order = np.argsort(matrix, axis=0, kind="stable")
+    ordered = np.take_along_axis(matrix, order, axis=0)
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.broadcast_to(np.arange(n)[:, None], (n, m)), axis=0)
+    cols = np.arange(m)[None, :]
+    total = np.zeros((n, m))
+    for p in range(g, left - g):  # position p among the other rows' sorted values
+        total += ordered[p + (p >= rank), cols]
+    return total / (left - 2 * g)
 
 
 def scan(

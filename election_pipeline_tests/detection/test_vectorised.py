@@ -139,3 +139,25 @@ def test_peer_groups_equal_the_pairwise_comparison():
     got = peer_groups(constituencies)
     want = _peer_groups_one_by_one(constituencies)
     assert list(got.items()) == list(want.items())
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_expected_shapes_equal_those_worked_out_one_by_one(seed):
+    rng = np.random.default_rng(seed)
+    n, hours = int(rng.integers(2, 40)), int(rng.integers(2, 30))
+    counts = rng.poisson(rng.uniform(0, 20), (n, hours)).astype(float)
+    counts[rng.random(n) < 0.15] = 0.0  # constituencies without a vote
+    ids = [f"c{i:02d}" for i in range(n)]
+    regions = rng.choice(["north", "south", "east"], n)
+    constituencies = pd.DataFrame({"id": ids, "election_id": "e", "region": regions, "registered": 1000})
+    peers = peer_groups(constituencies)
+    start = datetime(2024, 9, 6, 5)
+    model = volume._model("e", ids, [start + timedelta(hours=h) for h in range(hours)], counts, peers, None, 1.5)
+    totals = counts.sum(axis=1)
+    with np.errstate(all="ignore"):
+        shares = counts / np.where(totals > 0, totals, np.nan)[:, None]
+    row = {cid: i for i, cid in enumerate(ids)}
+    for cid, i in row.items():
+        others = [j for j in range(n) if j != i and totals[j] > 0]
+        peer_rows = [row[p] for p in peers.get(cid, []) if totals[row[p]] > 0]
+        assert np.array_equal(model.shape[i], volume._expected_shape(shares, others, peer_rows, hours))
