@@ -136,6 +136,8 @@ def create_stage(duck: duckdb.DuckDBPyConnection) -> None:
     """(Re)create the empty staging tables of one group of files."""
     duck.execute("CREATE OR REPLACE TEMP TABLE _py_lines (file_id INTEGER, line_number INTEGER, line VARCHAR)")
     duck.execute("CREATE OR REPLACE TEMP TABLE _text_files (file_id INTEGER, path VARCHAR)")
+    # Lines of the Python reader classified while their file was read, left to the parser.
+    duck.execute("CREATE OR REPLACE TEMP TABLE _py_left (file_id INTEGER, line_number INTEGER, line VARCHAR)")
     # Where each staged transaction of a block dump comes from: its block line and height
     # (a block holds many transactions, so each is staged under a number of its own).
     duck.execute(
@@ -245,7 +247,7 @@ def drop_files(duck: duckdb.DuckDBPyConnection, file_ids: Iterable[int]) -> None
     if not ids:
         return
     marks = ", ".join(str(i) for i in ids)
-    for table in ("_py_lines", "_text_files", "_verdict", "_classified", "_dump_lines"):
+    for table in ("_py_lines", "_py_left", "_text_files", "_verdict", "_classified", "_dump_lines"):
         duck.execute(f"DELETE FROM {table} WHERE file_id IN ({marks})")
     _define_lines(duck)
 
@@ -274,13 +276,26 @@ def stage_text_files(duck: duckdb.DuckDBPyConnection, files: Iterable[tuple[int,
     _staged(duck)
 
 
+#: A line read by Python that is longer than this (characters) is left to the Python parser
+#: at once: the SQL classification of a few hundred lines of hundreds of kilobytes (the
+#: ``addVotersList`` of a large constituency) needs more memory than a million votes do.
+SQL_LINE_MAX_CHARS = 32_768
+
+
 def stage_lines(duck: duckdb.DuckDBPyConnection, rows: list[tuple[int, int, str]]) -> None:
     """Add lines read by Python (``(file_id, line_number, text)``, already without line ending
-    and byte-order mark) to ``_lines``."""
+    and byte-order mark) to ``_lines``; those longer than :data:`SQL_LINE_MAX_CHARS` go to
+    ``_py_left``, for the Python parser."""
     if not rows:
         return
-    with registered(duck, "_py_lines_frame", pd.DataFrame(rows, columns=["file_id", "line_number", "line"])):
-        duck.execute("INSERT INTO _py_lines SELECT file_id, line_number, line FROM _py_lines_frame")
+    long = [r for r in rows if len(r[2]) > SQL_LINE_MAX_CHARS]
+    if long:
+        rows = [r for r in rows if len(r[2]) <= SQL_LINE_MAX_CHARS]
+        with registered(duck, "_py_long_frame", pd.DataFrame(long, columns=["file_id", "line_number", "line"])):
+            duck.execute("INSERT INTO _py_left SELECT file_id, line_number, line FROM _py_long_frame")
+    if rows:
+        with registered(duck, "_py_lines_frame", pd.DataFrame(rows, columns=["file_id", "line_number", "line"])):
+            duck.execute("INSERT INTO _py_lines SELECT file_id, line_number, line FROM _py_lines_frame")
     _staged(duck)
 
 
@@ -497,19 +512,15 @@ FROM judged
 """
 
 
-def classify(duck: duckdb.DuckDBPyConnection) -> None:
-    """Classify the staged lines DuckDB can read for certain into ``_classified`` (reading the
-    staged text files, once); its verdict on every staged line stays in ``_verdict``.
-
-    ``_verdict`` is written without keeping the order of ``_lines`` (``preserve_insertion_order``
-    off for this one statement): DuckDB then writes it from every thread at once, where keeping
-    the order has one thread wait for the other. ``_classified`` gets them in line order."""
+def _run_unordered(duck: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Run ``sql`` with ``preserve_insertion_order`` off: DuckDB then writes the verdicts from
+    every thread at once, where keeping the order has one thread wait for the other."""
     row = duck.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
     keep_order = bool(row[0]) if row else True
     duck.execute("SET preserve_insertion_order = false")
     restore = f"SET preserve_insertion_order = {'true' if keep_order else 'false'}"
     try:
-        duck.execute(CLASSIFY_SQL)
+        duck.execute(sql)
     except BaseException:
         # the error of the statement is the one that propagates (the SET may fail on the
         # transaction it aborted, and must not hide it)
@@ -517,6 +528,75 @@ def classify(duck: duckdb.DuckDBPyConnection) -> None:
             duck.execute(restore)
         raise
     duck.execute(restore)
+
+
+class ApartClassifier:
+    """Classifies the lines the Python reader hands over in a DuckDB of its own, in memory,
+    a few hundred thousand at a time, and adds only the verdicts to the group's stage: the
+    accepted lines to ``_classified``, the text of the others to ``_py_left`` (for the Python
+    parser). A file of millions of lines (a block dump, a whole-voting archive) then never
+    has its text staged in the group's DuckDB transaction, which would keep it in memory until
+    the group commits: memory stays flat in the file's size. The scratch database has the
+    store's memory limit and threads."""
+
+    def __init__(self, duck: duckdb.DuckDBPyConnection) -> None:
+        [(limit, threads)] = duck.execute(
+            "SELECT current_setting('memory_limit'), current_setting('threads')"
+        ).fetchall()
+        self._config: dict[str, str | bool | int | float | list[str]] = {
+            "memory_limit": str(limit),
+            "threads": int(threads),
+        }
+        self.scratch = duckdb.connect(config=self._config)
+        create_stage(self.scratch)
+        self.staged = 0
+
+    def add(self, rows: list[tuple[int, int, str]]) -> None:
+        stage_lines(self.scratch, rows)
+        self.staged += len(rows)
+
+    def flush(self, duck: duckdb.DuckDBPyConnection) -> None:
+        """Classify what was added since the last flush and add the verdicts to ``duck``."""
+        if not self.staged:
+            return
+        classify(self.scratch)
+        accepted = self.scratch.execute(f"SELECT {', '.join(CLASSIFIED_COLUMNS)} FROM _classified").df()
+        left = self.scratch.execute(
+            "SELECT file_id, line_number, left_line AS line FROM _verdict WHERE NOT accepted "
+            "UNION ALL SELECT file_id, line_number, line FROM _py_left"
+        ).df()
+        self.forget()
+        if len(accepted):
+            with registered(duck, "_apart_classified", accepted):
+                duck.execute(
+                    f"INSERT INTO _classified SELECT {', '.join(CLASSIFIED_COLUMNS)} FROM _apart_classified "
+                    "ORDER BY file_id, line_number"
+                )
+        if len(left):
+            with registered(duck, "_apart_left", left):
+                duck.execute("INSERT INTO _py_left SELECT file_id, line_number, line FROM _apart_left")
+        _staged(duck)
+
+    def forget(self) -> None:
+        """Drop what was added since the last flush (its file was refused): a new scratch
+        database, so that all the memory of the old one is given back."""
+        self.scratch.close()
+        self.scratch = duckdb.connect(config=self._config)
+        create_stage(self.scratch)
+        self.staged = 0
+
+    def close(self) -> None:
+        self.scratch.close()
+
+
+def classify(duck: duckdb.DuckDBPyConnection) -> None:
+    """Classify the staged lines DuckDB can read for certain into ``_classified`` (reading the
+    staged text files, once); its verdict on every staged line stays in ``_verdict`` (and in
+    ``_py_left``, for the lines :func:`classify_python_lines` classified already).
+
+    ``_verdict`` is written without keeping the order of ``_lines``; ``_classified`` gets
+    them in line order."""
+    _run_unordered(duck, CLASSIFY_SQL)
     duck.execute(
         f"INSERT INTO _classified SELECT {', '.join(CLASSIFIED_COLUMNS)} FROM _verdict WHERE accepted "
         "ORDER BY file_id, line_number"
@@ -528,9 +608,12 @@ def unclassified(duck: duckdb.DuckDBPyConnection) -> list[tuple[int, int, str]]:
     """``(file_id, line_number, line)`` of the staged lines left for the Python parser."""
     row = duck.execute("SELECT classified FROM _stage_state").fetchone()
     if row is not None and row[0]:  # every staged line has its verdict: no file is read again
-        source = "(SELECT file_id, line_number, left_line AS line FROM _verdict WHERE NOT accepted)"
+        source = (
+            "(SELECT file_id, line_number, left_line AS line FROM _verdict WHERE NOT accepted "
+            "UNION ALL SELECT file_id, line_number, line FROM _py_left)"
+        )
     else:
-        source = "_lines"
+        source = "(SELECT file_id, line_number, line FROM _lines UNION ALL SELECT * FROM _py_left)"
     return duck.execute(
         f"SELECT l.file_id, l.line_number, l.line FROM {source} l "
         "ANTI JOIN _classified c ON c.file_id = l.file_id AND c.line_number = l.line_number "

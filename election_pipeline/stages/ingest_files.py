@@ -1,16 +1,18 @@
 """Ingest stage: files in the drop folder -> the DuckDB raw store, in one write path.
 
 Files are taken in name order and in groups (up to :data:`GROUP_MAX_BYTES` of input or
-:data:`GROUP_MAX_FILES` files; a single large file is a group of its own). For each group,
-in **one DuckDB transaction**:
+:data:`GROUP_MAX_FILES` files; a single large file is a group of its own). For each group:
 
 1. every file is hashed (SHA-256). Content the file ledger knows is not counted again;
-2. the lines are staged: DuckDB reads each UTF-8 ``.csv`` itself; zip members and files that
-   are not plain UTF-8 are read by the Python reader (``ingest/export_files.py``);
+2. the lines are staged in temporary tables: DuckDB reads each UTF-8 ``.csv`` itself; zip
+   members, block dumps and files that are not plain UTF-8 are read by the Python reader
+   (``ingest/export_files.py``, ``ingest/block_dump.py``), whose lines DuckDB classifies a
+   few hundred thousand at a time as they come (``line_sql.ApartClassifier``), so that a
+   file of millions of lines is never staged whole;
 3. DuckDB classifies every line it can (``analytics/line_sql.py``); the Python parser reads the
    rest and gives the reason of every rejected line;
-4. new transactions go to ``raw_transactions`` (the first copy of an id), rollback lines to
-   ``raw_rollbacks``, copies of a known id with different content to ``raw_conflicts``,
+4. in **one DuckDB transaction**, new transactions go to ``raw_transactions`` (the first
+   copy of an id), rollback lines to ``raw_rollbacks``, copies of a known id with different content to ``raw_conflicts``,
    rejected lines to ``raw_rejected``, and each file's job and ledger entry to ``file_jobs``
    and ``file_ledger``, all under one change-log number (``seq``).
 
@@ -67,6 +69,9 @@ from election_pipeline.ingest.export_line import LineError, ParsedTransaction, p
 from election_pipeline.vocabulary import FileJobStatus
 
 log = logging.getLogger(__name__)
+#: Lines the Python reader stages before DuckDB classifies them and lets their text go (a
+#: file of millions of lines then never has all its text staged at once).
+CLASSIFY_EVERY_LINES = 200_000
 #: A file read line by line by the Python reader (an archive, a file that is not plain
 #: UTF-8) reports its progress in the run's log at most this often, in seconds.
 PROGRESS_EVERY_SECONDS = 30.0
@@ -452,6 +457,7 @@ class _Group:
         self.units: dict[int, tuple[_File, _Unit]] = {}
         self._next_unit = 0
         self.blocks: list[tuple] = []  # block-dump blocks not yet staged
+        self.apart: line_sql.ApartClassifier | None = None  # classifies the Python reader's lines
 
     def _unit(self, f: _File, source: str, contract_id: str) -> _Unit:
         unit = _Unit(self._next_unit, source, contract_id)
@@ -529,6 +535,8 @@ class _Group:
                     progress.add(len(batch), f, item.source, len(by_source))
                     batch, positions = [], []
             self._stage_batch(batch, positions)
+            if self.apart is not None:
+                self.apart.flush(self.duck)
             self._stage_blocks()
             if f.dump is not None:
                 f.notes.insert(0, f.dump.note())
@@ -541,8 +549,12 @@ class _Group:
             self._drop_file(f, f"{f.name} could not be read: {type(err).__name__}: {str(err)[:300]}")
 
     def _stage_batch(self, batch: list[tuple[int, int, str]], positions: list[tuple[int, int, int, int, int]]) -> None:
-        line_sql.stage_lines(self.duck, batch)
+        if self.apart is None:
+            self.apart = line_sql.ApartClassifier(self.duck)
+        self.apart.add(batch)
         line_sql.stage_dump_lines(self.duck, positions)
+        if self.apart.staged >= CLASSIFY_EVERY_LINES:
+            self.apart.flush(self.duck)
 
     def _stage_blocks(self) -> None:
         if self.blocks:
@@ -557,6 +569,8 @@ class _Group:
         f.refused = reason
         f.clear_rejected()
         f.dump = None
+        if self.apart is not None:
+            self.apart.forget()  # lines of this file not yet classified (the others are flushed)
         line_sql.drop_files(self.duck, [u.unit_id for u in f.units])
         self.blocks = [b for b in self.blocks if b[0] != f.index]
         self.duck.execute("DELETE FROM _dump_blocks WHERE file_index = ?", [f.index])
@@ -564,6 +578,9 @@ class _Group:
     # ---- classifying -----------------------------------------------------------------
 
     def classify(self) -> None:
+        if self.apart is not None:
+            self.apart.close()
+            self.apart = None
         line_sql.classify(self.duck)
         for f in self.files:
             problem = _read_again_problem(f) if f.sha256 and not f.failed else None
@@ -866,17 +883,19 @@ def _insert_frame(duck: duckdb.DuckDBPyConnection, table: str, rows: list[tuple]
 def _write_group(
     duck: duckdb.DuckDBPyConnection, files: list[_File], folders: DropFolders, limits: dict[str, int]
 ) -> None:
-    """Stage, classify and write ``files`` in one DuckDB transaction, then move them."""
+    """Stage and classify ``files`` (into temporary tables, before the transaction: rows
+    appended inside a transaction stay in memory until it ends, and a large file's staged
+    lines would), then write them in one DuckDB transaction, then move them."""
     clock = _Clock()
-    duck.begin()
     try:
-        seq = change_log.next_seq(duck)
         readable = [f for f in files if f.duplicate_of is None]
-        group = _Group(duck, readable, seq, limits)
+        group = _Group(duck, readable, 0, limits)
         group.stage()
         clock.lap("staged")
         group.classify()
         clock.lap("classified")
+        duck.begin()
+        group.seq = seq = change_log.next_seq(duck)
         changed = group.write()
         counted = [f for f in readable if not f.failed]
         raw_counts = [(f.sha256, f.new_transactions) for f in counted]
