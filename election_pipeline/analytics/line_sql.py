@@ -550,10 +550,12 @@ class ApartClassifier:
         self.scratch = duckdb.connect(config=self._config)
         create_stage(self.scratch)
         self.staged = 0
+        self.staged_chars = 0
 
     def add(self, rows: list[tuple[int, int, str]]) -> None:
         stage_lines(self.scratch, rows)
         self.staged += len(rows)
+        self.staged_chars += sum(len(r[2]) for r in rows)
 
     def flush(self, duck: duckdb.DuckDBPyConnection) -> None:
         """Classify what was added since the last flush and add the verdicts to ``duck``."""
@@ -584,6 +586,7 @@ class ApartClassifier:
         self.scratch = duckdb.connect(config=self._config)
         create_stage(self.scratch)
         self.staged = 0
+        self.staged_chars = 0
 
     def close(self) -> None:
         self.scratch.close()

@@ -69,9 +69,10 @@ from election_pipeline.ingest.export_line import LineError, ParsedTransaction, p
 from election_pipeline.vocabulary import FileJobStatus
 
 log = logging.getLogger(__name__)
-#: Lines the Python reader stages before DuckDB classifies them and lets their text go (a
-#: file of millions of lines then never has all its text staged at once).
+#: Lines (or characters) the Python reader stages before DuckDB classifies them and lets
+#: their text go (a file of millions of lines then never has all its text staged at once).
 CLASSIFY_EVERY_LINES = 200_000
+CLASSIFY_EVERY_CHARS = 64 * 1024**2
 #: A file read line by line by the Python reader (an archive, a file that is not plain
 #: UTF-8) reports its progress in the run's log at most this often, in seconds.
 PROGRESS_EVERY_SECONDS = 30.0
@@ -553,7 +554,7 @@ class _Group:
             self.apart = line_sql.ApartClassifier(self.duck)
         self.apart.add(batch)
         line_sql.stage_dump_lines(self.duck, positions)
-        if self.apart.staged >= CLASSIFY_EVERY_LINES:
+        if self.apart.staged >= CLASSIFY_EVERY_LINES or self.apart.staged_chars >= CLASSIFY_EVERY_CHARS:
             self.apart.flush(self.duck)
 
     def _stage_blocks(self) -> None:

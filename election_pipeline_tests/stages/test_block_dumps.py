@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from election_pipeline.analytics import line_sql
 from election_pipeline.db.crud import TransactionCRUD
 from election_pipeline.sample.block_dump import dump_from_sample_folder, export_line_to_dump_tx, write_block_dump
 from election_pipeline.sample.generator import generate_sample
@@ -295,3 +296,27 @@ def test_a_gzipped_dump_that_expands_like_a_bomb_is_refused(ws):
     assert job["status"] == "failed"
     assert "chain.json.gz is refused" in job["details"] and "possible gzip bomb" in job["details"]
     assert ws.transactions() == {}
+
+
+def test_lines_classified_a_few_at_a_time_and_long_lines_give_the_same_figures(workspace_factory, monkeypatch):
+    """A large file's lines are classified apart every ``CLASSIFY_EVERY_LINES`` lines, and
+    a line over ``SQL_LINE_MAX_CHARS`` goes to the Python parser at once: here every two
+    lines, and 300 characters (so the bulletin lines take the Python parser's road). A dump
+    and a zip of hourly files read that way give the hand-computed figures, rejected lines
+    included."""
+    monkeypatch.setattr(ingest_files, "CLASSIFY_EVERY_LINES", 2)
+    monkeypatch.setattr(line_sql, "SQL_LINE_MAX_CHARS", 300)
+    dumped, zipped = workspace_factory("dump"), workspace_factory("zip")
+    blocks = [_block(h, [_wrapped(c, line)]) for h, (c, line) in enumerate(_pairs(), start=1)]
+    dumped.drop("chain.jsonl", [*blocks[:3], "{not json", *blocks[3:]])
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for (contract, h), lines in LINES.items():
+            zf.writestr(file_name(contract, h), "".join(line + "\n" for line in lines) + "bad line\n")
+    zipped.drop("hours.zip", buf.getvalue())
+    for ws in (dumped, zipped):
+        ws.run()
+        assert _figures(ws) == EXPECTED
+    assert [(r["line_number"], r["reason"][:26]) for r in dumped.rejected_rows()] == [(4, "the block line is not JSON")]
+    assert sorted(r["line_number"] for r in zipped.rejected_rows()) == [3, 4, 4]
+    assert _stored(dumped) == _stored(zipped)
