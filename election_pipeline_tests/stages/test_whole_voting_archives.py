@@ -6,11 +6,7 @@ The same lines are dropped once as hourly files and once as whole-voting archive
 real workspaces (SQLite, then PostgreSQL) and run through the real stages: the figures must
 be the same, and equal to the hand-computed ones.
 
-Contract W1, hour 08: B1 issues 3 bulletins (each ``maskedSig`` holds a ``;``), V1 and V2
-vote. Hour 09: V3 votes, V1 votes again (a revote), V4's vote is rejected.
-Expected (transactions, bulletins, votes, revotes, rejected):
-  08: (3, 3, 2, 0, 0); 09: (3, 0, 1, 1, 1). Totals: 3 bulletins, 3 voters (V1, V2, V3).
-Contract W2, hour 08: B2 issues 1 bulletin, V5 votes: (2, 1, 1, 0, 0).
+The election and its hand-computed figures are in ``hand_election.py``.
 """
 
 from __future__ import annotations
@@ -25,19 +21,8 @@ import pytest
 from election_pipeline.ingest.export_files import whole_voting_contract
 from election_pipeline.stages import ingest_files
 
-from .conftest import at, bsi, file_name, hour, vote
-
-W1 = "W1wdrxMqfGWsXEgTmvdw95omtQ4Gv1Vi4mGAvLYy23DHp"
-W2 = "W2wdrxMqfGWsXEgTmvdw95omtQ4Gv1Vi4mGAvLYy23DHq"
-LINES = {
-    (W1, 8): [bsi("B1", at(8, 1), 3, semicolon=True), vote("V1", at(8, 2), "K1"), vote("V2", at(8, 3), "K2")],
-    (W1, 9): [vote("V3", at(9, 1), "K3"), vote("V1b", at(9, 2), "K1"), vote("V4", at(9, 3), "K4", rejected=True)],
-    (W2, 8): [bsi("B2", at(8, 4), 1, semicolon=True), vote("V5", at(8, 5), "K5")],
-}
-EXPECTED = {
-    W1: {hour(8): (3, 3, 2, 0, 0), hour(9): (3, 0, 1, 1, 1)},
-    W2: {hour(8): (2, 1, 1, 0, 0)},
-}
+from .conftest import file_name
+from .hand_election import EXPECTED, LINES, W1, W2
 
 
 def _official(line: str) -> str:
