@@ -131,8 +131,8 @@ def test_peer_groups_equal_the_pairwise_comparison():
     constituencies = pd.DataFrame(
         {
             "id": [f"c{i}" for i in range(n)],
-            "election_id": rng.choice(["e1", "e2", None], n),
-            "region": rng.choice(["north", "south", "east", None, np.nan], n),
+            "election_id": rng.choice(np.array(["e1", "e2", None], dtype=object), n),
+            "region": rng.choice(np.array(["north", "south", "east", None, np.nan], dtype=object), n),
             "registered": rng.choice([0, 100, 500], n),
         }
     )
