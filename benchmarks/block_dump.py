@@ -382,7 +382,8 @@ def duckdb_alone(path: Path, out: Path) -> None:
     con.execute("SET preserve_insertion_order = false")
     rows = con.execute(DUCKDB_SQL, [str(path)]).fetchall()
     blocks = con.execute(
-        "SELECT count(*) FROM read_json(?, format = 'newline_delimited', columns = {'height': 'BIGINT'})",
+        "SELECT count(*) FROM read_json(?, format = 'newline_delimited', columns = {'height': 'BIGINT'}, "
+        "maximum_object_size = 1073741824)",
         [str(path)],
     ).fetchone()
     figures = {
