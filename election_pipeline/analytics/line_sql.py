@@ -5,7 +5,12 @@ The ingest stages every line of a group of files in ``_lines`` (``file_id``, ``l
 mark and trailing ``\\r`` removed, blank lines left out as the Python reader does); the lines of
 zip members and of files that are not valid UTF-8 are handed over by the Python reader.
 ``_lines`` is a view: the Python reader's lines are kept in the table ``_py_lines``, and the
-text files are only listed (``_text_files``) and read once, by :func:`classify`.
+text files are only listed (``_text_files``) and read once, by :func:`classify`. The
+ingest hands the Python reader's lines to an :class:`ApartClassifier` instead, which
+classifies them a few hundred thousand at a time in a DuckDB of its own and keeps only the
+verdicts (the lines it leaves go to ``_py_left``), so a file of millions of lines never has
+its text staged whole; a line longer than :data:`SQL_LINE_MAX_CHARS` goes to ``_py_left`` at
+once.
 
 :func:`classify` then splits and classifies the lines in one vectorised pass, on every core:
 transaction id, type, version, timestamp, sender, operation, the ``FAIL`` rule, rollback,
@@ -595,7 +600,7 @@ class ApartClassifier:
 def classify(duck: duckdb.DuckDBPyConnection) -> None:
     """Classify the staged lines DuckDB can read for certain into ``_classified`` (reading the
     staged text files, once); its verdict on every staged line stays in ``_verdict`` (and in
-    ``_py_left``, for the lines :func:`classify_python_lines` classified already).
+    ``_py_left``, for the lines :class:`ApartClassifier` classified already).
 
     ``_verdict`` is written without keeping the order of ``_lines``; ``_classified`` gets
     them in line order."""
