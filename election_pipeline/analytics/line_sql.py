@@ -540,9 +540,8 @@ class ApartClassifier:
     a few hundred thousand at a time, and adds only the verdicts to the group's stage: the
     accepted lines to ``_classified``, the text of the others to ``_py_left`` (for the Python
     parser). A file of millions of lines (a block dump, a whole-voting archive) then never
-    has its text staged in the group's DuckDB transaction, which would keep it in memory until
-    the group commits: memory stays flat in the file's size. The scratch database has the
-    store's memory limit and threads."""
+    has its text staged whole: only its verdicts (some 200 bytes a line) are kept until the
+    group is written. The scratch database has the store's memory limit and threads."""
 
     def __init__(self, duck: duckdb.DuckDBPyConnection) -> None:
         [(limit, threads)] = duck.execute(
