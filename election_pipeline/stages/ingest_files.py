@@ -559,10 +559,7 @@ class _Group:
 
     def _stage_blocks(self) -> None:
         if self.blocks:
-            with registered(self.duck, "_blocks_frame", pd.DataFrame(self.blocks, columns=_DUMP_BLOCK_COLUMNS)):
-                self.duck.execute(
-                    f"INSERT INTO _dump_blocks SELECT {', '.join(_DUMP_BLOCK_COLUMNS)} FROM _blocks_frame"
-                )
+            _insert_frame(self.duck, "_dump_blocks", self.blocks, _DUMP_BLOCK_COLUMNS, or_ignore=False)
             self.blocks = []
 
     def _drop_file(self, f: _File, reason: str) -> None:
@@ -873,12 +870,17 @@ def _record_files(duck: duckdb.DuckDBPyConnection, files: list[_File], folders: 
     )
 
 
-def _insert_frame(duck: duckdb.DuckDBPyConnection, table: str, rows: list[tuple], columns: list[str]) -> None:
+def _insert_frame(
+    duck: duckdb.DuckDBPyConnection, table: str, rows: list[tuple], columns: list[str], *, or_ignore: bool = True
+) -> None:
+    """Insert ``rows``; with ``or_ignore``, rows whose key the table holds already are skipped
+    (``or_ignore=False`` for a table without a key)."""
     if not rows:
         return
     cols = ", ".join(columns)
+    verb = "INSERT OR IGNORE" if or_ignore else "INSERT"
     with registered(duck, "_rows_frame", pd.DataFrame(rows, columns=columns)):
-        duck.execute(f"INSERT OR IGNORE INTO {table} ({cols}) SELECT {cols} FROM _rows_frame")
+        duck.execute(f"{verb} INTO {table} ({cols}) SELECT {cols} FROM _rows_frame")
 
 
 def _write_group(

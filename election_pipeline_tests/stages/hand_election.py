@@ -10,6 +10,9 @@ Contract W2, hour 08: B2 issues 1 bulletin, V5 votes: (2, 1, 1, 0, 0).
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from .conftest import at, bsi, hour, vote
 
 W1 = "W1wdrxMqfGWsXEgTmvdw95omtQ4Gv1Vi4mGAvLYy23DHp"
@@ -25,3 +28,18 @@ EXPECTED = {
     W1: {hour(8): (3, 3, 2, 0, 0), hour(9): (3, 0, 1, 1, 1)},
     W2: {hour(8): (2, 1, 1, 0, 0)},
 }
+
+
+def stored_without_origin(ws: Any, *, also_drop: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """Each transaction as stored, with its JSON fields decoded (so ``\\u003b`` and ``;``
+    compare equal when they mean the same) and without the file and line it came from (and
+    the columns of ``also_drop``)."""
+    dropped = ("id", "source_file", "created_at", "updated_at", *also_drop)
+    out = {}
+    for tx_id, stored in ws.transactions().items():
+        kept = {k: v for k, v in stored.items() if k not in dropped}
+        decoded = {k: (json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v) for k, v in kept.items()}
+        decoded["raw_data"].pop("line")  # {"file": ..., "number": ...}: where it was read
+        decoded["operation_data"].pop("line_number")
+        out[tx_id] = decoded
+    return out

@@ -12,7 +12,6 @@ The election and its hand-computed figures are in ``hand_election.py``.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import zipfile
 
@@ -22,7 +21,7 @@ from election_pipeline.ingest.export_files import whole_voting_contract
 from election_pipeline.stages import ingest_files
 
 from .conftest import file_name
-from .hand_election import EXPECTED, LINES, W1, W2
+from .hand_election import EXPECTED, LINES, W1, W2, stored_without_origin
 
 
 def _official(line: str) -> str:
@@ -43,19 +42,6 @@ def _figures(ws) -> dict:
     return {c: ws.hourly_figures(c) for c in (W1, W2)}
 
 
-def _stored(ws) -> dict:
-    """Each transaction as stored, with its JSON fields decoded (so ``\\u003b`` and ``;``
-    compare equal when they mean the same) and without the file and line it came from."""
-    out = {}
-    for tx_id, stored in ws.transactions().items():
-        kept = {k: v for k, v in stored.items() if k not in ("id", "source_file", "created_at", "updated_at")}
-        decoded = {k: (json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v) for k, v in kept.items()}
-        decoded["raw_data"].pop("line")  # {"file": ..., "number": ...}: where it was read
-        decoded["operation_data"].pop("line_number")
-        out[tx_id] = decoded
-    return out
-
-
 def test_whole_voting_archives_give_the_figures_of_hourly_files(workspace_factory):
     hourly, whole = workspace_factory("hourly"), workspace_factory("whole")
     for (contract, h), lines in LINES.items():
@@ -70,7 +56,7 @@ def test_whole_voting_archives_give_the_figures_of_hourly_files(workspace_factor
     assert _figures(hourly) == _figures(whole) == EXPECTED
     for c, voters in ((W1, 3), (W2, 1)):
         assert hourly.constituency(c)["votes_cast"] == whole.constituency(c)["votes_cast"] == voters
-    assert _stored(hourly) == _stored(whole)
+    assert stored_without_origin(hourly) == stored_without_origin(whole)
     sources = {r["source_file"] for r in whole.transactions().values()}
     assert sources == {f"{W1}_dump.zip::{W1}_dump.csv", f"{W2}.zip::voting.csv"}
     assert {j["status"] for j in whole.jobs()} == {"completed"}
