@@ -29,6 +29,12 @@ What it does, and prints:
    both and the git commit;
 5. deletes what it generated unless ``--keep`` (with ``--out``, the dump is written there).
 
+A dump of ten million transactions takes about 25 minutes to generate: ``--generate-only
+--out DIR`` writes it (with the generator's count and the reference files) and stops, and
+``--out DIR`` later finds it there and reads it again instead of generating it anew (same
+``--transactions``, ``--format`` and ``--seed``). The pipeline's drop folder gets a hard link
+to the dump when it is on the same file system (a copy otherwise).
+
 The figures of (a) and (b) should agree: the script prints the generator's own count too.
 Not a test: timings depend on the machine.
 """
@@ -436,7 +442,10 @@ def run_pipeline(path: Path, work: Path, reference: Path) -> tuple[Measured, dic
     the figures of its summary and, when the file was refused, the reason."""
     drop = work / "input"
     drop.mkdir(parents=True)
-    shutil.copyfile(path, drop / path.name)
+    try:
+        os.link(path, drop / path.name)  # the run moves it away: the dump itself stays
+    except OSError:
+        shutil.copyfile(path, drop / path.name)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ELECTION_")}
     env |= {
         "DAGSTER_HOME": str(work / "dagster_home"),
@@ -516,6 +525,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="folder for the dump (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the dump and the stores of the run")
     parser.add_argument("--seed", type=int, default=7, help="random seed (same seed, same dump)")
+    parser.add_argument(
+        "--generate-only", action="store_true", help="write the dump into --out (kept) and stop; a later run reuses it"
+    )
     parser.add_argument("--duckdb-only", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--figures-to", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -530,19 +542,59 @@ def main(argv: list[str] | None = None) -> int:
     if args.vote_bytes < 1000:
         parser.error("--vote-bytes must be at least 1000 (a vote without its ballot is about 900 bytes)")
 
+    if args.generate_only and args.out is None:
+        parser.error("--generate-only needs --out (the folder the dump is kept in)")
+
     root = Path(tempfile.mkdtemp(prefix="block-dump-bench-"))
     out_dir = args.out.absolute() if args.out else root / "dump"
     name = "block_dump.jsonl" + (".gz" if args.format == "gz" else "")
     path = out_dir / name
+    reused = _kept(args, path) is not None
     try:
         return bench(args, root, path)
     finally:
-        if args.keep:
+        if args.generate_only:
+            shutil.rmtree(root, ignore_errors=True)
+            print(f"\nKept: the dump {path}; run again without --generate-only to read it")
+        elif args.keep:
             print(f"\nKept: the dump {path} and the stores of the run in {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
-            if args.out:
+            if args.out and not reused:
                 path.unlink(missing_ok=True)
+
+
+def _kept_name(path: Path) -> Path:
+    return path.with_name(path.name + ".generated.json")
+
+
+def _kept(args: argparse.Namespace, path: Path) -> dict[str, Any] | None:
+    """What an earlier ``--generate-only`` (or ``--keep --out``) run wrote at ``path`` with the
+    same arguments, or None."""
+    sidecar = _kept_name(path)
+    if not (path.exists() and sidecar.exists()):
+        return None
+    kept = json.loads(sidecar.read_text(encoding="utf-8"))
+    same = {"transactions": args.transactions, "vote_bytes": args.vote_bytes, "constituencies": args.constituencies}
+    same |= {"seed": args.seed, "size": path.stat().st_size}
+    return kept if all(kept["arguments"].get(k) == v for k, v in same.items()) else None
+
+
+def _keep(args: argparse.Namespace, path: Path, written: DumpWritten, truth: Truth, seconds: float) -> None:
+    arguments = {"transactions": args.transactions, "vote_bytes": args.vote_bytes}
+    arguments |= {"constituencies": args.constituencies, "seed": args.seed, "size": path.stat().st_size}
+    payload = {
+        "arguments": arguments,
+        "written": {
+            "blocks": written.blocks,
+            "transactions": written.transactions,
+            "first_height": written.first_height,
+            "last_height": written.last_height,
+        },
+        "truth": truth.__dict__,
+        "seconds": seconds,
+    }
+    _kept_name(path).write_text(json.dumps(payload, indent=1), encoding="utf-8")
 
 
 def bench(args: argparse.Namespace, root: Path, path: Path) -> int:
@@ -550,11 +602,18 @@ def bench(args: argparse.Namespace, root: Path, path: Path) -> int:
         f"Generating {args.transactions:,} transactions ({args.constituencies} constituencies, "
         f"~{args.vote_bytes:,}-byte votes) into {path}"
     )
-    written, election, gen_seconds = generate(args, path)
-    reference = root / "reference"
-    write_reference(reference, election)
+    kept = _kept(args, path)
+    reference = path.parent / "reference"
+    if kept is None:
+        written, election, gen_seconds = generate(args, path)
+        write_reference(reference, election)
+        truth = election.truth
+        _keep(args, path, written, truth, gen_seconds)
+    else:
+        print("  (reusing the dump an earlier run generated with the same arguments)")
+        written = DumpWritten(path, **kept["written"])
+        truth, gen_seconds = Truth(**kept["truth"]), float(kept["seconds"])
     size = path.stat().st_size
-    truth = election.truth
     print(
         f"  {written.blocks:,} blocks (heights {written.first_height}-{written.last_height}), "
         f"{written.transactions:,} transactions, {size / 1e6:,.1f} MB, {gen_seconds:.1f} s "
@@ -564,6 +623,8 @@ def bench(args: argparse.Namespace, root: Path, path: Path) -> int:
         f"  generator's count: {truth.transactions:,} transactions, {truth.bulletins:,} bulletins, "
         f"{truth.voters:,} voters, {truth.revotes:,} revotes, {truth.rejected:,} rejected votes"
     )
+    if args.generate_only:
+        return 0
 
     print("\n(a) DuckDB alone: read_json(format='newline_delimited'), hourly figures per contract")
     duck, duck_figures = run_duckdb(path, root)

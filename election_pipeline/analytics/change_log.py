@@ -23,10 +23,15 @@ the transaction that writes the rows, those files are logged already and the sca
 needed. Finally, :func:`catch_up` compares the number of stored transactions and rollback
 lines with the number the log accounts for: a row written some other way (by hand, by an
 older version) makes it log every constituency, so nothing is ever missed.
+
+Before all that, :func:`catch_up` removes the rows of a large file's parts whose file was
+never recorded (an ingest stopped between two parts: ``analytics/ingest_parts.py``) and logs
+their constituencies as changed.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -35,8 +40,10 @@ from datetime import UTC, datetime
 import duckdb
 import pandas as pd
 
-from election_pipeline.analytics import raw_store
+from election_pipeline.analytics import ingest_parts, raw_store
 from election_pipeline.analytics.duck_frames import registered
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS change_log (
@@ -172,6 +179,16 @@ def catch_up(conn: duckdb.DuckDBPyConnection) -> int:
     return the last seq: every change up to it is in the log."""
     ensure_change_log(conn)
     with _transaction(conn):
+        parts, touched = ingest_parts.discard_unfinished(conn)
+        if parts:
+            log.warning(
+                "Removed the rows of %d part(s) of %s committed by an ingest that stopped before the file was "
+                "recorded (%s lines); the file is read again whole when it is dropped again or still waits",
+                len(parts),
+                ", ".join(sorted({name for _, name, _ in parts})),
+                f"{sum(lines for _, _, lines in parts):,}",
+            )
+            _log(conn, touched, "unfinished ingest removed")
         unlogged = [
             r[0]
             for r in conn.execute(

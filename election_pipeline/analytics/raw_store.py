@@ -56,6 +56,16 @@ CREATE TABLE IF NOT EXISTS raw_blocks (
     file_hash       VARCHAR NOT NULL,
     seq             BIGINT
 );
+-- The parts of a large file committed before the file itself (stages/ingest_files.py): a part
+-- is listed here until its file is recorded; a part still listed when no ingest runs belongs
+-- to an ingest that was stopped, and its rows are removed (analytics/ingest_parts.py).
+CREATE TABLE IF NOT EXISTS ingest_parts (
+    seq         BIGINT PRIMARY KEY,
+    file_hash   VARCHAR NOT NULL,
+    filename    VARCHAR NOT NULL,
+    lines       BIGINT NOT NULL,     -- lines (block-dump transactions) the part held
+    recorded_at TIMESTAMP NOT NULL
+);
 CREATE TABLE IF NOT EXISTS raw_rollbacks (
     tx_id           VARCHAR PRIMARY KEY,
     constituency_id VARCHAR NOT NULL,

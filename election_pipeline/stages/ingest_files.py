@@ -16,6 +16,16 @@ Files are taken in name order and in groups (up to :data:`GROUP_MAX_BYTES` of in
    rejected lines to ``raw_rejected``, and each file's job and ledger entry to ``file_jobs``
    and ``file_ledger``, all under one change-log number (``seq``).
 
+A file read by the Python reader that holds more than :data:`PART_MAX_LINES` lines (a block
+dump or a whole-voting archive of millions of transactions) is written in **parts**: every
+:data:`PART_MAX_LINES` lines (at a block's end, for a block dump) what was read is classified
+and committed under a ``seq`` of its own and listed in ``ingest_parts``; the file's job and
+ledger entry come with its last part. The memory of the ingest then follows the part, not the
+file. A part whose file was never recorded (the run stopped in between) is removed, rows and
+all, before anything reads the store again (``analytics/ingest_parts.py``): a file is counted
+whole or not at all. Such a file is always a group of its own (a group of several files that
+reaches the limit is written a file at a time).
+
 Then the files are moved to ``processed/`` (or ``quarantine/``). Nothing is deleted. A run
 killed anywhere leaves either the whole group committed (its files are then finished on the
 next run: every file of a committed group has a job naming where it goes) or nothing of it.
@@ -51,7 +61,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from election_pipeline.analytics import change_log, line_sql
+from election_pipeline.analytics import change_log, ingest_parts, line_sql
 from election_pipeline.analytics.duck_frames import registered
 from election_pipeline.db.models import utcnow
 from election_pipeline.db.models.base import new_uuid
@@ -76,6 +86,10 @@ CLASSIFY_EVERY_CHARS = 64 * 1024**2
 #: A file read line by line by the Python reader (an archive, a file that is not plain
 #: UTF-8) reports its progress in the run's log at most this often, in seconds.
 PROGRESS_EVERY_SECONDS = 30.0
+
+#: A file read by the Python reader is written in parts of this many lines (block-dump
+#: transactions) at most, each committed as it is read (see the module docstring).
+PART_MAX_LINES = 500_000
 
 #: Input bytes written in one DuckDB transaction at most (a larger file is a group of its own).
 GROUP_MAX_BYTES = 256 * 1024**2
@@ -446,9 +460,15 @@ def _classified_row(unit_id: int, line_number: int, tx: ParsedTransaction) -> tu
 # --------------------------------------------------------------------------------------
 
 
+class _GroupTooLarge(Exception):
+    """A group of several files reached :data:`PART_MAX_LINES`: it is written a file at a time
+    (only a file alone is written in parts)."""
+
+
 class _Group:
     """Stages, classifies and writes the lines of a group of files (inside the caller's
-    DuckDB transaction)."""
+    DuckDB transaction); a file alone that is larger than :data:`PART_MAX_LINES` lines has its
+    earlier parts committed as it is read."""
 
     def __init__(self, duck: duckdb.DuckDBPyConnection, files: list[_File], seq: int, limits: dict[str, int]) -> None:
         self.duck = duck
@@ -459,6 +479,8 @@ class _Group:
         self._next_unit = 0
         self.blocks: list[tuple] = []  # block-dump blocks not yet staged
         self.apart: line_sql.ApartClassifier | None = None  # classifies the Python reader's lines
+        self.part_seqs: list[int] = []  # the parts committed so far (a large file alone)
+        self.part_lines = 0  # lines staged since the last part
 
     def _unit(self, f: _File, source: str, contract_id: str) -> _Unit:
         unit = _Unit(self._next_unit, source, contract_id)
@@ -469,12 +491,15 @@ class _Group:
 
     # ---- staging ---------------------------------------------------------------------
 
-    def stage(self) -> None:
+    def _create_stage(self) -> None:
         line_sql.create_stage(self.duck)
         self.duck.execute(
             "CREATE OR REPLACE TEMP TABLE _dump_blocks (file_index INTEGER, source VARCHAR, line_number INTEGER, "
             "height BIGINT, digest VARCHAR, transactions INTEGER, skipped INTEGER)"
         )
+
+    def stage(self) -> None:
+        self._create_stage()
         text_files = [f for f in self.files if f.text and not f.failed]
         for f in text_files:
             self._unit(f, f.name, contract_id_from_name(f.name))
@@ -514,6 +539,11 @@ class _Group:
                     )
                     if len(self.blocks) >= self.limits["batch_size"]:
                         self._stage_blocks()
+                    if self.part_lines >= PART_MAX_LINES:  # at a block's end: a part
+                        self._stage_batch(batch, positions)
+                        progress.add(len(batch), f, item.source, len(by_source))
+                        batch, positions = [], []
+                        self._write_part(f)
                     continue
                 if isinstance(item, DumpProblem):
                     f.reject(item.source, item.line_number, item.reason, item.raw)
@@ -531,7 +561,13 @@ class _Group:
                     continue
                 else:
                     batch.append((unit.unit_id, item.line_number, item.text))
-                if len(batch) >= self.limits["batch_size"]:
+                self.part_lines += 1
+                if self.part_lines >= PART_MAX_LINES and not isinstance(item, DumpTransaction):  # a line's end
+                    self._stage_batch(batch, positions)
+                    progress.add(len(batch), f, item.source, len(by_source))
+                    batch, positions = [], []
+                    self._write_part(f)
+                elif len(batch) >= self.limits["batch_size"]:
                     self._stage_batch(batch, positions)
                     progress.add(len(batch), f, item.source, len(by_source))
                     batch, positions = [], []
@@ -546,6 +582,8 @@ class _Group:
             f.vanished = isinstance(err, FileNotFoundError)
         except STORE_ERRORS:
             raise
+        except _GroupTooLarge:
+            raise
         except Exception as err:  # anything else unexpected: this file fails, not the run
             self._drop_file(f, f"{f.name} could not be read: {type(err).__name__}: {str(err)[:300]}")
 
@@ -557,6 +595,56 @@ class _Group:
         if self.apart.staged >= CLASSIFY_EVERY_LINES or self.apart.staged_chars >= CLASSIFY_EVERY_CHARS:
             self.apart.flush(self.duck)
 
+    def _write_part(self, f: _File) -> None:
+        """Classify and commit what was staged so far, as a part of ``f`` (alone in its group),
+        and start the next part on an empty stage."""
+        if len(self.files) > 1:
+            raise _GroupTooLarge(f"{f.name} holds more than {PART_MAX_LINES:,} lines: it is written alone, in parts")
+        if self.apart is not None:
+            self.apart.flush(self.duck)
+        self._stage_blocks()
+        line_sql.classify(self.duck)
+        self._parse_left()
+        d = self.duck
+        try:
+            d.begin()
+            self.seq = change_log.next_seq(d)
+            changed = self.write()
+            change_log.record_ingested(d, [], changed, seq=self.seq)
+            ingest_parts.record(d, self.seq, f.sha256, f.name, self.part_lines)
+            d.commit()
+        except BaseException:
+            _rollback_quietly(d)
+            raise
+        self.part_seqs.append(self.seq)
+        log.info(
+            "File %s: part %d committed (%s lines; %s transactions, %s new so far)",
+            f.name,
+            len(self.part_seqs),
+            f"{self.part_lines:,}",
+            f"{f.transactions:,}",
+            f"{f.new_transactions:,}",
+        )
+        self.part_lines = 0
+        self._create_stage()
+
+    def discard_parts(self) -> None:
+        """Remove the rows of the parts committed so far (their file is refused, or its last
+        part could not be written)."""
+        if not self.part_seqs:
+            return
+        d = self.duck
+        try:
+            d.begin()
+            touched = ingest_parts.discard(d, self.part_seqs)
+            change_log.record_changes(d, touched, "parts of a refused file removed")
+            d.commit()
+        except BaseException:
+            _rollback_quietly(d)
+            raise
+        log.info("Removed the %d part(s) of this group committed so far", len(self.part_seqs))
+        self.part_seqs = []
+
     def _stage_blocks(self) -> None:
         if self.blocks:
             _insert_frame(self.duck, "_dump_blocks", self.blocks, _DUMP_BLOCK_COLUMNS, or_ignore=False)
@@ -567,6 +655,7 @@ class _Group:
         f.refused = reason
         f.clear_rejected()
         f.dump = None
+        self.discard_parts()  # a file alone in its group: every part is its own
         if self.apart is not None:
             self.apart.forget()  # lines of this file not yet classified (the others are flushed)
         line_sql.drop_files(self.duck, [u.unit_id for u in f.units])
@@ -585,6 +674,22 @@ class _Group:
             if problem:
                 self._drop_file(f, problem)
                 f.vanished = True
+        self._parse_left()
+        for f in self.files:
+            if f.failed or f.transactions + f.rollbacks or (f.dump is not None and f.dump.blocks):
+                continue  # a block dump may hold blocks without contract transactions
+            rejected = list(f.rejected)
+            reason = (
+                f"{f.name} is empty: it holds no transaction line"
+                if not rejected
+                else f"none of the {len(rejected)} lines of {f.name} could be read (first problem: {f.first_reason})"
+            )
+            self._drop_file(f, reason)
+            f.rejected = rejected  # every bad line is kept: it explains why the whole file failed
+
+    def _parse_left(self) -> None:
+        """The Python parser reads the staged lines DuckDB left; the files' counts grow by the
+        classified lines."""
         accepted: list[tuple] = []
         refused: list[tuple[int, int, str, str]] = []
         for unit_id, line_number, text in line_sql.unclassified(self.duck):
@@ -606,17 +711,6 @@ class _Group:
             f, _ = self.units[unit_id]
             f.transactions += int(transactions)
             f.rollbacks += int(rollbacks)
-        for f in self.files:
-            if f.failed or f.transactions + f.rollbacks or (f.dump is not None and f.dump.blocks):
-                continue  # a block dump may hold blocks without contract transactions
-            rejected = list(f.rejected)
-            reason = (
-                f"{f.name} is empty: it holds no transaction line"
-                if not rejected
-                else f"none of the {len(rejected)} lines of {f.name} could be read (first problem: {f.first_reason})"
-            )
-            self._drop_file(f, reason)
-            f.rejected = rejected  # every bad line is kept: it explains why the whole file failed
 
     def _reject_lines(self, refused: list[tuple[int, int, str, str]]) -> None:
         """Keep the lines the parser rejected; a block-dump transaction is named by its block
@@ -740,7 +834,7 @@ class _Group:
         )
         new_by_file = dict(d.execute("SELECT file_index, count(*) FROM _new GROUP BY 1").fetchall())
         for f in self.files:
-            f.new_transactions = int(new_by_file.get(f.index, 0))
+            f.new_transactions += int(new_by_file.get(f.index, 0))  # summed over the parts
         changed = {r[0] for r in d.execute("SELECT DISTINCT constituency_id FROM _new").fetchall()}
         rollback_rows = d.execute("SELECT tx_id, constituency_id FROM _incoming WHERE is_rollback").fetchall()
         changed |= {c for _, c in rollback_rows}
@@ -890,9 +984,10 @@ def _write_group(
     appended inside a transaction stay in memory until it ends, and a large file's staged
     lines would), then write them in one DuckDB transaction, then move them."""
     clock = _Clock()
+    remove_unfinished_parts(duck)
+    readable = [f for f in files if f.duplicate_of is None]
+    group = _Group(duck, readable, 0, limits)
     try:
-        readable = [f for f in files if f.duplicate_of is None]
-        group = _Group(duck, readable, 0, limits)
         group.stage()
         clock.lap("staged")
         group.classify()
@@ -900,7 +995,14 @@ def _write_group(
         duck.begin()
         group.seq = seq = change_log.next_seq(duck)
         changed = group.write()
+        ingest_parts.finish(duck, group.part_seqs)
         counted = [f for f in readable if not f.failed]
+        parts = len(group.part_seqs) + (1 if group.part_lines else 0)  # the last may be empty
+        for f in counted:
+            if group.part_seqs:
+                f.notes.append(
+                    f"written in {parts} parts of at most {PART_MAX_LINES:,} lines, each committed as it was read"
+                )
         raw_counts = [(f.sha256, f.new_transactions) for f in counted]
         _insert_frame(duck, "raw_files", raw_counts, ["file_hash", "new_transactions"])
         change_log.record_ingested(duck, [f.sha256 for f in counted], changed, seq=seq)
@@ -910,6 +1012,7 @@ def _write_group(
         clock.lap("committed")
     except BaseException:
         _rollback_quietly(duck)
+        group.discard_parts()
         raise
     moved = []
     for f in files:
@@ -957,6 +1060,28 @@ def _mark_moved(duck: duckdb.DuckDBPyConnection, job_ids: list[str]) -> None:
             duck.execute("UPDATE file_jobs SET moved = TRUE WHERE id IN (SELECT id FROM _moved)")
 
 
+def remove_unfinished_parts(duck: duckdb.DuckDBPyConnection) -> None:
+    """Remove the parts of a large file whose file was never recorded (an earlier ingest
+    stopped in between), before anything is written on top of them."""
+    try:
+        duck.begin()
+        parts, touched = ingest_parts.discard_unfinished(duck)
+        if parts:
+            change_log.record_changes(duck, touched, "unfinished ingest removed")
+        duck.commit()
+    except BaseException:
+        _rollback_quietly(duck)
+        raise
+    if parts:
+        log.warning(
+            "Removed %d part(s) of %s (%s lines) committed by an ingest that stopped before the file was recorded; "
+            "the file is read again whole",
+            len(parts),
+            ", ".join(sorted({name for _, name, _ in parts})),
+            f"{sum(lines for _, _, lines in parts):,}",
+        )
+
+
 def _rollback_quietly(duck: duckdb.DuckDBPyConnection) -> None:
     with contextlib.suppress(duckdb.Error):  # already committed or rolled back
         duck.rollback()
@@ -992,6 +1117,8 @@ def _write_isolated(
         return
     except STORE_ERRORS:
         raise
+    except _GroupTooLarge as err:
+        log.info("%s; the %d files of its group are written one at a time", err, len(files))
     except Exception as err:
         if len(files) == 1:
             log.exception("File %s could not be processed", files[0].name)
@@ -1026,6 +1153,7 @@ def _reset(f: _File) -> None:
     f.first_reason = ""
     f.transactions = f.rollbacks = f.new_transactions = 0
     f.target = None
+    f.dump = None
 
 
 # --------------------------------------------------------------------------------------

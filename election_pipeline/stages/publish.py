@@ -59,10 +59,12 @@ class PublishSummary:
 
 
 def _range(duck: duckdb.DuckDBPyConnection, mark_name: str) -> tuple[int, int]:
-    """(last published seq, last seq): rows with ``mark < seq <= upto`` are to publish."""
+    """(last published seq, last seq): rows with ``mark < seq <= upto`` are to publish (after
+    the change log caught up: the rows of an ingest stopped between two parts of a large file
+    are never published)."""
     change_log.ensure_change_log(duck)
     mark = change_log.mark_of(duck, mark_name) or 0
-    return mark, change_log.last_seq(duck)
+    return mark, change_log.catch_up(duck)
 
 
 def _dicts(duck: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:

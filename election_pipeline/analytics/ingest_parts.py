@@ -1,0 +1,76 @@
+"""Parts of a large file, committed before the file itself.
+
+A file of millions of lines (a block dump, a whole-voting archive) is written in parts of at
+most ``PART_MAX_LINES`` lines (``stages/ingest_files.py``), each in a DuckDB transaction of
+its own under a change-log number (``seq``) of its own, so that the memory of the ingest does
+not grow with the file. The file's job and ledger entry are written with its last part; until
+then each committed part is listed in ``ingest_parts``.
+
+A part still listed when no ingest is running belongs to an ingest that was stopped (killed,
+out of disk) before the file was recorded: its rows are removed (:func:`discard_unfinished`,
+called by every reader of the change log before it reads, and by the ingest before it
+starts), so that a file is counted whole or not at all, as one written in one transaction.
+The file, left in the drop folder, is read again from its start on the next run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import duckdb
+import pandas as pd
+
+from election_pipeline.analytics.duck_frames import registered
+
+#: The raw tables a part writes rows to (each row carries the part's ``seq``).
+PART_TABLES = ("raw_transactions", "raw_rollbacks", "raw_conflicts", "raw_blocks", "raw_rejected")
+
+
+def record(conn: duckdb.DuckDBPyConnection, seq: int, file_hash: str, filename: str, lines: int) -> None:
+    """List the part written under ``seq`` (inside the part's transaction)."""
+    conn.execute(
+        "INSERT INTO ingest_parts VALUES (?, ?, ?, ?, ?)",
+        [seq, file_hash, filename, lines, datetime.now(UTC).replace(tzinfo=None)],
+    )
+
+
+def finish(conn: duckdb.DuckDBPyConnection, seqs: Iterable[int]) -> None:
+    """The file of these parts is recorded (inside the transaction that records it)."""
+    seqs = sorted({int(s) for s in seqs})
+    if seqs:
+        with registered(conn, "_finished_parts", pd.DataFrame({"seq": seqs})):
+            conn.execute("DELETE FROM ingest_parts WHERE seq IN (SELECT seq FROM _finished_parts)")
+
+
+def discard(conn: duckdb.DuckDBPyConnection, seqs: Iterable[int]) -> set[str]:
+    """Remove every row written under these parts' ``seq`` and the parts themselves; returns
+    the constituencies whose rows were removed (for the change log). Run it in a transaction."""
+    seqs = sorted({int(s) for s in seqs})
+    if not seqs:
+        return set()
+    with registered(conn, "_discarded_parts", pd.DataFrame({"seq": seqs})):
+        touched = {
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT constituency_id FROM raw_transactions WHERE seq IN (SELECT seq FROM _discarded_parts) "
+                "UNION SELECT DISTINCT constituency_id FROM raw_rollbacks "
+                "WHERE seq IN (SELECT seq FROM _discarded_parts) "
+                "UNION SELECT DISTINCT constituency_id FROM raw_conflicts "
+                "WHERE seq IN (SELECT seq FROM _discarded_parts)"
+            ).fetchall()
+        }
+        for table in (*PART_TABLES, "ingest_parts"):
+            conn.execute(f"DELETE FROM {table} WHERE seq IN (SELECT seq FROM _discarded_parts)")
+    return touched
+
+
+def discard_unfinished(conn: duckdb.DuckDBPyConnection) -> tuple[list[tuple[int, str, int]], set[str]]:
+    """Remove the parts whose file was never recorded (an ingest stopped between parts) and
+    their rows; returns those parts ``(seq, file name, lines)`` and the constituencies whose
+    rows were removed. Only while no ingest runs (the ingest holds DuckDB's single writer)."""
+    parts = [
+        (int(seq), str(name), int(lines))
+        for seq, name, lines in conn.execute("SELECT seq, filename, lines FROM ingest_parts ORDER BY seq").fetchall()
+    ]
+    return parts, discard(conn, [p[0] for p in parts])
