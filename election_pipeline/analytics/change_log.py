@@ -31,7 +31,6 @@ their constituencies as changed.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -42,8 +41,6 @@ import pandas as pd
 
 from election_pipeline.analytics import ingest_parts, raw_store
 from election_pipeline.analytics.duck_frames import registered
-
-log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS change_log (
@@ -179,16 +176,7 @@ def catch_up(conn: duckdb.DuckDBPyConnection) -> int:
     return the last seq: every change up to it is in the log."""
     ensure_change_log(conn)
     with _transaction(conn):
-        parts, touched = ingest_parts.discard_unfinished(conn)
-        if parts:
-            log.warning(
-                "Removed the rows of %d part(s) of %s committed by an ingest that stopped before the file was "
-                "recorded (%s lines); the file is read again whole when it is dropped again or still waits",
-                len(parts),
-                ", ".join(sorted({name for _, name, _ in parts})),
-                f"{sum(lines for _, _, lines in parts):,}",
-            )
-            _log(conn, touched, "unfinished ingest removed")
+        _log(conn, ingest_parts.discard_unfinished(conn), "unfinished ingest removed")
         unlogged = [
             r[0]
             for r in conn.execute(

@@ -15,6 +15,7 @@ The file, left in the drop folder, is read again from its start on the next run.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -22,6 +23,8 @@ import duckdb
 import pandas as pd
 
 from election_pipeline.analytics.duck_frames import registered
+
+log = logging.getLogger(__name__)
 
 #: The raw tables a part writes rows to (each row carries the part's ``seq``).
 PART_TABLES = ("raw_transactions", "raw_rollbacks", "raw_conflicts", "raw_blocks", "raw_rejected")
@@ -65,12 +68,19 @@ def discard(conn: duckdb.DuckDBPyConnection, seqs: Iterable[int]) -> set[str]:
     return touched
 
 
-def discard_unfinished(conn: duckdb.DuckDBPyConnection) -> tuple[list[tuple[int, str, int]], set[str]]:
+def discard_unfinished(conn: duckdb.DuckDBPyConnection) -> set[str]:
     """Remove the parts whose file was never recorded (an ingest stopped between parts) and
-    their rows; returns those parts ``(seq, file name, lines)`` and the constituencies whose
-    rows were removed. Only while no ingest runs (the ingest holds DuckDB's single writer)."""
-    parts = [
-        (int(seq), str(name), int(lines))
-        for seq, name, lines in conn.execute("SELECT seq, filename, lines FROM ingest_parts ORDER BY seq").fetchall()
-    ]
-    return parts, discard(conn, [p[0] for p in parts])
+    their rows, saying so in the log; returns the constituencies whose rows were removed. Only
+    while no ingest runs (the ingest holds DuckDB's single writer)."""
+    parts = conn.execute("SELECT seq, filename, lines FROM ingest_parts ORDER BY seq").fetchall()
+    if not parts:
+        return set()
+    touched = discard(conn, [int(seq) for seq, _, _ in parts])
+    log.warning(
+        "Removed %d part(s) of %s (%s lines) committed by an ingest that stopped before the file was recorded; "
+        "nothing of the file is counted until it is read again, whole",
+        len(parts),
+        ", ".join(sorted({str(name) for _, name, _ in parts})),
+        f"{sum(int(lines) for _, _, lines in parts):,}",
+    )
+    return touched

@@ -588,10 +588,16 @@ class _Group:
             self._drop_file(f, f"{f.name} could not be read: {type(err).__name__}: {str(err)[:300]}")
 
     def _stage_batch(self, batch: list[tuple[int, int, str]], positions: list[tuple[int, int, int, int, int]]) -> None:
+        line_sql.stage_dump_lines(self.duck, positions)
+        # A line over SQL_LINE_MAX_CHARS (the addVotersList of a large constituency: megabytes)
+        # is parsed at once and never staged: a few hundred of them would fill DuckDB's memory.
+        long = [r for r in batch if len(r[2]) > line_sql.SQL_LINE_MAX_CHARS]
+        if long:
+            self._parse(long)
+            batch = [r for r in batch if len(r[2]) <= line_sql.SQL_LINE_MAX_CHARS]
         if self.apart is None:
             self.apart = line_sql.ApartClassifier(self.duck)
         self.apart.add(batch)
-        line_sql.stage_dump_lines(self.duck, positions)
         if self.apart.staged >= CLASSIFY_EVERY_LINES or self.apart.staged_chars >= CLASSIFY_EVERY_CHARS:
             self.apart.flush(self.duck)
 
@@ -690,9 +696,22 @@ class _Group:
     def _parse_left(self) -> None:
         """The Python parser reads the staged lines DuckDB left; the files' counts grow by the
         classified lines."""
+        self._parse(line_sql.unclassified(self.duck))
+        counts = self.duck.execute(
+            "SELECT file_id, count(*) FILTER (WHERE NOT is_rollback), count(*) FILTER (WHERE is_rollback) "
+            "FROM _classified GROUP BY 1"
+        ).fetchall()
+        for unit_id, transactions, rollbacks in counts:
+            f, _ = self.units[unit_id]
+            f.transactions += int(transactions)
+            f.rollbacks += int(rollbacks)
+
+    def _parse(self, rows: list[tuple[int, int, str]]) -> None:
+        """The Python parser reads ``rows`` (``(unit, line number, text)``): the accepted lines
+        join ``_classified``, the others are rejected with their reason."""
         accepted: list[tuple] = []
         refused: list[tuple[int, int, str, str]] = []
-        for unit_id, line_number, text in line_sql.unclassified(self.duck):
+        for unit_id, line_number, text in rows:
             if not text.strip():
                 continue  # blank (whitespace other than spaces and tabs)
             try:
@@ -703,14 +722,6 @@ class _Group:
             accepted.append(_classified_row(unit_id, line_number, tx))
         self._reject_lines(refused)
         line_sql.add_classified(self.duck, accepted)
-        counts = self.duck.execute(
-            "SELECT file_id, count(*) FILTER (WHERE NOT is_rollback), count(*) FILTER (WHERE is_rollback) "
-            "FROM _classified GROUP BY 1"
-        ).fetchall()
-        for unit_id, transactions, rollbacks in counts:
-            f, _ = self.units[unit_id]
-            f.transactions += int(transactions)
-            f.rollbacks += int(rollbacks)
 
     def _reject_lines(self, refused: list[tuple[int, int, str, str]]) -> None:
         """Keep the lines the parser rejected; a block-dump transaction is named by its block
@@ -984,7 +995,7 @@ def _write_group(
     appended inside a transaction stay in memory until it ends, and a large file's staged
     lines would), then write them in one DuckDB transaction, then move them."""
     clock = _Clock()
-    remove_unfinished_parts(duck)
+    change_log.catch_up(duck)  # removes the parts of an ingest stopped between two parts first
     readable = [f for f in files if f.duplicate_of is None]
     group = _Group(duck, readable, 0, limits)
     try:
@@ -1058,28 +1069,6 @@ def _mark_moved(duck: duckdb.DuckDBPyConnection, job_ids: list[str]) -> None:
     if job_ids:
         with registered(duck, "_moved", pd.DataFrame({"id": job_ids})):
             duck.execute("UPDATE file_jobs SET moved = TRUE WHERE id IN (SELECT id FROM _moved)")
-
-
-def remove_unfinished_parts(duck: duckdb.DuckDBPyConnection) -> None:
-    """Remove the parts of a large file whose file was never recorded (an earlier ingest
-    stopped in between), before anything is written on top of them."""
-    try:
-        duck.begin()
-        parts, touched = ingest_parts.discard_unfinished(duck)
-        if parts:
-            change_log.record_changes(duck, touched, "unfinished ingest removed")
-        duck.commit()
-    except BaseException:
-        _rollback_quietly(duck)
-        raise
-    if parts:
-        log.warning(
-            "Removed %d part(s) of %s (%s lines) committed by an ingest that stopped before the file was recorded; "
-            "the file is read again whole",
-            len(parts),
-            ", ".join(sorted({name for _, name, _ in parts})),
-            f"{sum(lines for _, _, lines in parts):,}",
-        )
 
 
 def _rollback_quietly(duck: duckdb.DuckDBPyConnection) -> None:
