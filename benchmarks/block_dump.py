@@ -658,46 +658,45 @@ def bench(args: argparse.Namespace, root: Path, path: Path) -> int:
     print(f"  figures: {pipe_figures}")
 
     print(f"\nSummary ({args.transactions:,} transactions, format {args.format}, commit {git_commit()})")
+    rates = [("blocks/s", written.blocks), ("transactions/s", written.transactions)]
+    status = ("status", "ok" if duck.exit_code == 0 else "failed", pipeline_status(pipe, not_read, refused), "-")
+    print_summary(duck, pipe, gen_seconds, rates, duck_figures, pipe_figures, truth, (status,))
+    return 0 if duck.exit_code == 0 else 1
+
+
+def print_summary(
+    duck: Measured,
+    pipe: Measured,
+    gen_seconds: float,
+    rates: list[tuple[str, int]],
+    duck_figures: dict[str, Any],
+    pipe_figures: dict[str, Any],
+    truth: Truth,
+    more: tuple[tuple[str, str, str, str], ...] = (),
+) -> None:
+    """The side-by-side table: DuckDB alone, the pipeline, the generator."""
     rows = [
         ("", "DuckDB alone", "pipeline", "generator"),
         ("seconds", f"{duck.seconds:.2f}", f"{pipe.seconds:.2f}", f"{gen_seconds:.2f}"),
-        (
-            "blocks/s",
-            rate(written.blocks, duck.seconds),
-            rate(written.blocks, pipe.seconds),
-            rate(written.blocks, gen_seconds),
-        ),
-        (
-            "transactions/s",
-            rate(written.transactions, duck.seconds),
-            rate(written.transactions, pipe.seconds),
-            rate(written.transactions, gen_seconds),
-        ),
+        *[(name, rate(n, duck.seconds), rate(n, pipe.seconds), rate(n, gen_seconds)) for name, n in rates],
         ("peak RSS MB", f"{duck.peak_rss_mb:,.0f}", f"{pipe.peak_rss_mb:,.0f}", "-"),
-        (
-            "transactions",
-            str(duck_figures.get("transactions", "-")),
-            str(pipe_figures.get("transactions", "-")),
-            str(truth.transactions),
-        ),
-        (
-            "bulletins",
-            str(duck_figures.get("bulletins", "-")),
-            str(pipe_figures.get("bulletins_issued", "-")),
-            str(truth.bulletins),
-        ),
-        (
-            "voters",
-            str(duck_figures.get("voters", "-")),
-            str(pipe_figures.get("votes_cast", "-")),
-            str(truth.voters),
-        ),
-        ("alerts", "-", str(pipe_figures.get("alerts", "-")), "-"),
-        ("status", "ok" if duck.exit_code == 0 else "failed", pipeline_status(pipe, not_read, refused), "-"),
     ]
-    for row in rows:
+    for name, duck_key, pipe_key in (
+        ("transactions", "transactions", "transactions"),
+        ("bulletins", "bulletins", "bulletins_issued"),
+        ("voters", "voters", "votes_cast"),
+    ):
+        rows.append(
+            (
+                name,
+                str(duck_figures.get(duck_key, "-")),
+                str(pipe_figures.get(pipe_key, "-")),
+                str(getattr(truth, name)),
+            )
+        )
+    rows.append(("alerts", "-", str(pipe_figures.get("alerts", "-")), "-"))
+    for row in [*rows, *more]:
         print(f"  {row[0]:<16}{row[1]:>16}  {row[2]:>32}  {row[3]:>12}")
-    return 0 if duck.exit_code == 0 else 1
 
 
 def pipeline_status(pipe: Measured, not_read: bool, refused: str) -> str:

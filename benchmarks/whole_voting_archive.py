@@ -218,28 +218,7 @@ def run(args: argparse.Namespace, root: Path) -> int:
     print(f"  figures: {figures}")
 
     print(f"\nSummary ({lines:,} lines, {len(archives)} archive(s), commit {bench.git_commit()})")
-    rows = [
-        ("", "DuckDB alone", "pipeline", "generator"),
-        ("seconds", f"{duck.seconds:.2f}", f"{pipe.seconds:.2f}", f"{gen_seconds:.2f}"),
-        ("lines/s", bench.rate(lines, duck.seconds), bench.rate(lines, pipe.seconds), bench.rate(lines, gen_seconds)),
-        ("peak RSS MB", f"{duck.peak_rss_mb:,.0f}", f"{pipe.peak_rss_mb:,.0f}", "-"),
-        (
-            "transactions",
-            str(duck_figures.get("transactions", "-")),
-            str(figures.get("transactions", "-")),
-            str(truth.transactions),
-        ),
-        (
-            "bulletins",
-            str(duck_figures.get("bulletins", "-")),
-            str(figures.get("bulletins_issued", "-")),
-            str(truth.bulletins),
-        ),
-        ("voters", str(duck_figures.get("voters", "-")), str(figures.get("votes_cast", "-")), str(truth.voters)),
-        ("alerts", "-", str(figures.get("alerts", "-")), "-"),
-    ]
-    for row in rows:
-        print(f"  {row[0]:<16}{row[1]:>16}  {row[2]:>32}  {row[3]:>12}")
+    bench.print_summary(duck, pipe, gen_seconds, [("lines/s", lines)], duck_figures, figures, truth)
     return 0 if duck.exit_code == 0 and pipe.exit_code == 0 else 1
 
 
