@@ -84,11 +84,13 @@ def raw_transactions(
     warehouse: WarehouseResource,
     ops_db: OperationalDatabaseResource,
 ) -> dg.MaterializeResult:
-    """Every transaction of the export files, read once (format and rules: docs/input-format.md).
+    """Every transaction of the export files, whole-voting archives and block dumps, read once
+    (format and rules: docs/input-format.md).
 
     New files in the input folder are read and classified by DuckDB (the Python parser reads
     the lines DuckDB leaves) and written to the DuckDB raw store, a group of files per
-    transaction. Bad lines are kept in ``rejected_rows`` with their reason; a file that cannot
+    transaction; a dump or archive of millions of lines is committed in parts of 500,000
+    lines, and counted whole or not at all (docs/architecture.md#large-files-in-parts). Bad lines are kept in ``rejected_rows`` with their reason; a file that cannot
     be used at all is moved to the quarantine folder with a failed FileProcessingJob whose
     details say why. A file or transaction seen before is not counted again. Processed files
     move to the processed folder. Then the file jobs, ledger, rejected lines and new
