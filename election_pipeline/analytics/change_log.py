@@ -32,8 +32,7 @@ their constituencies as changed.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import duckdb
@@ -80,22 +79,6 @@ def ensure_change_log(conn: duckdb.DuckDBPyConnection) -> None:
     if not conn.execute("SELECT 1 FROM change_log_state").fetchall():
         # A store that already holds rows is caught up from raw_files by the next catch_up.
         conn.execute("INSERT INTO change_log_state VALUES (?, 0, 0, 0)", [uuid.uuid4().hex])
-
-
-@contextmanager
-def _transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """A DuckDB transaction of our own, or the caller's when one is open already."""
-    try:
-        conn.begin()
-    except duckdb.TransactionException:  # inside the caller's transaction: it commits
-        yield
-        return
-    try:
-        yield
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
 
 
 def _raw_counts(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
@@ -175,7 +158,7 @@ def catch_up(conn: duckdb.DuckDBPyConnection) -> int:
     """Log what the ingest committed without logging it (see the module's description) and
     return the last seq: every change up to it is in the log."""
     ensure_change_log(conn)
-    with _transaction(conn):
+    with raw_store.transaction(conn):
         _log(conn, ingest_parts.discard_unfinished(conn), "unfinished ingest removed")
         unlogged = [
             r[0]

@@ -16,7 +16,8 @@ The file, left in the drop folder, is read again from its start on the next run.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import duckdb
@@ -26,8 +27,17 @@ from election_pipeline.analytics.duck_frames import registered
 
 log = logging.getLogger(__name__)
 
-#: The raw tables a part writes rows to (each row carries the part's ``seq``).
-PART_TABLES = ("raw_transactions", "raw_rollbacks", "raw_conflicts", "raw_blocks", "raw_rejected")
+#: The raw tables a part writes rows to (each row carries the part's ``seq``); its rejected
+#: lines are kept until the file's last transaction, with its job.
+PART_TABLES = ("raw_transactions", "raw_rollbacks", "raw_conflicts", "raw_blocks")
+
+
+@contextmanager
+def _listed(conn: duckdb.DuckDBPyConnection, seqs: Iterable[int]) -> Iterator[bool]:
+    """``_part_seqs``, a table of these seqs, while the block runs; False when there are none."""
+    frame = pd.DataFrame({"seq": sorted({int(s) for s in seqs})})
+    with registered(conn, "_part_seqs", frame):
+        yield not frame.empty
 
 
 def record(conn: duckdb.DuckDBPyConnection, seq: int, file_hash: str, filename: str, lines: int) -> None:
@@ -38,33 +48,30 @@ def record(conn: duckdb.DuckDBPyConnection, seq: int, file_hash: str, filename: 
     )
 
 
+def any_listed(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether a part is listed (outside an ingest: one whose file was never recorded)."""
+    return bool(conn.execute("SELECT count(*) FROM ingest_parts").fetchall()[0][0])
+
+
 def finish(conn: duckdb.DuckDBPyConnection, seqs: Iterable[int]) -> None:
     """The file of these parts is recorded (inside the transaction that records it)."""
-    seqs = sorted({int(s) for s in seqs})
-    if seqs:
-        with registered(conn, "_finished_parts", pd.DataFrame({"seq": seqs})):
-            conn.execute("DELETE FROM ingest_parts WHERE seq IN (SELECT seq FROM _finished_parts)")
+    with _listed(conn, seqs) as some:
+        if some:
+            conn.execute("DELETE FROM ingest_parts WHERE seq IN (SELECT seq FROM _part_seqs)")
 
 
 def discard(conn: duckdb.DuckDBPyConnection, seqs: Iterable[int]) -> set[str]:
     """Remove every row written under these parts' ``seq`` and the parts themselves; returns
     the constituencies whose rows were removed (for the change log). Run it in a transaction."""
-    seqs = sorted({int(s) for s in seqs})
-    if not seqs:
-        return set()
-    with registered(conn, "_discarded_parts", pd.DataFrame({"seq": seqs})):
-        touched = {
-            r[0]
-            for r in conn.execute(
-                "SELECT DISTINCT constituency_id FROM raw_transactions WHERE seq IN (SELECT seq FROM _discarded_parts) "
-                "UNION SELECT DISTINCT constituency_id FROM raw_rollbacks "
-                "WHERE seq IN (SELECT seq FROM _discarded_parts) "
-                "UNION SELECT DISTINCT constituency_id FROM raw_conflicts "
-                "WHERE seq IN (SELECT seq FROM _discarded_parts)"
-            ).fetchall()
-        }
+    touched: set[str] = set()
+    with _listed(conn, seqs) as some:
+        if not some:
+            return touched
+        for table in ("raw_transactions", "raw_rollbacks", "raw_conflicts"):
+            sql = f"SELECT DISTINCT constituency_id FROM {table} WHERE seq IN (SELECT seq FROM _part_seqs)"
+            touched |= {r[0] for r in conn.execute(sql).fetchall()}
         for table in (*PART_TABLES, "ingest_parts"):
-            conn.execute(f"DELETE FROM {table} WHERE seq IN (SELECT seq FROM _discarded_parts)")
+            conn.execute(f"DELETE FROM {table} WHERE seq IN (SELECT seq FROM _part_seqs)")
     return touched
 
 

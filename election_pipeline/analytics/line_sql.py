@@ -9,8 +9,8 @@ text files are only listed (``_text_files``) and read once, by :func:`classify`.
 ingest hands the Python reader's lines to an :class:`ApartClassifier` instead, which
 classifies them a few hundred thousand at a time in a DuckDB of its own and keeps only the
 verdicts (the lines it leaves go to ``_py_left``), so a file of millions of lines never has
-its text staged whole; a line longer than :data:`SQL_LINE_MAX_CHARS` goes to ``_py_left`` at
-once.
+its text staged whole; the ingest parses a line longer than :data:`SQL_LINE_MAX_CHARS` itself,
+as it is read.
 
 :func:`classify` then splits and classifies the lines in one vectorised pass, on every core:
 transaction id, type, version, timestamp, sender, operation, the ``FAIL`` rule, rollback,
@@ -281,26 +281,20 @@ def stage_text_files(duck: duckdb.DuckDBPyConnection, files: Iterable[tuple[int,
     _staged(duck)
 
 
-#: A line read by Python that is longer than this (characters) is left to the Python parser
-#: at once: the SQL classification of a few hundred lines of hundreds of kilobytes (the
-#: ``addVotersList`` of a large constituency) needs more memory than a million votes do.
+#: A line read by Python that is longer than this (characters) is parsed by the Python parser
+#: as it is read and never staged (``stages/ingest_files.py``): the SQL classification of a
+#: few hundred lines of hundreds of kilobytes (the ``addVotersList`` of a large
+#: constituency) needs more memory than a million votes do.
 SQL_LINE_MAX_CHARS = 32_768
 
 
 def stage_lines(duck: duckdb.DuckDBPyConnection, rows: list[tuple[int, int, str]]) -> None:
     """Add lines read by Python (``(file_id, line_number, text)``, already without line ending
-    and byte-order mark) to ``_lines``; those longer than :data:`SQL_LINE_MAX_CHARS` go to
-    ``_py_left``, for the Python parser."""
+    and byte-order mark) to ``_lines``."""
     if not rows:
         return
-    long = [r for r in rows if len(r[2]) > SQL_LINE_MAX_CHARS]
-    if long:
-        rows = [r for r in rows if len(r[2]) <= SQL_LINE_MAX_CHARS]
-        with registered(duck, "_py_long_frame", pd.DataFrame(long, columns=["file_id", "line_number", "line"])):
-            duck.execute("INSERT INTO _py_left SELECT file_id, line_number, line FROM _py_long_frame")
-    if rows:
-        with registered(duck, "_py_lines_frame", pd.DataFrame(rows, columns=["file_id", "line_number", "line"])):
-            duck.execute("INSERT INTO _py_lines SELECT file_id, line_number, line FROM _py_lines_frame")
+    with registered(duck, "_py_lines_frame", pd.DataFrame(rows, columns=["file_id", "line_number", "line"])):
+        duck.execute("INSERT INTO _py_lines SELECT file_id, line_number, line FROM _py_lines_frame")
     _staged(duck)
 
 

@@ -14,7 +14,7 @@ left out of every figure, whichever order the two lines arrived in.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import duckdb
@@ -205,6 +205,24 @@ def open_warehouse(
         yield conn
     finally:
         conn.close()
+
+
+@contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """A DuckDB transaction of our own, committed at the end and rolled back on any error, or
+    the caller's when one is open already (the caller then commits)."""
+    try:
+        conn.begin()
+    except duckdb.TransactionException:  # inside the caller's transaction: it commits
+        yield
+        return
+    try:
+        yield
+        conn.commit()
+    except BaseException:
+        with suppress(duckdb.Error):  # the error that stopped it is the one that propagates
+            conn.rollback()
+        raise
 
 
 def scalar(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):

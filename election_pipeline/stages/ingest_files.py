@@ -61,7 +61,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from election_pipeline.analytics import change_log, ingest_parts, line_sql
+from election_pipeline.analytics import change_log, ingest_parts, line_sql, raw_store
 from election_pipeline.analytics.duck_frames import registered
 from election_pipeline.db.models import utcnow
 from election_pipeline.db.models.base import new_uuid
@@ -516,6 +516,13 @@ class _Group:
         positions: list[tuple[int, int, int, int, int]] = []
         by_source: dict[tuple[str, str], _Unit] = {}
         progress = _Progress(f.name)
+
+        def stage_batch(source: str) -> None:
+            nonlocal batch, positions
+            self._stage_batch(batch, positions)
+            progress.add(len(batch), f, source, len(by_source))
+            batch, positions = [], []
+
         try:
             for item in iter_input(
                 f.path,
@@ -540,9 +547,7 @@ class _Group:
                     if len(self.blocks) >= self.limits["batch_size"]:
                         self._stage_blocks()
                     if self.part_lines >= PART_MAX_LINES:  # at a block's end: a part
-                        self._stage_batch(batch, positions)
-                        progress.add(len(batch), f, item.source, len(by_source))
-                        batch, positions = [], []
+                        stage_batch(item.source)
                         self._write_part(f)
                     continue
                 if isinstance(item, DumpProblem):
@@ -563,14 +568,10 @@ class _Group:
                     batch.append((unit.unit_id, item.line_number, item.text))
                 self.part_lines += 1
                 if self.part_lines >= PART_MAX_LINES and not isinstance(item, DumpTransaction):  # a line's end
-                    self._stage_batch(batch, positions)
-                    progress.add(len(batch), f, item.source, len(by_source))
-                    batch, positions = [], []
+                    stage_batch(item.source)
                     self._write_part(f)
                 elif len(batch) >= self.limits["batch_size"]:
-                    self._stage_batch(batch, positions)
-                    progress.add(len(batch), f, item.source, len(by_source))
-                    batch, positions = [], []
+                    stage_batch(item.source)
             self._stage_batch(batch, positions)
             if self.apart is not None:
                 self.apart.flush(self.duck)
@@ -612,16 +613,11 @@ class _Group:
         line_sql.classify(self.duck)
         self._parse_left()
         d = self.duck
-        try:
-            d.begin()
+        with raw_store.transaction(d):
             self.seq = change_log.next_seq(d)
             changed = self.write()
             change_log.record_ingested(d, [], changed, seq=self.seq)
             ingest_parts.record(d, self.seq, f.sha256, f.name, self.part_lines)
-            d.commit()
-        except BaseException:
-            _rollback_quietly(d)
-            raise
         self.part_seqs.append(self.seq)
         log.info(
             "File %s: part %d committed (%s lines; %s transactions, %s new so far)",
@@ -639,15 +635,9 @@ class _Group:
         part could not be written)."""
         if not self.part_seqs:
             return
-        d = self.duck
-        try:
-            d.begin()
-            touched = ingest_parts.discard(d, self.part_seqs)
-            change_log.record_changes(d, touched, "parts of a refused file removed")
-            d.commit()
-        except BaseException:
-            _rollback_quietly(d)
-            raise
+        with raw_store.transaction(self.duck):
+            touched = ingest_parts.discard(self.duck, self.part_seqs)
+            change_log.record_changes(self.duck, touched, "parts of a refused file removed")
         log.info("Removed the %d part(s) of this group committed so far", len(self.part_seqs))
         self.part_seqs = []
 
@@ -995,7 +985,8 @@ def _write_group(
     appended inside a transaction stay in memory until it ends, and a large file's staged
     lines would), then write them in one DuckDB transaction, then move them."""
     clock = _Clock()
-    change_log.catch_up(duck)  # removes the parts of an ingest stopped between two parts first
+    if ingest_parts.any_listed(duck):  # parts of an ingest stopped in between: removed first
+        change_log.catch_up(duck)
     readable = [f for f in files if f.duplicate_of is None]
     group = _Group(duck, readable, 0, limits)
     try:
@@ -1008,9 +999,9 @@ def _write_group(
         changed = group.write()
         ingest_parts.finish(duck, group.part_seqs)
         counted = [f for f in readable if not f.failed]
-        parts = len(group.part_seqs) + (1 if group.part_lines else 0)  # the last may be empty
-        for f in counted:
-            if group.part_seqs:
+        if group.part_seqs:
+            parts = len(group.part_seqs) + (1 if group.part_lines else 0)  # the last may be empty
+            for f in counted:
                 f.notes.append(
                     f"written in {parts} parts of at most {PART_MAX_LINES:,} lines, each committed as it was read"
                 )
