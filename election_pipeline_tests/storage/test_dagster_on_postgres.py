@@ -61,6 +61,7 @@ def test_instance_on_postgres_runs_the_graph(tmp_path, workspace, postgres_datab
         assert config.pool_config.default_pool_limit == 1
         assert config.run_queue_config is not None
         assert config.run_queue_config.max_concurrent_runs == 4
+        assert not instance.nux_enabled  # no newsletter dialog over the UI
         result = dg.materialize(
             ASSETS,
             instance=instance,

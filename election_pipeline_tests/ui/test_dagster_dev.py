@@ -123,3 +123,9 @@ def test_the_database_holds_the_exact_figures(dagster_dev, sensed_run):
     report = dagster_dev.reports_dir / ELECTION_ID / "report.html"
     assert report.exists() and "Test election" in report.read_text(encoding="utf-8")
     assert sorted(p.name for p in dagster_dev.workspace.root.joinpath("processed").iterdir()) == sorted([A07, A08, B07])
+
+
+def test_the_ui_asks_no_newsletter_sign_up(dagster_dev):
+    # The project's instance settings (election_pipeline/dagster.yaml) turn the first-visit
+    # dialog off: it would cover the page an observer opens until dismissed.
+    assert dagster_dev.graphql("{ shouldShowNux }") == {"shouldShowNux": False}
