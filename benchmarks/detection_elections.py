@@ -30,10 +30,24 @@ Anomalies (``Planted.kind``) and the rule expected to find each (``Planted.rules
 * ``votes_exceed_bulletins`` (votes_exceed_bulletins): votes cast without bulletins;
 * ``unused_bulletins`` (issued_not_voted_gap): 15 % more bulletins issued than used;
 * ``over_registered`` (bulletins_exceed_registered): more voters than registered voters.
+
+**How findable each anomaly is at all** (``Planted.oracle_p``): the generator knows what no
+detector knows, each hour's true expected votes (before the hour-to-hour variation) and the
+true group sizes. The *oracle* tail probability is the chance that the planted hours of an
+honest constituency hold as many votes (or rejections, revotes; for a silence: no
+transaction at all) as they hold after planting, under that true model: for votes, a count
+with variance φ·Λ + Σλ²/100 (φ the true batch dispersion, Λ = Σλ, the hour-to-hour
+Gamma(100) variation); for rejections and revotes, the binomial of their honest rate; for a
+silence, no issuing transaction in Poisson(Λ / mean group size). It is the test of a detector
+told the true expectation and which hours to look at. A detector that must look at every run
+of hours tests about ``Planted.runs`` of them; ``oracle_p × runs`` is what even the
+true-model scan would see. The invariant anomalies (arithmetic on totals) have no oracle
+(``None``): they are certain.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -41,6 +55,7 @@ import numpy as np
 import pandas as pd
 
 from election_pipeline.detection.context import VotingWindow
+from election_pipeline.detection.stats import binomial_sf, scaled_count_sf
 
 H = timedelta(hours=1)
 
@@ -105,6 +120,8 @@ class Planted:
     constituency_id: str
     start: datetime | None
     end: datetime | None
+    oracle_p: float | None = None  # the true-model tail probability of the planted hours (module docstring)
+    runs: int = 0  # the runs of 1-12 hours a scanning detector tests in this constituency
 
     @property
     def rules(self) -> tuple[str, ...]:
@@ -300,14 +317,36 @@ def _plant(
     """Change ``u`` in place; the label of what was done."""
     day = _daytime(local)
 
-    def label(size: str, j0: int | None, j1: int | None) -> Planted:
+    n_hours = len(hours)
+    runs = sum(n_hours - length + 1 for length in range(1, min(12, n_hours) + 1))
+    phi = float(np.dot(batch_p, [1, 4, 9]) / np.dot(batch_p, [1, 2, 3]))  # E[B²]/E[B]
+    before = {"votes": u.votes.copy(), "issuing": u.issuing.copy()}
+
+    def label(size: str, j0: int | None, j1: int | None, oracle: Callable[[int, int], float] | None = None) -> Planted:
+        p = oracle(j0, j1) if oracle is not None and j0 is not None and j1 is not None else None
         return Planted(
             kind,
             size,
             u.cid,
             hours[j0] if j0 is not None else None,
             hours[j1 - 1] + H if j1 is not None else None,
+            p,
+            runs,
         )
+
+    def votes_oracle(j0: int, j1: int) -> float:
+        mean = float(lam[j0:j1].sum())
+        return scaled_count_sf(float(u.votes[j0:j1].sum()), mean, phi, float((lam[j0:j1] ** 2).sum()) / 100 / mean**2)
+
+    def rejected_oracle(j0: int, j1: int) -> float:
+        lines = int((before["votes"][j0:j1] + before["issuing"][j0:j1]).sum())
+        return binomial_sf(int(u.rejected[j0:j1].sum()), lines, 0.003)
+
+    def revotes_oracle(j0: int, j1: int) -> float:
+        return binomial_sf(int(u.revotes[j0:j1].sum()), int(u.votes[j0:j1].sum()), 0.02)
+
+    def silence_oracle(j0: int, j1: int) -> float:
+        return float(np.exp(-lam[j0:j1].sum() / np.dot(batch_p, [1, 2, 3])))
 
     if kind in ("spike", "spike_low_turnout"):
         k = 6.7 if kind == "spike_low_turnout" else float(rng.choice([3.0, 4.5, 6.7, 10.0]))
@@ -316,7 +355,7 @@ def _plant(
         u.votes[j] += extra
         u.bulletins[j] += extra
         u.issuing[j] += extra
-        return label(f"x{k:g}", j, j + 1)
+        return label(f"x{k:g}", j, j + 1, votes_oracle)
     if kind == "stuffing_run":
         a = int(rng.choice([3, 6, 12]))
         j0 = int(rng.choice(day[:-6])) if len(day) > 6 else int(day[0])
@@ -324,7 +363,7 @@ def _plant(
             u.votes[j] += a
             u.bulletins[j] += a
             u.issuing[j] += a
-        return label(f"+{a}/h x6h", j0, j0 + 6)
+        return label(f"+{a}/h x6h", j0, j0 + 6, votes_oracle)
     if kind == "night_run":
         size = str(rng.choice(["5-8", "15-25", "40-60"]))
         lo, hi = (int(x) for x in size.split("-"))
@@ -339,30 +378,30 @@ def _plant(
             u.votes[j] += v
             u.bulletins[j] += v
             u.issuing[j] += v
-        return label(f"{size}/h x3h", j0, j0 + 3)
+        return label(f"{size}/h x3h", j0, j0 + 3, votes_oracle)
     if kind == "rejection_run":
         rate = float(rng.uniform(0.25, 0.30))
         j0 = int(rng.choice(day[: max(1, len(day) - 8)]))
         for j in range(j0, j0 + 8):
             # rejected vote attempts: the voter's vote line FAILs (counted only as rejected)
             u.rejected[j] += int(rng.binomial(max(u.votes[j], 1), rate / (1 - rate)))
-        return label(f"{rate:.0%} x8h", j0, j0 + 8)
+        return label(f"{rate:.0%} x8h", j0, j0 + 8, rejected_oracle)
     if kind == "rejection_hour":
         j = int(rng.choice(day))
         tx = u.issuing[j] + u.votes[j] + u.revotes[j]
         u.rejected[j] += round(float(tx * 0.4 / 0.6))
-        return label("40% x1h", j, j + 1)
+        return label("40% x1h", j, j + 1, rejected_oracle)
     if kind == "revote_burst":
         j0 = int(rng.choice(day[:-2]))
         for j in (j0, j0 + 1):
             u.revotes[j] = round(float(u.votes[j] * 0.4 / 0.6))
-        return label("40% x2h", j0, j0 + 2)
+        return label("40% x2h", j0, j0 + 2, revotes_oracle)
     if kind == "offline":
         n = int(rng.choice([3, 5]))
         j0 = int(rng.choice(day[: max(1, len(day) - n)]))
         for arr in (u.votes, u.bulletins, u.issuing, u.revotes, u.rejected):
             arr[j0 : j0 + n] = 0
-        return label(f"{n}h", j0, j0 + n)
+        return label(f"{n}h", j0, j0 + n, silence_oracle)
     if kind == "votes_exceed_bulletins":
         j = int(rng.choice(day))
         gap = int((u.bulletins[: j + 1] - u.votes[: j + 1]).sum())
