@@ -17,11 +17,11 @@ at least one finding of the rule, and the least threshold meeting the stated fal
 rates per constituency and rule: **warning at most 0.5 %, critical at most 0.05 %**. The
 configured thresholds (``election_pipeline/detection/thresholds.py``) are printed beside
 them. With N honest constituencies a rate below 1/N cannot be measured: the critical
-threshold needs about 2,000 of them (the default, 100 elections, gives about 2,100).
+threshold needs about 2,000 of them; the default, 300 elections, gives 5,250, so a rate of 0.05 % is about 2.6 constituencies.
 
 Run it from the repository root::
 
-    .venv/bin/python benchmarks/calibrate_detection.py                # 100 elections, about a minute
+    .venv/bin/python benchmarks/calibrate_detection.py                # 300 elections, about 40 s
     .venv/bin/python benchmarks/calibrate_detection.py --elections 30  # quicker, coarser
 """
 
@@ -54,8 +54,8 @@ SIZES = (4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 35, 40)
 PROBE = DetectionThresholds(
     spike_warning_z=0.5, spike_critical_z=100.0, night_warning_z=0.5, rate_alpha=0.999999, offline_min_votes=3.0
 )
-Z_GRID = (2.0, 2.5, 3.0, 3.25, 3.5, 3.75, 4.0, 4.5, 5.0, 5.5, 6.0, 7.0)
-ALPHA_GRID = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+Z_GRID = (2.0, 2.5, 3.0, 3.25, 3.5, 3.75, 4.0, 4.5, 5.0, 5.5, 6.0, 7.0, 8.0, 9.0, 10.0)
+ALPHA_GRID = (1e-1, 1e-2, 5e-3, 1e-3, 1e-4, 1e-5, 1e-6)
 #: Votes the peers predict for a silence (``constituency_offline``'s ``offline_min_votes``).
 VOTES_GRID = (6.0, 9.0, 12.0, 15.0, 20.0, 25.0, 30.0, 40.0)
 
@@ -97,7 +97,7 @@ def least_z(values: list[float], honest: int, rate: float) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--elections", type=int, default=100, help="honest elections to simulate (default 100)")
+    parser.add_argument("--elections", type=int, default=300, help="honest elections to simulate (default 300)")
     args = parser.parse_args(argv)
     honest, worst, seconds = simulate(args.elections)
     configured = DetectionThresholds()

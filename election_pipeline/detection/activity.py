@@ -1,7 +1,8 @@
 """Statistical rules about *when* things happen: spikes, night-time votes, silence.
 
 * ``unusual_spike``: the votes of an hour or a run of hours far above what the
-  constituency's own level and its peers' daily shape predict.
+  constituency's own level and the daily shape of the constituencies that vote most like it
+  (its *shape neighbours*, :mod:`~.volume`) predict.
 * ``night_activity``: votes between 00:00 and 06:00 local time, judged the same way over
   runs of night hours, or above a share of the constituency's own daytime median.
 * ``constituency_offline``: no transactions for N hours inside the voting window while
@@ -73,14 +74,16 @@ def unusual_spike(
     now: datetime | None = None,
 ) -> list[Finding]:
     """Warning/critical: more votes in one hour, or in a run of consecutive hours, than the
-    constituency's own turnout and its peers' daily shape can explain.
+    constituency's own turnout and the daily shape of its shape neighbours can explain.
 
     For every run of 1 to 12 consecutive hours (inside the voting window, up to ``now``)
     the expected votes are the constituency's own votes in the surrounding hours × the
-    ratio of the run's votes to those hours' votes in its peers' daily shape
+    ratio of the run's votes to those hours' votes in the daily shape of its shape
+    neighbours (the constituencies of the election whose hour-by-hour shares are closest
+    to its own; its peers' shape in an election of six or fewer)
     (:mod:`election_pipeline.detection.volume`), and
     the count is judged against a negative binomial that allows for voters coming in
-    groups (the election's fitted dispersion) and for the uncertainty of the peers' shape.
+    groups (the election's fitted dispersion) and for the uncertainty of that shape.
     Because many runs are tested, the tail probability is multiplied by their number and
     turned into a z-score (the *scan z*, the finding's ``statistic``): warning above
     ``warning_z``, critical above ``critical_z`` (exactly at a threshold does not fire).
@@ -154,11 +157,20 @@ def _run_figures(model: ElectionVolume, cid: str, run: Run, warning_z: float, cr
         "runs_tested": run.runs_tested,
         "votes_for_warning": votes_needed(run, model.dispersion, warning_z),
         "peers": len(model.peers.get(cid, [])),
+        "shape_neighbours": model.neighbour_ids(cid),
         "kind": "scan",
     }
     if critical_z is not None:
         figures["votes_for_critical"] = votes_needed(run, model.dispersion, critical_z)
     return figures
+
+
+def _shape_source(model: ElectionVolume, cid: str) -> str:
+    """Whose votes gave the expected shape, for a finding's description."""
+    neighbours = model.neighbour_ids(cid)
+    if neighbours:
+        return f"the {len(neighbours)} constituencies of the election whose daily shape is closest to its own"
+    return f"its {len(model.peers.get(cid, []))} peers"
 
 
 def _scan_finding(
@@ -182,7 +194,8 @@ def _scan_finding(
         description=(
             f"{int(run.votes)} votes in {_run_span(model, run, window)}, where about {run.expected:.1f} were "
             f"expected: its {int(run.context_votes)} votes in the surrounding hours × {run.ratio:.3f}, the "
-            f"ratio of these hours' votes to the surrounding hours' among its {figures['peers']} peers (±{math.sqrt(run.relative_var):.0%}, "
+            f"ratio of these hours' votes to the surrounding hours' among {_shape_source(model, cid)} "
+            f"(±{math.sqrt(run.relative_var):.0%}, "
             f"and voters coming in groups: variance {model.dispersion:.2f} × the mean). Chance of so many: "
             f"{run.p_value:.1e} in one try, {run.runs_tested} runs of hours tested: scan z {z:.1f} (warning "
             f"above {thresholds.warning_z:g}, from about {figures['votes_for_warning']} votes; critical above "
@@ -292,8 +305,8 @@ def night_activity(
     Two tests, one alert per constituency and night (the local date of the night):
 
     * **A run of night hours** (1 to 6 consecutive 00:00-06:00 local hours inside the
-      voting window) holding more votes than the constituency's own level × its peers'
-      night-time shape explains, as for ``unusual_spike`` (:mod:`~.volume`): scan z above
+      voting window) holding more votes than the constituency's own level × its shape
+      neighbours' night-time shape explains, as for ``unusual_spike`` (:mod:`~.volume`): scan z above
       ``night_warning_z``, the runs tested being the night runs only, and at least
       ``night_min_votes`` votes in the run. An honest constituency casts a fraction of a
       vote in a night hour, so three hours of 5-8 votes stand out.
@@ -385,8 +398,8 @@ def _night_scan_finding(
         description=(
             f"{int(run.votes)} votes in {_run_span(model, run, window)} ({window.timezone}), by local hour: "
             f"{listing}; about {run.expected:.1f} were expected from its {int(run.context_votes)} votes in the "
-            f"surrounding hours × {run.ratio:.4f}, its {figures['peers']} peers' night votes to those hours' "
-            f"votes. Chance of so many: {run.p_value:.1e} in one try, {run.runs_tested} night runs tested: "
+            f"surrounding hours × {run.ratio:.4f}, the night votes to those hours' votes of "
+            f"{_shape_source(model, cid)}. Chance of so many: {run.p_value:.1e} in one try, {run.runs_tested} night runs tested: "
             f"scan z {run.scan_z:.1f} (warning above {thresholds.night_warning_z:g}, from about "
             f"{figures['votes_for_warning']} votes). Check who voted at night."
         ),

@@ -38,10 +38,14 @@ class DetectionThresholds(BaseModel):
     spike_warning_z: float = Field(
         4.5,
         description="unusual_spike: scan z (the tail probability of a run of 1-12 hours' votes, times the "
-        "number of runs tested, as a normal z) above which it is a warning (calibrated: 0.23% of 1,703 simulated "
+        "number of runs tested, as a normal z) above which it is a warning (calibrated: 0.13% of 5,250 simulated "
         "honest constituencies reach 4.5)",
     )
-    spike_critical_z: float = Field(6.0, description="unusual_spike: scan z above which it is critical")
+    spike_critical_z: float = Field(
+        7.0,
+        description="unusual_spike: scan z above which it is critical (calibrated: 0.04% of 5,250 simulated "
+        "honest constituencies reach 7)",
+    )
     spike_hour_share: float = Field(
         0.25,
         description="unusual_spike: share of a constituency's votes in one hour above which it is a warning "
@@ -66,8 +70,8 @@ class DetectionThresholds(BaseModel):
     night_warning_z: float = Field(
         3.0,
         description="night_activity: scan z of a run of 1-6 night hours (00:00-06:00 local) against the "
-        "constituency's own level × its peers' night-time shape above which it is a warning (calibrated: "
-        "no honest constituency of 1,703 simulated reaches 2.5)",
+        "constituency's own level × the night-time shape of the constituencies that vote like it above which it "
+        "is a warning (calibrated: 0.11% of 5,250 simulated honest constituencies reach 3)",
     )
     low_participation: float = Field(
         0.3,
@@ -86,10 +90,12 @@ class DetectionThresholds(BaseModel):
         description="issued_not_voted_gap: share of issued bulletins never used, at the close, above which it warns",
     )
     rate_alpha: float = Field(
-        1e-5,
+        0.005,
         description="the three rate rules also need the excess to be significant: one-sided binomial p-value "
         "against the threshold rate at most this; for the two hourly rules, the p-value of a run of 1-12 hours "
-        "times the number of runs tested for the constituency",
+        "times the number of runs tested for the constituency (so a constituency running exactly at the "
+        "threshold rate is flagged at most 0.5% of the time; calibrated: no honest constituency of 5,250 "
+        "simulated reaches 0.1)",
     )
     offline_after_hours: float = Field(
         2.0,
@@ -100,7 +106,7 @@ class DetectionThresholds(BaseModel):
     offline_min_votes: float = Field(
         15.0,
         description="constituency_offline: peers must predict at least this many votes for the silent hours "
-        "(calibrated: 0.35% of 1,703 simulated honest constituencies have such a silence; 12 gave 0.94%)",
+        "(calibrated: 0.29% of 5,250 simulated honest constituencies have such a silence; 12 gives 0.74%)",
     )
     integer_min_voters: int = Field(
         100, description="integer_percentage: units with fewer registered voters are skipped"

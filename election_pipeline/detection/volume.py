@@ -3,26 +3,37 @@ actual count is: the model behind ``unusual_spike`` and ``night_activity``.
 
 **Expected votes.** For a run of hours (one hour or several consecutive ones), the
 constituency's *own* votes in the surrounding hours (its *context*: up to
-:data:`CONTEXT_HOURS` on each side), ``O``, fix its level, and its peers' daily shape says
-how many votes the run holds for each vote of the context: the ratio ``r`` of the shape's
-share in the run to its share in the context. The expected count is ``E = O · r``: a
-constituency where few people vote is judged by its own turnout, not by its registered
-voters, and a burst does not raise its own expectation. The shape is the trimmed mean of
-the peers' shares (each peer's votes in the hour over its votes in all hours so far, the
+:data:`CONTEXT_HOURS` on each side), ``O``, fix its level, and a daily shape says how many
+votes the run holds for each vote of the context: the ratio ``r`` of the shape's share in
+the run to its share in the context. The expected count is ``E = O · r``: a constituency
+where few people vote is judged by its own turnout, not by its registered voters, and a
+burst does not raise its own expectation.
+
+**Whose shape.** Stations of one region need not vote alike (an urban station peaks in the
+evening, a rural one at the opening), so the shape comes from the constituency's *shape
+neighbours*: the :data:`SHAPE_NEIGHBOURS` other constituencies of the election whose shares
+of their votes, hour by hour, are closest to its own (Bhattacharyya coefficient), averaged
+with a trimmed mean (one dropped at each end), so one neighbour's own burst or silence does
+not move it. An election with fewer than :data:`NEIGHBOURS_MIN` other voting constituencies
+has no such choice: there the shape is the trimmed mean of the peers' shares (the
 constituency itself left out), shrunk toward the same shape over the whole election
 (:data:`SHAPE_PRIOR_PEERS` constituencies' worth), so three peers that happen to open early
-cannot set the shape alone.
+cannot set it alone.
 
 **How far an honest count strays.** Voters come in groups (several bulletins per issuing
 transaction), so honest hourly counts vary more than a Poisson count: the election's
 *dispersion* φ (variance / mean, at least 1) is the one its mean group size implies
-(:func:`batch_dispersion`, from all of its constituency-hours). Constituencies also differ
-in their daily shape (an urban evening peak, a rural opening rush): the spread, between the
-election's *other* constituencies, of their run-to-context ratio relative to the typical
-one, net of counting noise, is the relative uncertainty ``c`` of the expected votes (at
-least :data:`MIN_RELATIVE_SPREAD`/√hours; at least ``relative_spread`` in an election too
-small to measure it), widened by the error of the peers' mean
-(1 + 1/(peers + SHAPE_PRIOR_PEERS)). The count is then judged against a negative binomial
+(:func:`batch_dispersion`, from all of its constituency-hours). The shape is an estimate:
+the model's relative error on the election's *other* constituencies (each one's
+run-to-context ratio over the ratio its own expected shape predicts), net of counting
+noise, is the relative uncertainty ``c`` of the expected votes. From
+:data:`ROBUST_SPREAD_MIN` constituencies on it is a robust spread (MAD), since another
+constituency's anomaly is not an error to allow for; in smaller elections, where the
+neighbours are nearly everyone and an honest minority's shape is an error to allow for, it
+is the variance, clipped at :data:`CLIP_SDS` robust standard deviations. It is at least
+:data:`MIN_RELATIVE_SPREAD`/√hours (at least ``relative_spread`` in an election too small
+to measure it), widened by the error of a mean of few (1 + 1/the shares kept; with peers,
+1 + 1/(peers + SHAPE_PRIOR_PEERS)). The count is then judged against a negative binomial
 with variance ``φ·E·(1 + r) + c²·E²`` (:func:`~.stats.scaled_count_sf`): ``φ·E·r`` is the
 counting noise of the context itself.
 
@@ -33,8 +44,9 @@ probability is multiplied by the number of runs tested for that constituency (Bo
 and turned into a normal z-score: the *scan z*. If the model were exact, an honest
 constituency would reach a scan z of 3.5 with probability at most 2·10⁻⁴;
 ``benchmarks/calibrate_detection.py`` measures the actual rate on simulated honest
-elections (about 1 % at 3.5, 0.2 % at 4.5, the default warning level: honest daily shapes
-differ more than the model allows, see the README, "Detection and alerts").
+elections (0.6 % at 3.5, 0.13 % at 4.5, the default warning level, 0.04 % at 7, the critical
+one: honest daily shapes differ more than the model allows, see the README, "Detection and
+alerts").
 """
 
 from __future__ import annotations
@@ -75,6 +87,19 @@ MIN_RELATIVE_SPREAD = 0.1
 CLIP_SDS = 10.0
 #: For normal data the MAD is 0.6745 σ.
 MAD_TO_SD = 1.0 / 0.6745
+#: A constituency's expected shape is the trimmed mean of the shares of this many other
+#: constituencies of its election, those whose daily shape is closest to its own (its *shape
+#: neighbours*), when the election has enough voting constituencies (:data:`NEIGHBOURS_MIN`).
+SHAPE_NEIGHBOURS = 8
+#: The fewest shape neighbours worth choosing; with fewer other voting constituencies the
+#: shape is the peers' shrunk toward the election's.
+NEIGHBOURS_MIN = 5
+#: From this many constituencies in an election, the spread of the model's errors is
+#: a robust one (MAD): with shape neighbours a constituency unlike the others is predicted by
+#: the ones like it, so an outlying error is another constituency's anomaly, not a shape to
+#: allow for. In smaller elections the neighbours are nearly everyone, and the variance
+#: (clipped at :data:`CLIP_SDS`) keeps an honest minority's shape in the spread.
+ROBUST_SPREAD_MIN = 17
 
 
 @dataclass(frozen=True)
@@ -148,6 +173,8 @@ def _leave_one_out_spread(rel: np.ndarray, counting: np.ndarray) -> np.ndarray:
     n, m = rel.shape
     if n - 1 < 2 or not m:
         return np.zeros((n, m))
+    if n >= ROBUST_SPREAD_MIN:
+        return _leave_one_out_robust_spread(rel, counting)
     if m == 1:  # numpy adds a single column pairwise, not row by row: each row on its own
         return np.stack([_spread_of_row(rel, counting, row) for row in range(n)])
     with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -163,6 +190,19 @@ def _leave_one_out_spread(rel: np.ndarray, counting: np.ndarray) -> np.ndarray:
         var = _leave_one_out_nanvar(rel, low, high)
         noise = _leave_one_out_nanmean_below(counting, limit2)
         out = np.nan_to_num(np.maximum(var - noise, 0.0))
+    return np.maximum(out, np.median(out, axis=1)[:, None])
+
+
+def _leave_one_out_robust_spread(rel: np.ndarray, counting: np.ndarray) -> np.ndarray:
+    """Row ``i``: the squared robust standard deviation (MAD) of the other rows' errors, net
+    of their median counting variance, per column; at least its median over the columns."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # runs where no constituency voted
+        counting = np.where(np.isnan(rel), np.nan, counting)
+        med = _leave_one_out_nanmedian(rel)
+        mad = _leave_one_out_mad(rel, med)
+        noise = _leave_one_out_nanmedian(counting)
+        out = np.nan_to_num(np.maximum((MAD_TO_SD * mad) ** 2 - noise, 0.0))
     return np.maximum(out, np.median(out, axis=1)[:, None])
 
 
@@ -296,6 +336,16 @@ class ElectionVolume:
     peers: dict[str, list[str]]
     dispersion: float
     window: VotingWindow | None
+    #: per row, the rows of its shape neighbours, whose trimmed mean is its expected shape
+    #: (empty: the peers' shape shrunk toward the election's, see :func:`_model`)
+    neighbours: list[np.ndarray] | None = None
+
+    def neighbour_ids(self, cid: str) -> list[str]:
+        """The constituencies whose shares gave ``cid`` its expected shape (none when its
+        peers' shape did)."""
+        if self.neighbours is None:
+            return []
+        return [self.ids[j] for j in self.neighbours[self.row(cid)]]
 
     def row(self, cid: str) -> int:
         return self.ids.index(cid)
@@ -310,20 +360,25 @@ class ElectionVolume:
 
     def _relative_ratios(self, length: int) -> tuple[np.ndarray, np.ndarray]:
         """For runs of ``length`` hours (constituencies × run starts): each constituency's
-        votes in the run over its votes in the run's context, relative to the same ratio for
-        a typical constituency, minus 1 (NaN where a constituency has no votes in the
-        context); and the counting variance of that ratio, φ·(1/run + 1/context)."""
+        votes in the run over its votes in the run's context, relative to the ratio its own
+        expected shape predicts, minus 1: the model's relative error (NaN where a
+        constituency has no votes in the context); and the counting variance of that
+        ratio, φ·(1/run + 1/context)."""
         cached = self._spread_cache.get(length)
         if cached is not None:
             return cached
         starts, stops, lo, hi = self.context(length)
-        cum = np.concatenate([np.zeros((self.counts.shape[0], 1)), np.cumsum(self.counts, axis=1)], axis=1)
+        zeros = np.zeros((self.counts.shape[0], 1))
+        cum = np.concatenate([zeros, np.cumsum(self.counts, axis=1)], axis=1)
+        cum_s = np.concatenate([zeros, np.cumsum(self.shape, axis=1)], axis=1)
         runs = cum[:, stops] - cum[:, starts]  # constituencies × starts
         ctx = cum[:, starts] - cum[:, lo] + cum[:, hi] - cum[:, stops]
         with np.errstate(all="ignore"):
             voting = self.counts.sum(axis=1) > 0
-            typical = _trimmed_mean(runs[voting]) / _trimmed_mean(ctx[voting])
-            rel = runs / np.where(ctx > 0, ctx, np.nan) / np.where(typical > 0, typical, np.nan) - 1
+            predicted = (cum_s[:, stops] - cum_s[:, starts]) / (
+                cum_s[:, starts] - cum_s[:, lo] + cum_s[:, hi] - cum_s[:, stops]
+            )
+            rel = runs / np.where(ctx > 0, ctx, np.nan) / np.where(predicted > 0, predicted, np.nan) - 1
             counting = self.dispersion * (1 / np.maximum(runs, 1) + 1 / np.maximum(ctx, 1))
         rel[~voting] = np.nan
         self._spread_cache[length] = (rel, counting)
@@ -442,7 +497,8 @@ def _model(
             others = [j for j in range(len(ids)) if j != i and voting[j]]
             peer_rows = [row[p] for p in peers.get(cid, []) if p in row and voting[row[p]]]
             shape[i] = _expected_shape(shares, others, peer_rows, len(hours))
-        return ElectionVolume(eid, ids, hours, counts, shape, peers, dispersion, window)
+        kept = _use_shape_neighbours(shares, voting, shape)
+        return ElectionVolume(eid, ids, hours, counts, shape, peers, dispersion, window, kept)
     flat = np.full(len(hours), 1 / len(hours))
     # the election's shape for each constituency: the trimmed mean of the others that voted
     voters = np.flatnonzero(voting)
@@ -475,7 +531,46 @@ def _model(
             s = (k * peer_shape[i] + SHAPE_PRIOR_PEERS * s) / (k + SHAPE_PRIOR_PEERS)
         total = s.sum()
         shape[i] = s / total if total > 0 else 1 / len(hours)
-    return ElectionVolume(eid, ids, hours, counts, shape, peers, dispersion, window)
+    kept = _use_shape_neighbours(shares, voting, shape)
+    return ElectionVolume(eid, ids, hours, counts, shape, peers, dispersion, window, kept)
+
+
+def shape_neighbours(shares: np.ndarray, voting: np.ndarray) -> list[np.ndarray]:
+    """Row ``i``: the rows of the :data:`SHAPE_NEIGHBOURS` other voting constituencies whose
+    daily shape is closest to row ``i``'s (none when fewer than :data:`NEIGHBOURS_MIN` other
+    constituencies voted). Closeness is the Bhattacharyya coefficient Σ √(a·b) of the two
+    shares (1 for the same shape, 0 for shapes without a common hour); ties go to the
+    lower row."""
+    q = np.sqrt(np.nan_to_num(shares))
+    similar = q @ q.T
+    similar[:, ~voting] = -np.inf
+    np.fill_diagonal(similar, -np.inf)
+    n_voting = int(voting.sum())
+    out = []
+    for i in range(shares.shape[0]):
+        k = min(SHAPE_NEIGHBOURS, n_voting - int(voting[i]))
+        out.append(np.argsort(-similar[i], kind="stable")[:k] if k >= NEIGHBOURS_MIN else np.array([], dtype=int))
+    return out
+
+
+def _use_shape_neighbours(shares: np.ndarray, voting: np.ndarray, shape: np.ndarray) -> list[np.ndarray]:
+    """Replace, in place, the shape of every constituency that has shape neighbours by
+    their trimmed mean (scaled to sum to 1); returns, per row, the neighbours used (none
+    where the shape was left as it was)."""
+    used = []
+    for i, rows in enumerate(shape_neighbours(shares, voting)):
+        s = _trimmed_mean(np.nan_to_num(shares[rows])) if len(rows) else None
+        if s is not None and s.sum() > 0:
+            shape[i] = s / s.sum()
+            used.append(rows)
+        else:
+            used.append(np.array([], dtype=int))
+    return used
+
+
+def trimmed_count(n: int, trim: float = 0.2) -> int:
+    """How many of ``n`` rows :func:`_trimmed_mean` keeps."""
+    return n - 2 * (int(trim * n) if n >= 5 else 0)
 
 
 def _expected_shape(shares: np.ndarray, others: list[int], peer_rows: list[int], hours: int) -> np.ndarray:
@@ -544,8 +639,12 @@ def scan_all(
     if not todo:
         return out
     rows = np.array([first[cid] for cid in todo])
+    kept = [trimmed_count(len(model.neighbour_ids(cid))) for cid in todo]
     widen = np.array(
-        [1 + 1 / (len([p for p in model.peers.get(cid, []) if p in ids]) + SHAPE_PRIOR_PEERS) for cid in todo]
+        [
+            1 + 1 / k if k else 1 + 1 / (len([p for p in model.peers.get(cid, []) if p in ids]) + SHAPE_PRIOR_PEERS)
+            for cid, k in zip(todo, kept, strict=True)
+        ]
     )
     counts = model.counts[rows]
     zeros = np.zeros((len(rows), 1))

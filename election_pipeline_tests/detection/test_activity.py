@@ -14,7 +14,7 @@ import pytest
 
 from election_pipeline.detection.activity import constituency_offline, night_activity, unusual_spike
 from election_pipeline.detection.context import constituency_windows
-from election_pipeline.detection.stats import tail_to_z
+from election_pipeline.detection.stats import scaled_count_sf, tail_to_z
 from election_pipeline.detection.thresholds import DetectionThresholds
 from election_pipeline.detection.volume import batch_dispersion, election_volumes, scan, votes_needed
 
@@ -313,3 +313,51 @@ def test_offline_is_quiet_when_peers_are_quiet_too():
     frame, c, windows = offline_frames(silent=[3, 4])
     quiet = frame[~frame["hour"].isin([START + timedelta(hours=3), START + timedelta(hours=4)])]
     assert constituency_offline(quiet, c, windows, T, now=now) == []
+
+
+RURAL_DAY = [30, 20, 10, 10, 10, 10, 5, 5]  # an opening rush
+URBAN_DAY = [5, 5, 10, 10, 10, 10, 20, 30]  # an evening peak
+
+
+def mixed_election(a_votes: dict[int, int] | None = None):
+    """Twenty constituencies over eight hours from 09:00 UTC, one bulletin per issuing
+    transaction: ten rural (RURAL_DAY) and ten urban (URBAN_DAY). A is urban, but its region,
+    North, holds four rural stations; the other urban ones are in South, the other rural ones
+    in East. ``a_votes`` changes A's votes in some hours."""
+    specs = [("A", 1000, "North")] + [(f"R{k}", 1000, "North") for k in range(1, 5)]
+    specs += [(f"U{k}", 1000, "South") for k in range(1, 10)] + [(f"R{k}", 1000, "East") for k in range(5, 11)]
+    rows = []
+    for cid, _, _ in specs:
+        day = RURAL_DAY if cid.startswith("R") else URBAN_DAY
+        for k, usual in enumerate(day):
+            n = (a_votes or {}).get(k, usual) if cid == "A" else usual
+            rows.append(
+                {"constituency_id": cid, "hour": H0 + timedelta(hours=k), "votes_cast": n, "bulletins_issued": n}
+            )
+    return hourly(rows), constituencies(specs)
+
+
+def test_an_urban_station_among_rural_peers_is_judged_by_the_stations_that_vote_like_it():
+    """A's four region peers open with a rush; A, like the nine other urban stations, peaks
+    in the evening. Its expected shape comes from its eight *shape neighbours* (the other
+    constituencies whose shares are closest to its own): urban ones, so an honest evening
+    is not a spike, and a real one is measured against the urban shape."""
+    frame, c = mixed_election()
+    [model] = election_volumes(frame, c)
+    a = model.row("A")
+    assert model.shape[a] == pytest.approx(np.array(URBAN_DAY) / 100, rel=1e-12)
+    # eight neighbours (one dropped at each end of the mean), all urban
+    chosen = model.neighbour_ids("A")
+    assert len(chosen) == 8 and set(chosen) <= {f"U{k}" for k in range(1, 10)}
+    assert unusual_spike(frame, c, T.spike, closed=set()) == []
+
+    # 40 votes instead of 10 at 12:00 UTC (hour 3). Context: the other seven hours, 90 of
+    # A's votes; the urban shape holds 10 in hour 3 for 90 in those: E = 90 × 1/9 = 10.
+    # Every other constituency is predicted exactly (rel. error 0), so the spread is the
+    # least one, MIN_RELATIVE_SPREAD² = 0.01, widened by the mean of six: c² = 0.01 × 7/6.
+    frame, c = mixed_election({3: 40})
+    [f] = unusual_spike(frame, c, T.spike, closed=set())
+    assert (f.constituency_id, f.hours, f.expected) == ("A", [H0 + timedelta(hours=3)], 10.0)
+    p = scaled_count_sf(40, 10, 1 + 1 / 9, 0.01 * 7 / 6)
+    assert f.figures["p_value"] == float(f"{p:.3g}")
+    assert f.statistic == round(tail_to_z(p * f.figures["runs_tested"]), 3) > T.spike_warning_z

@@ -3,6 +3,7 @@ per-constituency computations they replace give."""
 
 from __future__ import annotations
 
+import math
 import warnings
 from datetime import datetime, timedelta
 
@@ -21,6 +22,17 @@ def _spread_of_one_row(rel: np.ndarray, counting: np.ndarray, row: int) -> np.nd
     others[row] = False
     rel, counting = rel[others], counting[others]
     out = np.zeros(rel.shape[1])
+    if rel.shape[0] + 1 >= volume.ROBUST_SPREAD_MIN and rel.shape[1]:
+        # many constituencies: the robust spread (squared MAD of the others, net of their
+        # median counting variance)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            counting = np.where(np.isnan(rel), np.nan, counting)
+            med = volume._nanmedian(rel)
+            mad = volume._nanmedian(np.abs(rel - med))
+            noise = volume._nanmedian(counting)
+            out = np.nan_to_num(np.maximum((volume.MAD_TO_SD * mad) ** 2 - noise, 0.0))
+        return np.maximum(out, float(np.median(out)))
     if rel.shape[0] >= 2 and rel.shape[1]:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -157,7 +169,24 @@ def test_expected_shapes_equal_those_worked_out_one_by_one(seed):
     with np.errstate(all="ignore"):
         shares = counts / np.where(totals > 0, totals, np.nan)[:, None]
     row = {cid: i for i, cid in enumerate(ids)}
+    similar = [[math.fsum(np.sqrt(np.nan_to_num(shares[i] * shares[j]))) for j in range(n)] for i in range(n)]
+    neighbours = volume.shape_neighbours(shares, totals > 0)
     for cid, i in row.items():
         others = [j for j in range(n) if j != i and totals[j] > 0]
-        peer_rows = [row[p] for p in peers.get(cid, []) if totals[row[p]] > 0]
-        assert np.array_equal(model.shape[i], volume._expected_shape(shares, others, peer_rows, hours))
+        k = min(volume.SHAPE_NEIGHBOURS, len(others))
+        if k < volume.NEIGHBOURS_MIN:
+            peer_rows = [row[p] for p in peers.get(cid, []) if totals[row[p]] > 0]
+            assert len(neighbours[i]) == 0 and model.neighbour_ids(cid) == []
+            assert np.array_equal(model.shape[i], volume._expected_shape(shares, others, peer_rows, hours))
+            continue
+        # the k others most like it (by the Bhattacharyya coefficient; ties either way)
+        chosen = set(neighbours[i].tolist())
+        assert len(chosen) == k and chosen <= set(others)
+        worst_chosen = min(similar[i][j] for j in chosen)
+        assert all(similar[i][j] <= worst_chosen + 1e-12 for j in others if j not in chosen)
+        # their trimmed mean (one dropped at each end of 8), scaled to sum to 1
+        kept = np.sort(shares[sorted(chosen)], axis=0)[1:-1] if k >= 5 and int(0.2 * k) else shares[sorted(chosen)]
+        mean = kept.mean(axis=0)
+        assert np.allclose(model.shape[i], mean / mean.sum(), rtol=1e-12, atol=0)
+        assert model.neighbour_ids(cid) == [ids[j] for j in neighbours[i]]
+        assert volume.trimmed_count(k) == len(kept)
