@@ -3,7 +3,7 @@
 The three rate rules (``high_rejection_rate``, ``high_revote_rate``,
 ``issued_not_voted_gap``) fire when a share is above its threshold **and** the excess is
 significant: the one-sided binomial p-value of the count, against the threshold rate, is at
-most ``rate_alpha`` (1e-5). One rejected transaction out of three is 33%, but it is no
+most ``rate_alpha`` (0.005). One rejected transaction out of three is 33%, but it is no
 evidence of anything; forty out of a hundred is.
 
 The two hourly ones add the counts of every run of 1 to 12 consecutive hours (a scan), so
