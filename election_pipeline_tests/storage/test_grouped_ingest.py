@@ -7,7 +7,10 @@ and PostgreSQL."""
 from __future__ import annotations
 
 import io
+import json
 import re
+import subprocess
+import sys
 import time
 import tracemalloc
 import zipfile
@@ -212,24 +215,57 @@ def _ingest_peak(ws) -> tuple[IngestSummary, int]:
     return summary, peak
 
 
-def test_many_small_files_are_written_in_few_transactions_with_flat_memory(tmp_path, db_url_factory, monkeypatch):
+def measure_ingest(root: str, db_url: str, files: str, group_max_files: str) -> None:
+    """(Run as a process of its own by the test below.) Drop ``files`` small files into a
+    workspace in ``root``, ingest them and print the outcome and the peak Python memory as
+    JSON. In a fresh process no thread of another test allocates while tracemalloc looks."""
+    ingest_files.GROUP_MAX_FILES = int(group_max_files)
+    ws = make_workspace(Path(root), db_url)
+    try:
+        _small_files(ws, int(files))
+        summary, peak = _ingest_peak(ws)
+        print(
+            json.dumps(
+                {
+                    "peak": peak,
+                    "statuses": [o.status for o in summary.outcomes],
+                    "new_transactions": summary.new_transactions,
+                }
+            )
+        )
+    finally:
+        ws.close()
+
+
+def _measured(root: Path, db_url: str, files: int) -> dict:
+    code = "import sys; from election_pipeline_tests.storage.test_grouped_ingest import measure_ingest as m; m(*sys.argv[1:])"
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(root), db_url, str(files), "100"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_many_small_files_are_written_in_few_transactions_with_flat_memory(tmp_path, db_url_factory):
     """300 small files (12,000 lines, about 12 MB) are written in 3 DuckDB transactions of 100
     files (``GROUP_MAX_FILES`` set to 100 for the test); the Python memory the ingest needs
-    stays that of 30 files: DuckDB reads the lines, not Python."""
-    monkeypatch.setattr(ingest_files, "GROUP_MAX_FILES", 100)
+    stays that of 30 files: DuckDB reads the lines, not Python. Each ingest is measured in a
+    process of its own."""
+    small_run = _measured(tmp_path / "small", db_url_factory("small"), 30)
+    many_run = _measured(tmp_path / "many", db_url_factory("many"), 300)
     small = make_workspace(tmp_path / "small", db_url_factory("small"))
     many = make_workspace(tmp_path / "many", db_url_factory("many"))
     try:
-        _small_files(small, 30)
-        _small_files(many, 300)
-        small_summary, small_peak = _ingest_peak(small)
-        summary, peak = _ingest_peak(many)
-        assert [o.status for o in summary.outcomes] == ["completed"] * 300
-        assert summary.new_transactions == 300 * 40
+        small_peak, peak = small_run["peak"], many_run["peak"]
+        assert many_run["statuses"] == ["completed"] * 300
+        assert many_run["new_transactions"] == 300 * 40
         groups = many.duck.execute("SELECT count(DISTINCT seq), count(*) FROM file_jobs").fetchall()[0]
         assert groups == (3, 300)
         assert small.duck.execute("SELECT count(DISTINCT seq) FROM file_jobs").fetchall()[0][0] == 1
-        assert small_summary.new_transactions == 30 * 40
+        assert small_run["new_transactions"] == 30 * 40
         data = sum(p.stat().st_size for p in many.processed_dir.iterdir())
         assert data > 300 * 40 * len(BALLOT)
         # Ten times the files: the peak grows by the bookkeeping of each file (under 2 KB; about
