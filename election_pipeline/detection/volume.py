@@ -491,13 +491,18 @@ def _model(
     row = {cid: i for i, cid in enumerate(ids)}
     voting = totals > 0
     shape = np.zeros_like(counts)
+    # the shape neighbours' shape where the election has enough voting constituencies; the
+    # peers' shape shrunk toward the election's for the other rows
+    kept = _use_shape_neighbours(shares, voting, shape)
+    todo = {cid: i for cid, i in row.items() if not len(kept[i])}
+    if not todo:
+        return ElectionVolume(eid, ids, hours, counts, shape, peers, dispersion, window, kept)
     if len(row) < len(ids) or len(hours) < 2 or any(len(set(p)) < len(p) for p in peers.values()):
         # an id twice, or one column (numpy adds a single column pairwise): one by one
-        for cid, i in row.items():
+        for cid, i in todo.items():
             others = [j for j in range(len(ids)) if j != i and voting[j]]
             peer_rows = [row[p] for p in peers.get(cid, []) if p in row and voting[row[p]]]
             shape[i] = _expected_shape(shares, others, peer_rows, len(hours))
-        kept = _use_shape_neighbours(shares, voting, shape)
         return ElectionVolume(eid, ids, hours, counts, shape, peers, dispersion, window, kept)
     flat = np.full(len(hours), 1 / len(hours))
     # the election's shape for each constituency: the trimmed mean of the others that voted
@@ -508,7 +513,7 @@ def _model(
     # it voted) share one sort
     groups: dict[tuple[int, ...], list[int]] = {}
     counted: dict[int, int] = {}
-    for cid, i in row.items():
+    for cid, i in todo.items():
         voting_peers = {row[p] for p in peers.get(cid, []) if p in row and voting[row[p]]}
         counted[i] = len(voting_peers)
         if voting_peers:
@@ -524,14 +529,13 @@ def _model(
         outside = [i for i in rows if not voting[i]]
         if outside:
             peer_shape[outside] = _trimmed_mean(matrix)
-    for i in row.values():
+    for i in todo.values():
         k = counted[i]
         s = election[i]
         if k:
             s = (k * peer_shape[i] + SHAPE_PRIOR_PEERS * s) / (k + SHAPE_PRIOR_PEERS)
         total = s.sum()
         shape[i] = s / total if total > 0 else 1 / len(hours)
-    kept = _use_shape_neighbours(shares, voting, shape)
     return ElectionVolume(eid, ids, hours, counts, shape, peers, dispersion, window, kept)
 
 
