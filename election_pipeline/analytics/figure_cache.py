@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pandas as pd
 
-from election_pipeline.analytics import change_log
+from election_pipeline.analytics import change_log, raw_store
 from election_pipeline.analytics.counting_sql import LIVE, LIVE_HOURLY_SQL, LIVE_TOTALS_SQL
 
 #: The reader name of the cache in ``change_marks``.
@@ -85,8 +85,7 @@ def refresh(conn: duckdb.DuckDBPyConnection) -> Refresh:
     mark = change_log.mark_of(conn, MARK)
     if mark is not None and mark == upto:
         return Refresh(full=False, seq=upto)
-    conn.begin()
-    try:
+    with raw_store.transaction(conn):
         if mark is None or mark > upto:
             for table in _PER_CONSTITUENCY:
                 conn.execute(f"DELETE FROM {table}")
@@ -110,10 +109,6 @@ def refresh(conn: duckdb.DuckDBPyConnection) -> Refresh:
             conn.execute("DROP TABLE _refreshing")
             result = Refresh(full=False, changed=changed, seq=upto)
         change_log.set_mark(conn, MARK, upto)
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
     return result
 
 

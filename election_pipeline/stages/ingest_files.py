@@ -994,26 +994,24 @@ def _write_group(
         clock.lap("staged")
         group.classify()
         clock.lap("classified")
-        duck.begin()
-        group.seq = seq = change_log.next_seq(duck)
-        changed = group.write()
-        ingest_parts.finish(duck, group.part_seqs)
-        counted = [f for f in readable if not f.failed]
-        if group.part_seqs:
-            parts = len(group.part_seqs) + (1 if group.part_lines else 0)  # the last may be empty
-            for f in counted:
-                f.notes.append(
-                    f"written in {parts} parts of at most {PART_MAX_LINES:,} lines, each committed as it was read"
-                )
-        raw_counts = [(f.sha256, f.new_transactions) for f in counted]
-        _insert_frame(duck, "raw_files", raw_counts, ["file_hash", "new_transactions"])
-        change_log.record_ingested(duck, [f.sha256 for f in counted], changed, seq=seq)
-        _record_files(duck, files, folders, seq)
-        clock.lap("written")
-        duck.commit()
+        with raw_store.transaction(duck):
+            group.seq = seq = change_log.next_seq(duck)
+            changed = group.write()
+            ingest_parts.finish(duck, group.part_seqs)
+            counted = [f for f in readable if not f.failed]
+            if group.part_seqs:
+                parts = len(group.part_seqs) + (1 if group.part_lines else 0)  # the last may be empty
+                for f in counted:
+                    f.notes.append(
+                        f"written in {parts} parts of at most {PART_MAX_LINES:,} lines, each committed as it was read"
+                    )
+            raw_counts = [(f.sha256, f.new_transactions) for f in counted]
+            _insert_frame(duck, "raw_files", raw_counts, ["file_hash", "new_transactions"])
+            change_log.record_ingested(duck, [f.sha256 for f in counted], changed, seq=seq)
+            _record_files(duck, files, folders, seq)
+            clock.lap("written")
         clock.lap("committed")
     except BaseException:
-        _rollback_quietly(duck)
         group.discard_parts()
         raise
     moved = []
@@ -1060,11 +1058,6 @@ def _mark_moved(duck: duckdb.DuckDBPyConnection, job_ids: list[str]) -> None:
     if job_ids:
         with registered(duck, "_moved", pd.DataFrame({"id": job_ids})):
             duck.execute("UPDATE file_jobs SET moved = TRUE WHERE id IN (SELECT id FROM _moved)")
-
-
-def _rollback_quietly(duck: duckdb.DuckDBPyConnection) -> None:
-    with contextlib.suppress(duckdb.Error):  # already committed or rolled back
-        duck.rollback()
 
 
 def _write_isolated(

@@ -23,6 +23,7 @@ import duckdb
 import pandas as pd
 from sqlalchemy import Engine, func, select, update
 
+from election_pipeline.analytics import raw_store
 from election_pipeline.analytics.aggregation import constituency_totals
 from election_pipeline.analytics.figure_cache import refresh
 from election_pipeline.analytics.raw_store import stored_with_ids
@@ -144,8 +145,7 @@ def late_transactions(
         )
     duck.register("detection_windows", frame)
     try:
-        duck.begin()
-        try:
+        with raw_store.transaction(duck):
             # Constituencies to (re)select: those holding transactions or a window, whose
             # candidates are missing or were selected for another window.
             duck.execute(
@@ -169,10 +169,6 @@ def late_transactions(
                 [LATE_CANDIDATES_PER_CONSTITUENCY],
             )
             duck.execute("DROP TABLE _late_scope")
-            duck.commit()
-        except BaseException:
-            duck.rollback()
-            raise
     finally:
         duck.unregister("detection_windows")
     return duck.execute("SELECT * FROM cached_late ORDER BY constituency_id, ts, tx_id").df()

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 import duckdb
 from sqlalchemy import Engine, delete, func, select, update
 
-from election_pipeline.analytics import change_log
+from election_pipeline.analytics import change_log, raw_store
 from election_pipeline.analytics.counting_sql import LIVE_HOURLY_SQL, LIVE_TOTALS_SQL
 from election_pipeline.db.bulk import chunks
 from election_pipeline.db.models import (
@@ -124,8 +124,7 @@ def _retire_in_duckdb(duck: duckdb.DuckDBPyConnection, ids: list[str], now: date
     """Freeze the figures of ``ids`` and remove their raw rows; returns raw rows removed."""
     if not ids:
         return 0
-    duck.begin()
-    try:
+    with raw_store.transaction(duck):
         duck.execute("CREATE OR REPLACE TEMP TABLE _retiring (constituency_id VARCHAR PRIMARY KEY)")
         duck.executemany("INSERT INTO _retiring VALUES (?)", [(c,) for c in ids])
         already = "(SELECT constituency_id FROM retired_constituencies)"
@@ -163,10 +162,6 @@ def _retire_in_duckdb(duck: duckdb.DuckDBPyConnection, ids: list[str], now: date
         duck.execute("DELETE FROM raw_transactions WHERE constituency_id IN (SELECT constituency_id FROM _retiring)")
         duck.execute("DROP TABLE _retiring")
         change_log.record_changes(duck, touched, "retention")
-        duck.commit()
-    except BaseException:
-        duck.rollback()
-        raise
     return int(sum(counts.values()))
 
 
@@ -223,8 +218,7 @@ def apply_retention(
                 or 0
             )
         report.removed["hourly_stats"] = removed_hours
-    duck.begin()
-    try:
+    with raw_store.transaction(duck):
         change_log.record_changes(
             duck,
             [
@@ -236,10 +230,6 @@ def apply_retention(
             "retention",
         )
         duck.execute("DELETE FROM retired_hourly WHERE hour < ?", [hourly_cutoff])
-        duck.commit()
-    except BaseException:
-        duck.rollback()
-        raise
 
     # 3. File processing jobs (finished ones) and the rejected lines they recorded.
     ended = func.coalesce(FileProcessingJob.completed_at, FileProcessingJob.started_at)
