@@ -4,7 +4,6 @@ HTTP; and its refusal to bind a non-loopback address without ELECTION_API_ALLOW_
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,21 +14,16 @@ import pytest
 
 from election_pipeline.cli import main
 from election_pipeline.cli.serve import is_loopback
+from election_pipeline_tests.ports import free_port
 
 from .conftest import E1, Api
 
 BIN = Path(sys.executable).parent / "election-pipeline"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_serve_answers_over_http_with_a_token(api: Api, tmp_path: Path):
-    port = _free_port()
+    port = free_port()
     env = os.environ | {"ELECTION_DATABASE_URL": api.url, "ELECTION_API_PORT": str(port)}
     env.pop("ELECTION_API_HOST", None)
     log = (tmp_path / "serve.log").open("w+")

@@ -5,7 +5,6 @@ that records every webhook call and answers with the status it is told, and an S
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,13 +17,8 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
+from election_pipeline_tests.ports import free_port
 from election_pipeline_tests.stages.conftest import workspace_factory, ws  # noqa: F401
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -23,6 +23,7 @@ from dagster._core.storage.tags import GRPC_INFO_TAG
 
 from election_pipeline.db.session import get_engine
 from election_pipeline_tests.builders import make_workspace
+from election_pipeline_tests.ports import free_port
 from election_pipeline_tests.scenario import EXPECTED_HOURLY, drop_all, hourly_figures
 
 from .process_helpers import REPO, kill_group, pipeline_env, start
@@ -42,14 +43,6 @@ LOCATIONS_QUERY = """
 RUNS_QUERY = """
 { runsOrError { ... on Runs { results { runId status jobName tags { key value } } } } }
 """
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _graphql(url: str, query: str) -> dict[str, Any]:
@@ -82,7 +75,7 @@ def test_webserver_daemon_and_code_server_as_separate_processes_run_the_graph(
 ):
     ws = make_workspace(tmp_path / "ws")
     home = tmp_path / "dagster_home"
-    code_port, web_port = _free_port(), _free_port()
+    code_port, web_port = free_port(), free_port()
     s = ws.settings()
     env = pipeline_env(
         tmp_path / "ws",

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from typing import Any
 import pytest
 
 from election_pipeline_tests.builders import CONTRACT_A, CONTRACT_B, Workspace, make_workspace
+from election_pipeline_tests.ports import free_port
 from election_pipeline_tests.scenario import A07, A08, B07, a07_lines, a08_lines, b07_lines
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,12 +40,6 @@ DAGSTER_YAML = REPO / "election_pipeline" / "dagster.yaml"
 BAD_LINE = "this;is;not;an;export;line"
 STARTUP_TIMEOUT = 180.0
 RUN_TIMEOUT = 300.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -23,7 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import DAGSTER_YAML, REPO, STARTUP_TIMEOUT, free_port
+from election_pipeline_tests.ports import free_port
+
+from .conftest import DAGSTER_YAML, REPO, STARTUP_TIMEOUT
 
 PASSWORD = "Sup3r-s3cret-pw"
 URL = f"postgresql+psycopg://observer:{PASSWORD}@127.0.0.1:5432/test"

@@ -37,6 +37,7 @@ from election_pipeline.db.models import Alert, AlertEvent
 from election_pipeline.db.session import get_engine
 from election_pipeline_tests.browser import CHROMIUM, CHROMIUM_ARGS, browser_missing, skip_module_without_browser
 from election_pipeline_tests.builders import CONTRACT_A, CONTRACT_B, Workspace, make_workspace, ms, vote
+from election_pipeline_tests.ports import free_port
 from election_pipeline_tests.scenario import drop_all
 
 pytestmark = pytest.mark.slow
@@ -53,14 +54,6 @@ A09 = f"{CONTRACT_A}_2024-09-06_0900-1000.csv"
 
 
 skip_module_without_browser("the triage page")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _command(name: str) -> list[str]:
@@ -112,7 +105,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     ws = make_workspace(root / "ws")
     drop_all(ws)
     s = ws.settings()
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DAGSTER_HOME": str(root / "dagster_home"),
