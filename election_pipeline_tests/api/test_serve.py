@@ -14,7 +14,7 @@ import pytest
 
 from election_pipeline.cli import main
 from election_pipeline.cli.serve import is_loopback
-from election_pipeline_tests.ports import free_port
+from election_pipeline_tests.servers import free_port
 
 from .conftest import E1, Api
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from election_pipeline_tests.ports import free_port
+from election_pipeline_tests.servers import free_port
 from election_pipeline_tests.stages.conftest import workspace_factory, ws  # noqa: F401
 
 

@@ -23,8 +23,8 @@ from dagster._core.storage.tags import GRPC_INFO_TAG
 
 from election_pipeline.db.session import get_engine
 from election_pipeline_tests.builders import make_workspace
-from election_pipeline_tests.ports import free_port
 from election_pipeline_tests.scenario import EXPECTED_HOURLY, drop_all, hourly_figures
+from election_pipeline_tests.servers import free_port, graphql_data
 
 from .process_helpers import REPO, kill_group, pipeline_env, start
 from .test_dagster_on_postgres import DEPLOY_YAML, dagster_pg_env
@@ -43,16 +43,6 @@ LOCATIONS_QUERY = """
 RUNS_QUERY = """
 { runsOrError { ... on Runs { results { runId status jobName tags { key value } } } } }
 """
-
-
-def _graphql(url: str, query: str) -> dict[str, Any]:
-    request = urllib.request.Request(
-        f"{url}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        payload = json.loads(response.read())
-    assert not payload.get("errors"), payload["errors"]
-    return payload["data"]
 
 
 def _wait(predicate, timeout: float, what: str, logs: list[Path]) -> Any:
@@ -125,7 +115,7 @@ def test_webserver_daemon_and_code_server_as_separate_processes_run_the_graph(
         url = f"http://127.0.0.1:{web_port}"
 
         def loaded() -> list[dict[str, Any]] | None:
-            entries = _graphql(url, LOCATIONS_QUERY)["workspaceOrError"]["locationEntries"]
+            entries = graphql_data(url, LOCATIONS_QUERY)["workspaceOrError"]["locationEntries"]
             ok = entries and all(e["locationOrLoadError"]["__typename"] == "RepositoryLocation" for e in entries)
             return entries if ok else None
 
@@ -138,7 +128,7 @@ def test_webserver_daemon_and_code_server_as_separate_processes_run_the_graph(
         drop_all(ws)  # the daemon's sensor turns the files into a run, launched through the code server
 
         def finished() -> list[dict[str, Any]] | None:
-            runs = _graphql(url, RUNS_QUERY)["runsOrError"]["results"]
+            runs = graphql_data(url, RUNS_QUERY)["runsOrError"]["results"]
             done = runs and all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs)
             return runs if done and not any(ws.input.iterdir()) else None
 

@@ -15,7 +15,6 @@ through GraphQL on ``/graphql``, until the sensor's run has finished.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -32,8 +31,8 @@ from typing import Any
 import pytest
 
 from election_pipeline_tests.builders import CONTRACT_A, CONTRACT_B, Workspace, make_workspace
-from election_pipeline_tests.ports import free_port
 from election_pipeline_tests.scenario import A07, A08, B07, a07_lines, a08_lines, b07_lines
+from election_pipeline_tests.servers import free_port, graphql_data
 
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER_YAML = REPO / "election_pipeline" / "dagster.yaml"
@@ -58,13 +57,7 @@ class DagsterDev:
         return f"sqlite:///{self.workspace.root / 'ops.db'}"
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None, timeout: float = 30.0) -> dict[str, Any]:
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            payload = json.loads(response.read())
-        if payload.get("errors"):
-            raise AssertionError(f"GraphQL errors: {payload['errors']}")
-        return payload["data"]
+        return graphql_data(self.url, query, variables, timeout)
 
     def log_tail(self, lines: int = 60) -> str:
         try:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from election_pipeline_tests.ports import free_port
+from election_pipeline_tests.servers import free_port, graphql_payload
 
 from .conftest import DAGSTER_YAML, REPO, STARTUP_TIMEOUT
 
@@ -42,21 +42,13 @@ RESOURCES_QUERY = """
 """
 
 
-def _graphql(url: str, query: str) -> dict:
-    request = urllib.request.Request(
-        f"{url}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
 def _wait_until_loaded(url: str, process: subprocess.Popen, log: Path) -> dict:
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"dagster-webserver exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            payload = _graphql(url, RESOURCES_QUERY)
+            payload = graphql_payload(url, RESOURCES_QUERY)
             entries = payload["data"]["workspaceOrError"]["locationEntries"]
             if entries and entries[0]["locationOrLoadError"]:
                 return payload

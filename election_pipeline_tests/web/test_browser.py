@@ -37,8 +37,8 @@ from election_pipeline.db.models import Alert, AlertEvent
 from election_pipeline.db.session import get_engine
 from election_pipeline_tests.browser import CHROMIUM, CHROMIUM_ARGS, browser_missing, skip_module_without_browser
 from election_pipeline_tests.builders import CONTRACT_A, CONTRACT_B, Workspace, make_workspace, ms, vote
-from election_pipeline_tests.ports import free_port
 from election_pipeline_tests.scenario import drop_all
+from election_pipeline_tests.servers import free_port
 
 pytestmark = pytest.mark.slow
 
