@@ -348,7 +348,8 @@ class ElectionVolume:
         return [self.ids[j] for j in self.neighbours[self.row(cid)]]
 
     def row(self, cid: str) -> int:
-        return self.ids.index(cid)
+        """The row of ``cid`` (its first, should an id appear twice)."""
+        return self._rows[cid]
 
     def context(self, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """For runs of ``length`` hours, by run start: the start, the stop, and the first and
@@ -405,6 +406,9 @@ class ElectionVolume:
         return cached
 
     def __post_init__(self) -> None:
+        self._rows: dict[str, int] = {}
+        for i, cid in enumerate(self.ids):
+            self._rows.setdefault(cid, i)
         self._spread_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._rows_cache: dict[int, np.ndarray] = {}
 
@@ -634,15 +638,12 @@ def scan_all(
     """:func:`scan` of each of ``cids`` (constituencies of ``model``), all at once: the same
     runs, in the same order (by length, then start). With ``worth``, only the runs for which
     ``worth(votes, expected)`` holds (the others' tail probability is not worked out)."""
-    first: dict[str, int] = {}
-    for i, c in enumerate(model.ids):
-        first.setdefault(c, i)
     ids = set(model.ids)
     out: dict[str, list[Run]] = {cid: [] for cid in cids}
-    todo = [cid for cid in dict.fromkeys(cids) if model.counts[first[cid]].sum() > 0]
+    todo = [cid for cid in dict.fromkeys(cids) if model.counts[model.row(cid)].sum() > 0]
     if not todo:
         return out
-    rows = np.array([first[cid] for cid in todo])
+    rows = np.array([model.row(cid) for cid in todo])
     kept = [trimmed_count(len(model.neighbour_ids(cid))) for cid in todo]
     widen = np.array(
         [
