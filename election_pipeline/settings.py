@@ -55,7 +55,16 @@ class Settings(BaseSettings, DetectionThresholds):
         "postgresql+psycopg://user:password@host:5432/dbname); default: sqlite:///<cwd>/data/election_monitoring.db",
         json_schema_extra={"secret": True},
     )
-    duckdb_path: LocalPath = Field("data/warehouse.duckdb", description="the DuckDB raw store")
+    duckdb_path: LocalPath = Field(
+        "data/warehouse.duckdb",
+        description="the DuckDB raw store of the shared workspace (every election without a workspace of its own)",
+    )
+    elections_dir: LocalPath = Field(
+        "data/elections",
+        description="folder of the election workspaces (`election-pipeline workspace add <election>`): each "
+        "<election>/ holds its own drop folder (input/), processed/, quarantine/ and DuckDB store, so that runs "
+        "of different elections run in parallel",
+    )
     duckdb_memory_limit: str = Field(
         "1GB",
         description="memory DuckDB may use for its buffers; larger queries spill to a temporary folder next "

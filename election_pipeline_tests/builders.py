@@ -102,6 +102,7 @@ class Workspace:
             "quarantine_dir": str(self.root / "quarantine"),
             "database_url": f"sqlite:///{self.root / 'ops.db'}",
             "duckdb_path": str(self.root / "warehouse.duckdb"),
+            "elections_dir": str(self.root / "elections"),
             "file_settle_seconds": 0.0,
             "sensor_interval_seconds": 1,
             "schedule_cron": "*/15 * * * *",

@@ -45,13 +45,17 @@ def parse_time(text: str | None, name: str) -> datetime | None:
     try:
         if not _ISO.match(text):
             raise ValueError(text)
-        return to_naive_utc(datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00")))
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise ApiError(
             422, f"{name}: not an ISO 8601 date and time such as 2024-09-06T10:00:00Z (got {text[:40]!r})"
         ) from None
+    try:
+        return to_naive_utc(moment)
     except OverflowError:
-        raise ApiError(422, f"{name}: out of range: times run from year 1 to 9999 in UTC") from None
+        # An instant just outside years 1-9999 once in UTC (0001-01-01T00:00+01:00): earlier,
+        # or later, than any transaction; the range is the same.
+        return datetime.min if moment.year == 1 else datetime.max
 
 
 def time_range(start_time: str | None, end_time: str | None) -> tuple[datetime | None, datetime | None]:

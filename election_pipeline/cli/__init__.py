@@ -4,6 +4,7 @@
   with every check, and print what was found.
 * ``sample``: write a sample election into the input and reference folders.
 * ``summary``: print what the operational database holds.
+* ``workspace``: give an election its own drop folder and DuckDB store (``workspace --help``).
 * ``report``: metrics of an election, a constituency or hour by hour (``report --help``).
 * ``alerts``: list, show, assign, note, set the status of and snooze alerts (``alerts --help``).
 * ``tokens``: create, list and revoke the HTTP API's bearer tokens (``tokens --help``).
@@ -21,7 +22,7 @@ import importlib
 import sys
 from typing import NoReturn
 
-COMMAND_MODULES = ("commands_run", "report", "alerts", "tokens", "serve")
+COMMAND_MODULES = ("commands_run", "workspaces", "report", "alerts", "tokens", "serve")
 
 
 class ArgumentParser(argparse.ArgumentParser):

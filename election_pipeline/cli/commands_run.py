@@ -142,31 +142,41 @@ def print_summary(settings: Settings, out=None) -> dict[str, object]:
 def cmd_run(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
-    from election_pipeline.defs.automation import JOB_NAME, files_run_config
+    from election_pipeline.defs.automation import JOB_NAME, files_run_config, workspaces_of
     from election_pipeline.ingest.export_files import is_candidate
+    from election_pipeline.workspaces import WORKSPACE_TAG
 
     settings = load_settings()
     ensure_dagster_home()
     from election_pipeline.definitions import build_definitions
 
     defs = build_definitions(settings)  # the settings now in force, not those of the first import
-
-    input_dir = Path(settings.input_dir)
-    names = sorted(p.name for p in input_dir.iterdir() if is_candidate(p)) if input_dir.is_dir() else []
-    print(f"Running {JOB_NAME}: {len(names)} file(s) in {input_dir}")
-    run_config = files_run_config(names) | {"loggers": {"console": {"config": {"log_level": args.log_level}}}}
+    job = defs.resolve_job_def(JOB_NAME)
+    workspaces = workspaces_of(settings)
+    failed = []
     with DagsterInstance.get() as instance:
-        result = defs.resolve_job_def(JOB_NAME).execute_in_process(
-            run_config=run_config, instance=instance, raise_on_error=False
-        )
-        checks = result.get_asset_check_evaluations()
-    print("\nData-quality checks:")
-    for ev in sorted(checks, key=lambda e: e.check_name):
-        verdict = "passed" if ev.passed else f"FAILED ({ev.severity.value})"
-        print(f"  {ev.asset_key.to_user_string()}.{ev.check_name}: {verdict}")
+        for ws in workspaces:
+            folder = ws.input_dir
+            names = sorted(p.name for p in folder.iterdir() if is_candidate(p)) if folder.is_dir() else []
+            where = f" ({ws.label})" if len(workspaces) > 1 else ""
+            print(f"Running {JOB_NAME}{where}: {len(names)} file(s) in {folder}")
+            run_config = files_run_config(names) | {"loggers": {"console": {"config": {"log_level": args.log_level}}}}
+            result = job.execute_in_process(
+                run_config=run_config, instance=instance, raise_on_error=False, tags={WORKSPACE_TAG: ws.tag}
+            )
+            checks = result.get_asset_check_evaluations()
+            print(f"\nData-quality checks{where}:")
+            for ev in sorted(checks, key=lambda e: e.check_name):
+                verdict = "passed" if ev.passed else f"FAILED ({ev.severity.value})"
+                print(f"  {ev.asset_key.to_user_string()}.{ev.check_name}: {verdict}")
+            if not result.success:
+                failed.append(ws.label)
     print_summary(settings)
-    if not result.success:
-        print("\nThe run did not succeed; see the errors above (and the run in the Dagster UI).", file=sys.stderr)
+    if failed:
+        print(
+            f"\nThe run of {', '.join(failed)} did not succeed; see the errors above (and the run in the Dagster UI).",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

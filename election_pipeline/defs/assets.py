@@ -20,6 +20,7 @@ from election_pipeline.stages.metrics import publish_metrics
 from election_pipeline.stages.publish import publish_file_records, publish_transactions
 from election_pipeline.stages.reference import load_reference
 from election_pipeline.vocabulary import OPEN_STATUSES, Severity
+from election_pipeline.workspaces import contract_admission
 
 from .metadata import ROW_COUNT, check_result, preview
 from .resources import (
@@ -97,14 +98,19 @@ def raw_transactions(
     constituencies are published to the operational database; the transactions themselves
     are published by ``operational_transactions`` after the alerts.
     """
+    workspace, scope = drop_folder.workspace(), drop_folder.scope()
     folders = drop_folder.folders()
     if config.files:
         files = [folders.input_dir / name for name in config.files]
         files = [f for f in files if f.exists() or f.is_symlink()]
     else:
         files = ready_files(folders.input_dir, drop_folder.settle_seconds)
-    context.log.info(f"{len(files)} file(s) to process in {folders.input_dir}")
+    context.log.info(
+        f"{len(files)} file(s) to process in {folders.input_dir} ({workspace.label}: {scope.describe()}; "
+        f"store {warehouse.path})"
+    )
     engine = ops_db.engine()
+    admit = None if scope.is_everything else contract_admission(engine, scope)
     with warehouse.connect() as duck:
         summary = ingest_folder(
             files,
@@ -114,8 +120,9 @@ def raw_transactions(
             zip_max_total_bytes=drop_folder.zip_max_total_bytes,
             zip_max_ratio=drop_folder.zip_max_ratio,
             progress=context.log.info,
+            admit=admit,
         )
-        published = publish_file_records(duck, engine)
+        published = publish_file_records(duck, engine, workspace.election)
         stored = duck.execute("SELECT count(*) FROM raw_transactions").fetchall()[0][0]
     for name, reason in summary.noticed:
         context.log.warning(f"{name}: {reason}")
@@ -151,6 +158,7 @@ def raw_transactions(
             "transactions_new": summary.new_transactions,
             "rejected_lines": summary.rejected_lines,
             "transactions_stored_total": int(stored),
+            "workspace": workspace.tag,
             ROW_COUNT: int(stored),
             "files": preview(
                 ["file", "status", "transactions", "new", "rejected lines", "reason"],
@@ -210,15 +218,17 @@ def hourly_stats(
     cumulative participation. Computed by DuckDB from the raw store; only changed hours
     are written to the operational ``hourly_stats`` table."""
     engine = ops_db.engine()
+    scope = warehouse.scope()
     with warehouse.connect() as duck:
-        summary = publish_hourly_stats(duck, engine)
+        summary = publish_hourly_stats(duck, engine, scope)
         every = quality_checks.full_check_every_minutes
         checks = [
             check_result(
-                quality.hourly_totals_reconcile(duck, engine, full_every_minutes=every), "hourly_totals_reconcile"
+                quality.hourly_totals_reconcile(duck, engine, full_every_minutes=every, owned=scope),
+                "hourly_totals_reconcile",
             ),
             check_result(
-                quality.every_transaction_in_a_known_hour(duck, engine, full_every_minutes=every),
+                quality.every_transaction_in_a_known_hour(duck, engine, full_every_minutes=every, owned=scope),
                 "every_transaction_in_a_known_hour",
             ),
         ]
@@ -283,7 +293,7 @@ def constituency_metrics(
     scheduled run with no new file can still find a constituency that went silent. The
     findings feed ``alerts``."""
     with warehouse.connect() as duck:
-        summary = publish_metrics(duck, ops_db.engine(), detection.thresholds(), now=utcnow())
+        summary = publish_metrics(duck, ops_db.engine(), detection.thresholds(), now=utcnow(), scope=warehouse.scope())
     frame = summary.frame.sort_values(["anomaly_score", "id"], ascending=[False, True])
     by_rule = Counter(f.rule for f in summary.findings)
     context.log.info(f"constituency_metrics: {len(frame)} constituencies, {len(summary.findings)} findings")
@@ -309,13 +319,17 @@ def constituency_metrics(
 @dg.asset(group_name="election", kinds={"python", "sql"}, retry_policy=DB_RETRY_POLICY)
 @permanent_db_errors_fail
 def alerts(
-    context: dg.AssetExecutionContext, constituency_metrics: list[Finding], ops_db: OperationalDatabaseResource
+    context: dg.AssetExecutionContext,
+    constituency_metrics: list[Finding],
+    ops_db: OperationalDatabaseResource,
+    drop_folder: DropFolderResource,
 ) -> dg.MaterializeResult:
     """Alerts for observers, one per rule, constituency and hour or window, each with its
     figures, threshold and up to 20 transaction ids as evidence. Re-running updates alerts
-    in place and never resets the status, notes or assignee an analyst set."""
+    in place and never resets the status, notes or assignee an analyst set. A run of an
+    election's workspace touches that election's alerts only."""
     engine = ops_db.engine()
-    summary = publish_alerts(engine, constituency_metrics)
+    summary = publish_alerts(engine, constituency_metrics, scope=drop_folder.scope())
     with engine.connect() as conn:
         open_by_severity = dict(
             conn.execute(
@@ -366,8 +380,9 @@ def operational_transactions(
     per-transaction rows follow within the same run. Committed in chunks; a run killed
     half-way publishes the rest on its next run."""
     engine = ops_db.engine()
+    election = warehouse.scope().election
     with warehouse.connect() as duck:
-        summary = publish_transactions(duck, engine, progress=context.log.info)
+        summary = publish_transactions(duck, engine, progress=context.log.info, election=election)
     with engine.connect() as conn:
         total = int(conn.execute(select(func.count()).select_from(Transaction)).scalar_one())
     context.log.info(

@@ -8,7 +8,7 @@ from election_pipeline.stages import quality
 
 from .assets import DUCKDB_POOL, constituency_metrics, operational_transactions, raw_transactions
 from .metadata import check_result
-from .resources import OperationalDatabaseResource, QualityChecksResource, WarehouseResource
+from .resources import DropFolderResource, OperationalDatabaseResource, QualityChecksResource, WarehouseResource
 
 
 @dg.asset_check(asset=operational_transactions, blocking=True, pool=DUCKDB_POOL)
@@ -21,24 +21,34 @@ def no_transaction_counted_twice(
     with warehouse.connect() as duck:
         return check_result(
             quality.no_transaction_counted_twice(
-                duck, ops_db.engine(), full_every_minutes=quality_checks.full_check_every_minutes
+                duck,
+                ops_db.engine(),
+                full_every_minutes=quality_checks.full_check_every_minutes,
+                owned=warehouse.scope(),
             )
         )
 
 
 @dg.asset_check(asset=operational_transactions, blocking=False)
-def timestamps_within_voting_window(ops_db: OperationalDatabaseResource) -> dg.AssetCheckResult:
+def timestamps_within_voting_window(
+    ops_db: OperationalDatabaseResource, drop_folder: DropFolderResource
+) -> dg.AssetCheckResult:
     """Bulletins and votes dated outside their election's voting window. They are kept and
     counted in their hour; this check reports them (warning) for investigation."""
-    return check_result(quality.timestamps_within_voting_window(ops_db.engine()), severity=dg.AssetCheckSeverity.WARN)
+    return check_result(
+        quality.timestamps_within_voting_window(ops_db.engine(), drop_folder.scope()),
+        severity=dg.AssetCheckSeverity.WARN,
+    )
 
 
 @dg.asset_check(asset=constituency_metrics, blocking=False)
-def participation_at_most_100_percent(ops_db: OperationalDatabaseResource) -> dg.AssetCheckResult:
+def participation_at_most_100_percent(
+    ops_db: OperationalDatabaseResource, drop_folder: DropFolderResource
+) -> dg.AssetCheckResult:
     """No constituency has more distinct voters than registered voters. A failure is an
     observation about the election, not a pipeline fault: the alerts still run and raise a
     critical ``bulletins_exceed_registered`` alert with the evidence."""
-    return check_result(quality.participation_at_most_100(ops_db.engine()))
+    return check_result(quality.participation_at_most_100(ops_db.engine(), drop_folder.scope()))
 
 
 @dg.asset_check(asset=raw_transactions, blocking=False, pool=DUCKDB_POOL)

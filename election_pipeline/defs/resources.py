@@ -17,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
+from pydantic import PrivateAttr
 from sqlalchemy import Engine
 
 from election_pipeline.analytics.raw_store import ensure_schema
@@ -26,6 +27,7 @@ from election_pipeline.notify.channels import SmtpConfig
 from election_pipeline.notify.deliver import NotifyConfig
 from election_pipeline.settings import Settings, load_settings, split_list
 from election_pipeline.stages.ingest_files import DropFolders
+from election_pipeline.workspaces import WORKSPACE_TAG, Scope, Workspace, shared_workspace, workspace_for_tag
 
 from .run_recovery import record_run_worker, release_dead_runs
 
@@ -38,25 +40,53 @@ def is_lock_error(error: BaseException) -> bool:
     return isinstance(error, duckdb.IOException) and "lock" in str(error).lower()
 
 
-class WarehouseResource(DuckDBResource):
-    """The DuckDB file holding every parsed transaction (``ELECTION_DUCKDB_PATH``).
+def _run_tag(context: dg.InitResourceContext) -> str | None:
+    run = context.run
+    return run.tags.get(WORKSPACE_TAG) if run is not None else None
 
-    DuckDB allows one writer per file: the assets and checks that open it share the
-    ``duckdb`` pool (limit 1), and opening a file locked by another process waits and
+
+class WarehouseResource(DuckDBResource):
+    """The DuckDB file holding every parsed transaction of the run's workspace: the shared
+    one's (``ELECTION_DUCKDB_PATH``), or, for a run tagged ``election/workspace`` with an
+    election, that election's own (``ELECTION_ELECTIONS_DIR``/<election>/warehouse.duckdb;
+    docs/architecture.md#several-elections-at-once).
+
+    DuckDB allows one writer per file: Dagster's run queue starts one run per workspace at a
+    time, and opening a file locked by another process (a run started by hand) waits and
     retries for up to five minutes instead of failing. Only the opening is retried: an
     error raised while the connection is in use propagates as it is, and the connection is
     closed either way.
     """
 
+    elections_dir: str = ""
+    _path: str = PrivateAttr(default="")
+    _scope: Scope | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        ws = workspace_for_tag(_PathsOnly(self.database), self.elections_dir, _run_tag(context))
+        self._path = str(ws.duckdb_path)
+        self._scope = Scope.of(ws, self.elections_dir)
+
+    def scope(self) -> Scope:
+        """The constituencies whose figures the run's store holds and writes."""
+        if self._scope is None:
+            return Scope.of(shared_workspace(_PathsOnly(self.database)), self.elections_dir)
+        return self._scope
+
+    @property
+    def path(self) -> str:
+        """The DuckDB file this resource opens."""
+        return self._path or self.database
+
     def open(self) -> duckdb.DuckDBPyConnection:
         """A new read-write connection, waiting out another process's lock."""
-        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         config = {"custom_user_agent": "dagster", **self.connection_config}
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         delay = 0.2
         while True:
             try:
-                return duckdb.connect(self.database, read_only=False, config=config)
+                return duckdb.connect(self.path, read_only=False, config=config)
             except duckdb.IOException as exc:
                 if not is_lock_error(exc) or time.monotonic() > deadline:
                     raise
@@ -72,6 +102,14 @@ class WarehouseResource(DuckDBResource):
             yield conn
         finally:
             conn.close()
+
+
+class _PathsOnly:
+    """The shared workspace's paths when only the DuckDB file matters."""
+
+    def __init__(self, duckdb_path: str) -> None:
+        self.duckdb_path = duckdb_path
+        self.input_dir = self.processed_dir = self.quarantine_dir = ""
 
 
 class OperationalDatabaseResource(dg.ConfigurableResource):
@@ -97,7 +135,8 @@ class OperationalDatabaseResource(dg.ConfigurableResource):
 class DropFolderResource(dg.ConfigurableResource):
     """Where export files arrive and where they go after processing, and the limits of the
     ingest (``ELECTION_INPUT_DIR``, ``ELECTION_FILE_SETTLE_SECONDS``, ``ELECTION_BATCH_SIZE``,
-    ``ELECTION_ZIP_MAX_*`` ...)."""
+    ``ELECTION_ZIP_MAX_*`` ...). In a run tagged ``election/workspace`` with an election,
+    the folders are that election's workspace's (``ELECTION_ELECTIONS_DIR``/<election>/)."""
 
     input_dir: str
     processed_dir: str
@@ -107,9 +146,27 @@ class DropFolderResource(dg.ConfigurableResource):
     batch_size: int
     zip_max_total_bytes: int
     zip_max_ratio: int
+    elections_dir: str = ""
+    duckdb_path: str = ""
+    _tag: str | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._tag = _run_tag(context)
+        self.workspace()  # an unknown workspace fails the run here, with the command that makes it
+
+    def workspace(self) -> Workspace:
+        """The run's workspace (the shared one outside a tagged run)."""
+        if not self._tag:
+            return shared_workspace(self)
+        return workspace_for_tag(self, self.elections_dir, self._tag)
+
+    def scope(self) -> Scope:
+        """The constituencies the run writes figures for."""
+        return Scope.of(self.workspace(), self.elections_dir)
 
     def folders(self) -> DropFolders:
-        return DropFolders.of(self.input_dir, self.processed_dir, self.quarantine_dir)
+        ws = self.workspace()
+        return DropFolders.of(ws.input_dir, ws.processed_dir, ws.quarantine_dir)
 
 
 class DetectionResource(dg.ConfigurableResource, DetectionThresholds):
@@ -196,7 +253,9 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
     s = settings or load_settings()
     return {
         "warehouse": WarehouseResource(
-            database=s.duckdb_path, connection_config={"memory_limit": s.duckdb_memory_limit}
+            database=s.duckdb_path,
+            connection_config={"memory_limit": s.duckdb_memory_limit},
+            elections_dir=s.elections_dir,
         ),
         "ops_db": OperationalDatabaseResource(url=_value(s, "database_url")),
         "drop_folder": DropFolderResource(
@@ -208,6 +267,8 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
             batch_size=s.batch_size,
             zip_max_total_bytes=s.zip_max_total_bytes,
             zip_max_ratio=s.zip_max_ratio,
+            elections_dir=s.elections_dir,
+            duckdb_path=s.duckdb_path,
         ),
         "detection": DetectionResource(**s.thresholds().model_dump()),
         "quality_checks": QualityChecksResource(full_check_every_minutes=s.full_check_every_minutes),

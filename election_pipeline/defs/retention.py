@@ -6,6 +6,7 @@ import dagster as dg
 
 from election_pipeline.settings import Settings
 from election_pipeline.stages.retention import RetentionPolicy, apply_retention
+from election_pipeline.workspaces import SHARED, WORKSPACE_TAG, election_workspaces, shared_workspace
 
 from .metadata import preview
 from .resources import OperationalDatabaseResource, WarehouseResource
@@ -71,20 +72,27 @@ def build_retention(s: Settings) -> tuple[dg.JobDefinition, dg.ScheduleDefinitio
     @dg.job(
         name=RETENTION_JOB,
         description=(
-            "Applies the data retention policy: transactions kept for the election plus "
+            "Applies the data retention policy to one workspace's store (the shared one, or the election its run "
+            "tag election/workspace names): transactions kept for the election plus "
             f"{default.transactions_days} days, hourly statistics {default.hourly_days} days, file jobs "
             f"{default.file_jobs_days} days, alerts forever."
         ),
+        tags={WORKSPACE_TAG: SHARED},
     )
     def retention_job() -> None:
         apply_retention_policy()
 
-    schedule = dg.ScheduleDefinition(
+    @dg.schedule(
         name="retention_schedule",
         job=retention_job,
         cron_schedule=s.retention_cron,
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"Runs {RETENTION_JOB} on ELECTION_RETENTION_CRON ({s.retention_cron}, UTC).",
+        description=f"Runs {RETENTION_JOB} on ELECTION_RETENTION_CRON ({s.retention_cron}, UTC), once per workspace.",
     )
-    return retention_job, schedule
+    def retention_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+        stamp = context.scheduled_execution_time.isoformat()
+        workspaces = [shared_workspace(s), *election_workspaces(s.elections_dir)]
+        return [dg.RunRequest(run_key=f"{ws.tag}:{stamp}", tags={WORKSPACE_TAG: ws.tag}) for ws in workspaces]
+
+    return retention_job, retention_schedule

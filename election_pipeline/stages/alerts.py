@@ -40,6 +40,7 @@ from election_pipeline.db.models.base import new_uuid
 from election_pipeline.db.schemas.alert import make_note
 from election_pipeline.detection.findings import Finding
 from election_pipeline.vocabulary import OPEN_STATUSES, SEVERITY_RANK, AlertStatus, Severity
+from election_pipeline.workspaces import EVERYTHING, Scope
 
 PIPELINE_AUTHOR = "pipeline"
 
@@ -116,14 +117,18 @@ def _change(old: Any, new: Any) -> dict[str, Any]:
     return {"from": old.isoformat() if isinstance(old, datetime) else old, "to": new}
 
 
-def publish_alerts(engine: Engine, findings: list[Finding], now: datetime | None = None) -> AlertsSummary:
-    """Create, refresh, reopen or wake alerts from ``findings`` (see the module docstring)."""
+def publish_alerts(
+    engine: Engine, findings: list[Finding], now: datetime | None = None, scope: Scope = EVERYTHING
+) -> AlertsSummary:
+    """Create, refresh, reopen or wake alerts from ``findings`` (see the module docstring).
+    Only the alerts of ``scope``'s constituencies are compared with the findings: an alert of
+    another workspace's election is never marked as cleared by this run."""
     now = now or utcnow()
     summary = AlertsSummary()
     seen: set[str] = set()
     outbox: list[AlertNotification] = []
     with Session(engine, expire_on_commit=False) as db:
-        existing = {a.fingerprint: a for a in db.scalars(select(Alert))}
+        existing = {a.fingerprint: a for a in db.scalars(select(Alert).where(scope.owns(Alert.constituency_id)))}
         for f in findings:
             if f.fingerprint in seen:
                 continue

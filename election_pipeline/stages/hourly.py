@@ -6,6 +6,10 @@ changed since the last run are recomputed from their transactions), compared wit
 the operational database holds, and only the differences are written: new hours are
 inserted, changed hours updated, and hours left with no standing transaction (all
 rolled back) deleted. Running it twice writes nothing the second time.
+
+With election workspaces (:mod:`election_pipeline.workspaces`), a run reads and writes the
+hours of its scope's constituencies only: another workspace's hours are never compared, so
+never deleted.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from election_pipeline.db.bulk import chunks, insert_ignore, update_by_key
 from election_pipeline.db.models import Constituency, HourlyStats, utcnow
 from election_pipeline.db.models.base import new_uuid
 from election_pipeline.vocabulary import RegisteredVotersSource
+from election_pipeline.workspaces import EVERYTHING, Scope
 
 FIGURES = [
     "election_id",
@@ -77,7 +82,8 @@ def registered_voters(constituencies: pd.DataFrame, totals: pd.DataFrame) -> pd.
     return pd.DataFrame(rows, columns=["id", "registered", "source"])
 
 
-def load_constituencies(engine: Engine) -> pd.DataFrame:
+def load_constituencies(engine: Engine, scope: Scope = EVERYTHING) -> pd.DataFrame:
+    """The operational database's constituencies of ``scope``."""
     with engine.connect() as conn:
         rows = conn.execute(
             select(
@@ -88,7 +94,7 @@ def load_constituencies(engine: Engine) -> pd.DataFrame:
                 Constituency.region,
                 Constituency.in_reference,
                 Constituency.name,
-            )
+            ).where(scope.condition(Constituency.election_id))
         ).all()
     return pd.DataFrame(
         rows,
@@ -104,10 +110,22 @@ def load_constituencies(engine: Engine) -> pd.DataFrame:
     )
 
 
-def compute_hourly(duck: duckdb.DuckDBPyConnection, engine: Engine) -> pd.DataFrame:
-    """The hourly figures with election, velocities and cumulative participation attached."""
-    frame = hourly_figures(duck)
-    constituencies = load_constituencies(engine)
+def in_scope(frame: pd.DataFrame, engine: Engine, scope: Scope, column: str = "constituency_id") -> pd.DataFrame:
+    """The rows of ``frame`` whose constituency is in ``scope`` (one the operational database
+    does not know counts as one of no known election)."""
+    if scope.is_everything or frame.empty:
+        return frame
+    with engine.connect() as conn:
+        elections = dict(conn.execute(select(Constituency.id, Constituency.election_id)).tuples().all())
+    keep = [scope.holds(elections.get(str(c))) for c in frame[column]]
+    return frame[keep].reset_index(drop=True)
+
+
+def compute_hourly(duck: duckdb.DuckDBPyConnection, engine: Engine, scope: Scope = EVERYTHING) -> pd.DataFrame:
+    """The hourly figures (of ``scope``'s constituencies) with election, velocities and
+    cumulative participation attached."""
+    frame = in_scope(hourly_figures(duck), engine, scope)
+    constituencies = load_constituencies(engine, scope)
     registered = registered_voters(constituencies, constituency_totals(duck))
     info = constituencies[["id", "election_id"]].merge(registered, on="id", how="left")
     frame = frame.merge(info, left_on="constituency_id", right_on="id", how="left").drop(columns=["id"])
@@ -144,24 +162,25 @@ def _changed_rows(new: pd.DataFrame, old: pd.DataFrame) -> pd.Series:
     return differs
 
 
-def _published(engine: Engine) -> pd.DataFrame:
+def _published(engine: Engine, scope: Scope) -> pd.DataFrame:
     cols = [HourlyStats.constituency_id, HourlyStats.hour] + [HourlyStats.__table__.c[c] for c in FIGURES]
     with engine.connect() as conn:
-        rows = conn.execute(select(*cols)).all()
+        rows = conn.execute(select(*cols).where(scope.owns(HourlyStats.constituency_id))).all()
     frame = pd.DataFrame(rows, columns=["constituency_id", "hour"] + FIGURES)
     for col in ("hour", "timestamp"):
         frame[col] = pd.to_datetime(frame[col])
     return frame
 
 
-def publish_hourly_stats(duck: duckdb.DuckDBPyConnection, engine: Engine) -> HourlySummary:
-    """Bring ``hourly_stats`` in line with the raw store; returns what changed.
+def publish_hourly_stats(duck: duckdb.DuckDBPyConnection, engine: Engine, scope: Scope = EVERYTHING) -> HourlySummary:
+    """Bring ``hourly_stats`` of ``scope``'s constituencies in line with the raw store; returns
+    what changed.
 
     The figures come from the stored figures of the raw store (only the constituencies that
     changed are recomputed there) and are compared, all at once, with the published rows."""
-    frame = compute_hourly(duck, engine)
+    frame = compute_hourly(duck, engine, scope)
     wanted = frame[["constituency_id", "hour"] + FIGURES].reset_index(drop=True)
-    existing = _published(engine)
+    existing = _published(engine, scope)
     both = wanted.assign(_row=range(len(wanted))).merge(
         existing, on=["constituency_id", "hour"], how="outer", suffixes=("", "_old"), indicator=True
     )

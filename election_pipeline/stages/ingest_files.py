@@ -116,6 +116,10 @@ STORE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+#: Why a contract's lines are not counted by this ingest (None: they are).
+Admit = Callable[[str], str | None]
+
+
 @dataclass
 class FileOutcome:
     """What happened to one file."""
@@ -274,6 +278,7 @@ class _File:
     # ledger entry (its content was never judged) and it is not moved.
     vanished: bool = False
     vanished_unread: bool = False
+    unjudged_unread: bool = False  # refused before reading for a reason that is not its content
     # Refused for a reason that is not its content (an unexpected error, too little memory):
     # no ledger entry, so the same content dropped again is read again.
     unjudged: bool = False
@@ -289,6 +294,10 @@ class _File:
     new_transactions: int = 0
     target: Path | None = None
     dump: _DumpTally | None = None  # what a block dump held
+    #: Lines (transactions of a block dump) of contracts this workspace does not count, by
+    #: contract, with why (another election's constituency: see ``workspaces.Scope.refusal``);
+    #: None until there is one (a group holds up to a thousand files).
+    foreign: dict[str, tuple[int, str]] | None = None
 
     @property
     def name(self) -> str:
@@ -376,8 +385,9 @@ class _Progress:
 _DUMP_BLOCK_COLUMNS = ["file_index", "source", "line_number", "height", "digest", "transactions", "skipped"]
 
 
-def _inspect(f: _File) -> None:
-    """Hash the file and decide how it is read; a file that cannot be read is refused."""
+def _inspect(f: _File, admit: Admit | None = None) -> None:
+    """Hash the file and decide how it is read; a file that cannot be read is refused, and so
+    is a ``.csv`` of a contract this workspace does not count (``admit``)."""
     try:
         digest = file_digest(f.path)
     except FileRefused as err:
@@ -394,9 +404,14 @@ def _inspect(f: _File) -> None:
         return
     if suffix == ".csv":
         try:
-            contract_id_from_name(f.name)
+            contract = contract_id_from_name(f.name)
         except FileRefused as err:
             f.refused = err.reason
+            return
+        refusal = admit(contract) if admit is not None else None
+        if refusal:
+            f.refused = f"{f.name} is not counted here: {refusal}; drop it into that election's drop folder"
+            f.unjudged = True  # not a verdict on its content: the same file is read where it belongs
             return
     # A NUL byte in the first 8 KiB marks a binary file: the Python reader refuses it.
     f.duck_path = os.path.abspath(f.path)
@@ -470,7 +485,7 @@ class _Group:
     DuckDB transaction); a file alone that is larger than :data:`PART_MAX_LINES` lines has its
     earlier parts committed as it is read."""
 
-    def __init__(self, duck: duckdb.DuckDBPyConnection, files: list[_File], seq: int, limits: dict[str, int]) -> None:
+    def __init__(self, duck: duckdb.DuckDBPyConnection, files: list[_File], seq: int, limits: dict[str, Any]) -> None:
         self.duck = duck
         self.files = files
         self.seq = seq
@@ -516,6 +531,7 @@ class _Group:
         positions: list[tuple[int, int, int, int, int]] = []
         by_source: dict[tuple[str, str], _Unit] = {}
         progress = _Progress(f.name)
+        admit: Admit | None = self.limits.get("admit")
 
         def stage_batch(source: str) -> None:
             nonlocal batch, positions
@@ -552,6 +568,12 @@ class _Group:
                     continue
                 if isinstance(item, DumpProblem):
                     f.reject(item.source, item.line_number, item.reason, item.raw)
+                    continue
+                refusal = admit(item.contract_id) if admit is not None else None
+                if refusal:
+                    f.foreign = f.foreign or {}
+                    lines, _ = f.foreign.get(item.contract_id, (0, refusal))
+                    f.foreign[item.contract_id] = (lines + 1, refusal)
                     continue
                 key = (item.source, item.contract_id)
                 unit = by_source.get(key)
@@ -677,11 +699,14 @@ class _Group:
             rejected = list(f.rejected)
             reason = (
                 f"{f.name} is empty: it holds no transaction line"
+                if not rejected and not f.foreign
+                else f"{f.name} holds no line this workspace counts: {_foreign_note(f)}"
                 if not rejected
                 else f"none of the {len(rejected)} lines of {f.name} could be read (first problem: {f.first_reason})"
             )
             self._drop_file(f, reason)
             f.rejected = rejected  # every bad line is kept: it explains why the whole file failed
+            f.unjudged = f.unjudged or (bool(f.foreign) and not rejected)  # it is read where it belongs
 
     def _parse_left(self) -> None:
         """The Python parser reads the staged lines DuckDB left; the files' counts grow by the
@@ -843,6 +868,15 @@ class _Group:
         return changed | conflicted
 
 
+def _foreign_note(f: _File) -> str:
+    """The lines of other workspaces' contracts a file held, and why they are not counted."""
+    foreign = f.foreign or {}
+    lines = sum(n for n, _ in foreign.values())
+    shown = "; ".join(f"{why} ({n:,} lines)" for _, (n, why) in sorted(foreign.items())[:5])
+    more = f"; and {len(foreign) - 5} more contracts" if len(foreign) > 5 else ""
+    return f"{lines:,} lines of {len(foreign)} contract(s) not counted by this workspace: {shown}{more}"
+
+
 def _job_details(f: _File) -> str:
     """What the job of a completed file says about it."""
     parts = [
@@ -854,6 +888,8 @@ def _job_details(f: _File) -> str:
         parts.append(f"{f.rollbacks} rollback lines")
     if f.rejected:
         parts.append(f"{len(f.rejected)} rejected lines (first: {f.first_reason})")
+    if f.foreign:
+        parts.append(_foreign_note(f))
     parts.extend(f.notes)
     return "; ".join(parts)
 
@@ -979,7 +1015,7 @@ def _insert_frame(
 
 
 def _write_group(
-    duck: duckdb.DuckDBPyConnection, files: list[_File], folders: DropFolders, limits: dict[str, int]
+    duck: duckdb.DuckDBPyConnection, files: list[_File], folders: DropFolders, limits: dict[str, Any]
 ) -> None:
     """Stage and classify ``files`` (into temporary tables, before the transaction: rows
     appended inside a transaction stay in memory until it ends, and a large file's staged
@@ -1061,7 +1097,7 @@ def _mark_moved(duck: duckdb.DuckDBPyConnection, job_ids: list[str]) -> None:
 
 
 def _write_isolated(
-    duck: duckdb.DuckDBPyConnection, files: list[_File], folders: DropFolders, limits: dict[str, int]
+    duck: duckdb.DuckDBPyConnection, files: list[_File], folders: DropFolders, limits: dict[str, Any]
 ) -> None:
     """:func:`_write_group`; when something unexpected happens, each file is written alone,
     and a file that fails alone is refused with the error as its reason. A group that needs
@@ -1105,7 +1141,7 @@ def _write_isolated(
 
 
 def _refuse_alone(
-    duck: duckdb.DuckDBPyConnection, f: _File, folders: DropFolders, limits: dict[str, int], reason: str
+    duck: duckdb.DuckDBPyConnection, f: _File, folders: DropFolders, limits: dict[str, Any], reason: str
 ) -> None:
     """Write ``f`` alone as refused for ``reason``, a reason that is not its content: it is
     quarantined with no ledger entry, so the same content dropped again is read again."""
@@ -1119,7 +1155,7 @@ def _reset(f: _File) -> None:
     """Forget what an attempt read (the file is read again)."""
     f.refused = f.refused_unread if f.duplicate_of is None else f.refused
     f.vanished = f.vanished_unread
-    f.unjudged = False
+    f.unjudged = f.unjudged_unread
     f.units.clear()
     f.clear_rejected()
     f.notes.clear()
@@ -1127,6 +1163,7 @@ def _reset(f: _File) -> None:
     f.transactions = f.rollbacks = f.new_transactions = 0
     f.target = None
     f.dump = None
+    f.foreign = None
 
 
 # --------------------------------------------------------------------------------------
@@ -1207,7 +1244,7 @@ def notice_unread_entries(duck: duckdb.DuckDBPyConnection, input_dir: Path) -> l
     return new
 
 
-def _batches(files: list[_File]) -> Iterator[list[_File]]:
+def _batches(files: list[_File], admit: Admit | None = None) -> Iterator[list[_File]]:
     """Consecutive groups of at most GROUP_MAX_BYTES / GROUP_MAX_FILES; the same content
     twice never in one group (the second copy is then told apart by the ledger). Each file is
     hashed as its group is formed, so that DuckDB reads it soon after, while it is still in the
@@ -1216,8 +1253,9 @@ def _batches(files: list[_File]) -> Iterator[list[_File]]:
     size = 0
     hashes: set[str] = set()
     for f in files:
-        _inspect(f)
+        _inspect(f, admit)
         f.refused_unread, f.vanished_unread = f.refused, f.vanished
+        f.unjudged_unread = f.unjudged
         if group and (
             size + f.size > GROUP_MAX_BYTES or len(group) >= GROUP_MAX_FILES or (f.sha256 and f.sha256 in hashes)
         ):
@@ -1240,13 +1278,22 @@ def ingest_folder(
     zip_max_total_bytes: int,
     zip_max_ratio: int,
     progress: Callable[[str], None] | None = None,
+    admit: Admit | None = None,
 ) -> IngestSummary:
     """Ingest ``files`` in name order into the DuckDB raw store (see the module docstring).
+    With ``admit``, the lines of a contract it gives a reason for are not counted (a ``.csv``
+    of such a contract is refused whole; the other lines of an archive or dump are read):
+    another election's files dropped into an election's workspace.
     Never raises for bad input; raises only when the store itself fails (the step then fails,
     and the next run ends as one clean run would)."""
     summary = IngestSummary()
     summary.noticed = notice_unread_entries(duck, folders.input_dir)
-    limits = {"batch_size": batch_size, "zip_max_total_bytes": zip_max_total_bytes, "zip_max_ratio": zip_max_ratio}
+    limits: dict[str, Any] = {
+        "batch_size": batch_size,
+        "zip_max_total_bytes": zip_max_total_bytes,
+        "zip_max_ratio": zip_max_ratio,
+        "admit": admit,
+    }
     pending = [_File(i, p) for i, p in enumerate(sorted(files, key=lambda p: p.name)) if _present(p)]
     with _few_checkpoints(duck):
         _ingest_batches(duck, pending, folders, limits, summary, progress)
@@ -1276,13 +1323,13 @@ def _ingest_batches(
     duck: duckdb.DuckDBPyConnection,
     pending: list[_File],
     folders: DropFolders,
-    limits: dict[str, int],
+    limits: dict[str, Any],
     summary: IngestSummary,
     progress: Callable[[str], None] | None,
 ) -> None:
     total = len(pending)
     done = 0
-    for batch in _batches(pending):
+    for batch in _batches(pending, limits["admit"]):
         known = _known(duck, sorted({f.sha256 for f in batch if f.sha256}))
         unfinished = _unfinished_moves(duck, sorted({f.name for f in batch}))
         group: list[_File] = []

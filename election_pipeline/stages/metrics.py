@@ -35,8 +35,9 @@ from election_pipeline.detection.context import constituency_windows
 from election_pipeline.detection.findings import Finding
 from election_pipeline.detection.score import anomaly_counts, anomaly_scores
 from election_pipeline.detection.thresholds import DetectionThresholds
+from election_pipeline.workspaces import EVERYTHING, Scope
 
-from .hourly import compute_hourly, load_constituencies, participation, registered_voters
+from .hourly import compute_hourly, in_scope, load_constituencies, participation, registered_voters
 
 CONSTITUENCY_FIGURES = [
     "bulletins_issued",
@@ -336,14 +337,16 @@ def compute_metrics(
     engine: Engine,
     thresholds: DetectionThresholds,
     now: datetime | None = None,
+    scope: Scope = EVERYTHING,
 ) -> MetricsSummary:
-    """Totals per constituency plus findings (with evidence transaction ids) at ``now``."""
-    totals = constituency_totals(duck)
-    constituencies = load_constituencies(engine)
+    """Totals per constituency (of ``scope``) plus findings (with evidence transaction ids)
+    at ``now``."""
+    totals = in_scope(constituency_totals(duck), engine, scope)
+    constituencies = load_constituencies(engine, scope)
     reg = registered_voters(constituencies, totals)
     info = constituencies.merge(reg, on="id", how="left")
     info["registered"] = info["registered"].fillna(0).astype("int64")
-    hourly = compute_hourly(duck, engine)
+    hourly = compute_hourly(duck, engine, scope)
     elections = load_elections(engine)
     late = late_transactions(duck, info, elections)
     conflicts = conflicting_copies(duck, info["id"])
@@ -368,9 +371,11 @@ def publish_metrics(
     engine: Engine,
     thresholds: DetectionThresholds,
     now: datetime | None = None,
+    scope: Scope = EVERYTHING,
 ) -> MetricsSummary:
-    """Compute the metrics at ``now`` and write them; only rows whose figures changed are updated."""
-    summary = compute_metrics(duck, engine, thresholds, now)
+    """Compute the metrics of ``scope``'s constituencies at ``now`` and write them; only rows
+    whose figures changed are updated (another workspace's constituencies are never touched)."""
+    summary = compute_metrics(duck, engine, thresholds, now, scope)
     frame = summary.frame
     with engine.connect() as conn:
         current = {
@@ -402,7 +407,7 @@ def publish_metrics(
             (cid, hour): have
             for cid, hour, have in conn.execute(
                 select(HourlyStats.constituency_id, HourlyStats.hour, HourlyStats.anomaly_count).where(
-                    HourlyStats.anomaly_count != 0
+                    HourlyStats.anomaly_count != 0, scope.owns(HourlyStats.constituency_id)
                 )
             ).all()
         }

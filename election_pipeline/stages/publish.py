@@ -73,10 +73,10 @@ def _dicts(duck: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list
     return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
 
 
-def _unknown_constituency(cid: str, now: Any) -> dict[str, Any]:
+def _unknown_constituency(cid: str, now: Any, election: str | None = None) -> dict[str, Any]:
     return {
         "id": cid,
-        "election_id": None,
+        "election_id": election,
         "name": f"Unknown contract {cid}",
         "region": "",
         "type": "unknown",
@@ -97,8 +97,9 @@ def _unknown_constituency(cid: str, now: Any) -> dict[str, Any]:
     }
 
 
-def _ensure_constituencies(conn: Connection, ids: set[str]) -> int:
-    """Record the contracts the reference data does not know as unknown constituencies."""
+def _ensure_constituencies(conn: Connection, ids: set[str], election: str | None = None) -> int:
+    """Record the contracts the reference data does not know as unknown constituencies (of
+    ``election``, the workspace's, when they arrived in an election's own drop folder)."""
     if not ids:
         return 0
     existing: set[str] = set()
@@ -108,13 +109,17 @@ def _ensure_constituencies(conn: Connection, ids: set[str]) -> int:
     if missing:
         log.warning("Contracts not in the reference data, recorded as unknown: %s", ", ".join(missing))
         now = utcnow()
-        insert_ignore(conn, Constituency.__table__, [_unknown_constituency(c, now) for c in missing], ["id"])
+        rows = [_unknown_constituency(c, now, election) for c in missing]
+        insert_ignore(conn, Constituency.__table__, rows, ["id"])
     return len(missing)
 
 
-def publish_file_records(duck: duckdb.DuckDBPyConnection, engine: Engine) -> PublishSummary:
+def publish_file_records(
+    duck: duckdb.DuckDBPyConnection, engine: Engine, election: str | None = None
+) -> PublishSummary:
     """Publish constituencies, file jobs, ledger entries and rejected lines written since the
-    last publish (see the module docstring)."""
+    last publish (see the module docstring); unknown contracts are recorded as constituencies
+    of ``election`` (the workspace's) or of no election."""
     mark, upto = _range(duck, FILES_MARK)
     summary = PublishSummary(seq=upto)
     if upto <= mark:
@@ -132,7 +137,7 @@ def publish_file_records(duck: duckdb.DuckDBPyConnection, engine: Engine) -> Pub
     ledger = _dicts(duck, "SELECT * EXCLUDE (seq) FROM file_ledger WHERE seq > ? AND seq <= ?", window)
     rejected = _dicts(duck, "SELECT * EXCLUDE (seq) FROM raw_rejected WHERE seq > ? AND seq <= ?", window)
     with engine.begin() as conn:
-        summary.constituencies = _ensure_constituencies(conn, contracts)
+        summary.constituencies = _ensure_constituencies(conn, contracts, election)
         insert_ignore(conn, FileProcessingJob.__table__, jobs, ["id"])
         insert_ignore(conn, FileLedgerEntry.__table__, ledger, ["content_hash"])
         for part in chunks(rejected):
@@ -160,7 +165,10 @@ ORDER BY t.seq, t.file_hash, t.source, t.line_number
 
 
 def publish_transactions(
-    duck: duckdb.DuckDBPyConnection, engine: Engine, progress: Callable[[str], None] | None = None
+    duck: duckdb.DuckDBPyConnection,
+    engine: Engine,
+    progress: Callable[[str], None] | None = None,
+    election: str | None = None,
 ) -> PublishSummary:
     """Publish the transactions stored since the last publish, then the rollback and conflict
     flags (see the module docstring). Commits every :data:`TRANSACTIONS_CHUNK` rows."""
@@ -176,7 +184,7 @@ def publish_transactions(
         ).fetchall()
     }
     with engine.begin() as conn:
-        _ensure_constituencies(conn, contracts)
+        _ensure_constituencies(conn, contracts, election)
     result = duck.execute(_TRANSACTIONS_SQL, window)
     names = [d[0] for d in result.description]
     while rows := result.fetchmany(TRANSACTIONS_CHUNK):

@@ -9,7 +9,9 @@ constituencies again (and the new ones). They verify every constituency on their
 on a store, and again whenever their last full pass is older than
 ``ELECTION_FULL_CHECK_EVERY_MINUTES`` (default 60; 0: on every run), so a change made to
 the stores by other means than the pipeline (an unchanged constituency edited by hand) is
-found within that time; the ``scope`` figure says which it was."""
+found within that time; the ``scope`` figure says which it was. With election workspaces
+(:mod:`election_pipeline.workspaces`), a run compares the constituencies of its own scope
+only (the operational database also holds the other workspaces')."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from election_pipeline.analytics.counting_sql import LIVE
 from election_pipeline.analytics.raw_store import retired_constituency_ids
 from election_pipeline.db.models import Constituency, Election, HourlyStats, Transaction, utcnow
 from election_pipeline.detection.invariants import VOTING_OPERATIONS
+from election_pipeline.workspaces import EVERYTHING, Scope
 
 
 @dataclass
@@ -45,6 +48,8 @@ class _Scope:
     seq: int
     #: SQL condition on ``constituency_id`` selecting the scope in DuckDB.
     where: str = "TRUE"
+    #: The run's workspace scope (a full check compares its constituencies).
+    owned: Scope = EVERYTHING
 
     @property
     def full(self) -> bool:
@@ -57,12 +62,13 @@ class _Scope:
 
     def describe(self) -> str:
         # ``self.ids is None`` is what ``full`` tests; spelled out so the type checker narrows it.
-        return (
-            "all constituencies" if self.ids is None else f"constituencies changed since the last pass: {len(self.ids)}"
-        )
+        every = "all constituencies" if self.owned.is_everything else f"all constituencies of {self.owned.describe()}"
+        return every if self.ids is None else f"constituencies changed since the last pass: {len(self.ids)}"
 
 
-def _scope(duck: duckdb.DuckDBPyConnection, name: str, full_every_minutes: float, full: bool) -> _Scope:
+def _scope(
+    duck: duckdb.DuckDBPyConnection, name: str, full_every_minutes: float, full: bool, owned: Scope = EVERYTHING
+) -> _Scope:
     """Every constituency when ``full``, when the check never passed on this store, or when
     its last full pass is older than ``full_every_minutes`` (``ELECTION_FULL_CHECK_EVERY_MINUTES``;
     0: always); else the constituencies the change log names since its last pass. A subset is
@@ -77,12 +83,12 @@ def _scope(duck: duckdb.DuckDBPyConnection, name: str, full_every_minutes: float
     seq = change_log.catch_up(duck)
     mark = change_log.mark_of(duck, f"check:{name}")
     if full or mark is None or mark > seq:
-        return _Scope(name, None, seq)
+        return _Scope(name, None, seq, owned=owned)
     ids = change_log.changed_since(duck, mark, seq)
     duck.execute("CREATE OR REPLACE TEMP TABLE _check_scope (constituency_id VARCHAR)")
     if ids:
         duck.executemany("INSERT INTO _check_scope VALUES (?)", [(c,) for c in ids])
-    return _Scope(name, ids, seq, "constituency_id IN (SELECT constituency_id FROM _check_scope)")
+    return _Scope(name, ids, seq, "constituency_id IN (SELECT constituency_id FROM _check_scope)", owned)
 
 
 def _passed(duck: duckdb.DuckDBPyConnection, scope: _Scope, passed: bool) -> None:
@@ -95,10 +101,10 @@ def _passed(duck: duckdb.DuckDBPyConnection, scope: _Scope, passed: bool) -> Non
 
 
 def _in_scope(column, scope: _Scope):
-    """SQLAlchemy condition: ``column`` in the scope (always true for a full check)."""
-    from sqlalchemy import true
-
-    return true() if scope.full else column.in_(scope.ids)
+    """SQLAlchemy condition: ``column`` in the scope, and in the workspace's (a constituency
+    logged as changed may have moved to another workspace since)."""
+    mine = scope.owned.owns(column)
+    return mine if scope.full else and_(column.in_(scope.ids), mine)
 
 
 def _ops_standing_by_constituency(
@@ -114,8 +120,8 @@ def _ops_standing_by_constituency(
             .where(Transaction.is_rolled_back.is_(False), Transaction.in_conflict.is_(False))
             .group_by(Transaction.constituency_id)
         )
-        if scope is not None and scope.ids is not None:  # not a full check
-            query = query.where(Transaction.constituency_id.in_(scope.ids))
+        if scope is not None:
+            query = query.where(_in_scope(Transaction.constituency_id, scope))
         rows = conn.execute(query).all()
     return {c: n for c, n in rows if c not in retired}
 
@@ -145,7 +151,12 @@ def _raw_counts(duck: duckdb.DuckDBPyConnection, where: str) -> dict[str, int]:
 
 
 def no_transaction_counted_twice(
-    duck: duckdb.DuckDBPyConnection, engine: Engine, *, full_every_minutes: float, full: bool = False
+    duck: duckdb.DuckDBPyConnection,
+    engine: Engine,
+    *,
+    full_every_minutes: float,
+    full: bool = False,
+    owned: Scope = EVERYTHING,
 ) -> QualityResult:
     """Each transaction id is stored once in each store, and both stores hold the same
     standing transactions per constituency.
@@ -154,7 +165,7 @@ def no_transaction_counted_twice(
     run, with ``full``, or when the last full pass is older than ``full_every_minutes``);
     a transaction id of those is looked
     for in the whole raw store."""
-    scope = _scope(duck, "no_transaction_counted_twice", full_every_minutes, full)
+    scope = _scope(duck, "no_transaction_counted_twice", full_every_minutes, full, owned)
     counts = _raw_counts(duck, scope.where)
     with engine.connect() as conn:
         ops_rows, ops_distinct = (
@@ -196,12 +207,17 @@ def no_transaction_counted_twice(
 
 
 def hourly_totals_reconcile(
-    duck: duckdb.DuckDBPyConnection, engine: Engine, *, full_every_minutes: float, full: bool = False
+    duck: duckdb.DuckDBPyConnection,
+    engine: Engine,
+    *,
+    full_every_minutes: float,
+    full: bool = False,
+    owned: Scope = EVERYTHING,
 ) -> QualityResult:
     """The hourly table adds up to the raw counts: transactions, bulletins and distinct voters
     (for the constituencies changed since the check last passed, or all: see
     :func:`no_transaction_counted_twice`)."""
-    scope = _scope(duck, "hourly_totals_reconcile", full_every_minutes, full)
+    scope = _scope(duck, "hourly_totals_reconcile", full_every_minutes, full, owned)
     counts = _raw_counts(duck, scope.where)
     retired = retired_constituency_ids(duck)
     if not scope.empty:
@@ -238,12 +254,17 @@ def hourly_totals_reconcile(
 
 
 def every_transaction_in_a_known_hour(
-    duck: duckdb.DuckDBPyConnection, engine: Engine, *, full_every_minutes: float, full: bool = False
+    duck: duckdb.DuckDBPyConnection,
+    engine: Engine,
+    *,
+    full_every_minutes: float,
+    full: bool = False,
+    owned: Scope = EVERYTHING,
 ) -> QualityResult:
     """Every standing transaction has a timestamp and its constituency-hour is in ``hourly_stats``
     (for the constituencies changed since the check last passed, or all: see
     :func:`no_transaction_counted_twice`)."""
-    scope = _scope(duck, "every_transaction_in_a_known_hour", full_every_minutes, full)
+    scope = _scope(duck, "every_transaction_in_a_known_hour", full_every_minutes, full, owned)
     raw_hours = {
         (c, h)
         for c, h in duck.execute(
@@ -283,15 +304,16 @@ def every_transaction_in_a_known_hour(
     )
 
 
-def participation_at_most_100(engine: Engine) -> QualityResult:
-    """No constituency has more distinct voters than registered voters."""
+def participation_at_most_100(engine: Engine, owned: Scope = EVERYTHING) -> QualityResult:
+    """No constituency (of the run's workspace) has more distinct voters than registered voters."""
+    mine = owned.condition(Constituency.election_id)
     with engine.connect() as conn:
         over = conn.execute(
             select(Constituency.id, Constituency.votes_cast, Constituency.registered_voters)
-            .where(Constituency.participation_rate > 100.0)
+            .where(Constituency.participation_rate > 100.0, mine)
             .order_by(Constituency.id)
         ).all()
-        worst = conn.execute(select(func.max(Constituency.participation_rate))).scalar() or 0.0
+        worst = conn.execute(select(func.max(Constituency.participation_rate)).where(mine)).scalar() or 0.0
     figures = {
         "constituencies_over_100": len(over),
         "max_participation_rate": float(worst),
@@ -302,9 +324,11 @@ def participation_at_most_100(engine: Engine) -> QualityResult:
     )
 
 
-def timestamps_within_voting_window(engine: Engine) -> QualityResult:
-    """Bulletins and votes outside their election's voting window (kept and counted, but reported)."""
+def timestamps_within_voting_window(engine: Engine, owned: Scope = EVERYTHING) -> QualityResult:
+    """Bulletins and votes outside their election's voting window (kept and counted, but
+    reported), in the run's workspace."""
     window = and_(
+        owned.condition(Constituency.election_id),
         Transaction.type.in_(VOTING_OPERATIONS),
         Transaction.is_rolled_back.is_(False),
         or_(Transaction.timestamp < Election.start_date, Transaction.timestamp >= Election.end_date),

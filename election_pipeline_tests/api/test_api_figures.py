@@ -58,6 +58,10 @@ def test_transactions_filtered_by_constituency_type_time_and_paged(api: Api):
         "items"
     ]
     assert [t["tx_id"] for t in window] == ["B1", "V1"]  # [07:05, 07:20) UTC: V2 at 07:20 is out
+    # Instants that fall just outside years 1-9999 once in UTC are before or after everything.
+    assert api.get("/api/transactions", end_time="0001-01-01T00:00:00+00:01")["items"] == []
+    after = api.get("/api/transactions", start_time="0001-01-01T00:00:00+00:01", end_time="9999-12-31T23:30-01:00")
+    assert len(after["items"]) == 11 and after["has_more"] is False  # everything
     first = api.get("/api/transactions", limit=4)
     second = api.get("/api/transactions", limit=4, skip=8)
     assert len(first["items"]) == 4 and first["has_more"] is True

@@ -58,8 +58,11 @@ def test_instance_on_postgres_runs_the_graph(tmp_path, workspace, postgres_datab
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
         config = instance.get_concurrency_config()
-        assert config.pool_config.default_pool_limit == 1
+        assert config.pool_config.default_pool_limit == 4  # one DuckDB step per workspace at once
         assert config.run_queue_config is not None
+        assert config.run_queue_config.tag_concurrency_limits == [  # one run per workspace at once
+            {"key": "election/workspace", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+        ]
         assert config.run_queue_config.max_concurrent_runs == 4
         assert not instance.nux_enabled  # no newsletter dialog over the UI
         result = dg.materialize(

@@ -1,0 +1,256 @@
+"""Election workspaces: one drop folder and one DuckDB store per election
+(docs/architecture.md#several-elections-at-once).
+
+DuckDB lets one process write a file at a time, so one store for every election makes every
+run wait for the others. An election may have a **workspace** of its own instead: a folder
+``<ELECTION_ELECTIONS_DIR>/<election id>/`` made by ``election-pipeline workspace add``, holding
+
+* ``input/``, ``processed/``, ``quarantine/``: its drop folder and where its files go;
+* ``warehouse.duckdb``: its raw store (and the change log and ledger of that store);
+* ``workspace.json``: the marker the command writes (a folder without it is not a workspace).
+
+Runs of different workspaces write different files and run in parallel; runs of one
+workspace wait for each other (Dagster's run queue: one run per value of the run tag
+:data:`WORKSPACE_TAG`). The operational database is shared: the observers' API, page and
+reports see every election.
+
+Every other election stays in the **shared** workspace, the settings' ``ELECTION_INPUT_DIR``
+and ``ELECTION_DUCKDB_PATH`` (the only one when no election has a workspace). Each
+constituency belongs to exactly one workspace, by its election: its election's workspace, or
+the shared one. :class:`Scope` says which constituencies a run may write figures for, and
+:meth:`Scope.refusal` which contracts the ingest of a workspace refuses (a file of another
+election's contract dropped in the wrong folder).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import ColumnElement, Engine, or_, select, true
+
+#: The run tag naming the workspace a run works on (its value: an election id, or
+#: :data:`SHARED`). Dagster's run queue runs one run per value at a time.
+WORKSPACE_TAG = "election/workspace"
+#: The tag value of the shared workspace.
+SHARED = "shared"
+#: The file that makes a folder of ``ELECTION_ELECTIONS_DIR`` a workspace.
+MARKER = "workspace.json"
+#: An election id usable as a folder name.
+_FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class WorkspaceError(ValueError):
+    """A workspace that cannot be used or made; the message says why."""
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where one workspace's files and store are. ``election`` is None for the shared one."""
+
+    election: str | None
+    input_dir: Path
+    processed_dir: Path
+    quarantine_dir: Path
+    duckdb_path: Path
+
+    @property
+    def tag(self) -> str:
+        """The value of :data:`WORKSPACE_TAG` for its runs."""
+        return self.election or SHARED
+
+    @property
+    def label(self) -> str:
+        return f"election {self.election}" if self.election else "the shared workspace"
+
+
+def _election_workspace(root: Path, election: str) -> Workspace:
+    folder = root / election
+    return Workspace(
+        election, folder / "input", folder / "processed", folder / "quarantine", folder / "warehouse.duckdb"
+    )
+
+
+def shared_workspace(settings: Any) -> Workspace:
+    """The shared workspace of ``settings`` (a :class:`~election_pipeline.settings.Settings`
+    or anything with its folder fields)."""
+    return Workspace(
+        None,
+        Path(settings.input_dir),
+        Path(settings.processed_dir),
+        Path(settings.quarantine_dir),
+        Path(settings.duckdb_path),
+    )
+
+
+def election_workspaces(elections_dir: str | Path) -> list[Workspace]:
+    """The workspaces made in ``elections_dir`` (folders holding :data:`MARKER`), by election id."""
+    root = Path(elections_dir) if elections_dir else None
+    if root is None or not root.is_dir():
+        return []
+    out = []
+    for folder in sorted(root.iterdir()):
+        if folder.is_dir() and (folder / MARKER).is_file() and _FOLDER_NAME.match(folder.name):
+            out.append(_election_workspace(root, folder.name))
+    return out
+
+
+def workspace_for_tag(settings: Any, elections_dir: str | Path, tag: str | None) -> Workspace:
+    """The workspace a run tagged ``tag`` works on (no tag, or :data:`SHARED`: the shared one)."""
+    if not tag or tag == SHARED:
+        return shared_workspace(settings)
+    for ws in election_workspaces(elections_dir):
+        if ws.election == tag:
+            return ws
+    raise WorkspaceError(
+        f"election {tag!r} has no workspace in {elections_dir} (make one with `election-pipeline workspace add {tag}`)"
+    )
+
+
+def planned_workspace(elections_dir: str | Path, election: str, engine: Engine | None = None) -> Workspace:
+    """The workspace ``election`` would have (nothing is made). With ``engine``, the election
+    must be in the operational database."""
+    if not elections_dir:
+        raise WorkspaceError("ELECTION_ELECTIONS_DIR is empty: set it to the folder that holds the workspaces")
+    if not _FOLDER_NAME.match(election):
+        raise WorkspaceError(
+            f"election id {election!r} cannot name a folder (letters, digits, '.', '_' and '-' only, "
+            "starting with a letter or digit)"
+        )
+    if engine is not None:
+        from election_pipeline.db.models import Election
+
+        with engine.connect() as conn:
+            if conn.execute(select(Election.id).where(Election.id == election)).first() is None:
+                raise WorkspaceError(
+                    f"election {election!r} is not in the operational database: load its reference data first "
+                    "(elections.csv; `election-pipeline run` loads it)"
+                )
+    return _election_workspace(Path(elections_dir), election)
+
+
+def create_workspace(ws: Workspace) -> Workspace:
+    """Make ``ws``'s folders and write its marker: from then on it is a workspace (its store is
+    made by its first run, or by ``election-pipeline workspace add``)."""
+    for folder in (ws.input_dir, ws.processed_dir, ws.quarantine_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    marker = ws.input_dir.parent / MARKER
+    if not marker.exists():
+        marker.write_text(
+            json.dumps({"election": ws.election, "created_at": datetime.now(UTC).isoformat()}, indent=2) + "\n",
+            encoding="utf-8",
+        )
+    return ws
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The constituencies a run writes figures for: those of ``election`` (a workspace's), or,
+    for the shared workspace (``election`` None), those of every election without a workspace
+    (``separate``: the elections that have one) and the contracts of no known election."""
+
+    election: str | None = None
+    separate: frozenset[str] = frozenset()
+
+    @classmethod
+    def everything(cls) -> Scope:
+        """Every constituency (no election has a workspace)."""
+        return cls()
+
+    @classmethod
+    def of(cls, workspace: Workspace, elections_dir: str | Path) -> Scope:
+        others = frozenset(w.election for w in election_workspaces(elections_dir) if w.election)
+        return cls(workspace.election, frozenset() if workspace.election else others)
+
+    @property
+    def is_everything(self) -> bool:
+        return self.election is None and not self.separate
+
+    def condition(self, election_column: Any) -> ColumnElement[bool]:
+        """SQLAlchemy condition on a constituency's ``election_id`` column."""
+        if self.election is not None:
+            return election_column == self.election
+        if not self.separate:
+            return true()
+        return or_(election_column.is_(None), election_column.not_in(sorted(self.separate)))
+
+    def owns(self, constituency_column: Any) -> ColumnElement[bool]:
+        """SQLAlchemy condition on a column holding a constituency id (``hourly_stats``,
+        ``alerts``, ``transactions``): the constituency is in the scope. A constituency the
+        operational database does not know yet counts as one of no known election."""
+        if self.is_everything:
+            return true()
+        from election_pipeline.db.models import Constituency
+
+        mine = constituency_column.in_(select(Constituency.id).where(self.condition(Constituency.election_id)))
+        if not self.holds(None):
+            return mine
+        return or_(mine, constituency_column.not_in(select(Constituency.id)))
+
+    def holds(self, election: str | None) -> bool:
+        """Whether a constituency of ``election`` (None: no known election) is in the scope."""
+        if self.election is not None:
+            return election == self.election
+        return election is None or election not in self.separate
+
+    def constituency_ids(self, engine: Engine) -> list[str] | None:
+        """The ids of the constituencies in the scope (None: every one)."""
+        if self.is_everything:
+            return None
+        from election_pipeline.db.models import Constituency
+
+        with engine.connect() as conn:
+            return sorted(
+                conn.execute(select(Constituency.id).where(self.condition(Constituency.election_id))).scalars()
+            )
+
+    def refusal(self, contract_id: str, elections: Mapping[str, str | None]) -> str | None:
+        """Why the ingest of this scope's workspace does not count ``contract_id`` (whose
+        election ``elections`` gives: None for a contract recorded with no known election,
+        absent for one never seen), or None when it does. An election's workspace takes a
+        contract never seen as its own; one recorded with no election stays the shared
+        workspace's, where it was counted first."""
+        election = elections.get(contract_id)
+        if self.election is not None:
+            if contract_id not in elections or election == self.election:
+                return None  # a contract first seen here is taken as this election's
+            if election is None:
+                return (
+                    f"contract {contract_id} is recorded as a contract of no known election (it arrived in the "
+                    "shared drop folder first) and is counted there"
+                )
+            return (
+                f"contract {contract_id} is a constituency of election {election}, not of {self.election} "
+                "whose drop folder this is"
+            )
+        if election is not None and election in self.separate:
+            return f"contract {contract_id} is a constituency of election {election}, which has a workspace of its own"
+        return None
+
+    def describe(self) -> str:
+        if self.election is not None:
+            return f"election {self.election}"
+        if self.separate:
+            return f"every election but {', '.join(sorted(self.separate))}"
+        return "every election"
+
+
+def contract_admission(engine: Engine, scope: Scope) -> Callable[[str], str | None]:
+    """For the ingest: why a contract's lines are not counted in ``scope``'s workspace (None:
+    they are), by the elections the operational database gives the constituencies."""
+    from election_pipeline.db.models import Constituency
+
+    with engine.connect() as conn:
+        elections: dict[str, str | None] = dict(
+            conn.execute(select(Constituency.id, Constituency.election_id)).tuples().all()
+        )
+    return lambda contract_id: scope.refusal(contract_id, elections)
+
+
+#: The scope of a run when no election has a workspace of its own: every constituency.
+EVERYTHING = Scope()

@@ -1,0 +1,341 @@
+"""Election workspaces (docs/architecture.md#several-elections-at-once): two sample elections,
+each in its own drop folder and DuckDB store, published into one operational database, give
+exactly the figures of the generators' ground truth and of one shared store holding both;
+a run of one election never touches the other's rows; a file dropped into the wrong
+election's folder is refused and kept; the sensor and the schedule ask one run per
+workspace, tagged with it; ``workspace add`` moves an election out of an existing store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+from sqlalchemy import select
+
+from election_pipeline.cli import main
+from election_pipeline.db.models import Alert, Constituency, FileProcessingJob, HourlyStats, Transaction
+from election_pipeline.db.session import get_engine, upgrade_database
+from election_pipeline.defs.automation import SensorCursor, build_schedule, build_sensor
+from election_pipeline.sample import generate_sample
+from election_pipeline.stages.reference import load_reference
+from election_pipeline.workspaces import (
+    SHARED,
+    WORKSPACE_TAG,
+    Scope,
+    create_workspace,
+    election_workspaces,
+    planned_workspace,
+)
+from election_pipeline_tests.builders import make_workspace
+
+SEEDS = (11, 12)
+WHEN = datetime(2024, 9, 6, 12, 15, tzinfo=UTC)
+
+
+def _merge_reference(parts: list[Path], into: Path) -> None:
+    """One elections.csv and one constituencies.csv holding the rows of every sample."""
+    into.mkdir(parents=True, exist_ok=True)
+    for name in ("elections.csv", "constituencies.csv"):
+        lines: list[str] = []
+        for part in parts:
+            text = (part / name).read_text(encoding="utf-8").splitlines()
+            lines += text if not lines else text[1:]
+        (into / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory):
+    """Two sample elections generated once: their input files, merged reference, truths."""
+    root = tmp_path_factory.mktemp("samples")
+    truths = []
+    for seed in SEEDS:
+        truths.append(
+            generate_sample(
+                root / f"in{seed}", root / f"ref{seed}", seed=seed, constituencies=4, voters_per_constituency=(150, 300)
+            )
+        )
+    _merge_reference([root / f"ref{seed}" for seed in SEEDS], root / "reference")
+    return root, truths
+
+
+def _env(monkeypatch, root: Path) -> Path:
+    """Settings for ``election-pipeline`` in ``root`` (shared drop folder, workspaces, stores)."""
+    ws = make_workspace(root)
+    s = ws.settings()
+    for key, value in {
+        "ELECTION_INPUT_DIR": s.input_dir,
+        "ELECTION_REFERENCE_DIR": s.reference_dir,
+        "ELECTION_PROCESSED_DIR": s.processed_dir,
+        "ELECTION_QUARANTINE_DIR": s.quarantine_dir,
+        "ELECTION_DATABASE_URL": s.database_url,
+        "ELECTION_DUCKDB_PATH": s.duckdb_path,
+        "ELECTION_ELECTIONS_DIR": s.elections_dir,
+        "ELECTION_FILE_SETTLE_SECONDS": "0",
+        "DAGSTER_HOME": str(root / "dagster_home"),
+    }.items():
+        monkeypatch.setenv(key, value)
+    return root
+
+
+def _copy_inputs(source: Path, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted(source.iterdir()):
+        shutil.copy(path, target / path.name)
+
+
+def _figures(root: Path) -> dict[str, list[tuple]]:
+    """What observers are shown, election by election, from the operational database."""
+    engine = get_engine(f"sqlite:///{root / 'ops.db'}")
+    with engine.connect() as conn:
+        hourly = sorted(
+            tuple(r)
+            for r in conn.execute(
+                select(
+                    HourlyStats.constituency_id,
+                    HourlyStats.hour,
+                    HourlyStats.bulletins_issued,
+                    HourlyStats.votes_cast,
+                    HourlyStats.revote_count,
+                    HourlyStats.transaction_count,
+                    HourlyStats.anomaly_count,
+                )
+            )
+        )
+        totals = sorted(
+            tuple(r)
+            for r in conn.execute(
+                select(
+                    Constituency.id,
+                    Constituency.bulletins_issued,
+                    Constituency.votes_cast,
+                    Constituency.revote_count,
+                    Constituency.transaction_count,
+                    Constituency.anomaly_score,
+                )
+            )
+        )
+        alerts = sorted(tuple(r) for r in conn.execute(select(Alert.fingerprint, Alert.severity, Alert.status)))
+        transactions = sorted(
+            tuple(r)
+            for r in conn.execute(select(Transaction.tx_id, Transaction.constituency_id, Transaction.is_rolled_back))
+        )
+    return {"hourly": hourly, "totals": totals, "alerts": alerts, "transactions": transactions}
+
+
+def _expected_hourly(truths) -> list[tuple]:
+    return sorted(
+        (h["constituency_id"], h["hour"], h["bulletins_issued"], h["votes_cast"], h["revotes"], h["transaction_count"])
+        for t in truths
+        for h in t.expected_hourly
+    )
+
+
+def _make_workspaces(root: Path, truths) -> list[Path]:
+    """A workspace for each sample election; returns their input folders."""
+    engine = get_engine(f"sqlite:///{root / 'ops.db'}")
+    return [create_workspace(planned_workspace(root / "elections", t.election_id, engine)).input_dir for t in truths]
+
+
+@pytest.fixture(scope="module")
+def one_store(samples, tmp_path_factory):
+    """Both elections in the shared workspace: one DuckDB store (what the pipeline did before)."""
+    src, _ = samples
+    root = tmp_path_factory.mktemp("one_store")
+    with pytest.MonkeyPatch.context() as mp:
+        _env(mp, root)
+        shutil.copytree(src / "reference", root / "reference", dirs_exist_ok=True)
+        for seed in SEEDS:
+            _copy_inputs(src / f"in{seed}", root / "input")
+        assert main(["run", "--log-level", "WARNING"]) == 0
+    return _figures(root)
+
+
+def test_two_election_workspaces_give_the_figures_of_one_store_and_of_the_ground_truth(
+    samples, one_store, tmp_path, monkeypatch, capsys
+):
+    src, truths = samples
+    root = _env(monkeypatch, tmp_path / "two")
+    shutil.copytree(src / "reference", root / "reference", dirs_exist_ok=True)
+    engine = get_engine(f"sqlite:///{root / 'ops.db'}")
+    upgrade_database(engine)
+    load_reference(str(root / "reference"), engine)  # the elections exist: their workspaces can be made
+    inputs = _make_workspaces(root, truths)
+    for seed, folder in zip(SEEDS, inputs, strict=True):
+        _copy_inputs(src / f"in{seed}", folder)
+    capsys.readouterr()
+    assert main(["run", "--log-level", "WARNING"]) == 0
+    out = capsys.readouterr().out
+    for t in truths:
+        assert f"Running election_pipeline_job (election {t.election_id})" in out
+    assert out.count("hourly_stats.hourly_totals_reconcile: passed") == 3  # shared + two elections
+
+    figures = _figures(root)
+    hourly = sorted(row[:6] for row in figures["hourly"])
+    assert hourly == _expected_hourly(truths)
+    # The same figures, alerts and transactions as one store holding both elections.
+    assert figures == one_store
+    # Each store holds its election's transactions only; the shared one holds none.
+    for t, folder in zip(truths, inputs, strict=True):
+        with duckdb.connect(str(folder.parent / "warehouse.duckdb"), read_only=True) as duck:
+            held = {r[0] for r in duck.execute("SELECT DISTINCT constituency_id FROM raw_transactions").fetchall()}
+        assert held == {c.id for c in t.constituencies} | {t.unknown_contract_id}
+    with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as duck:
+        assert duck.execute("SELECT count(*) FROM raw_transactions").fetchall()[0][0] == 0
+
+    # A contract the reference data does not know, dropped into an election's folder, is that election's.
+    with engine.connect() as conn:
+        unknown = dict(
+            conn.execute(select(Constituency.id, Constituency.election_id).where(Constituency.in_reference.is_(False)))
+            .tuples()
+            .all()
+        )
+    assert unknown == {t.unknown_contract_id: t.election_id for t in truths}
+
+    # Runs of one election leave the other's figures alone (nothing deleted, nothing cleared).
+    assert main(["run", "--log-level", "WARNING"]) == 0
+    assert _figures(root) == figures
+
+
+def test_a_file_of_another_election_is_refused_in_a_workspace_and_read_where_it_belongs(samples, tmp_path, monkeypatch):
+    src, truths = samples
+    root = _env(monkeypatch, tmp_path / "wrong")
+    shutil.copytree(src / "reference", root / "reference", dirs_exist_ok=True)
+    assert main(["run", "--log-level", "WARNING"]) == 0
+    first, second = _make_workspaces(root, truths)
+    wrong = sorted(p for p in (src / f"in{SEEDS[1]}").iterdir() if p.name.startswith(truths[1].constituencies[0].id))[0]
+    shutil.copy(wrong, first / wrong.name)  # the second election's file, in the first's folder
+    shutil.copy(wrong, root / "input" / wrong.name)  # and in the shared folder
+    assert main(["run", "--log-level", "WARNING"]) == 0
+
+    engine = get_engine(f"sqlite:///{root / 'ops.db'}")
+    with engine.connect() as conn:
+        jobs = conn.execute(
+            select(FileProcessingJob.status, FileProcessingJob.details, FileProcessingJob.stored_path)
+        ).all()
+        assert conn.execute(select(Transaction.tx_id)).first() is None  # nothing counted
+    assert len(jobs) == 2
+    assert all(status == "failed" for status, _, _ in jobs)
+    details = sorted(d for _, d, _ in jobs)
+    assert (
+        f"is a constituency of election {truths[1].election_id}, not of {truths[0].election_id}"
+        in details[0] + details[1]
+    )
+    assert any("which has a workspace of its own" in d for d in details)
+    assert all(Path(stored).exists() for _, _, stored in jobs)  # quarantined, nothing lost
+
+    # Taken from the quarantine into its own election's folder, it is counted there.
+    quarantined = next(Path(p) for _, d, p in jobs if f"not of {truths[0].election_id}" in d)
+    shutil.move(quarantined, second / wrong.name)
+    assert main(["run", "--log-level", "WARNING"]) == 0
+    with engine.connect() as conn:
+        counted = conn.execute(
+            select(Transaction.constituency_id).where(Transaction.constituency_id == truths[1].constituencies[0].id)
+        ).first()
+    assert counted is not None
+
+
+def test_the_sensor_asks_one_run_per_workspace_tagged_with_it(samples, tmp_path, instance):
+    src, truths = samples
+    root = make_workspace(tmp_path / "sensor")
+    s = root.settings()
+    election_dir = Path(s.elections_dir)
+    ws = create_workspace(planned_workspace(election_dir, truths[0].election_id))
+    files = sorted((src / f"in{SEEDS[0]}").iterdir())[:3]
+    for path in files:
+        shutil.copy(path, ws.input_dir / path.name)
+    shutil.copy(files[0], Path(s.input_dir) / files[0].name)
+    sensor = build_sensor(s.input_dir, 0, 1, s.elections_dir)
+
+    first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+    assert not first.run_requests  # first look: the files are remembered
+    tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+    by_tag = {r.tags[WORKSPACE_TAG]: r for r in tick.run_requests or []}
+    assert set(by_tag) == {SHARED, truths[0].election_id}
+    assert by_tag[truths[0].election_id].run_config["ops"]["raw_transactions"]["config"]["files"] == [
+        p.name for p in files
+    ]
+    assert by_tag[SHARED].run_config["ops"]["raw_transactions"]["config"]["files"] == [files[0].name]
+    again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=tick.cursor))
+    assert not again.run_requests  # each file is handed over once
+
+    # A cursor written before workspaces existed is the shared drop folder's state.
+    old = json.dumps({"pending": {}, "requested": {files[0].name: [1, 2]}})
+    assert SensorCursor.from_json(old).states[SHARED].requested == {files[0].name: [1, 2]}
+
+
+def test_the_schedules_fan_out_one_run_per_workspace(samples, tmp_path):
+    _, truths = samples
+    root = make_workspace(tmp_path / "schedule")
+    s = root.settings()
+    for t in truths:
+        create_workspace(planned_workspace(s.elections_dir, t.election_id))
+    assert [w.election for w in election_workspaces(s.elections_dir)] == sorted(t.election_id for t in truths)
+    schedule = build_schedule(s)
+    with dg.build_schedule_context(scheduled_execution_time=WHEN) as context:
+        requests = schedule.evaluate_tick(context).run_requests or []
+    assert sorted(r.tags[WORKSPACE_TAG] for r in requests) == sorted([SHARED, *(t.election_id for t in truths)])
+
+    from election_pipeline.defs.retention import build_retention
+
+    _, retention = build_retention(s)
+    with dg.build_schedule_context(scheduled_execution_time=WHEN) as context:
+        requests = retention.evaluate_tick(context).run_requests or []
+    assert len({r.tags[WORKSPACE_TAG] for r in requests}) == 3
+
+
+def test_workspace_add_moves_an_election_out_of_the_shared_store(samples, one_store, tmp_path, monkeypatch, capsys):
+    src, truths = samples
+    root = _env(monkeypatch, tmp_path / "move")
+    shutil.copytree(src / "reference", root / "reference", dirs_exist_ok=True)
+    for seed in SEEDS:
+        _copy_inputs(src / f"in{seed}", root / "input")
+    assert main(["run", "--log-level", "WARNING"]) == 0  # both elections in the shared store
+    before = _figures(root)
+    assert before == one_store
+
+    moved = truths[0]
+    assert main(["workspace", "add", moved.election_id]) == 0
+    out = capsys.readouterr().out
+    assert "copied" in out and "removed" in out
+    store = root / "elections" / moved.election_id / "warehouse.duckdb"
+    mine = {c.id for c in moved.constituencies} | {moved.unknown_contract_id}
+    with duckdb.connect(str(store), read_only=True) as duck:
+        held = {r[0] for r in duck.execute("SELECT DISTINCT constituency_id FROM raw_transactions").fetchall()}
+        ledger = duck.execute("SELECT count(*) FROM file_ledger").fetchall()[0][0]
+    with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as duck:
+        left = {r[0] for r in duck.execute("SELECT DISTINCT constituency_id FROM raw_transactions").fetchall()}
+    # The unknown contract was of no election in the shared store: it stays there.
+    assert held == mine - {moved.unknown_contract_id}
+    assert not (left & held)
+    assert ledger > 0  # its files are known to the new store: dropped again, they are duplicates
+
+    # Both workspaces run; every figure stays what it was.
+    assert main(["run", "--log-level", "WARNING"]) == 0
+    assert _figures(root) == before
+    # The files of the moved election, dropped again into its folder, are not counted twice.
+    _copy_inputs(src / f"in{SEEDS[0]}", root / "elections" / moved.election_id / "input")
+    assert main(["run", "--log-level", "WARNING"]) == 0
+    assert _figures(root) == before
+    # Running the command again only finishes the move (there is nothing left to move).
+    assert main(["workspace", "add", moved.election_id]) == 0
+    assert "has a workspace already" in capsys.readouterr().out
+
+
+def test_scope_of_a_workspace():
+    shared = Scope(None, frozenset({"E1"}))
+    e1 = Scope("E1")
+    elections = {"a": "E1", "b": "E2", "c": None}
+    assert e1.refusal("a", elections) is None
+    assert "of election E2, not of E1" in (e1.refusal("b", elections) or "")
+    assert e1.refusal("new", elections) is None  # never seen: taken as E1's
+    assert "no known election" in (e1.refusal("c", elections) or "")  # the shared workspace's
+    assert "has a workspace of its own" in (shared.refusal("a", elections) or "")
+    assert shared.refusal("b", elections) is None and shared.refusal("c", elections) is None
+    assert [shared.holds(e) for e in ("E1", "E2", None)] == [False, True, True]
+    assert [e1.holds(e) for e in ("E1", "E2", None)] == [True, False, False]
+    assert Scope().is_everything and not shared.is_everything
