@@ -1,9 +1,10 @@
 """The job, the file sensor and the schedule. Both target the whole asset chain (and its
-checks), so the blocking checks gate every run they start.
+checks), so the blocking checks gate every run they start. Both ask one run per workspace
+(the shared one and every election's own: ``election_pipeline/workspaces.py``), tagged
+``election/workspace``; the instance runs one run per value of that tag at a time.
 
 The job runs its steps in the run's own process (``in_process_executor``): they run one
-after the other anyway (a chain, and the ``duckdb`` pool of limit 1, which this executor
-enforces too), and a process per step would cost seconds of imports each.
+after the other anyway (a chain), and a process per step would cost seconds of imports each.
 
 The sensor's second look. Dagster's sensor daemon evaluates sensors at most every 5 s
 (``MIN_INTERVAL_LOOP_TIME`` in ``dagster/_daemon/sensor.py``), whatever

@@ -21,6 +21,7 @@ from pydantic import PrivateAttr
 from sqlalchemy import Engine
 
 from election_pipeline.analytics.raw_store import ensure_schema
+from election_pipeline.analytics.store_lock import store_turn
 from election_pipeline.db.session import get_engine, upgrade_database
 from election_pipeline.detection.thresholds import DetectionThresholds
 from election_pipeline.notify.channels import SmtpConfig
@@ -52,7 +53,8 @@ class WarehouseResource(DuckDBResource):
     docs/architecture.md#several-elections-at-once).
 
     DuckDB allows one writer per file: Dagster's run queue starts one run per workspace at a
-    time, and opening a file locked by another process (a run started by hand) waits and
+    time, and a step of a run started by hand waits for its turn on the store
+    (``analytics/store_lock.py``); opening a file locked by another program still waits and
     retries for up to five minutes instead of failing. Only the opening is retried: an
     error raised while the connection is in use propagates as it is, and the connection is
     closed either way.
@@ -95,13 +97,15 @@ class WarehouseResource(DuckDBResource):
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """The raw store, its schema up to date; closed when the block ends."""
-        conn = self.open()
-        try:
-            ensure_schema(conn)
-            yield conn
-        finally:
-            conn.close()
+        """The raw store, its schema up to date, this process's turn on it held; closed when
+        the block ends."""
+        with store_turn(self.path):
+            conn = self.open()
+            try:
+                ensure_schema(conn)
+                yield conn
+            finally:
+                conn.close()
 
 
 class _PathsOnly:

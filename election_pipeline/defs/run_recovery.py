@@ -18,6 +18,7 @@ import logging
 import multiprocessing
 import os
 import socket
+import sys
 
 import dagster as dg
 
@@ -45,11 +46,29 @@ def _process_start(pid: int) -> str | None:
         return ""  # alive, start time unknown (no /proc)
 
 
+#: The function of Dagster's multiprocess executor that runs a step in a process of its own.
+_STEP_PROCESS_ENTRY = "_execute_command_in_child_process"
+
+
+def _in_step_process() -> bool:
+    """Whether this code runs in a step process of the multiprocess executor (Dagster calls it
+    from :data:`_STEP_PROCESS_ENTRY`), not in the run worker itself."""
+    frame = sys._getframe()
+    while frame is not None:
+        if frame.f_code.co_name == _STEP_PROCESS_ENTRY:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
 def run_worker_pid() -> int:
-    """The process executing the run: this one (in-process executor) or the run worker that
-    started this step process (multiprocess executor)."""
+    """The process executing the run: this one (in-process executor; also when a code server
+    started the run worker with ``multiprocessing``, as under the daemon), or the run worker
+    that started this step process (multiprocess executor)."""
     parent = multiprocessing.parent_process()
-    return parent.pid if parent is not None and parent.pid else os.getpid()
+    if _in_step_process() and parent is not None and parent.pid:
+        return parent.pid
+    return os.getpid()
 
 
 def record_run_worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:

@@ -26,7 +26,9 @@ from __future__ import annotations
 import base64
 import html
 import io
+import os
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -598,9 +600,9 @@ def write_election_report(
     folder = Path(reports_dir) / safe_name(election_id)
     folder.mkdir(parents=True, exist_ok=True)
     for chart in charts:
-        (folder / f"{chart.name}.png").write_bytes(chart.png)
+        _replace(folder / f"{chart.name}.png", chart.png)
     html_path = folder / "report.html"
-    html_path.write_text(render_html(data, figures, charts, utcnow().strftime("%Y-%m-%d %H:%M")), encoding="utf-8")
+    _replace(html_path, render_html(data, figures, charts, utcnow().strftime("%Y-%m-%d %H:%M")).encode("utf-8"))
     return ElectionReport(election_id, data.election.name, folder, html_path, charts, figures)
 
 
@@ -621,8 +623,16 @@ def write_index(reports: list[ElectionReport], reports_dir: str | Path) -> Path:
     )
     path = Path(reports_dir) / "index.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    _replace(path, page.encode("utf-8"))
     return path
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: runs of several workspaces may write the same
+    report at once, and a reader never sees half a file."""
+    part = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+    part.write_bytes(data)
+    os.replace(part, path)
 
 
 def stored_figures(engine: Engine) -> dict[str, dict[str, Any]]:
