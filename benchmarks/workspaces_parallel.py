@@ -5,6 +5,7 @@ the shared store, one run), for N = 1, 2, 4 elections.
 
     .venv/bin/python benchmarks/workspaces_parallel.py                    # N = 1, 2, 4
     .venv/bin/python benchmarks/workspaces_parallel.py --elections 1 2 --constituencies 4
+    .venv/bin/python benchmarks/workspaces_parallel.py --staggered        # a small election behind a large one
 
 Each election is a sample election (``election_pipeline.sample``, 6 constituencies by default:
 about 290 hourly files and 5,000 transactions), its own seed. Per N and layout, a fresh
@@ -18,6 +19,14 @@ instance. Printed per N: wall time of each layout, the CPU seconds of its proces
 system, from ``os.wait4``) and the CPU use (CPU seconds / wall seconds, at most the cores),
 and whether every layout published the same hourly figures. Not a test: timings depend on the
 machine.
+
+``--staggered`` measures what the layouts change when bursts do not land together: a large
+election's burst (``--large`` constituencies) lands first, a small election's
+(``--constituencies``) ``--after`` seconds later, while the first run is busy. With one
+shared store the small election's run waits for the large one's to end (the run queue runs
+one run per workspace; before workspaces, the DuckDB pool of one slot did the same); with a
+workspace each it starts at once. Printed: for each layout, the seconds from each burst's
+landing to the end of its run.
 """
 
 from __future__ import annotations
@@ -164,14 +173,69 @@ def _prepare(root: Path, url: str, samples: list[tuple[Path, Path, str]], worksp
     return tags or [SHARED]
 
 
+def _staggered(args: argparse.Namespace, work: Path) -> None:
+    """A small election's burst landing while a large election's run is busy (module docstring)."""
+    big_files, big_ref = work / "big" / "input", work / "big" / "reference"
+    big = generate_sample(big_files, big_ref, seed=200, constituencies=args.large)
+    small_files, small_ref = work / "small" / "input", work / "small" / "reference"
+    small = generate_sample(small_files, small_ref, seed=201, constituencies=args.constituencies)
+    samples = [(big_files, big_ref, big.election_id), (small_files, small_ref, small.election_id)]
+    print(
+        f"large election: {len(list(big_files.iterdir()))} files; small election: "
+        f"{len(list(small_files.iterdir()))} files, landing {args.after:g} s later"
+    )
+    print("\n| layout | large burst: landing to figures, s | small burst: landing to figures, s |")
+    print("|---|---:|---:|")
+    for layout in ("one shared store", "a workspace each"):
+        url, schema = _schema_url(args.postgres)
+        root = work / f"staggered-{layout.replace(' ', '-')}"
+        try:
+            tags = _prepare(root, url, samples, workspaces=layout != "one shared store")
+            env = _env(root, url)
+            log = root / "runs.log"
+            with open(log, "ab") as out:
+                t0 = time.perf_counter()
+                first = subprocess.Popen(
+                    [sys.executable, "-c", CHILD, tags[0]], env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+                )
+                time.sleep(args.after)
+                if len(tags) == 1:  # one workspace: the second run starts when the first has ended
+                    first.wait()
+                    done_first = time.perf_counter() - t0
+                second = subprocess.Popen(
+                    [sys.executable, "-c", CHILD, tags[-1]], env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+                )
+                if len(tags) > 1:
+                    first.wait()
+                    done_first = time.perf_counter() - t0
+                second.wait()
+                done_second = time.perf_counter() - t0 - args.after
+            if first.returncode or second.returncode:
+                raise SystemExit(f"a run failed; see {log}")
+            print(f"| {layout} | {done_first:.1f} | {done_second:.1f} |")
+        finally:
+            get_engine(url).dispose()
+            _drop_schema(args.postgres, schema)
+            shutil.rmtree(root, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--elections", type=int, nargs="+", default=[1, 2, 4], help="values of N (default 1 2 4)")
     parser.add_argument("--constituencies", type=int, default=6, help="constituencies per election (default 6)")
     parser.add_argument("--postgres", default=DEFAULT_PG, help="PostgreSQL server for the operational database")
+    parser.add_argument("--staggered", action="store_true", help="a small election's burst behind a large one's")
+    parser.add_argument("--large", type=int, default=60, help="--staggered: constituencies of the large election")
+    parser.add_argument("--after", type=float, default=2.0, help="--staggered: seconds between the two bursts")
     args = parser.parse_args(argv)
     print(f"{os.cpu_count()} cores; commit {_commit()}")
     work = Path(tempfile.mkdtemp(prefix="workspaces-bench-"))
+    if args.staggered:
+        try:
+            _staggered(args, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
     rows = []
     try:
         most = max(args.elections)

@@ -45,8 +45,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         sensors=[sensor],
         schedules=[schedule, retention_schedule],
         resources=build_resources(s),
-        # One process per run: the steps run one after the other anyway (a chain, and the
-        # DuckDB pool), and a process per step costs seconds of start-up each.
+        # One process per run: the steps run one after the other anyway (a chain), and a
+        # process per step costs seconds of start-up each.
         executor=dg.in_process_executor,
     )
 

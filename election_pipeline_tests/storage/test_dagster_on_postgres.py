@@ -99,7 +99,8 @@ def test_burst_of_files_with_overlapping_runs_processed_exactly_once(
 ):
     """~220 files land in four bursts while the daemon's sensor turns them into runs (several
     at once, each in its own process) and operators also start ``election-pipeline run``
-    twice on the same folder. DuckDB steps take turns through the pool. The first and last
+    twice on the same folder. The runs take turns on the store (the run queue, one run per
+    workspace; the operators' runs wait for the store's turn lock). The first and last
     bursts each wait for a run of the sensor, so both kinds of run are always exercised."""
     root = tmp_path / "ws"
     home = tmp_path / "dagster_home"
