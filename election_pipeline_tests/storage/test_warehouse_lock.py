@@ -95,3 +95,46 @@ def test_any_other_error_opening_the_store_is_not_retried(tmp_path):
     with pytest.raises(duckdb.Error) as raised, WarehouseResource(database=str(not_a_database)).connect():
         pass
     assert not is_lock_error(raised.value)
+
+
+TURN = """
+import sys
+from election_pipeline.defs.resources import WarehouseResource
+with WarehouseResource(database=sys.argv[1]).connect() as duck:
+    print("holding", flush=True)
+    sys.stdin.readline()  # keep the store's turn until told to let go
+"""
+
+
+def test_a_second_process_waits_for_the_stores_turn_instead_of_meeting_the_lock(tmp_path, monkeypatch):
+    """Two runs of one store (one started by hand beside the daemon's): the second one's step
+    waits for the first's to end, however long, then writes; nothing fails. (DuckDB's own lock
+    would be waited out for LOCK_WAIT_SECONDS only: here a fifth of a second.)"""
+    import election_pipeline.defs.resources as resources
+
+    monkeypatch.setattr(resources, "LOCK_WAIT_SECONDS", 0.2)
+    path = tmp_path / "warehouse.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", TURN, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+    done = threading.Event()
+    waited: list[float] = []
+
+    def second() -> None:
+        started = time.monotonic()
+        with WarehouseResource(database=str(path)).connect() as duck:
+            waited.append(time.monotonic() - started)
+            duck.execute("CREATE TABLE IF NOT EXISTS turn_test AS SELECT 1 AS x")
+        done.set()
+
+    worker = threading.Thread(target=second)
+    worker.start()
+    time.sleep(1.0)
+    assert not done.is_set()  # still waiting for its turn (the first process holds it)
+    _release(holder)
+    worker.join(timeout=60)
+    assert done.is_set() and waited[0] >= 0.9
+    with duckdb.connect(str(path), read_only=True) as duck:
+        assert duck.execute("SELECT x FROM turn_test").fetchall() == [(1,)]
+    assert (tmp_path / "warehouse.duckdb.lock").exists()
