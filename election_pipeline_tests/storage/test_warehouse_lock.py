@@ -110,7 +110,7 @@ def test_a_second_process_waits_for_the_stores_turn_instead_of_meeting_the_lock(
     """Two runs of one store (one started by hand beside the daemon's): the second one's step
     waits for the first's to end, however long, then writes; nothing fails. (DuckDB's own lock
     would be waited out for LOCK_WAIT_SECONDS only: here a fifth of a second.)"""
-    import election_pipeline.defs.resources as resources
+    from election_pipeline.defs import resources
 
     monkeypatch.setattr(resources, "LOCK_WAIT_SECONDS", 0.2)
     path = tmp_path / "warehouse.duckdb"
