@@ -19,13 +19,18 @@ and ``ELECTION_DUCKDB_PATH`` (the only one when no election has a workspace). Ea
 constituency belongs to exactly one workspace, by its election: its election's workspace, or
 the shared one. :class:`Scope` says which constituencies a run may write figures for, and
 :meth:`Scope.refusal` which contracts the ingest of a workspace refuses (a file of another
-election's contract dropped in the wrong folder).
+election's contract dropped in the wrong folder). The shared drop folder also serves as a
+common one: a file whose name gives a contract of an election with a workspace is handed to
+that workspace's folder (:func:`forward_to_workspaces`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -240,16 +245,75 @@ class Scope:
         return "every election"
 
 
-def contract_admission(engine: Engine, scope: Scope) -> Callable[[str], str | None]:
-    """For the ingest: why a contract's lines are not counted in ``scope``'s workspace (None:
-    they are), by the elections the operational database gives the constituencies."""
+def constituency_elections(engine: Engine) -> dict[str, str | None]:
+    """Every constituency the operational database knows, with its election (None: none)."""
     from election_pipeline.db.models import Constituency
 
     with engine.connect() as conn:
-        elections: dict[str, str | None] = dict(
-            conn.execute(select(Constituency.id, Constituency.election_id)).tuples().all()
-        )
+        return dict(conn.execute(select(Constituency.id, Constituency.election_id)).tuples().all())
+
+
+def contract_admission(engine: Engine, scope: Scope) -> Callable[[str], str | None]:
+    """For the ingest: why a contract's lines are not counted in ``scope``'s workspace (None:
+    they are), by the elections the operational database gives the constituencies."""
+    elections = constituency_elections(engine)
     return lambda contract_id: scope.refusal(contract_id, elections)
+
+
+def named_contract(path: Path) -> str | None:
+    """The contract a file's name gives: a ``.csv`` export's, or a whole-voting archive's
+    (``<contractId>.zip``, ``<contractId>_dump.zip``); None for any other file."""
+    from election_pipeline.ingest.export_files import FileRefused, contract_id_from_name, whole_voting_contract
+
+    if path.name.lower().endswith(".csv"):
+        try:
+            return contract_id_from_name(path.name)
+        except FileRefused:
+            return None
+    return whole_voting_contract(path.name)
+
+
+@dataclass(frozen=True)
+class Forwarded:
+    """A file of the shared drop folder handed to its election's workspace."""
+
+    name: str
+    election: str
+    target: Path
+
+
+def forward_to_workspaces(
+    files: list[Path], elections: Mapping[str, str | None], elections_dir: str | Path
+) -> tuple[list[Path], list[Forwarded]]:
+    """For the shared workspace's run: move every file of ``files`` whose name gives a contract
+    of an election with a workspace of its own into that workspace's drop folder (its sensor
+    takes it from there), and return the files left to read here and those handed over.
+
+    The move is a copy under a ``.part`` name in the workspace's folder (which no reader
+    takes), renamed into place, then the original removed: a stop in between leaves the file
+    in both folders, and the workspace's ledger knows the second copy. A file whose name is
+    taken in the target folder gets a unique suffix."""
+    by_election = {ws.election: ws for ws in election_workspaces(elections_dir)}
+    kept: list[Path] = []
+    handed: list[Forwarded] = []
+    for path in files:
+        contract = None if path.is_symlink() else named_contract(path)
+        election = elections.get(contract) if contract else None
+        ws = by_election.get(election) if election else None
+        if ws is None or election is None:
+            kept.append(path)
+            continue
+        ws.input_dir.mkdir(parents=True, exist_ok=True)
+        target = ws.input_dir / path.name
+        if target.exists():
+            stem, dot, suffix = path.name.partition(".")
+            target = ws.input_dir / f"{stem}.{uuid.uuid4().hex[:12]}{dot}{suffix}"
+        part = target.with_name(target.name + ".part")
+        shutil.copy2(path, part)
+        os.replace(part, target)
+        path.unlink()
+        handed.append(Forwarded(path.name, election, target))
+    return kept, handed
 
 
 #: The scope of a run when no election has a workspace of its own: every constituency.

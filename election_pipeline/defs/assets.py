@@ -20,7 +20,12 @@ from election_pipeline.stages.metrics import publish_metrics
 from election_pipeline.stages.publish import publish_file_records, publish_transactions
 from election_pipeline.stages.reference import load_reference
 from election_pipeline.vocabulary import OPEN_STATUSES, Severity
-from election_pipeline.workspaces import contract_admission
+from election_pipeline.workspaces import (
+    Forwarded,
+    constituency_elections,
+    contract_admission,
+    forward_to_workspaces,
+)
 
 from .metadata import ROW_COUNT, check_result, preview
 from .resources import (
@@ -105,11 +110,16 @@ def raw_transactions(
         files = [f for f in files if f.exists() or f.is_symlink()]
     else:
         files = ready_files(folders.input_dir, drop_folder.settle_seconds)
+    engine = ops_db.engine()
+    forwarded: list[Forwarded] = []
+    if workspace.election is None and scope.separate:  # files of elections that have a workspace
+        files, forwarded = forward_to_workspaces(files, constituency_elections(engine), drop_folder.elections_dir)
+        for f in forwarded:
+            context.log.info(f"{f.name}: a file of election {f.election}, handed to its workspace ({f.target})")
     context.log.info(
         f"{len(files)} file(s) to process in {folders.input_dir} ({workspace.label}: {scope.describe()}; "
         f"store {warehouse.path})"
     )
-    engine = ops_db.engine()
     admit = None if scope.is_everything else contract_admission(engine, scope)
     with warehouse.connect() as duck:
         summary = ingest_folder(
@@ -174,6 +184,9 @@ def raw_transactions(
             "rejected_reasons_all_time": preview(["reason", "lines"], reasons),
             "constituencies_recorded_as_unknown": published.constituencies,
             "entries_not_read": preview(["entry", "reason"], summary.noticed),
+            "files_handed_to_workspaces": preview(
+                ["file", "election", "now in"], [(f.name, f.election, str(f.target)) for f in forwarded]
+            ),
         }
     )
 

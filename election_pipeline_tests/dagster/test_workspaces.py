@@ -201,42 +201,54 @@ def test_two_election_workspaces_give_the_figures_of_one_store_and_of_the_ground
     assert _figures(root) == figures
 
 
-def test_a_file_of_another_election_is_refused_in_a_workspace_and_read_where_it_belongs(samples, tmp_path, monkeypatch):
+def test_a_file_of_another_election_is_refused_in_a_workspace_and_handed_over_by_the_shared_folder(
+    samples, tmp_path, monkeypatch
+):
     src, truths = samples
     root = _env(monkeypatch, tmp_path / "wrong")
     shutil.copytree(src / "reference", root / "reference", dirs_exist_ok=True)
     assert main(["run", "--log-level", "WARNING"]) == 0
     first, second = _make_workspaces(root, truths)
-    wrong = sorted(p for p in (src / f"in{SEEDS[1]}").iterdir() if p.name.startswith(truths[1].constituencies[0].id))[0]
+    contract = truths[1].constituencies[0].id
+    wrong = sorted(p for p in (src / f"in{SEEDS[1]}").iterdir() if p.name.startswith(contract))[0]
     shutil.copy(wrong, first / wrong.name)  # the second election's file, in the first's folder
     shutil.copy(wrong, root / "input" / wrong.name)  # and in the shared folder
     assert main(["run", "--log-level", "WARNING"]) == 0
 
     engine = get_engine(f"sqlite:///{root / 'ops.db'}")
-    with engine.connect() as conn:
-        jobs = conn.execute(
-            select(FileProcessingJob.status, FileProcessingJob.details, FileProcessingJob.stored_path)
-        ).all()
-        assert conn.execute(select(Transaction.tx_id)).first() is None  # nothing counted
-    assert len(jobs) == 2
-    assert all(status == "failed" for status, _, _ in jobs)
-    details = sorted(d for _, d, _ in jobs)
-    assert (
-        f"is a constituency of election {truths[1].election_id}, not of {truths[0].election_id}"
-        in details[0] + details[1]
-    )
-    assert any("which has a workspace of its own" in d for d in details)
-    assert all(Path(stored).exists() for _, _, stored in jobs)  # quarantined, nothing lost
 
-    # Taken from the quarantine into its own election's folder, it is counted there.
-    quarantined = next(Path(p) for _, d, p in jobs if f"not of {truths[0].election_id}" in d)
-    shutil.move(quarantined, second / wrong.name)
+    def jobs() -> list[tuple[str, str, str]]:
+        with engine.connect() as conn:
+            return [
+                (r[0], r[1] or "", r[2] or "")
+                for r in conn.execute(
+                    select(FileProcessingJob.status, FileProcessingJob.details, FileProcessingJob.stored_path)
+                ).all()
+            ]
+
+    def counted() -> int:
+        with engine.connect() as conn:
+            return len(conn.execute(select(Transaction.tx_id).where(Transaction.constituency_id == contract)).all())
+
+    # The copy in the first election's folder: refused, quarantined with the reason, kept.
+    refused = [j for j in jobs() if j[0] == "failed"]
+    assert len(refused) == 1
+    assert f"is a constituency of election {truths[1].election_id}, not of {truths[0].election_id}" in refused[0][1]
+    assert Path(refused[0][2]).exists() and Path(refused[0][2]).parent == first.parent / "quarantine"
+    # The copy in the shared folder: handed to the second election's folder and counted there,
+    # in the same `election-pipeline run` (the shared workspace runs first).
+    done = [j for j in jobs() if j[0] == "completed"]
+    assert len(done) == 1 and Path(done[0][2]).parent == second.parent / "processed"
+    assert not (root / "input" / wrong.name).exists()
+    lines = sum(1 for line in wrong.read_text(encoding="utf-8").splitlines() if line.strip())
+    assert 0 < counted() <= lines
+
+    # Taken from the quarantine into its own election's folder, it is known there: nothing twice.
+    before = counted()
+    shutil.move(refused[0][2], second / wrong.name)
     assert main(["run", "--log-level", "WARNING"]) == 0
-    with engine.connect() as conn:
-        counted = conn.execute(
-            select(Transaction.constituency_id).where(Transaction.constituency_id == truths[1].constituencies[0].id)
-        ).first()
-    assert counted is not None
+    assert counted() == before
+    assert any("same content as" in j[1] for j in jobs())
 
 
 def test_the_sensor_asks_one_run_per_workspace_tagged_with_it(samples, tmp_path, instance):
