@@ -114,6 +114,16 @@ class Workspace:
         values.update(overrides)
         return Settings(**values)
 
+    def environment(self, dagster_home: Path, **overrides: Any) -> dict[str, str]:
+        """The ``ELECTION_*`` variables (and ``DAGSTER_HOME``) of :meth:`settings`, for the
+        command line run in this workspace."""
+        s = self.settings(**overrides)
+        names = ("input_dir", "reference_dir", "processed_dir", "quarantine_dir", "database_url", "duckdb_path")
+        env = {Settings.env_name(name): str(getattr(s, name)) for name in (*names, "elections_dir")}
+        env[Settings.env_name("file_settle_seconds")] = str(s.file_settle_seconds)
+        env["DAGSTER_HOME"] = str(dagster_home)
+        return env
+
     def drop(self, name: str, lines: list[str]) -> Path:
         self.input.mkdir(parents=True, exist_ok=True)
         path = self.input / name

@@ -5,40 +5,17 @@ import pytest
 from sqlalchemy import select
 
 from election_pipeline.cli import main
-from election_pipeline.db.models import Constituency, HourlyStats
+from election_pipeline.db.models import Constituency
 from election_pipeline.db.session import get_engine
 from election_pipeline.sample import generate_sample
+from election_pipeline_tests.sample_truth import expected_hourly, published_hourly
 
 
 @pytest.fixture
 def env(workspace, tmp_path, monkeypatch):
-    s = workspace.settings()
-    for key, value in {
-        "ELECTION_INPUT_DIR": s.input_dir,
-        "ELECTION_REFERENCE_DIR": s.reference_dir,
-        "ELECTION_PROCESSED_DIR": s.processed_dir,
-        "ELECTION_QUARANTINE_DIR": s.quarantine_dir,
-        "ELECTION_DATABASE_URL": s.database_url,
-        "ELECTION_DUCKDB_PATH": s.duckdb_path,
-        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
-    }.items():
+    for key, value in workspace.environment(tmp_path / "dagster_home").items():
         monkeypatch.setenv(key, value)
-    return s
-
-
-def _hourly(engine):
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(
-                HourlyStats.constituency_id,
-                HourlyStats.hour,
-                HourlyStats.bulletins_issued,
-                HourlyStats.votes_cast,
-                HourlyStats.revote_count,
-                HourlyStats.transaction_count,
-            )
-        )
-        return sorted(tuple(r) for r in rows)
+    return workspace.settings()
 
 
 def test_cli_run_on_the_sample_matches_its_ground_truth(env, workspace, capsys):
@@ -51,11 +28,8 @@ def test_cli_run_on_the_sample_matches_its_ground_truth(env, workspace, capsys):
     assert f"rejected lines:       {truth.malformed_lines}" in out
 
     engine = get_engine(env.database_url)
-    expected = sorted(
-        (h["constituency_id"], h["hour"], h["bulletins_issued"], h["votes_cast"], h["revotes"], h["transaction_count"])
-        for h in truth.expected_hourly
-    )
-    assert _hourly(engine) == expected
+    expected = expected_hourly(truth)
+    assert published_hourly(engine) == expected
     with engine.connect() as conn:
         unknown = conn.execute(
             select(Constituency.in_reference).where(Constituency.id == truth.unknown_contract_id)
@@ -67,7 +41,7 @@ def test_cli_run_on_the_sample_matches_its_ground_truth(env, workspace, capsys):
     # A second run finds nothing new and changes no figure.
     assert main(["sample", "--if-empty"]) == 0
     assert main(["run", "--log-level", "WARNING"]) == 0
-    assert _hourly(engine) == expected
+    assert published_hourly(engine) == expected
 
 
 def test_sample_if_empty_leaves_existing_input_alone(env, capsys):

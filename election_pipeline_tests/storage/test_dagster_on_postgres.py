@@ -14,13 +14,14 @@ import dagster as dg
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
-from election_pipeline.db.models import FileLedgerEntry, FileProcessingJob, HourlyStats
+from election_pipeline.db.models import FileLedgerEntry, FileProcessingJob
 from election_pipeline.db.session import get_engine
 from election_pipeline.defs.assets import alerts, constituency_metrics, hourly_stats, raw_transactions, reference_data
 from election_pipeline.defs.checks import ALL_CHECKS
 from election_pipeline.defs.resources import build_resources
 from election_pipeline.sample import generate_sample
 from election_pipeline_tests.conftest import pg_base_url
+from election_pipeline_tests.sample_truth import expected_hourly, published_hourly
 from election_pipeline_tests.scenario import EXPECTED_HOURLY, drop_all, hourly_figures
 
 from .process_helpers import REPO, cli, kill_group, pipeline_env, start
@@ -93,6 +94,38 @@ def _wait(predicate, timeout: float, what: str, interval: float = 1.0) -> None:
         time.sleep(interval)
 
 
+def daemon_env(tmp_path: Path, root: Path, db_url: str, database: str, monkeypatch, **extra: str) -> dict[str, str]:
+    """The environment of a pipeline in ``root`` served by a Dagster daemon on the PostgreSQL
+    instance of ``deploy/dagster.yaml`` (Dagster's tables in ``database``), which this process
+    reads too; writes that instance's home and a ``workspace.yaml`` into ``tmp_path``."""
+    home = tmp_path / "dagster_home"
+    env = pipeline_env(root, db_url, home, ELECTION_SENSOR_INTERVAL_SECONDS="1", **dagster_pg_env(database), **extra)
+    for key, value in dagster_pg_env(database).items():
+        monkeypatch.setenv(key, value)  # this process reads the same instance
+    shutil.copy(DEPLOY_YAML, home / "dagster.yaml")
+    (tmp_path / "workspace.yaml").write_text(
+        "load_from:\n  - python_module:\n      module_name: election_pipeline.definitions\n"
+        f"      working_directory: {REPO}\n      location_name: election_pipeline\n"
+    )
+    return env
+
+
+def start_daemon(tmp_path: Path, env: dict[str, str]):
+    """``dagster-daemon run`` on the ``workspace.yaml`` of :func:`daemon_env`, logging to ``daemon.log``."""
+    command = [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(tmp_path / "workspace.yaml")]
+    return start(command, env, tmp_path / "daemon.log")
+
+
+def wait_for_daemon(instance: dg.DagsterInstance) -> None:
+    """Until the daemon's sensor and run queue have reported in."""
+    _wait(
+        lambda: {"SENSOR", "QUEUED_RUN_COORDINATOR"} <= set(instance.get_daemon_heartbeats()),
+        120,
+        "the daemon",
+        interval=0.5,
+    )
+
+
 @pytest.mark.slow
 def test_burst_of_files_with_overlapping_runs_processed_exactly_once(
     tmp_path, postgres_database, postgres_schema_url, monkeypatch
@@ -104,39 +137,17 @@ def test_burst_of_files_with_overlapping_runs_processed_exactly_once(
     bursts each wait for a run of the sensor, so both kinds of run are always exercised."""
     root = tmp_path / "ws"
     home = tmp_path / "dagster_home"
-    env = pipeline_env(
-        root,
-        postgres_schema_url,
-        home,
-        ELECTION_SENSOR_INTERVAL_SECONDS="1",
-        **dagster_pg_env(postgres_database["name"]),
-    )
-    for key, value in dagster_pg_env(postgres_database["name"]).items():
-        monkeypatch.setenv(key, value)  # this process reads the same instance
-    shutil.copy(DEPLOY_YAML, home / "dagster.yaml")
-    (tmp_path / "workspace.yaml").write_text(
-        "load_from:\n  - python_module:\n      module_name: election_pipeline.definitions\n"
-        f"      working_directory: {REPO}\n      location_name: election_pipeline\n"
-    )
+    env = daemon_env(tmp_path, root, postgres_schema_url, postgres_database["name"], monkeypatch)
     staging = tmp_path / "staging"
     truth = generate_sample(staging, root / "reference", seed=13, constituencies=4)
     files = sorted(staging.iterdir())
     assert len(files) >= 200
 
-    daemon = start(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(tmp_path / "workspace.yaml")],
-        env,
-        tmp_path / "daemon.log",
-    )
+    daemon = start_daemon(tmp_path, env)
     operators: list = []
     try:
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            _wait(
-                lambda: {"SENSOR", "QUEUED_RUN_COORDINATOR"} <= set(instance.get_daemon_heartbeats()),
-                120,
-                "the daemon",
-                interval=0.5,
-            )
+            wait_for_daemon(instance)
 
             def sensor_runs_launched() -> int:
                 return len(
@@ -215,23 +226,7 @@ def test_burst_of_files_with_overlapping_runs_processed_exactly_once(
             .all()
         )
         ledger = conn.execute(select(func.count()).select_from(FileLedgerEntry)).scalar_one()
-        hourly = sorted(
-            conn.execute(
-                select(
-                    HourlyStats.constituency_id,
-                    HourlyStats.hour,
-                    HourlyStats.bulletins_issued,
-                    HourlyStats.votes_cast,
-                    HourlyStats.revote_count,
-                    HourlyStats.transaction_count,
-                )
-            ).all()
-        )
     assert per_file == {p.name: 1 for p in files}  # every file processed exactly once
     assert ledger == len(files)
-    expected = sorted(
-        (h["constituency_id"], h["hour"], h["bulletins_issued"], h["votes_cast"], h["revotes"], h["transaction_count"])
-        for h in truth.expected_hourly
-    )
-    assert [tuple(r) for r in hourly] == expected
+    assert published_hourly(engine) == expected_hourly(truth)
     assert len(list((root / "processed").iterdir())) + len(list((root / "quarantine").iterdir())) == len(files)

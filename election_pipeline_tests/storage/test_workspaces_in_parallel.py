@@ -11,22 +11,21 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import sys
-from pathlib import Path
 
 import dagster as dg
 import pytest
 from sqlalchemy import func, select
 
-from election_pipeline.db.models import FileProcessingJob, HourlyStats
+from election_pipeline.db.models import FileProcessingJob
 from election_pipeline.db.session import get_engine, upgrade_database
 from election_pipeline.defs.run_recovery import TAG_PID
 from election_pipeline.sample import generate_sample
 from election_pipeline.stages.reference import load_reference
 from election_pipeline.workspaces import WORKSPACE_TAG, create_workspace, planned_workspace
+from election_pipeline_tests.sample_truth import expected_hourly, published_hourly
 
-from .process_helpers import REPO, cli, kill_group, pipeline_env, start
-from .test_dagster_on_postgres import DEPLOY_YAML, _span, _wait, dagster_pg_env
+from .process_helpers import cli, kill_group, start
+from .test_dagster_on_postgres import _span, _wait, daemon_env, start_daemon, wait_for_daemon
 
 ACTIVE = [
     dg.DagsterRunStatus.QUEUED,
@@ -36,50 +35,19 @@ ACTIVE = [
 ]
 
 
-def _hourly(url: str) -> list[tuple]:
-    with get_engine(url).connect() as conn:
-        return sorted(
-            tuple(r)
-            for r in conn.execute(
-                select(
-                    HourlyStats.constituency_id,
-                    HourlyStats.hour,
-                    HourlyStats.bulletins_issued,
-                    HourlyStats.votes_cast,
-                    HourlyStats.revote_count,
-                    HourlyStats.transaction_count,
-                )
-            )
-        )
-
-
-def _expected(truth) -> list[tuple]:
-    return sorted(
-        (h["constituency_id"], h["hour"], h["bulletins_issued"], h["votes_cast"], h["revotes"], h["transaction_count"])
-        for h in truth.expected_hourly
-    )
-
-
 @pytest.mark.slow
 def test_two_elections_bursts_run_in_parallel_and_a_killed_run_leaves_the_other_untouched(
     tmp_path, postgres_database, postgres_schema_url, monkeypatch
 ):
     root = tmp_path / "ws"
     home = tmp_path / "dagster_home"
-    env = pipeline_env(
+    env = daemon_env(
+        tmp_path,
         root,
         postgres_schema_url,
-        home,
+        postgres_database["name"],
+        monkeypatch,
         ELECTION_ELECTIONS_DIR=str(root / "elections"),
-        ELECTION_SENSOR_INTERVAL_SECONDS="1",
-        **dagster_pg_env(postgres_database["name"]),
-    )
-    for key, value in dagster_pg_env(postgres_database["name"]).items():
-        monkeypatch.setenv(key, value)  # this process reads the same instance
-    shutil.copy(DEPLOY_YAML, home / "dagster.yaml")
-    (tmp_path / "workspace.yaml").write_text(
-        "load_from:\n  - python_module:\n      module_name: election_pipeline.definitions\n"
-        f"      working_directory: {REPO}\n      location_name: election_pipeline\n"
     )
     # Two elections (about 290 hourly files each), their reference data loaded, a workspace each.
     truths = [generate_sample(tmp_path / f"burst{s}", tmp_path / f"ref{s}", seed=s) for s in (21, 22)]
@@ -94,20 +62,11 @@ def test_two_elections_bursts_run_in_parallel_and_a_killed_run_leaves_the_other_
     assert all(len(b) >= 250 for b in bursts)
     victim, other = truths[0].election_id, truths[1].election_id
 
-    daemon = start(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(tmp_path / "workspace.yaml")],
-        env,
-        tmp_path / "daemon.log",
-    )
+    daemon = start_daemon(tmp_path, env)
     operator = None
     try:
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            _wait(
-                lambda: {"SENSOR", "QUEUED_RUN_COORDINATOR"} <= set(instance.get_daemon_heartbeats()),
-                120,
-                "the daemon",
-                interval=0.5,
-            )
+            wait_for_daemon(instance)
             for burst, ws in zip(bursts, spaces, strict=True):  # both bursts land together
                 for path in burst:
                     shutil.move(str(path), ws.input_dir / path.name)
@@ -131,7 +90,7 @@ def test_two_elections_bursts_run_in_parallel_and_a_killed_run_leaves_the_other_
                 )
 
             _wait(other_done, 480, "the other election's runs", interval=1.0)
-            other_hourly = _hourly(postgres_schema_url)
+            other_hourly = published_hourly(engine)
             # The operator runs the pipeline by hand: it finds the killed run dead and completes it.
             operator = start(cli("run", "--log-level", "WARNING"), env, tmp_path / "operator.log")
             assert operator.wait(timeout=480) == 0, (tmp_path / "operator.log").read_text()[-3000:]
@@ -170,8 +129,8 @@ def test_two_elections_bursts_run_in_parallel_and_a_killed_run_leaves_the_other_
             .all()
         )
     assert per_file == {p.name: 1 for burst in bursts for p in burst}
-    hourly = _hourly(postgres_schema_url)
-    assert hourly == sorted(_expected(truths[0]) + _expected(truths[1]))
+    hourly = published_hourly(engine)
+    assert hourly == expected_hourly(*truths)
     mine = {c.id for c in truths[1].constituencies} | {truths[1].unknown_contract_id}
     # The other election's figures did not change when the killed election was completed.
     assert [h for h in hourly if h[0] in mine] == [h for h in other_hourly if h[0] in mine]
