@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, or_, select, true
+from sqlalchemy import ColumnElement, Engine, and_, or_, select, true
 
 #: The run tag naming the workspace a run works on (its value: an election id, or
 #: :data:`SHARED`). Dagster's run queue runs one run per value at a time.
@@ -176,32 +176,43 @@ class Scope:
     def is_everything(self) -> bool:
         return self.election is None and not self.separate
 
-    def condition(self, election_column: Any) -> ColumnElement[bool]:
-        """SQLAlchemy condition on a constituency's ``election_id`` column."""
+    def condition(self) -> ColumnElement[bool]:
+        """SQLAlchemy condition on ``constituencies``: the constituency is in the scope (by its
+        election, or, for a contract of no known election, by the workspace that counts it)."""
+        from election_pipeline.db.models import Constituency
+
+        election, workspace = Constituency.election_id, Constituency.workspace
         if self.election is not None:
-            return election_column == self.election
+            return or_(election == self.election, and_(election.is_(None), workspace == self.election))
         if not self.separate:
             return true()
-        return or_(election_column.is_(None), election_column.not_in(sorted(self.separate)))
+        return or_(
+            and_(election.is_(None), workspace.is_(None)),
+            and_(election.is_not(None), election.not_in(sorted(self.separate))),
+        )
 
     def owns(self, constituency_column: Any) -> ColumnElement[bool]:
         """SQLAlchemy condition on a column holding a constituency id (``hourly_stats``,
         ``alerts``, ``transactions``): the constituency is in the scope. A constituency the
-        operational database does not know yet counts as one of no known election."""
+        operational database does not know yet counts as one of no known election, counted
+        by the shared workspace."""
         if self.is_everything:
             return true()
         from election_pipeline.db.models import Constituency
 
-        mine = constituency_column.in_(select(Constituency.id).where(self.condition(Constituency.election_id)))
+        mine = constituency_column.in_(select(Constituency.id).where(self.condition()))
         if not self.holds(None):
             return mine
         return or_(mine, constituency_column.not_in(select(Constituency.id)))
 
-    def holds(self, election: str | None) -> bool:
-        """Whether a constituency of ``election`` (None: no known election) is in the scope."""
+    def holds(self, election: str | None, workspace: str | None = None) -> bool:
+        """Whether a constituency of ``election`` (None: no known election, counted by
+        ``workspace``, None: the shared one) is in the scope."""
         if self.election is not None:
-            return election == self.election
-        return election is None or election not in self.separate
+            return election == self.election or (election is None and workspace == self.election)
+        if election is None:
+            return workspace is None
+        return election not in self.separate
 
     def constituency_ids(self, engine: Engine) -> list[str] | None:
         """The ids of the constituencies in the scope (None: every one)."""
@@ -210,32 +221,28 @@ class Scope:
         from election_pipeline.db.models import Constituency
 
         with engine.connect() as conn:
-            return sorted(
-                conn.execute(select(Constituency.id).where(self.condition(Constituency.election_id))).scalars()
-            )
+            return sorted(conn.execute(select(Constituency.id).where(self.condition())).scalars())
 
-    def refusal(self, contract_id: str, elections: Mapping[str, str | None]) -> str | None:
-        """Why the ingest of this scope's workspace does not count ``contract_id`` (whose
-        election ``elections`` gives: None for a contract recorded with no known election,
-        absent for one never seen), or None when it does. An election's workspace takes a
-        contract never seen as its own; one recorded with no election stays the shared
-        workspace's, where it was counted first."""
-        election = elections.get(contract_id)
+    def refusal(self, contract_id: str, known: Mapping[str, tuple[str | None, str | None]]) -> str | None:
+        """Why the ingest of this scope's workspace does not count ``contract_id`` (``known``
+        gives each recorded contract's election and, for one of no known election, the
+        workspace that counts it; absent: a contract never seen), or None when it does. An
+        election's workspace takes a contract never seen as one it counts; a contract of no
+        known election stays with the workspace that counted it first."""
+        if contract_id not in known:
+            return None
+        election, workspace = known[contract_id]
+        if self.holds(election, workspace):
+            return None
+        if election is None:
+            where = f"the workspace of election {workspace}" if workspace else "the shared workspace"
+            return f"contract {contract_id} is of no known election and is counted by {where}, where it arrived first"
         if self.election is not None:
-            if contract_id not in elections or election == self.election:
-                return None  # a contract first seen here is taken as this election's
-            if election is None:
-                return (
-                    f"contract {contract_id} is recorded as a contract of no known election (it arrived in the "
-                    "shared drop folder first) and is counted there"
-                )
             return (
                 f"contract {contract_id} is a constituency of election {election}, not of {self.election} "
                 "whose drop folder this is"
             )
-        if election is not None and election in self.separate:
-            return f"contract {contract_id} is a constituency of election {election}, which has a workspace of its own"
-        return None
+        return f"contract {contract_id} is a constituency of election {election}, which has a workspace of its own"
 
     def describe(self) -> str:
         if self.election is not None:
@@ -245,12 +252,14 @@ class Scope:
         return "every election"
 
 
-def constituency_elections(engine: Engine) -> dict[str, str | None]:
-    """Every constituency the operational database knows, with its election (None: none)."""
+def constituency_elections(engine: Engine) -> dict[str, tuple[str | None, str | None]]:
+    """Every constituency the operational database knows: its election (None: none) and, for
+    one of no known election, the workspace that counts it (None: the shared one)."""
     from election_pipeline.db.models import Constituency
 
     with engine.connect() as conn:
-        return dict(conn.execute(select(Constituency.id, Constituency.election_id)).tuples().all())
+        rows = conn.execute(select(Constituency.id, Constituency.election_id, Constituency.workspace)).tuples().all()
+    return {cid: (election, workspace) for cid, election, workspace in rows}
 
 
 def contract_admission(engine: Engine, scope: Scope) -> Callable[[str], str | None]:
@@ -283,7 +292,7 @@ class Forwarded:
 
 
 def forward_to_workspaces(
-    files: list[Path], elections: Mapping[str, str | None], elections_dir: str | Path
+    files: list[Path], known: Mapping[str, tuple[str | None, str | None]], elections_dir: str | Path
 ) -> tuple[list[Path], list[Forwarded]]:
     """For the shared workspace's run: move every file of ``files`` whose name gives a contract
     of an election with a workspace of its own into that workspace's drop folder (its sensor
@@ -298,7 +307,7 @@ def forward_to_workspaces(
     handed: list[Forwarded] = []
     for path in files:
         contract = None if path.is_symlink() else named_contract(path)
-        election = elections.get(contract) if contract else None
+        election = known.get(contract, (None, None))[0] if contract else None
         ws = by_election.get(election) if election else None
         if ws is None or election is None:
             kept.append(path)

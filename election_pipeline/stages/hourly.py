@@ -94,7 +94,7 @@ def load_constituencies(engine: Engine, scope: Scope = EVERYTHING) -> pd.DataFra
                 Constituency.region,
                 Constituency.in_reference,
                 Constituency.name,
-            ).where(scope.condition(Constituency.election_id))
+            ).where(scope.condition())
         ).all()
     return pd.DataFrame(
         rows,
@@ -112,12 +112,13 @@ def load_constituencies(engine: Engine, scope: Scope = EVERYTHING) -> pd.DataFra
 
 def in_scope(frame: pd.DataFrame, engine: Engine, scope: Scope, column: str = "constituency_id") -> pd.DataFrame:
     """The rows of ``frame`` whose constituency is in ``scope`` (one the operational database
-    does not know counts as one of no known election)."""
+    does not know counts as one of no known election, the shared workspace's)."""
     if scope.is_everything or frame.empty:
         return frame
     with engine.connect() as conn:
-        elections = dict(conn.execute(select(Constituency.id, Constituency.election_id)).tuples().all())
-    keep = [scope.holds(elections.get(str(c))) for c in frame[column]]
+        rows = conn.execute(select(Constituency.id, Constituency.election_id, Constituency.workspace)).tuples().all()
+    known = {cid: (election, workspace) for cid, election, workspace in rows}
+    keep = [scope.holds(*known.get(str(c), (None, None))) for c in frame[column]]
     return frame[keep].reset_index(drop=True)
 
 

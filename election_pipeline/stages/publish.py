@@ -73,10 +73,11 @@ def _dicts(duck: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list
     return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
 
 
-def _unknown_constituency(cid: str, now: Any, election: str | None = None) -> dict[str, Any]:
+def _unknown_constituency(cid: str, now: Any, workspace: str | None = None) -> dict[str, Any]:
     return {
         "id": cid,
-        "election_id": election,
+        "election_id": None,
+        "workspace": workspace,
         "name": f"Unknown contract {cid}",
         "region": "",
         "type": "unknown",
@@ -97,9 +98,10 @@ def _unknown_constituency(cid: str, now: Any, election: str | None = None) -> di
     }
 
 
-def _ensure_constituencies(conn: Connection, ids: set[str], election: str | None = None) -> int:
-    """Record the contracts the reference data does not know as unknown constituencies (of
-    ``election``, the workspace's, when they arrived in an election's own drop folder)."""
+def _ensure_constituencies(conn: Connection, ids: set[str], workspace: str | None = None) -> int:
+    """Record the contracts the reference data does not know as unknown constituencies, of no
+    election, counted by ``workspace`` (an election's, when they arrived in its own drop
+    folder; None: the shared one)."""
     if not ids:
         return 0
     existing: set[str] = set()
@@ -109,7 +111,7 @@ def _ensure_constituencies(conn: Connection, ids: set[str], election: str | None
     if missing:
         log.warning("Contracts not in the reference data, recorded as unknown: %s", ", ".join(missing))
         now = utcnow()
-        rows = [_unknown_constituency(c, now, election) for c in missing]
+        rows = [_unknown_constituency(c, now, workspace) for c in missing]
         insert_ignore(conn, Constituency.__table__, rows, ["id"])
     return len(missing)
 
@@ -119,7 +121,7 @@ def publish_file_records(
 ) -> PublishSummary:
     """Publish constituencies, file jobs, ledger entries and rejected lines written since the
     last publish (see the module docstring); unknown contracts are recorded as constituencies
-    of ``election`` (the workspace's) or of no election."""
+    of no election counted by ``election``'s workspace (None: the shared one)."""
     mark, upto = _range(duck, FILES_MARK)
     summary = PublishSummary(seq=upto)
     if upto <= mark:

@@ -306,7 +306,7 @@ def every_transaction_in_a_known_hour(
 
 def participation_at_most_100(engine: Engine, owned: Scope = EVERYTHING) -> QualityResult:
     """No constituency (of the run's workspace) has more distinct voters than registered voters."""
-    mine = owned.condition(Constituency.election_id)
+    mine = owned.condition()
     with engine.connect() as conn:
         over = conn.execute(
             select(Constituency.id, Constituency.votes_cast, Constituency.registered_voters)
@@ -328,7 +328,7 @@ def timestamps_within_voting_window(engine: Engine, owned: Scope = EVERYTHING) -
     """Bulletins and votes outside their election's voting window (kept and counted, but
     reported), in the run's workspace."""
     window = and_(
-        owned.condition(Constituency.election_id),
+        owned.condition(),
         Transaction.type.in_(VOTING_OPERATIONS),
         Transaction.is_rolled_back.is_(False),
         or_(Transaction.timestamp < Election.start_date, Transaction.timestamp >= Election.end_date),

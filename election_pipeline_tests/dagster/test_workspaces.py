@@ -162,14 +162,28 @@ def test_two_election_workspaces_give_the_figures_of_one_store_and_of_the_ground
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as duck:
         assert duck.execute("SELECT count(*) FROM raw_transactions").fetchall()[0][0] == 0
 
-    # A contract the reference data does not know, dropped into an election's folder, is that election's.
+    # A contract the reference data does not know, dropped into an election's folder, stays of no
+    # known election (its votes are not the election's), counted by that election's workspace.
     with engine.connect() as conn:
-        unknown = dict(
-            conn.execute(select(Constituency.id, Constituency.election_id).where(Constituency.in_reference.is_(False)))
-            .tuples()
-            .all()
-        )
-    assert unknown == {t.unknown_contract_id: t.election_id for t in truths}
+        unknown = {
+            cid: (election, workspace)
+            for cid, election, workspace in conn.execute(
+                select(Constituency.id, Constituency.election_id, Constituency.workspace).where(
+                    Constituency.in_reference.is_(False)
+                )
+            ).tuples()
+        }
+    assert unknown == {t.unknown_contract_id: (None, t.election_id) for t in truths}
+
+    # Observers see both elections through the API, each with its ground truth's voters.
+    from fastapi.testclient import TestClient
+
+    from election_pipeline.api.app import create_app
+
+    client = TestClient(create_app(f"sqlite:///{root / 'ops.db'}", public_read=True))
+    for t in truths:
+        metrics = client.get(f"/api/metrics/election/{t.election_id}").json()
+        assert metrics["votes_cast"] == sum(c.votes_cast for cid, c in t.totals.items() if cid != t.unknown_contract_id)
 
     # Runs of one election leave the other's figures alone (nothing deleted, nothing cleared).
     assert main(["run", "--log-level", "WARNING"]) == 0
@@ -316,13 +330,14 @@ def test_workspace_add_moves_an_election_out_of_the_shared_store(samples, one_st
 def test_scope_of_a_workspace():
     shared = Scope(None, frozenset({"E1"}))
     e1 = Scope("E1")
-    elections = {"a": "E1", "b": "E2", "c": None}
-    assert e1.refusal("a", elections) is None
-    assert "of election E2, not of E1" in (e1.refusal("b", elections) or "")
-    assert e1.refusal("new", elections) is None  # never seen: taken as E1's
-    assert "no known election" in (e1.refusal("c", elections) or "")  # the shared workspace's
-    assert "has a workspace of its own" in (shared.refusal("a", elections) or "")
-    assert shared.refusal("b", elections) is None and shared.refusal("c", elections) is None
-    assert [shared.holds(e) for e in ("E1", "E2", None)] == [False, True, True]
-    assert [e1.holds(e) for e in ("E1", "E2", None)] == [True, False, False]
+    known = {"a": ("E1", None), "b": ("E2", None), "c": (None, None), "d": (None, "E1")}
+    assert e1.refusal("a", known) is None and e1.refusal("d", known) is None
+    assert e1.refusal("new", known) is None  # never seen: counted here
+    assert "of election E2, not of E1" in (e1.refusal("b", known) or "")
+    assert "counted by the shared workspace" in (e1.refusal("c", known) or "")
+    assert "has a workspace of its own" in (shared.refusal("a", known) or "")
+    assert "counted by the workspace of election E1" in (shared.refusal("d", known) or "")
+    assert shared.refusal("b", known) is None and shared.refusal("c", known) is None
+    assert [shared.holds(*known[c]) for c in "abcd"] == [False, True, True, False]
+    assert [e1.holds(*known[c]) for c in "abcd"] == [True, False, False, True]
     assert Scope().is_everything and not shared.is_everything

@@ -22,7 +22,9 @@ class Constituency(TimestampMixin, Base):
     """A constituency, keyed by its contract id.
 
     A contract that no reference file knows is still recorded (``in_reference`` false,
-    ``status`` ``unknown``, no election, no registered voters) so its transactions count.
+    ``status`` ``unknown``, no election, no registered voters) so its transactions count;
+    ``workspace`` names the election workspace whose store counts it when it arrived in an
+    election's own drop folder (NULL: the shared workspace; docs/architecture.md).
     ``registered_voters_source`` says where ``registered_voters`` came from:
     ``reference``, ``addVotersList`` or ``none``.
     """
@@ -35,6 +37,7 @@ class Constituency(TimestampMixin, Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     election_id: Mapped[str | None] = mapped_column(ForeignKey("elections.id"))
+    workspace: Mapped[str | None] = mapped_column(String(128))
     name: Mapped[str] = mapped_column(String(255), nullable=False)
     region: Mapped[str] = mapped_column(String(255), default="", nullable=False)
     type: Mapped[str] = mapped_column(String(30), default=ConstituencyType.UNKNOWN, nullable=False)
