@@ -163,11 +163,6 @@ class Scope:
     separate: frozenset[str] = frozenset()
 
     @classmethod
-    def everything(cls) -> Scope:
-        """Every constituency (no election has a workspace)."""
-        return cls()
-
-    @classmethod
     def of(cls, workspace: Workspace, elections_dir: str | Path) -> Scope:
         others = frozenset(w.election for w in election_workspaces(elections_dir) if w.election)
         return cls(workspace.election, frozenset() if workspace.election else others)
@@ -213,15 +208,6 @@ class Scope:
         if election is None:
             return workspace is None
         return election not in self.separate
-
-    def constituency_ids(self, engine: Engine) -> list[str] | None:
-        """The ids of the constituencies in the scope (None: every one)."""
-        if self.is_everything:
-            return None
-        from election_pipeline.db.models import Constituency
-
-        with engine.connect() as conn:
-            return sorted(conn.execute(select(Constituency.id).where(self.condition())).scalars())
 
     def refusal(self, contract_id: str, known: Mapping[str, tuple[str | None, str | None]]) -> str | None:
         """Why the ingest of this scope's workspace does not count ``contract_id`` (``known``
