@@ -13,7 +13,7 @@ def test_health_needs_no_token_and_names_the_latest_materialisation(api: Api):
     response = api.client.get("/api/health")
     assert response.status_code == 200
     body = response.json()
-    assert body["status"] == "ok" and body["database"] == "reachable" and body["revision"] == "0005"
+    assert body["status"] == "ok" and body["database"] == "reachable" and body["revision"] == "0006"
     assert body["latest_materialisation"].endswith("Z")
 
 
