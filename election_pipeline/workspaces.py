@@ -248,11 +248,11 @@ def constituency_elections(engine: Engine) -> dict[str, tuple[str | None, str | 
     return {cid: (election, workspace) for cid, election, workspace in rows}
 
 
-def contract_admission(engine: Engine, scope: Scope) -> Callable[[str], str | None]:
+def contract_admission(known: Mapping[str, tuple[str | None, str | None]], scope: Scope) -> Callable[[str], str | None]:
     """For the ingest: why a contract's lines are not counted in ``scope``'s workspace (None:
-    they are), by the elections the operational database gives the constituencies."""
-    elections = constituency_elections(engine)
-    return lambda contract_id: scope.refusal(contract_id, elections)
+    they are), by what the operational database records of each contract
+    (:func:`constituency_elections`)."""
+    return lambda contract_id: scope.refusal(contract_id, known)
 
 
 def named_contract(path: Path) -> str | None:

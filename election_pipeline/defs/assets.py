@@ -111,16 +111,17 @@ def raw_transactions(
     else:
         files = ready_files(folders.input_dir, drop_folder.settle_seconds)
     engine = ops_db.engine()
+    known = {} if scope.is_everything else constituency_elections(engine)
     forwarded: list[Forwarded] = []
     if workspace.election is None and scope.separate:  # files of elections that have a workspace
-        files, forwarded = forward_to_workspaces(files, constituency_elections(engine), drop_folder.elections_dir)
+        files, forwarded = forward_to_workspaces(files, known, drop_folder.elections_dir)
         for f in forwarded:
             context.log.info(f"{f.name}: a file of election {f.election}, handed to its workspace ({f.target})")
     context.log.info(
         f"{len(files)} file(s) to process in {folders.input_dir} ({workspace.label}: {scope.describe()}; "
         f"store {warehouse.path})"
     )
-    admit = None if scope.is_everything else contract_admission(engine, scope)
+    admit = None if scope.is_everything else contract_admission(known, scope)
     with warehouse.connect() as duck:
         summary = ingest_folder(
             files,
