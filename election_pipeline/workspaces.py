@@ -83,7 +83,8 @@ def _election_workspace(root: Path, election: str) -> Workspace:
 
 def shared_workspace(settings: Any) -> Workspace:
     """The shared workspace of ``settings`` (a :class:`~election_pipeline.settings.Settings`
-    or anything with its folder fields)."""
+    or anything with its folder fields: ``input_dir``, ``processed_dir``, ``quarantine_dir``,
+    ``duckdb_path``)."""
     return Workspace(
         None,
         Path(settings.input_dir),
@@ -105,10 +106,15 @@ def election_workspaces(elections_dir: str | Path) -> list[Workspace]:
     return out
 
 
-def workspace_for_tag(settings: Any, elections_dir: str | Path, tag: str | None) -> Workspace:
-    """The workspace a run tagged ``tag`` works on (no tag, or :data:`SHARED`: the shared one)."""
+def all_workspaces(shared: Workspace, elections_dir: str | Path) -> list[Workspace]:
+    """``shared``, then every election's workspace in ``elections_dir``."""
+    return [shared, *election_workspaces(elections_dir)]
+
+
+def workspace_for_tag(shared: Workspace, elections_dir: str | Path, tag: str | None) -> Workspace:
+    """The workspace a run tagged ``tag`` works on (no tag, or :data:`SHARED`: ``shared``)."""
     if not tag or tag == SHARED:
-        return shared_workspace(settings)
+        return shared
     for ws in election_workspaces(elections_dir):
         if ws.election == tag:
             return ws

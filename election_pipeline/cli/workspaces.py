@@ -61,10 +61,10 @@ def cmd_add(args: argparse.Namespace) -> int:
 def cmd_list(_args: argparse.Namespace) -> int:
     import duckdb
 
-    from election_pipeline.workspaces import election_workspaces, shared_workspace
+    from election_pipeline.workspaces import all_workspaces, shared_workspace
 
     settings = load_settings()
-    for ws in [shared_workspace(settings), *election_workspaces(settings.elections_dir)]:
+    for ws in all_workspaces(shared_workspace(settings), settings.elections_dir):
         held = "no store yet"
         if ws.duckdb_path.exists():
             try:

@@ -25,7 +25,7 @@ import dagster as dg
 
 from election_pipeline.ingest.stability import FolderState, observe
 from election_pipeline.settings import Settings
-from election_pipeline.workspaces import SHARED, WORKSPACE_TAG, Workspace, election_workspaces, shared_workspace
+from election_pipeline.workspaces import SHARED, WORKSPACE_TAG, Workspace, all_workspaces, shared_workspace
 
 JOB_NAME = "election_pipeline_job"
 #: The longest a sensor evaluation waits for its second look (Dagster stops an evaluation after 60 s).
@@ -47,13 +47,12 @@ election_pipeline_job = dg.define_asset_job(
 def workspaces_of(s: Settings) -> list[Workspace]:
     """The shared workspace, then every election's own (``ELECTION_ELECTIONS_DIR``), as the
     sensor and the schedule see them when they are evaluated."""
-    return [shared_workspace(s), *election_workspaces(s.elections_dir)]
+    return all_workspaces(shared_workspace(s), s.elections_dir)
 
 
 def _drop_folders(input_dir: str, elections_dir: str) -> list[Workspace]:
     """What the sensor watches: the shared drop folder and every election workspace's."""
-    shared = Workspace(None, Path(input_dir), Path(), Path(), Path())
-    return [shared, *election_workspaces(elections_dir)]
+    return all_workspaces(Workspace(None, Path(input_dir), Path(), Path(), Path()), elections_dir)
 
 
 class SensorCursor:

@@ -65,15 +65,19 @@ class WarehouseResource(DuckDBResource):
     _scope: Scope | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        ws = workspace_for_tag(_PathsOnly(self.database), self.elections_dir, _run_tag(context))
+        ws = workspace_for_tag(self._shared(), self.elections_dir, _run_tag(context))
         self._path = str(ws.duckdb_path)
         self._scope = Scope.of(ws, self.elections_dir)
 
     def scope(self) -> Scope:
         """The constituencies whose figures the run's store holds and writes."""
         if self._scope is None:
-            return Scope.of(shared_workspace(_PathsOnly(self.database)), self.elections_dir)
+            return Scope.of(self._shared(), self.elections_dir)
         return self._scope
+
+    def _shared(self) -> Workspace:
+        """The shared workspace, as far as this resource knows it (its store)."""
+        return Workspace(None, Path(), Path(), Path(), Path(self.database))
 
     @property
     def path(self) -> str:
@@ -106,14 +110,6 @@ class WarehouseResource(DuckDBResource):
                 yield conn
             finally:
                 conn.close()
-
-
-class _PathsOnly:
-    """The shared workspace's paths when only the DuckDB file matters."""
-
-    def __init__(self, duckdb_path: str) -> None:
-        self.duckdb_path = duckdb_path
-        self.input_dir = self.processed_dir = self.quarantine_dir = ""
 
 
 class OperationalDatabaseResource(dg.ConfigurableResource):
@@ -160,9 +156,7 @@ class DropFolderResource(dg.ConfigurableResource):
 
     def workspace(self) -> Workspace:
         """The run's workspace (the shared one outside a tagged run)."""
-        if not self._tag:
-            return shared_workspace(self)
-        return workspace_for_tag(self, self.elections_dir, self._tag)
+        return workspace_for_tag(shared_workspace(self), self.elections_dir, self._tag)
 
     def scope(self) -> Scope:
         """The constituencies the run writes figures for."""

@@ -6,7 +6,7 @@ import dagster as dg
 
 from election_pipeline.settings import Settings
 from election_pipeline.stages.retention import RetentionPolicy, apply_retention
-from election_pipeline.workspaces import SHARED, WORKSPACE_TAG, election_workspaces, shared_workspace
+from election_pipeline.workspaces import SHARED, WORKSPACE_TAG, all_workspaces, shared_workspace
 
 from .metadata import preview
 from .resources import OperationalDatabaseResource, WarehouseResource
@@ -92,7 +92,7 @@ def build_retention(s: Settings) -> tuple[dg.JobDefinition, dg.ScheduleDefinitio
     )
     def retention_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
         stamp = context.scheduled_execution_time.isoformat()
-        workspaces = [shared_workspace(s), *election_workspaces(s.elections_dir)]
+        workspaces = all_workspaces(shared_workspace(s), s.elections_dir)
         return [dg.RunRequest(run_key=f"{ws.tag}:{stamp}", tags={WORKSPACE_TAG: ws.tag}) for ws in workspaces]
 
     return retention_job, retention_schedule

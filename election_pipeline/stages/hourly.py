@@ -26,7 +26,7 @@ from election_pipeline.db.bulk import chunks, insert_ignore, update_by_key
 from election_pipeline.db.models import Constituency, HourlyStats, utcnow
 from election_pipeline.db.models.base import new_uuid
 from election_pipeline.vocabulary import RegisteredVotersSource
-from election_pipeline.workspaces import EVERYTHING, Scope
+from election_pipeline.workspaces import EVERYTHING, Scope, constituency_elections
 
 FIGURES = [
     "election_id",
@@ -115,9 +115,7 @@ def in_scope(frame: pd.DataFrame, engine: Engine, scope: Scope, column: str = "c
     does not know counts as one of no known election, the shared workspace's)."""
     if scope.is_everything or frame.empty:
         return frame
-    with engine.connect() as conn:
-        rows = conn.execute(select(Constituency.id, Constituency.election_id, Constituency.workspace)).tuples().all()
-    known = {cid: (election, workspace) for cid, election, workspace in rows}
+    known = constituency_elections(engine)
     keep = [scope.holds(*known.get(str(c), (None, None))) for c in frame[column]]
     return frame[keep].reset_index(drop=True)
 
