@@ -52,7 +52,12 @@ FIRST_SEED = 5000
 SIZES = (4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 35, 40)
 #: Thresholds low enough that the rules report their near misses.
 PROBE = DetectionThresholds(
-    spike_warning_z=0.5, spike_critical_z=100.0, night_warning_z=0.5, rate_alpha=0.999999, offline_min_votes=3.0
+    spike_warning_z=0.5,
+    spike_large_warning_z=0.5,
+    spike_critical_z=100.0,
+    night_warning_z=0.5,
+    rate_alpha=0.999999,
+    offline_min_votes=3.0,
 )
 Z_GRID = (2.0, 2.5, 3.0, 3.25, 3.5, 3.75, 4.0, 4.5, 5.0, 5.5, 6.0, 7.0, 8.0, 9.0, 10.0)
 ALPHA_GRID = (1e-1, 1e-2, 5e-3, 1e-3, 1e-4, 1e-5, 1e-6)
@@ -60,10 +65,12 @@ ALPHA_GRID = (1e-1, 1e-2, 5e-3, 1e-3, 1e-4, 1e-5, 1e-6)
 VOTES_GRID = (6.0, 9.0, 12.0, 15.0, 20.0, 25.0, 30.0, 40.0)
 
 
-def simulate(count: int) -> tuple[int, dict[str, dict[str, float]], float]:
-    """Honest constituencies simulated, and per rule the most extreme statistic of each
-    constituency that had a finding."""
+def simulate(count: int) -> tuple[int, dict[str, dict[str, float]], float, dict[str, int]]:
+    """Honest constituencies simulated, per rule the most extreme statistic of each
+    constituency that had a finding (keyed ``election/constituency``), the time taken, and
+    each election's number of constituencies."""
     worst: dict[str, dict[str, float]] = defaultdict(dict)
+    sizes: dict[str, int] = {}
     honest = 0
     t0 = time.perf_counter()
     for n in range(count):
@@ -72,6 +79,7 @@ def simulate(count: int) -> tuple[int, dict[str, dict[str, float]], float]:
         days = (1, 2, 2, 3)[n % 4]
         el = generate_election(f"h{n:03d}", seed, size, TIMEZONES[n % len(TIMEZONES)], days, anomalies=False)
         honest += len(el.clean_ids)
+        sizes[el.name] = size
         for f in run_rules(el.hourly, el.constituencies, el.totals, PROBE, elections=el.elections, now=el.now):
             key = f"{el.name}/{f.constituency_id}"
             if f.rule in ("unusual_spike", "night_activity") and f.figures.get("kind") in ("scan", "night_scan"):
@@ -83,7 +91,7 @@ def simulate(count: int) -> tuple[int, dict[str, dict[str, float]], float]:
                 worst[f.rule][key] = min(worst[f.rule].get(key, 1.0), q)
             else:
                 worst[f.rule][key] = 1.0  # any other finding: counted at every threshold
-    return honest, worst, time.perf_counter() - t0
+    return honest, worst, time.perf_counter() - t0, sizes
 
 
 def least_z(values: list[float], honest: int, rate: float) -> float | None:
@@ -99,28 +107,48 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--elections", type=int, default=300, help="honest elections to simulate (default 300)")
     args = parser.parse_args(argv)
-    honest, worst, seconds = simulate(args.elections)
+    honest, worst, seconds, sizes = simulate(args.elections)
     configured = DetectionThresholds()
     print(f"{args.elections} honest elections, {honest} honest constituencies, {seconds:.0f} s")
     print(
         f"stated false-alarm rates per constituency and rule: warning {WARNING_RATE:.2%}, "
         f"critical {CRITICAL_RATE:.3%} (resolution: 1 constituency = {1 / honest:.3%})\n"
     )
-    for rule, configured_w, configured_c in (
-        ("unusual_spike", configured.spike_warning_z, configured.spike_critical_z),
-        ("night_activity", configured.night_warning_z, None),
+    large = configured.spike.large_election
+    spike = worst.get("unusual_spike", {})
+    in_large = {key for key in spike if sizes[key.split("/", 1)[0]] >= large}
+    honest_large = sum(n for n in sizes.values() if n >= large)
+    for rule, values, count, configured_w, configured_c in (
+        ("unusual_spike", list(spike.values()), honest, None, configured.spike_critical_z),
+        (
+            f"unusual_spike, elections under {large} constituencies",
+            [v for key, v in spike.items() if key not in in_large],
+            honest - honest_large,
+            configured.spike_warning_z,
+            None,
+        ),
+        (
+            f"unusual_spike, elections of {large} or more",
+            [v for key, v in spike.items() if key in in_large],
+            honest_large,
+            configured.spike_large_warning_z,
+            None,
+        ),
+        ("night_activity", list(worst.get("night_activity", {}).values()), honest, configured.night_warning_z, None),
     ):
-        values = list(worst.get(rule, {}).values())
-        print(f"{rule}: share of honest constituencies with a scan z above")
+        print(f"{rule} ({count} honest constituencies): share with a scan z above")
         print("  " + "  ".join(f"{z:>5g}" for z in Z_GRID))
-        print("  " + "  ".join(f"{sum(v > z for v in values) / honest:5.2%}" for z in Z_GRID))
-        w, c = least_z(values, honest, WARNING_RATE), least_z(values, honest, CRITICAL_RATE)
-        at_w = sum(v > configured_w for v in values) / honest
-        line = f"  least z for warning <= {WARNING_RATE:.1%}: {w}; configured {configured_w:g} ({at_w:.2%})"
+        print("  " + "  ".join(f"{sum(v > z for v in values) / count:5.2%}" for z in Z_GRID))
+        parts = []
+        if configured_w is not None:
+            w = least_z(values, count, WARNING_RATE)
+            at_w = sum(v > configured_w for v in values) / count
+            parts.append(f"least z for warning <= {WARNING_RATE:.1%}: {w}; configured {configured_w:g} ({at_w:.2%})")
         if configured_c is not None:
-            at_c = sum(v > configured_c for v in values) / honest
-            line += f"; least z for critical <= {CRITICAL_RATE:.2%}: {c}; configured {configured_c:g} ({at_c:.3%})"
-        print(line + "\n")
+            c = least_z(values, count, CRITICAL_RATE)
+            at_c = sum(v > configured_c for v in values) / count
+            parts.append(f"least z for critical <= {CRITICAL_RATE:.2%}: {c}; configured {configured_c:g} ({at_c:.3%})")
+        print("  " + "; ".join(parts) + "\n")
     for rule in ("high_rejection_rate", "high_revote_rate"):
         values = list(worst.get(rule, {}).values())
         print(f"{rule}: share of honest constituencies with p × runs tested at most")

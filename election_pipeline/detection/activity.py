@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -112,12 +113,16 @@ def unusual_spike(
             thresholds.relative_spread,
             worth=lambda votes, expected: votes - expected >= thresholds.min_votes,
         )
+        these = thresholds.for_election(len(model.ids))
         for cid in cids:
-            chosen = pick_runs(
-                scans[cid], lambda r: r.scan_z > thresholds.warning_z and r.votes - r.expected >= thresholds.min_votes
-            )
-            findings += [_scan_finding(model, cid, names, windows.get(cid), r, thresholds) for r in chosen]
+            chosen = pick_runs(scans[cid], partial(_worth_a_warning, these))
+            findings += [_scan_finding(model, cid, names, windows.get(cid), r, these) for r in chosen]
     return findings + _hour_share_findings(votes, grid, peers, names, windows, closed, thresholds)
+
+
+def _worth_a_warning(thresholds: SpikeThresholds, run: Run) -> bool:
+    """Whether ``run`` is above the warning level and holds enough votes more than expected."""
+    return run.scan_z > thresholds.warning_z and run.votes - run.expected >= thresholds.min_votes
 
 
 def _peer_stats(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -24,7 +24,7 @@ Rules are plain functions over pandas frames, so they can be tested on hand-buil
 | vote_after_close | critical | an accepted vote/bulletin after the contract's finishVoting |
 | outside_voting_window | critical | an accepted vote/bulletin before the window or at/after its end |
 | conflicting_transaction | critical | a transaction id seen with two (or more) different contents |
-| unusual_spike | warning/critical | scan z of a run of 1-12 hours' votes (own level × shape neighbours' shape) > 4.5 / > 7; or one hour > 25% of the total |
+| unusual_spike | warning/critical | scan z of a run of 1-12 hours' votes (own level × shape neighbours' shape) > 4.5 (> 3 from 17 constituencies) / > 7; or one hour > 25% of the total |
 | night_activity | warning | a run of 00:00-06:00 local hours: scan z > 3 (≥ 10 votes); or an hour above 0.5 × the daytime median (≥ 10 votes) |
 | low_participation | warning | participation < 0.3 (pro-rated before the close), after the first day |
 | high_rejection_rate | warning | rejected share of a run of 1-12 hours > 1%, significantly |

@@ -7,9 +7,11 @@ default and meaning exist in this one place (the README's "Settings" table lists
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .volume import ROBUST_SPREAD_MIN
 
 
 @dataclass(frozen=True)
@@ -17,7 +19,10 @@ class SpikeThresholds:
     """The ``unusual_spike`` thresholds, as the rule reads them (built by
     :attr:`DetectionThresholds.spike`).
 
-    ``warning_z``/``critical_z`` are scan z thresholds (:mod:`~.volume`); ``min_votes`` the
+    ``warning_z``/``critical_z`` are scan z thresholds (:mod:`~.volume`); ``large_warning_z``
+    replaces ``warning_z`` in an election of at least ``large_election`` constituencies (its
+    model's spread is measured robustly on many others, :data:`~.volume.ROBUST_SPREAD_MIN`,
+    and its honest tail is lighter); ``min_votes`` the
     least excess of a run over its expected votes; ``relative_spread`` the least relative
     uncertainty of the expected votes in an election too small to measure how much daily
     shapes differ (0.25: ±25%).
@@ -28,6 +33,14 @@ class SpikeThresholds:
     hour_share: float
     min_votes: int
     relative_spread: float
+    large_warning_z: float | None = None
+    large_election: int = 17
+
+    def for_election(self, constituencies: int) -> SpikeThresholds:
+        """The thresholds that apply in an election of ``constituencies`` constituencies."""
+        if self.large_warning_z is None or constituencies < self.large_election:
+            return self
+        return replace(self, warning_z=self.large_warning_z, large_warning_z=None)
 
 
 class DetectionThresholds(BaseModel):
@@ -38,8 +51,14 @@ class DetectionThresholds(BaseModel):
     spike_warning_z: float = Field(
         4.5,
         description="unusual_spike: scan z (the tail probability of a run of 1-12 hours' votes, times the "
-        "number of runs tested, as a normal z) above which it is a warning (calibrated: 0.13% of 5,250 simulated "
-        "honest constituencies reach 4.5)",
+        "number of runs tested, as a normal z) above which it is a warning in an election of fewer than 17 "
+        "constituencies (calibrated: 0.47% of the 1,500 simulated honest constituencies of such elections reach 4.5)",
+    )
+    spike_large_warning_z: float = Field(
+        3.0,
+        description="unusual_spike: the warning scan z in an election of 17 or more constituencies, where "
+        "the spread of daily shapes is measured robustly on many others (calibrated: 0.24% of the 3,750 "
+        "simulated honest constituencies of such elections reach 3)",
     )
     spike_critical_z: float = Field(
         7.0,
@@ -121,8 +140,8 @@ class DetectionThresholds(BaseModel):
                 problems.append(f"{name} must be between 0 and 1 (exclusive), got {value}")
         if not 0 < self.low_participation <= 1:
             problems.append(f"low_participation must be in (0, 1], got {self.low_participation}")
-        if self.spike_critical_z < self.spike_warning_z:
-            problems.append("spike_critical_z must not be below spike_warning_z")
+        if self.spike_critical_z < max(self.spike_warning_z, self.spike_large_warning_z):
+            problems.append("spike_critical_z must not be below spike_warning_z or spike_large_warning_z")
         if not 0 < self.spike_hour_share <= 1:
             problems.append(f"spike_hour_share must be in (0, 1], got {self.spike_hour_share}")
         if self.offline_after_hours <= 0:
@@ -142,6 +161,8 @@ class DetectionThresholds(BaseModel):
             self.spike_hour_share,
             self.spike_min_votes,
             self.spike_relative_spread,
+            self.spike_large_warning_z,
+            ROBUST_SPREAD_MIN,
         )
 
     def thresholds(self) -> DetectionThresholds:

@@ -3,7 +3,9 @@ actual count is: the model behind ``unusual_spike`` and ``night_activity``.
 
 **Expected votes.** For a run of hours (one hour or several consecutive ones), the
 constituency's *own* votes in the surrounding hours (its *context*: up to
-:data:`CONTEXT_HOURS` on each side), ``O``, fix its level, and a daily shape says how many
+:data:`CONTEXT_HOURS` on each side, :data:`LARGE_CONTEXT_HOURS` in an election of
+:data:`ROBUST_SPREAD_MIN` constituencies or more, whose robust spread leaves the level's
+counting noise the larger share of the uncertainty), ``O``, fix its level, and a daily shape says how many
 votes the run holds for each vote of the context: the ratio ``r`` of the shape's share in
 the run to its share in the context. The expected count is ``E = O · r``: a constituency
 where few people vote is judged by its own turnout, not by its registered voters, and a
@@ -44,9 +46,10 @@ probability is multiplied by the number of runs tested for that constituency (Bo
 and turned into a normal z-score: the *scan z*. If the model were exact, an honest
 constituency would reach a scan z of 3.5 with probability at most 2·10⁻⁴;
 ``benchmarks/calibrate_detection.py`` measures the actual rate on simulated honest
-elections (0.6 % at 3.5, 0.13 % at 4.5, the default warning level, 0.04 % at 7, the critical
-one: honest daily shapes differ more than the model allows, see the README, "Detection and
-alerts").
+elections: in elections of fewer than :data:`ROBUST_SPREAD_MIN` constituencies 1.9 % at
+3.5 and 0.47 % at 4.5, the default warning level there; in larger ones 0.24 % at 3, their
+warning level; 0.04 % at 7, the critical level (honest daily shapes differ more than the
+model allows, most in small elections; see the README, "Detection and alerts").
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ MAX_SCAN_HOURS = 12
 SHAPE_PRIOR_PEERS = 4.0
 #: The hours around a run that set the constituency's own level: up to this many on each side.
 CONTEXT_HOURS = 6
+#: The same in an election of at least :data:`ROBUST_SPREAD_MIN` constituencies.
+LARGE_CONTEXT_HOURS = 12
 #: Runs expected to hold more than this many times the votes of their context are not
 #: judged (too little is left around them to set the constituency's own level).
 MAX_RUN_RATIO = 1.5
@@ -339,6 +344,8 @@ class ElectionVolume:
     #: per row, the rows of its shape neighbours, whose trimmed mean is its expected shape
     #: (empty: the peers' shape shrunk toward the election's, see :func:`_model`)
     neighbours: list[np.ndarray] | None = None
+    #: hours on each side of a run that set the constituency's own level
+    context_hours: int = CONTEXT_HOURS
 
     def neighbour_ids(self, cid: str) -> list[str]:
         """The constituencies whose shares gave ``cid`` its expected shape (none when its
@@ -353,11 +360,12 @@ class ElectionVolume:
 
     def context(self, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """For runs of ``length`` hours, by run start: the start, the stop, and the first and
-        last+1 hour of the run's context (up to :data:`CONTEXT_HOURS` on each side)."""
+        last+1 hour of the run's context (up to :attr:`context_hours` on each side)."""
         n = len(self.hours)
+        k = self.context_hours
         starts = np.arange(0, n - length + 1)
         stops = starts + length
-        return starts, stops, np.maximum(starts - CONTEXT_HOURS, 0), np.minimum(stops + CONTEXT_HOURS, n)
+        return starts, stops, np.maximum(starts - k, 0), np.minimum(stops + k, n)
 
     def _relative_ratios(self, length: int) -> tuple[np.ndarray, np.ndarray]:
         """For runs of ``length`` hours (constituencies × run starts): each constituency's
@@ -406,6 +414,8 @@ class ElectionVolume:
         return cached
 
     def __post_init__(self) -> None:
+        if len(self.ids) >= ROBUST_SPREAD_MIN:
+            self.context_hours = LARGE_CONTEXT_HOURS
         self._rows: dict[str, int] = {}
         for i, cid in enumerate(self.ids):
             self._rows.setdefault(cid, i)

@@ -361,3 +361,29 @@ def test_an_urban_station_among_rural_peers_is_judged_by_the_stations_that_vote_
     p = scaled_count_sf(40, 10, 1 + 1 / 9, 0.01 * 7 / 6)
     assert f.figures["p_value"] == float(f"{p:.3g}")
     assert f.statistic == round(tail_to_z(p * f.figures["runs_tested"]), 3) > T.spike_warning_z
+
+
+def test_the_large_election_warning_level_applies_from_17_constituencies():
+    """30 votes instead of 10 at 12:00 UTC in A of :func:`mixed_election`: E = 10 as above,
+    c² = 0.01 × 7/6, 28 runs tested (the runs of A's hours expected to hold at most 1.5 × the
+    votes of their context). The scan z, about 3.65, is above the warning level of an election of
+    17 or more constituencies (3.0), below that of a smaller one (4.5). Taking east's rural
+    stations away one by one changes nothing in A's figures (its shape neighbours are the
+    nine urban ones; its context, the other seven hours, is the same with 6 or 12 hours on
+    each side): only the level it is judged against."""
+    p = scaled_count_sf(30, 10, 1 + 1 / 9, 0.01 * 7 / 6)
+    z = round(tail_to_z(28 * p), 3)
+    assert T.spike_large_warning_z < z < T.spike_warning_z
+    frame, c = mixed_election({3: 30})
+    for dropped, threshold in ((0, 3.0), (3, 3.0), (4, None)):  # 20, 17, 16 constituencies
+        gone = [f"R{k}" for k in range(11 - dropped, 11)]
+        sub = frame[~frame["constituency_id"].isin(gone)]
+        kept = c[~c["id"].isin(gone)]
+        assert len(kept) == 20 - dropped
+        found = unusual_spike(sub, kept, T.spike, closed=set())
+        if threshold is None:
+            assert found == []
+            continue
+        [f] = found
+        assert (f.constituency_id, f.severity, f.expected, f.threshold) == ("A", "warning", 10.0, threshold)
+        assert (f.statistic, f.figures["runs_tested"]) == (z, 28)
