@@ -344,8 +344,11 @@ class ElectionVolume:
     #: per row, the rows of its shape neighbours, whose trimmed mean is its expected shape
     #: (empty: the peers' shape shrunk toward the election's, see :func:`_model`)
     neighbours: list[np.ndarray] | None = None
-    #: hours on each side of a run that set the constituency's own level
-    context_hours: int = CONTEXT_HOURS
+
+    @property
+    def context_hours(self) -> int:
+        """Hours on each side of a run that set the constituency's own level."""
+        return LARGE_CONTEXT_HOURS if len(self.ids) >= ROBUST_SPREAD_MIN else CONTEXT_HOURS
 
     def neighbour_ids(self, cid: str) -> list[str]:
         """The constituencies whose shares gave ``cid`` its expected shape (none when its
@@ -414,8 +417,6 @@ class ElectionVolume:
         return cached
 
     def __post_init__(self) -> None:
-        if len(self.ids) >= ROBUST_SPREAD_MIN:
-            self.context_hours = LARGE_CONTEXT_HOURS
         self._rows: dict[str, int] = {}
         for i, cid in enumerate(self.ids):
             self._rows.setdefault(cid, i)
