@@ -34,7 +34,7 @@ class SpikeThresholds:
     min_votes: int
     relative_spread: float
     large_warning_z: float | None = None
-    large_election: int = 17
+    large_election: int = ROBUST_SPREAD_MIN
 
     def for_election(self, constituencies: int) -> SpikeThresholds:
         """The thresholds that apply in an election of ``constituencies`` constituencies."""
@@ -162,7 +162,6 @@ class DetectionThresholds(BaseModel):
             self.spike_min_votes,
             self.spike_relative_spread,
             self.spike_large_warning_z,
-            ROBUST_SPREAD_MIN,
         )
 
     def thresholds(self) -> DetectionThresholds:
