@@ -43,6 +43,7 @@ from detection_elections import TIMEZONES, generate_election  # noqa: E402
 
 from election_pipeline.detection.rules import run_rules  # noqa: E402
 from election_pipeline.detection.thresholds import DetectionThresholds  # noqa: E402
+from election_pipeline.detection.volume import ROBUST_SPREAD_MIN  # noqa: E402
 
 #: The stated false-alarm rates, per honest constituency and rule.
 WARNING_RATE = 0.005
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         f"stated false-alarm rates per constituency and rule: warning {WARNING_RATE:.2%}, "
         f"critical {CRITICAL_RATE:.3%} (resolution: 1 constituency = {1 / honest:.3%})\n"
     )
-    large = configured.spike.large_election
+    large = ROBUST_SPREAD_MIN  # the elections whose model's spread is robust
     spike = worst.get("unusual_spike", {})
     in_large = {key for key in spike if sizes[key.split("/", 1)[0]] >= large}
     honest_large = sum(n for n in sizes.values() if n >= large)

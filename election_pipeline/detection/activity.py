@@ -113,7 +113,7 @@ def unusual_spike(
             thresholds.relative_spread,
             worth=lambda votes, expected: votes - expected >= thresholds.min_votes,
         )
-        these = thresholds.for_election(len(model.ids))
+        these = thresholds.for_election(model.robust_spread)
         for cid in cids:
             chosen = pick_runs(scans[cid], partial(_worth_a_warning, these))
             findings += [_scan_finding(model, cid, names, windows.get(cid), r, these) for r in chosen]

@@ -11,8 +11,6 @@ from dataclasses import dataclass, replace
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .volume import ROBUST_SPREAD_MIN
-
 
 @dataclass(frozen=True)
 class SpikeThresholds:
@@ -20,10 +18,10 @@ class SpikeThresholds:
     :attr:`DetectionThresholds.spike`).
 
     ``warning_z``/``critical_z`` are scan z thresholds (:mod:`~.volume`); ``large_warning_z``
-    replaces ``warning_z`` in an election of at least ``large_election`` constituencies (its
-    model's spread is measured robustly on many others, :data:`~.volume.ROBUST_SPREAD_MIN`,
-    and its honest tail is lighter); ``min_votes`` the
-    least excess of a run over its expected votes; ``relative_spread`` the least relative
+    replaces ``warning_z`` in an election whose model measures its spread robustly
+    (:attr:`~.volume.ElectionVolume.robust_spread`: :data:`~.volume.ROBUST_SPREAD_MIN`
+    constituencies or more, whose honest tail is lighter); ``min_votes`` the least excess of
+    a run over its expected votes; ``relative_spread`` the least relative
     uncertainty of the expected votes in an election too small to measure how much daily
     shapes differ (0.25: ±25%).
     """
@@ -34,11 +32,11 @@ class SpikeThresholds:
     min_votes: int
     relative_spread: float
     large_warning_z: float | None = None
-    large_election: int = ROBUST_SPREAD_MIN
 
-    def for_election(self, constituencies: int) -> SpikeThresholds:
-        """The thresholds that apply in an election of ``constituencies`` constituencies."""
-        if self.large_warning_z is None or constituencies < self.large_election:
+    def for_election(self, robust_spread: bool) -> SpikeThresholds:
+        """The thresholds that apply in an election whose model's spread is robust
+        (:attr:`~.volume.ElectionVolume.robust_spread`) or not."""
+        if self.large_warning_z is None or not robust_spread:
             return self
         return replace(self, warning_z=self.large_warning_z, large_warning_z=None)
 

@@ -346,9 +346,18 @@ class ElectionVolume:
     neighbours: list[np.ndarray] | None = None
 
     @property
+    def robust_spread(self) -> bool:
+        """Whether the spread of the model's errors is the robust one (an election of
+        :data:`ROBUST_SPREAD_MIN` constituencies or more). Such an election also takes a
+        constituency's level from :data:`LARGE_CONTEXT_HOURS` on each side of a run, and
+        ``unusual_spike`` warns there from its own calibrated level
+        (:meth:`~.thresholds.SpikeThresholds.for_election`)."""
+        return len(self.ids) >= ROBUST_SPREAD_MIN
+
+    @property
     def context_hours(self) -> int:
         """Hours on each side of a run that set the constituency's own level."""
-        return LARGE_CONTEXT_HOURS if len(self.ids) >= ROBUST_SPREAD_MIN else CONTEXT_HOURS
+        return LARGE_CONTEXT_HOURS if self.robust_spread else CONTEXT_HOURS
 
     def neighbour_ids(self, cid: str) -> list[str]:
         """The constituencies whose shares gave ``cid`` its expected shape (none when its
