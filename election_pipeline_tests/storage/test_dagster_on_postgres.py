@@ -48,6 +48,26 @@ def _span(record: dg.RunRecord) -> tuple[float, float]:
     return record.start_time, record.end_time
 
 
+def describe_runs(instance: dg.DagsterInstance) -> str:
+    """Every run of ``instance`` with its tags, times and Dagster's own messages about its
+    start and end: what a failed assertion on runs prints, so that a run that ended oddly
+    (failed before it started, for one) says why."""
+    kinds = {"PIPELINE_FAILURE", "PIPELINE_CANCELED", "ENGINE_EVENT", "PIPELINE_ENQUEUED", "PIPELINE_DEQUEUED"}
+    lines = []
+    for record in instance.get_run_records():
+        run = record.dagster_run
+        tags = {k: v for k, v in run.tags.items() if k.startswith(("election/", "dagster/sensor", "dagster/schedule"))}
+        lines.append(
+            f"run {run.run_id[:8]} {run.status.value} created {record.create_timestamp.timestamp():.1f} "
+            f"start {record.start_time} end {record.end_time} {tags}"
+        )
+        for entry in instance.all_logs(run.run_id):
+            event = entry.dagster_event
+            if event is not None and event.event_type_value in kinds:
+                lines.append(f"    {entry.timestamp:.1f} {event.event_type_value}: {(event.message or '')[:300]}")
+    return "\n".join(lines)
+
+
 def test_instance_on_postgres_runs_the_graph(tmp_path, workspace, postgres_database, postgres_schema_url, monkeypatch):
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -65,6 +85,9 @@ def test_instance_on_postgres_runs_the_graph(tmp_path, workspace, postgres_datab
             {"key": "election/workspace", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
         ]
         assert config.run_queue_config.max_concurrent_runs == 4
+        # A run dequeued while the code server does not answer is queued again, not failed.
+        assert config.run_queue_config.max_user_code_failure_retries == 3
+        assert config.run_queue_config.user_code_failure_retry_delay == 15
         assert not instance.nux_enabled  # no newsletter dialog over the UI
         result = dg.materialize(
             ASSETS,
@@ -199,6 +222,7 @@ def test_burst_of_files_with_overlapping_runs_processed_exactly_once(
                 if e.dagster_event is not None
                 and e.dagster_event.event_type_value in ("STEP_FAILURE", "STEP_UP_FOR_RETRY")
             ]
+            described = describe_runs(instance)
     finally:
         kill_group(daemon, signal.SIGTERM) if daemon.poll() is None else None
         for proc in operators:
@@ -206,11 +230,12 @@ def test_burst_of_files_with_overlapping_runs_processed_exactly_once(
                 kill_group(proc)
     for n, proc in zip((1, 2), operators, strict=False):
         assert proc.returncode == 0, (tmp_path / f"operator{n}.log").read_text()[-3000:]
-    assert failed_steps == []
-    assert set(statuses) == {"SUCCESS"}, statuses
+    assert failed_steps == [], described
+    assert set(statuses) == {"SUCCESS"}, described
     assert len(sensor_runs) >= 2
     by_hand = [r for r in runs if not (r.tags.get("dagster/sensor_name") or r.tags.get("dagster/schedule_name"))]
     assert len(by_hand) == 2  # the operators' runs (the schedule may have added one too)
+    assert all(records[r.run_id].start_time is not None for r in runs), described
     spans = sorted(_span(records[r.run_id]) for r in runs)
     overlapping = [(i, j) for i in range(len(spans)) for j in range(i + 1, len(spans)) if spans[j][0] < spans[i][1]]
     shown = [(round(a - spans[0][0], 1), round(b - spans[0][0], 1)) for a, b in spans]

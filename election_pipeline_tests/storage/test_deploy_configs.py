@@ -55,3 +55,19 @@ def test_helm_values_set_the_limits_of_deploy_dagster_yaml():
     [code] = values["dagster-user-deployments"]["deployments"]
     workspace = yaml.safe_load((REPO / "workspace.yaml").read_text())
     assert code["dagsterApiGrpcArgs"] == ["--module-name", workspace["load_from"][0]["python_module"]["module_name"]]
+
+
+def test_both_instance_files_queue_again_a_run_the_code_server_did_not_take(tmp_path, postgres_database, monkeypatch):
+    """A run dequeued while the code server does not answer goes back into the queue (3 tries,
+    15 s apart) in the project-local instance and in the production one alike."""
+    for key, value in dagster_pg_env(postgres_database["name"]).items():
+        monkeypatch.setenv(key, value)
+    for source in (REPO / "election_pipeline" / "dagster.yaml", DEPLOY_YAML):
+        home = tmp_path / source.parent.name
+        home.mkdir()
+        (home / "dagster.yaml").write_text(source.read_text())
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            queue = instance.get_concurrency_config().run_queue_config
+            assert queue is not None, source
+            assert (queue.max_user_code_failure_retries, queue.user_code_failure_retry_delay) == (3, 15), source
+            assert queue.max_concurrent_runs == 4, source

@@ -25,7 +25,7 @@ from election_pipeline.workspaces import WORKSPACE_TAG, create_workspace, planne
 from election_pipeline_tests.sample_truth import expected_hourly, published_hourly
 
 from .process_helpers import cli, kill_group, start
-from .test_dagster_on_postgres import _span, _wait, daemon_env, start_daemon, wait_for_daemon
+from .test_dagster_on_postgres import _span, _wait, daemon_env, describe_runs, start_daemon, wait_for_daemon
 
 ACTIVE = [
     dg.DagsterRunStatus.QUEUED,
@@ -106,6 +106,7 @@ def test_two_elections_bursts_run_in_parallel_and_a_killed_run_leaves_the_other_
                 ]
                 for r in runs
             }
+            described = describe_runs(instance)
     finally:
         if daemon.poll() is None:
             kill_group(daemon, signal.SIGTERM)
@@ -114,13 +115,14 @@ def test_two_elections_bursts_run_in_parallel_and_a_killed_run_leaves_the_other_
 
     by_election = {e: [r for r in runs if r.tags.get(WORKSPACE_TAG) == e] for e in (victim, other)}
     # The two elections' runs overlapped in time: they did not wait for each other.
+    assert all(records[r.run_id].start_time is not None for rs in by_election.values() for r in rs), described
     spans = {e: [_span(records[r.run_id]) for r in rs if r.run_id in records] for e, rs in by_election.items()}
     assert any(a0 < b1 and b0 < a1 for a0, a1 in spans[victim] for b0, b1 in spans[other]), spans
     # The other election never noticed: its runs succeeded without a failed or retried step.
-    assert {r.status for r in by_election[other]} == {dg.DagsterRunStatus.SUCCESS}
-    assert all(not failures[r.run_id] for r in by_election[other])
+    assert {r.status for r in by_election[other]} == {dg.DagsterRunStatus.SUCCESS}, described
+    assert all(not failures[r.run_id] for r in by_election[other]), described
     victim_statuses = sorted(r.status.value for r in by_election[victim])
-    assert victim_statuses.count("FAILURE") == 1  # the killed run, found dead by the operator's run
+    assert victim_statuses.count("FAILURE") == 1, described  # the killed run, found dead by the operator's run
     # Every file of both bursts processed exactly once; both elections' figures exact.
     with engine.connect() as conn:
         per_file = dict(
