@@ -85,9 +85,6 @@ def test_instance_on_postgres_runs_the_graph(tmp_path, workspace, postgres_datab
             {"key": "election/workspace", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
         ]
         assert config.run_queue_config.max_concurrent_runs == 4
-        # A run dequeued while the code server does not answer is queued again, not failed.
-        assert config.run_queue_config.max_user_code_failure_retries == 3
-        assert config.run_queue_config.user_code_failure_retry_delay == 15
         assert not instance.nux_enabled  # no newsletter dialog over the UI
         result = dg.materialize(
             ASSETS,
