@@ -42,9 +42,10 @@ def dagster_pg_env(database: str) -> dict[str, str]:
     }
 
 
-def _span(record: dg.RunRecord) -> tuple[float, float]:
-    """A finished run's start and end times (both set once the run has ended)."""
-    assert record.start_time is not None and record.end_time is not None
+def _span(record: dg.RunRecord, described: str = "") -> tuple[float, float]:
+    """A finished run's start and end times (both set once the run has ended); ``described``
+    (:func:`describe_runs`) is what a run without them prints."""
+    assert record.start_time is not None and record.end_time is not None, described
     return record.start_time, record.end_time
 
 
@@ -232,8 +233,7 @@ def test_burst_of_files_with_overlapping_runs_processed_exactly_once(
     assert len(sensor_runs) >= 2
     by_hand = [r for r in runs if not (r.tags.get("dagster/sensor_name") or r.tags.get("dagster/schedule_name"))]
     assert len(by_hand) == 2  # the operators' runs (the schedule may have added one too)
-    assert all(records[r.run_id].start_time is not None for r in runs), described
-    spans = sorted(_span(records[r.run_id]) for r in runs)
+    spans = sorted(_span(records[r.run_id], described) for r in runs)
     overlapping = [(i, j) for i in range(len(spans)) for j in range(i + 1, len(spans)) if spans[j][0] < spans[i][1]]
     shown = [(round(a - spans[0][0], 1), round(b - spans[0][0], 1)) for a, b in spans]
     print("run spans (s):", shown)
