@@ -304,5 +304,11 @@ def test_a_new_file_makes_a_new_alert_appear_without_a_reload(browser: Any, serv
     for page in (alerts, elections):
         assert page.evaluate("window.__still_the_same_page === true"), "the page was reloaded"
     assert "updated" in alerts.inner_text("#live-status")
+    # the time of the update stays on the status through the later polls that find nothing new
+    for _ in range(2):
+        with alerts.expect_response(lambda r: r.url.endswith("/live"), timeout=LIVE_TIMEOUT_MS):
+            pass
+    alerts.wait_for_timeout(200)
+    assert "updated" in alerts.inner_text("#live-status")
     _shoot(alerts, served, "08-alerts-live")
     alerts.context.close()

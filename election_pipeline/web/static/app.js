@@ -8,9 +8,14 @@
   if (!version) return;
   var every = parseInt(body.getAttribute("data-poll"), 10) || 3000;
   var status = document.getElementById("live-status");
+  var updated = ""; // the time of the last swap, kept on the status until the next one
 
   function say(text) {
     if (status) status.textContent = text;
+  }
+
+  function live() {
+    return updated ? "live · updated " + updated : "live";
   }
 
   function refresh() {
@@ -47,11 +52,12 @@
           return refresh().then(function (done) {
             if (done) {
               version = seen;
-              say("live · updated " + new Date().toLocaleTimeString());
+              updated = new Date().toLocaleTimeString();
             }
+            say(live());
           });
         }
-        say("live");
+        say(live());
       })
       .catch(function () {
         say("live · server unreachable, retrying");
@@ -61,6 +67,6 @@
       });
   }
 
-  say("live");
+  say(live());
   window.setTimeout(tick, every);
 })();
