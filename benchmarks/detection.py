@@ -333,11 +333,16 @@ def oracle_findable(oracle_p: float | None, runs: int) -> bool:
     return oracle_p is None or oracle_p * runs <= ORACLE_RATE
 
 
+def _scan_z(p: float, runs: int) -> float:
+    """An oracle's z scanning ``runs`` runs (Bonferroni)."""
+    return tail_to_z(min(1.0, p * runs))
+
+
 def _oracle_note(oracle_p: float | None, runs: int) -> str:
     if oracle_p is None:
         return ""
     verdict = "findable" if oracle_findable(oracle_p, runs) else "below the limit"
-    return f" (oracle z {tail_to_z(oracle_p):.1f} told the hours, {tail_to_z(min(1.0, oracle_p * runs)):.1f} scanning: {verdict})"
+    return f" (oracle z {tail_to_z(oracle_p):.1f} told the hours, {_scan_z(oracle_p, runs):.1f} scanning: {verdict})"
 
 
 def run_varied(count: int, *, verbose: bool = False) -> int:
@@ -354,6 +359,9 @@ def run_varied(count: int, *, verbose: bool = False) -> int:
     false_lines: list[str] = []
     without_evidence = 0
     findings_total = 0
+    # vote-count anomalies: how many each oracle finds, and the z the blind one loses on the misses
+    vote_counts: Counter[str] = Counter()
+    blind_drops: list[float] = []
     t0 = time.perf_counter()
     print(f"{'election':<6} {'tz':<20} {'units':>5} {'days':>4} {'planted':>7} {'findings':>8} {'var/mean':>8}")
     for spec in default_specs(count):
@@ -379,11 +387,16 @@ def run_varied(count: int, *, verbose: bool = False) -> int:
             ]
             can = oracle_findable(p.oracle_p, p.runs)
             findable[key] += can
+            if p.blind_p is not None:
+                blind = oracle_findable(p.blind_p, p.runs)
+                vote_counts.update(planted=1, oracle=can, blind=blind, both=can and blind)
             if matching:
                 hit[key] += 1
                 findable_hit[key] += can
                 crit_hit[key] += any(f.severity == Severity.CRITICAL for f in matching)
             else:
+                if can and p.blind_p is not None and p.oracle_p is not None:
+                    blind_drops.append(_scan_z(p.oracle_p, p.runs) - _scan_z(p.blind_p, p.runs))
                 missed.append(
                     f"{spec.name} ({spec.constituencies} units): {p.kind} {p.size} in {p.constituency_id}"
                     + _oracle_note(p.oracle_p, p.runs)
@@ -415,6 +428,13 @@ def run_varied(count: int, *, verbose: bool = False) -> int:
     print(f"  findable anomalies found: {can_k}/{can_n} ({can_k / can_n:.1%})")
     for line in missed:
         print(f"  missed: {line}")
+    if vote_counts["planted"]:
+        print(
+            f"  vote-count anomalies (spikes, stuffing, night runs): {vote_counts['planted']}; findable by the oracle "
+            f"{vote_counts['oracle']}, by one not told each station's own habits {vote_counts['blind']} "
+            f"(by both {vote_counts['both']})"
+            + (f"; its scanning z on the findable misses at most {max(blind_drops):.1f} lower" if blind_drops else "")
+        )
     print(f"\nHonest constituencies: {clean}")
     print(f"  with a warning or critical: {clean_warning:>4} ({clean_warning / clean:.1%})")
     print(f"  with a critical:            {clean_critical:>4} ({clean_critical / clean:.1%})")
