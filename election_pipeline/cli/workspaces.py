@@ -75,7 +75,7 @@ def cmd_list(_args: argparse.Namespace) -> int:
                 held = f"{n:,} transactions of {c} constituencies"
             except duckdb.Error as err:  # a run holds it, or it predates the schema
                 held = f"store not readable now ({str(err).splitlines()[0][:80]})"
-        print(f"{ws.tag:<24} input {ws.input_dir}  store {ws.duckdb_path}: {held}")
+        print(f"{ws.tag:<24} {held}\n  input  {ws.input_dir}\n  store  {ws.duckdb_path}")
     return 0
 
 

@@ -314,6 +314,18 @@ def test_workspace_add_moves_an_election_out_of_the_shared_store(samples, one_st
     assert held == mine - {moved.unknown_contract_id}
     assert not (left & held)
     assert ledger > 0  # its files are known to the new store: dropped again, they are duplicates
+    # `workspace list` shows each workspace, what its store holds and where its folders are.
+    assert main(["workspace", "list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    with duckdb.connect(str(store), read_only=True) as duck:
+        n = duck.execute("SELECT count(*) FROM raw_transactions").fetchall()[0][0]
+    at = listed.index(f"{moved.election_id:<24} {n:,} transactions of {len(held)} constituencies")
+    assert listed[at + 1 : at + 3] == [
+        f"  input  {root / 'elections' / moved.election_id / 'input'}",
+        f"  store  {store}",
+    ]
+    shared_line = next(line for line in listed if line.startswith("shared "))
+    assert f"of {len(left)} constituencies" in shared_line
 
     # Both workspaces run; every figure stays what it was.
     assert main(["run", "--log-level", "WARNING"]) == 0
