@@ -67,6 +67,10 @@ from election_pipeline.detection.context import VotingWindow
 from election_pipeline.detection.stats import binomial_sf, scaled_count_sf
 
 H = timedelta(hours=1)
+#: Each station's own hourly habits: a lognormal factor of this σ per local hour.
+HABITS_SD = 0.08
+#: The hour-to-hour variation: a Gamma factor of this shape (mean 1, variance 1/shape).
+HOUR_SHAPE = 100.0
 
 TIMEZONES = (
     "Europe/Moscow",
@@ -230,11 +234,11 @@ def generate_election(
         if kind == "spike_low_turnout":
             turnout = 0.34
         shape = URBAN if rng.random() < 0.5 else RURAL
-        habits = rng.lognormal(0.0, 0.08, size=24)  # each station its own profile
+        habits = rng.lognormal(0.0, HABITS_SD, size=24)  # each station its own profile
         shape = shape * habits
         level = shape[local] * rng.lognormal(0.0, 0.1, size=days)[day_of]
         lam = registered * turnout * level / level.sum()
-        lam_noisy = lam * rng.gamma(100.0, 1 / 100.0, size=len(hours))  # hour-to-hour
+        lam_noisy = lam * rng.gamma(HOUR_SHAPE, 1 / HOUR_SHAPE, size=len(hours))  # hour-to-hour
         votes, issuing = _clustered(rng, lam_noisy, batch_p)
         unused = rng.binomial(issuing, 0.01)
         bulletins = votes + unused
@@ -364,20 +368,22 @@ def _plant(
             blind,
         )
 
+    def votes_tail(expected: np.ndarray, relative_var: float, j0: int, j1: int) -> float:
+        # the planted hours' votes against ``expected``, each hour's expectation itself
+        # uncertain by ``relative_var`` (relative variance, independent from hour to hour)
+        mean = float(expected[j0:j1].sum())
+        squares = float((expected[j0:j1] ** 2).sum())
+        return scaled_count_sf(float(u.votes[j0:j1].sum()), mean, phi, relative_var * squares / mean**2)
+
     def votes_oracle(j0: int, j1: int) -> float:
-        mean = float(lam[j0:j1].sum())
-        return scaled_count_sf(float(u.votes[j0:j1].sum()), mean, phi, float((lam[j0:j1] ** 2).sum()) / 100 / mean**2)
+        return votes_tail(lam, 1 / HOUR_SHAPE, j0, j1)
 
     def votes_blind(j0: int, j1: int) -> float:
         # the expected votes without the station's own habits (the same total), whose
         # variation joins the hour-to-hour one: Var(λ·H) ≈ λ²(e^σ² − 1) for H lognormal(0, σ)
         plain = lam / u.habits
         plain = plain * lam.sum() / plain.sum()
-        mean = float(plain[j0:j1].sum())
-        squares = float((plain[j0:j1] ** 2).sum())
-        return scaled_count_sf(
-            float(u.votes[j0:j1].sum()), mean, phi, squares * (1 / 100 + math.expm1(0.08**2)) / mean**2
-        )
+        return votes_tail(plain, 1 / HOUR_SHAPE + math.expm1(HABITS_SD**2), j0, j1)
 
     def rejected_oracle(j0: int, j1: int) -> float:
         lines = int((before["votes"][j0:j1] + before["issuing"][j0:j1]).sum())

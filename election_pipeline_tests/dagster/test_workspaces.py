@@ -308,6 +308,7 @@ def test_workspace_add_moves_an_election_out_of_the_shared_store(samples, one_st
     with duckdb.connect(str(store), read_only=True) as duck:
         held = {r[0] for r in duck.execute("SELECT DISTINCT constituency_id FROM raw_transactions").fetchall()}
         ledger = duck.execute("SELECT count(*) FROM file_ledger").fetchall()[0][0]
+        moved_transactions = duck.execute("SELECT count(*) FROM raw_transactions").fetchall()[0][0]
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as duck:
         left = {r[0] for r in duck.execute("SELECT DISTINCT constituency_id FROM raw_transactions").fetchall()}
     # The unknown contract was of no election in the shared store: it stays there.
@@ -317,9 +318,7 @@ def test_workspace_add_moves_an_election_out_of_the_shared_store(samples, one_st
     # `workspace list` shows each workspace, what its store holds and where its folders are.
     assert main(["workspace", "list"]) == 0
     listed = capsys.readouterr().out.splitlines()
-    with duckdb.connect(str(store), read_only=True) as duck:
-        n = duck.execute("SELECT count(*) FROM raw_transactions").fetchall()[0][0]
-    at = listed.index(f"{moved.election_id:<24} {n:,} transactions of {len(held)} constituencies")
+    at = listed.index(f"{moved.election_id:<24} {moved_transactions:,} transactions of {len(held)} constituencies")
     assert listed[at + 1 : at + 3] == [
         f"  input  {root / 'elections' / moved.election_id / 'input'}",
         f"  store  {store}",
