@@ -55,7 +55,7 @@ class DetectionThresholds(BaseModel):
     spike_large_warning_z: float = Field(
         3.0,
         description="unusual_spike: the warning scan z in an election of 17 or more constituencies, where "
-        "the spread of daily shapes is measured robustly on many others (calibrated: 0.24% of the 3,750 "
+        "the spread of daily shapes is measured robustly on many others (calibrated: 0.27% of the 3,750 "
         "simulated honest constituencies of such elections reach 3)",
     )
     spike_critical_z: float = Field(

@@ -30,7 +30,9 @@ the model's relative error on the election's *other* constituencies (each one's
 run-to-context ratio over the ratio its own expected shape predicts), net of counting
 noise, is the relative uncertainty ``c`` of the expected votes. From
 :data:`ROBUST_SPREAD_MIN` constituencies on it is a robust spread (MAD), since another
-constituency's anomaly is not an error to allow for; in smaller elections, where the
+constituency's anomaly is not an error to allow for, and the spread of one run is shrunk
+toward the constituency's median spread over the day (:func:`shrink_spread`), since a MAD
+of a few dozen errors is itself uncertain by a quarter; in smaller elections, where the
 neighbours are nearly everyone and an honest minority's shape is an error to allow for, it
 is the variance, clipped at :data:`CLIP_SDS` robust standard deviations. It is at least
 :data:`MIN_RELATIVE_SPREAD`/√hours (at least ``relative_spread`` in an election too small
@@ -47,7 +49,7 @@ and turned into a normal z-score: the *scan z*. If the model were exact, an hone
 constituency would reach a scan z of 3.5 with probability at most 2·10⁻⁴;
 ``benchmarks/calibrate_detection.py`` measures the actual rate on simulated honest
 elections: in elections of fewer than :data:`ROBUST_SPREAD_MIN` constituencies 1.9 % at
-3.5 and 0.47 % at 4.5, the default warning level there; in larger ones 0.24 % at 3, their
+3.5 and 0.47 % at 4.5, the default warning level there; in larger ones 0.27 % at 3, their
 warning level; 0.04 % at 7, the critical level (honest daily shapes differ more than the
 model allows, most in small elections; see the README, "Detection and alerts").
 """
@@ -105,6 +107,9 @@ NEIGHBOURS_MIN = 5
 #: allow for. In smaller elections the neighbours are nearly everyone, and the variance
 #: (clipped at :data:`CLIP_SDS`) keeps an honest minority's shape in the spread.
 ROBUST_SPREAD_MIN = 17
+#: The robust spread of one run start is shrunk toward the constituency's median spread over
+#: the day, which weighs as much as this many constituencies' errors (:func:`shrink_spread`).
+SPREAD_PRIOR_CONSTITUENCIES = 100.0
 
 
 @dataclass(frozen=True)
@@ -200,7 +205,8 @@ def _leave_one_out_spread(rel: np.ndarray, counting: np.ndarray) -> np.ndarray:
 
 def _leave_one_out_robust_spread(rel: np.ndarray, counting: np.ndarray) -> np.ndarray:
     """Row ``i``: the squared robust standard deviation (MAD) of the other rows' errors, net
-    of their median counting variance, per column; at least its median over the columns."""
+    of their median counting variance, per column, shrunk toward its median over the
+    columns (:func:`shrink_spread`)."""
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # runs where no constituency voted
         counting = np.where(np.isnan(rel), np.nan, counting)
@@ -208,7 +214,23 @@ def _leave_one_out_robust_spread(rel: np.ndarray, counting: np.ndarray) -> np.nd
         mad = _leave_one_out_mad(rel, med)
         noise = _leave_one_out_nanmedian(counting)
         out = np.nan_to_num(np.maximum((MAD_TO_SD * mad) ** 2 - noise, 0.0))
-    return np.maximum(out, np.median(out, axis=1)[:, None])
+    valid = ~np.isnan(rel)
+    return shrink_spread(out, valid.sum(axis=0)[None, :] - valid)
+
+
+def shrink_spread(spread: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """The robust spread of each run start (``spread``, rows × run starts, each measured on
+    ``measured`` other constituencies) shrunk toward the row's median over the run starts,
+    which counts as :data:`SPREAD_PRIOR_CONSTITUENCIES` constituencies' worth:
+    ``(k·s + K·median) / (k + K)``, and at least that median. One run's MAD of 16-39
+    errors is itself uncertain by 20-30 % (of its square, by about half), more than the
+    spread of honest errors changes from one hour to the next once each constituency is
+    predicted by the stations that vote like it. On the detection benchmark the shrinking
+    found 4 more single-hour spikes with no more honest alarms; see the README, "Detection
+    and alerts"."""
+    median = np.median(spread, axis=1)[:, None]
+    k = SPREAD_PRIOR_CONSTITUENCIES
+    return np.maximum((measured * spread + k * median) / (measured + k), median)
 
 
 def _spread_of_row(rel: np.ndarray, counting: np.ndarray, row: int) -> np.ndarray:
@@ -413,7 +435,9 @@ class ElectionVolume:
         noisy spread). The ratios are clipped at :data:`CLIP_SDS` robust standard
         deviations from their median before the variance is taken: an honest minority (a
         rural station among urban ones) is exactly the spread to allow for, but another
-        constituency's own spike is not."""
+        constituency's own spike is not. In an election of :data:`ROBUST_SPREAD_MIN`
+        constituencies or more it is the squared MAD instead, shrunk toward its median over
+        the day (:func:`shrink_spread`)."""
         return self.shape_spreads(length)[row]
 
     def shape_spreads(self, length: int) -> np.ndarray:

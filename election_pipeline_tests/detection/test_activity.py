@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
+from election_pipeline.detection import volume
 from election_pipeline.detection.activity import constituency_offline, night_activity, unusual_spike
 from election_pipeline.detection.context import constituency_windows
 from election_pipeline.detection.stats import scaled_count_sf, tail_to_z
@@ -387,3 +388,24 @@ def test_the_large_election_warning_level_applies_from_17_constituencies():
         [f] = found
         assert (f.constituency_id, f.severity, f.expected, f.threshold) == ("A", "warning", 10.0, threshold)
         assert (f.statistic, f.figures["runs_tested"]) == (z, 28)
+
+
+def test_a_large_elections_spread_of_one_hour_is_shrunk_toward_its_days():
+    """18 constituencies, 3 runs, no counting noise. In every run the errors are −a, 0 and +a,
+    six of each, so whichever constituency is left out the other 17 have median 0 and MAD a:
+    the robust spread is (a / 0.6745)². a is 0.1 in the first two runs, 0.4 in the third: its
+    spread (0.352) is shrunk toward the median over the runs (0.022), which weighs as much as
+    100 constituencies against the 17 measured: (17 × 0.352 + 100 × 0.022) / 117 = 0.070."""
+    pattern = np.repeat([-1.0, 0.0, 1.0], 6)
+    rel = np.stack([pattern * a for a in (0.1, 0.1, 0.4)], axis=1)
+    counting = np.zeros_like(rel)
+    low, high = (0.1 / 0.6745) ** 2, (0.4 / 0.6745) ** 2
+    shrunk = (17 * high + 100 * low) / 117
+    assert volume.SPREAD_PRIOR_CONSTITUENCIES == 100
+    spreads = volume._leave_one_out_spread(rel, counting)
+    assert spreads == pytest.approx(np.tile([low, low, shrunk], (18, 1)), rel=1e-12)
+    assert shrunk == pytest.approx(0.0699, abs=1e-4)
+    # never below the day's median, and a run nobody was measured in takes the median
+    assert volume.shrink_spread(np.array([[0.01, 0.04, 0.09]]), np.array([[17, 17, 0]])) == pytest.approx(
+        np.array([[0.04, 0.04, 0.04]])
+    )

@@ -32,7 +32,12 @@ def _spread_of_one_row(rel: np.ndarray, counting: np.ndarray, row: int) -> np.nd
             mad = volume._nanmedian(np.abs(rel - med))
             noise = volume._nanmedian(counting)
             out = np.nan_to_num(np.maximum((volume.MAD_TO_SD * mad) ** 2 - noise, 0.0))
-        return np.maximum(out, float(np.median(out)))
+        # shrunk toward its median over the runs, which weighs as much as
+        # SPREAD_PRIOR_CONSTITUENCIES constituencies' errors
+        median = float(np.median(out))
+        measured = (~np.isnan(rel)).sum(axis=0)
+        k = volume.SPREAD_PRIOR_CONSTITUENCIES
+        return np.maximum((measured * out + k * median) / (measured + k), median)
     if rel.shape[0] >= 2 and rel.shape[1]:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
