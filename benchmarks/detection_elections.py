@@ -472,12 +472,14 @@ class Spec:
     days: int
 
 
-def default_specs(count: int = 24) -> list[Spec]:
-    """``count`` elections of 3-40 constituencies, cycling through the time zones."""
+def default_specs(count: int = 24, first_seed: int = 1000) -> list[Spec]:
+    """``count`` elections of 3-40 constituencies, cycling through the time zones, with the
+    seeds from ``first_seed`` on (the benchmark's are 1000 and up; the calibration's, 5000
+    and up)."""
     rng = np.random.default_rng(2026)
     sizes = [3, 4, 5, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34, 36, 38, 40, 12, 25, 40]
     out = []
     for n in range(count):
         size = sizes[n % len(sizes)]
-        out.append(Spec(f"v{n:02d}", 1000 + n, size, TIMEZONES[n % len(TIMEZONES)], int(rng.choice([1, 2, 2, 3]))))
+        out.append(Spec(f"v{n:02d}", first_seed + n, size, TIMEZONES[n % len(TIMEZONES)], int(rng.choice([1, 2, 2, 3]))))
     return out
