@@ -16,7 +16,10 @@ It then prints, for a grid of thresholds, the share of honest constituencies tha
 at least one finding of the rule, and the least threshold meeting the stated false-alarm
 rates per constituency and rule: **warning at most 0.5 %, critical at most 0.05 %**. The
 configured thresholds (``election_pipeline/detection/thresholds.py``) are printed beside
-them. With N honest constituencies a rate below 1/N cannot be measured: the critical
+them, and how many honest constituencies get a critical ``unusual_spike`` at the configured
+thresholds (a small election's run above the critical level must also be above the warning
+level against the constituency's own other days, which the lowered thresholds would not
+test). With N honest constituencies a rate below 1/N cannot be measured: the critical
 threshold needs about 2,000 of them; the default, 300 elections, gives 5,250, so a rate of 0.05 % is about 2.6 constituencies.
 
 Run it from the repository root::
@@ -66,12 +69,16 @@ ALPHA_GRID = (1e-1, 1e-2, 5e-3, 1e-3, 1e-4, 1e-5, 1e-6)
 VOTES_GRID = (6.0, 9.0, 12.0, 15.0, 20.0, 25.0, 30.0, 40.0)
 
 
-def simulate(count: int) -> tuple[int, dict[str, dict[str, float]], float, dict[str, int]]:
+def simulate(count: int) -> tuple[int, dict[str, dict[str, float]], float, dict[str, int], set[str]]:
     """Honest constituencies simulated, per rule the most extreme statistic of each
-    constituency that had a finding (keyed ``election/constituency``), the time taken, and
-    each election's number of constituencies."""
+    constituency that had a finding (keyed ``election/constituency``), the time taken,
+    each election's number of constituencies, and the constituencies with a critical
+    ``unusual_spike`` at the configured thresholds (after the own-days check of elections
+    under 17 constituencies, which the lowered thresholds would not make)."""
     worst: dict[str, dict[str, float]] = defaultdict(dict)
     sizes: dict[str, int] = {}
+    critical: set[str] = set()
+    configured = DetectionThresholds()
     honest = 0
     t0 = time.perf_counter()
     for n in range(count):
@@ -92,7 +99,12 @@ def simulate(count: int) -> tuple[int, dict[str, dict[str, float]], float, dict[
                 worst[f.rule][key] = min(worst[f.rule].get(key, 1.0), q)
             else:
                 worst[f.rule][key] = 1.0  # any other finding: counted at every threshold
-    return honest, worst, time.perf_counter() - t0, sizes
+        spikes = worst.get("unusual_spike", {})
+        if any(v > configured.spike_critical_z for k, v in spikes.items() if k.startswith(f"{el.name}/")):
+            for f in run_rules(el.hourly, el.constituencies, el.totals, configured, elections=el.elections, now=el.now):
+                if f.rule == "unusual_spike" and f.severity == "critical":
+                    critical.add(f"{el.name}/{f.constituency_id}")
+    return honest, worst, time.perf_counter() - t0, sizes, critical
 
 
 def least_z(values: list[float], honest: int, rate: float) -> float | None:
@@ -108,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--elections", type=int, default=300, help="honest elections to simulate (default 300)")
     args = parser.parse_args(argv)
-    honest, worst, seconds, sizes = simulate(args.elections)
+    honest, worst, seconds, sizes, critical = simulate(args.elections)
     configured = DetectionThresholds()
     print(f"{args.elections} honest elections, {honest} honest constituencies, {seconds:.0f} s")
     print(
@@ -149,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
             c = least_z(values, count, CRITICAL_RATE)
             at_c = sum(v > configured_c for v in values) / count
             parts.append(f"least z for critical <= {CRITICAL_RATE:.2%}: {c}; configured {configured_c:g} ({at_c:.3%})")
+            parts.append(
+                f"critical after the own-days check (elections under {large}): {len(critical)} "
+                f"({len(critical) / count:.3%})"
+            )
         print("  " + "; ".join(parts) + "\n")
     for rule in ("high_rejection_rate", "high_revote_rate"):
         values = list(worst.get(rule, {}).values())

@@ -481,5 +481,7 @@ def default_specs(count: int = 24, first_seed: int = 1000) -> list[Spec]:
     out = []
     for n in range(count):
         size = sizes[n % len(sizes)]
-        out.append(Spec(f"v{n:02d}", first_seed + n, size, TIMEZONES[n % len(TIMEZONES)], int(rng.choice([1, 2, 2, 3]))))
+        out.append(
+            Spec(f"v{n:02d}", first_seed + n, size, TIMEZONES[n % len(TIMEZONES)], int(rng.choice([1, 2, 2, 3])))
+        )
     return out

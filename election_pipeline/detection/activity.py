@@ -40,7 +40,16 @@ from .context import (
 )
 from .findings import Finding
 from .thresholds import DetectionThresholds, SpikeThresholds
-from .volume import ElectionVolume, Run, election_volumes, pick_runs, scan_all, votes_needed
+from .volume import (
+    ElectionVolume,
+    Run,
+    election_volumes,
+    own_days_model,
+    pick_runs,
+    run_against,
+    scan_all,
+    votes_needed,
+)
 
 #: Local hours that count as night (00:00-06:00) and as daytime (08:00-22:00).
 NIGHT_HOURS = range(0, 6)
@@ -90,6 +99,14 @@ def unusual_spike(
     ``warning_z``, critical above ``critical_z`` (exactly at a threshold does not fire).
     A run is flagged only when it holds at least ``min_votes`` votes more than expected.
     One finding per run; overlapping runs are reported once, by the most significant.
+    In an election of fewer than 17 constituencies, a run above ``critical_z`` is critical
+    only if it, or a part of it, is also above ``warning_z`` against the constituency's *own
+    other days* (the same local hours of the election's other dates,
+    :func:`~.volume.own_days_model`, :func:`~.volume.run_against`); otherwise it stays a
+    warning and says so. There a station can vote unlike every other
+    station of its election (the one urban station among rural ones): it peaks every day
+    where they do not, and that is not a burst. In a one-day election the check cannot be
+    made. In larger elections a station's shape neighbours vote like it.
 
     Separately, once a constituency's voting is over (``closed``; all of them when
     ``closed`` is None), an hour holding more than ``hour_share`` of its total votes
@@ -114,10 +131,43 @@ def unusual_spike(
             worth=lambda votes, expected: votes - expected >= thresholds.min_votes,
         )
         these = thresholds.for_election(model.robust_spread)
+        own_days = _OwnDays(model, thresholds.relative_spread)
         for cid in cids:
             chosen = pick_runs(scans[cid], partial(_worth_a_warning, these))
-            findings += [_scan_finding(model, cid, names, windows.get(cid), r, these) for r in chosen]
+            findings += [
+                _scan_finding(
+                    model,
+                    cid,
+                    names,
+                    windows.get(cid),
+                    r,
+                    these,
+                    own_days.judge(cid, r) if r.scan_z > these.critical_z and not model.robust_spread else None,
+                )
+                for r in chosen
+            ]
     return findings + _hour_share_findings(votes, grid, peers, names, windows, closed, thresholds)
+
+
+class _OwnDays:
+    """The own-other-days model of one election (:func:`~.volume.own_days_model`), built
+    the first time a run needs it."""
+
+    def __init__(self, model: ElectionVolume, relative_spread: float) -> None:
+        self.model = model
+        self.relative_spread = relative_spread
+        self._built = False
+        self._own: tuple[ElectionVolume, np.ndarray] | None = None
+
+    def judge(self, cid: str, run: Run) -> Run | None:
+        """``run`` judged against ``cid``'s own other days; None where it cannot be."""
+        if not self._built:
+            self._own = own_days_model(self.model)
+            self._built = True
+        if self._own is None:
+            return None
+        own, counterpart = self._own
+        return run_against(own, cid, run, counterpart, self.relative_spread)
 
 
 def _worth_a_warning(thresholds: SpikeThresholds, run: Run) -> bool:
@@ -185,12 +235,34 @@ def _scan_finding(
     window: VotingWindow | None,
     run: Run,
     thresholds: SpikeThresholds,
+    own_days: Run | None = None,
 ) -> Finding:
     z = run.scan_z
     severity: SeverityName = "critical" if z > thresholds.critical_z else "warning"
     hrs = model.hours[run.start : run.stop]
     figures = _run_figures(model, cid, run, thresholds.warning_z, thresholds.critical_z)
     what = "Vote spike" if run.hours == 1 else f"Excess votes over {run.hours} hours"
+    own_note = ""
+    if own_days is not None:
+        same = (own_days.start, own_days.stop) == (run.start, run.stop)
+        figures["own_days_votes"] = int(own_days.votes)
+        figures["own_days_expected_votes"] = round(own_days.expected, 2)
+        figures["own_days_run_hours"] = own_days.hours
+        figures["own_days_scan_z"] = round(own_days.scan_z, 3)
+        part = "in these hours" if same else f"in the most excessive part of them, {_run_span(model, own_days, window)}"
+        own_note = (
+            f" Against its own other days (the same local hours on the election's other dates), {part}: "
+            f"{int(own_days.votes)} votes where about {own_days.expected:.1f} were expected, scan z "
+            f"{own_days.scan_z:.1f}"
+        )
+        if own_days.scan_z <= thresholds.warning_z:
+            severity = "warning"
+            own_note += (
+                f", not above the warning level {thresholds.warning_z:g}, so this is a warning, not a critical: the "
+                "constituency votes like this on its other days too, unlike the others."
+            )
+        else:
+            own_note += ", above the warning level there too."
     return Finding(
         rule="unusual_spike",
         severity=severity,
@@ -204,8 +276,8 @@ def _scan_finding(
             f"and voters coming in groups: variance {model.dispersion:.2f} × the mean). Chance of so many: "
             f"{run.p_value:.1e} in one try, {run.runs_tested} runs of hours tested: scan z {z:.1f} (warning "
             f"above {thresholds.warning_z:g}, from about {figures['votes_for_warning']} votes; critical above "
-            f"{thresholds.critical_z:g}, from about {figures['votes_for_critical']}). Look at who voted in these "
-            "hours and how fast."
+            f"{thresholds.critical_z:g}, from about {figures['votes_for_critical']}).{own_note} Look at who voted "
+            "in these hours and how fast."
         ),
         window_start=hrs[0],
         window_end=hrs[-1] + HOUR,

@@ -61,7 +61,8 @@ class DetectionThresholds(BaseModel):
     spike_critical_z: float = Field(
         7.0,
         description="unusual_spike: scan z above which it is critical (calibrated: 0.04% of 5,250 simulated "
-        "honest constituencies reach 7)",
+        "honest constituencies reach 7, none is critical once a small election's run is also checked against "
+        "the constituency's own other days)",
     )
     spike_hour_share: float = Field(
         0.25,

@@ -50,8 +50,10 @@ constituency would reach a scan z of 3.5 with probability at most 2·10⁻⁴;
 ``benchmarks/calibrate_detection.py`` measures the actual rate on simulated honest
 elections: in elections of fewer than :data:`ROBUST_SPREAD_MIN` constituencies 1.9 % at
 3.5 and 0.47 % at 4.5, the default warning level there; in larger ones 0.27 % at 3, their
-warning level; 0.04 % at 7, the critical level (honest daily shapes differ more than the
-model allows, most in small elections; see the README, "Detection and alerts").
+warning level; 0.04 % at 7, the critical level, and none once ``unusual_spike`` checks a
+small election's critical runs against the constituency's own other days
+(:func:`own_days_model`). Honest daily shapes differ more than the model allows, most in
+small elections; see the README, "Detection and alerts".
 """
 
 from __future__ import annotations
@@ -366,6 +368,10 @@ class ElectionVolume:
     #: per row, the rows of its shape neighbours, whose trimmed mean is its expected shape
     #: (empty: the peers' shape shrunk toward the election's, see :func:`_model`)
     neighbours: list[np.ndarray] | None = None
+    #: whether the spread of the model's errors is the robust one whatever the election's
+    #: size (:func:`own_days_model`: each constituency predicted by itself, so an outlying
+    #: error is another constituency's anomaly, never an honest minority's shape)
+    robust_errors: bool = False
 
     @property
     def robust_spread(self) -> bool:
@@ -445,7 +451,10 @@ class ElectionVolume:
         cached = self._rows_cache.get(length)
         if cached is None:
             rel, counting = self._relative_ratios(length)
-            cached = _leave_one_out_spread(rel, counting)
+            if self.robust_errors and rel.shape[0] > 2:
+                cached = _leave_one_out_robust_spread(rel, counting)
+            else:
+                cached = _leave_one_out_spread(rel, counting)
             self._rows_cache[length] = cached
         return cached
 
@@ -682,26 +691,18 @@ def scan_all(
     """:func:`scan` of each of ``cids`` (constituencies of ``model``), all at once: the same
     runs, in the same order (by length, then start). With ``worth``, only the runs for which
     ``worth(votes, expected)`` holds (the others' tail probability is not worked out)."""
-    ids = set(model.ids)
     out: dict[str, list[Run]] = {cid: [] for cid in cids}
     todo = [cid for cid in dict.fromkeys(cids) if model.counts[model.row(cid)].sum() > 0]
     if not todo:
         return out
     rows = np.array([model.row(cid) for cid in todo])
-    kept = [trimmed_count(len(model.neighbour_ids(cid))) for cid in todo]
-    widen = np.array(
-        [
-            1 + 1 / k if k else 1 + 1 / (len([p for p in model.peers.get(cid, []) if p in ids]) + SHAPE_PRIOR_PEERS)
-            for cid, k in zip(todo, kept, strict=True)
-        ]
-    )
+    widen = np.array([_widening(model, cid) for cid in todo])
     counts = model.counts[rows]
     zeros = np.zeros((len(rows), 1))
     cum_x = np.concatenate([zeros, np.cumsum(counts, axis=1)], axis=1)
     cum_s = np.concatenate([zeros, np.cumsum(model.shape[rows], axis=1)], axis=1)
     cum_ok = np.concatenate([[0], np.cumsum(allowed.astype(int))])
     n = counts.shape[1]
-    measured = int((model.counts.sum(axis=1) > 0).sum()) - 1
     candidates: list[list[tuple[int, int, float, float, float, float, float]]] = [[] for _ in todo]
     tested = np.zeros(len(rows), dtype=np.int64)
     for length in range(1, min(max_hours, n) + 1):
@@ -716,7 +717,7 @@ def scan_all(
             valid = whole & (s_other > 0) & (r <= MAX_RUN_RATIO)
             tested += valid.sum(axis=1)
             e = np.maximum(other * r, MIN_EXPECTED_PER_HOUR * length)
-            least = relative_spread**2 if measured < MIN_MEASURED else MIN_RELATIVE_SPREAD**2 / length
+            least = _least_spread(model, length, relative_spread)
             c2 = np.maximum(model.shape_spreads(length)[rows], least) * widen[:, None]
             var = model.dispersion * e * (1 + r) + c2 * e * e
             z = (x - e) / np.sqrt(var)
@@ -740,6 +741,23 @@ def scan_all(
             p = scaled_count_sf(x_, e_, model.dispersion * (1 + r_), c2_)
             runs.append(Run(a, b, x_, e_, r_, c2_, other_, p, int(tested[q]), tail_to_z(min(1.0, p * int(tested[q])))))
     return out
+
+
+def _widening(model: ElectionVolume, cid: str) -> float:
+    """The factor on ``cid``'s c² for the error of a mean of few: 1 + 1/the shares kept of
+    its shape neighbours; with peers, 1 + 1/(peers + SHAPE_PRIOR_PEERS)."""
+    k = trimmed_count(len(model.neighbour_ids(cid)))
+    if k:
+        return 1 + 1 / k
+    ids = set(model.ids)
+    return 1 + 1 / (len([p for p in model.peers.get(cid, []) if p in ids]) + SHAPE_PRIOR_PEERS)
+
+
+def _least_spread(model: ElectionVolume, length: int, relative_spread: float) -> float:
+    """The least c² of a run of ``length`` hours: :data:`MIN_RELATIVE_SPREAD`²/length, or
+    ``relative_spread``² where too few constituencies voted to measure the spread."""
+    measured = int((model.counts.sum(axis=1) > 0).sum()) - 1
+    return relative_spread**2 if measured < MIN_MEASURED else MIN_RELATIVE_SPREAD**2 / length
 
 
 def pick_runs(runs: list[Run], keep: Callable[[Run], bool], limit: int = 5) -> list[Run]:
@@ -777,3 +795,92 @@ def votes_needed(run: Run, dispersion: float, z: float) -> int:
         else:
             lo = mid
     return hi
+
+
+def own_days_model(model: ElectionVolume) -> tuple[ElectionVolume, np.ndarray] | None:
+    """The volume model with each constituency's expected shape taken from its *own other
+    days*: an hour's share is the mean of the constituency's shares at the same local clock
+    time on the election's other local dates. Returns it with the hours that have such a
+    counterpart on another date (none in a one-day election: then None). A station that votes
+    unlike every other one in its election (an urban station among rural ones) is predicted
+    by its own habits here, which is how ``unusual_spike`` tells such a station from a
+    burst before it calls a run critical."""
+    if model.window is None or not len(model.hours):
+        return None
+    local = [model.window.local(h) for h in model.hours]
+    by_clock: dict[tuple[int, int], list[int]] = {}
+    for j, t in enumerate(local):
+        by_clock.setdefault((t.hour, t.minute), []).append(j)
+    totals = model.counts.sum(axis=1)
+    with np.errstate(all="ignore"):
+        shares = np.nan_to_num(model.counts / np.where(totals > 0, totals, np.nan)[:, None])
+    shape = np.zeros_like(shares)
+    counterpart = np.zeros(len(local), dtype=bool)
+    for same in by_clock.values():
+        for j in same:
+            others = [q for q in same if local[q].date() != local[j].date()]
+            if others:
+                shape[:, j] = shares[:, others].mean(axis=1)
+                counterpart[j] = True
+    if not counterpart.any():
+        return None
+    own = ElectionVolume(
+        model.election_id,
+        model.ids,
+        model.hours,
+        model.counts,
+        shape,
+        model.peers,
+        model.dispersion,
+        model.window,
+        None,
+        robust_errors=True,
+    )
+    return own, counterpart
+
+
+def run_against(model: ElectionVolume, cid: str, run: Run, allowed: np.ndarray, relative_spread: float) -> Run | None:
+    """The most excessive part of ``run``'s hours of ``cid`` (the whole run or any run of
+    consecutive hours inside it) judged by ``model``, another model of the same election
+    (:func:`own_days_model`), as :func:`scan_all` judges runs, with the tail probability
+    multiplied by the runs ``run`` was tested among; None where that model cannot judge an
+    hour of it (not ``allowed``). Where no part is even 2 standard deviations above that
+    model's expectation, the whole run with scan z 0; the whole run is judged even when it
+    is expected to hold more than :data:`MAX_RUN_RATIO` × its context's votes (a scan
+    would skip it), since the question is only whether that model, too, finds votes in
+    excess."""
+    if not allowed[run.start : run.stop].all():
+        return None
+    inside = np.zeros_like(allowed)
+    inside[run.start : run.stop] = True
+    found = scan_all(model, [cid], inside, relative_spread, max_hours=run.hours)[cid]
+    if found:
+        r = min(found, key=lambda f: (f.p_value, f.start, f.hours))
+        z = tail_to_z(min(1.0, r.p_value * run.runs_tested))
+        return Run(
+            r.start,
+            r.stop,
+            r.votes,
+            r.expected,
+            r.ratio,
+            r.relative_var,
+            r.context_votes,
+            r.p_value,
+            run.runs_tested,
+            z,
+        )
+    row = model.row(cid)
+    starts, stops, lo, hi = model.context(run.hours)
+    j = run.start
+    s = model.shape[row]
+    s_run = float(s[starts[j] : stops[j]].sum())
+    s_other = float(s[lo[j] : starts[j]].sum() + s[stops[j] : hi[j]].sum())
+    if s_other <= 0:
+        return None
+    ratio = s_run / s_other
+    expected = max(run.context_votes * ratio, MIN_EXPECTED_PER_HOUR * run.hours)
+    least = _least_spread(model, run.hours, relative_spread)
+    c2 = max(float(model.shape_spreads(run.hours)[row, j]), least) * _widening(model, cid)
+    p = scaled_count_sf(run.votes, expected, model.dispersion * (1 + ratio), c2) if run.votes > expected else 1.0
+    z = tail_to_z(min(1.0, p * run.runs_tested))
+    return Run(run.start, run.stop, run.votes, expected, ratio, c2, run.context_votes, p, run.runs_tested, z)

@@ -409,3 +409,76 @@ def test_a_large_elections_spread_of_one_hour_is_shrunk_toward_its_days():
     assert volume.shrink_spread(np.array([[0.01, 0.04, 0.09]]), np.array([[17, 17, 0]])) == pytest.approx(
         np.array([[0.04, 0.04, 0.04]])
     )
+
+
+RURAL_12 = [40, 30, 20, 15, 10, 10, 10, 10, 10, 10, 5, 5]  # 08:00-20:00 local: an opening rush
+URBAN_12 = RURAL_12[::-1]  # an evening peak
+
+
+def lone_urban_election(spike: int | None = None):
+    """Six constituencies of one region over the three days of :func:`~.frames.elections`
+    (08:00-20:00 Moscow time), one bulletin per issuing transaction: five rural stations
+    (RURAL_12 each day) and A, the only urban one (URBAN_12 each day). ``spike``: A's votes
+    at 13:00 on the second day instead of 10."""
+    specs = [("A", 1000)] + [(f"R{k}", 1000) for k in range(1, 6)]
+    rows = []
+    for day in range(3):
+        for k in range(12):
+            hour = START + timedelta(days=day, hours=k)
+            for cid, _ in specs:
+                n = URBAN_12[k] if cid == "A" else RURAL_12[k]
+                if cid == "A" and spike is not None and (day, k) == (1, 5):
+                    n = spike
+                rows.append({"constituency_id": cid, "hour": hour, "votes_cast": n, "bulletins_issued": n})
+    c = constituencies(specs)
+    return hourly(rows), c, constituency_windows(c, elections())
+
+
+def test_in_a_small_election_a_lone_stations_daily_peak_is_a_warning_not_a_critical():
+    """A's evenings are far above what its rural neighbours' shape implies (scan z above the
+    critical 7), but its own other days show the same evenings: against them its votes are
+    not excessive at all (scan z 0), so each is a warning that says why. A burst on one day
+    only is above the warning level against its own other days too, and stays critical: the
+    run found (11:00-20:00 on the second day, 295 votes) holds it, and its hour alone held
+    150 where the other days held 10 at 13:00."""
+    frame, c, windows = lone_urban_election()
+    found = unusual_spike(frame, c, T.spike, closed=set(), windows=windows)
+    assert found and all(f.constituency_id == "A" for f in found)
+    for f in found:
+        assert (
+            f.statistic is not None
+            and f.statistic > T.spike_critical_z
+            and f.severity == "warning"
+            and f.threshold == T.spike_warning_z
+        )
+        assert f.figures["own_days_scan_z"] == 0.0
+        assert "own other days" in f.description and "so this is a warning, not a critical" in f.description
+
+    frame, c, windows = lone_urban_election(spike=150)
+    found = unusual_spike(frame, c, T.spike, closed=set(), windows=windows)
+    burst = [f for f in found if START + timedelta(days=1, hours=5) in f.hours]
+    [f] = burst
+    assert f.severity == "critical" and f.figures["own_days_scan_z"] > T.spike_warning_z
+    # the part that is excessive against its own days is the burst's hour: 150 votes where
+    # its other days' 13:00 held 10 each
+    assert (f.figures["own_days_run_hours"], f.figures["own_days_votes"]) == (1, 150)
+    assert f.figures["own_days_expected_votes"] == 10.0
+    assert "the most excessive part of them, the hour starting 2024-09-07 13:00 local" in f.description
+    # the same election in 17 constituencies or more is not checked against its own days
+    # (its stations' shape neighbours vote like them): see the large-election tests above
+
+
+def test_a_run_judged_again_by_the_same_model_keeps_its_figures():
+    """:func:`~election_pipeline.detection.volume.run_against` judges the hours of a run as
+    the scan does: given the model that found the run, the spike's hour comes back with the
+    same expected votes, tail probability and scan z."""
+    frame, c = mixed_election({3: 40})
+    [model] = election_volumes(frame, c)
+    allowed = np.ones(len(model.hours), dtype=bool)
+    [run] = [r for r in scan(model, "A", allowed, T.spike_relative_spread) if (r.start, r.hours) == (3, 1)]
+    again = volume.run_against(model, "A", run, allowed, T.spike_relative_spread)
+    assert again is not None
+    assert (again.start, again.stop, again.expected, again.p_value) == (run.start, run.stop, run.expected, run.p_value)
+    assert again.scan_z == run.scan_z > T.spike_warning_z
+    # an hour the other model cannot judge: no verdict
+    assert volume.run_against(model, "A", run, ~allowed, T.spike_relative_spread) is None
