@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import partial
+from functools import cached_property, partial
 
 import numpy as np
 import pandas as pd
@@ -103,10 +103,10 @@ def unusual_spike(
     only if it, or a part of it, is also above ``warning_z`` against the constituency's *own
     other days* (the same local hours of the election's other dates,
     :func:`~.volume.own_days_model`, :func:`~.volume.run_against`); otherwise it stays a
-    warning and says so. There a station can vote unlike every other
-    station of its election (the one urban station among rural ones): it peaks every day
-    where they do not, and that is not a burst. In a one-day election the check cannot be
-    made. In larger elections a station's shape neighbours vote like it.
+    warning and says so. There a station can vote unlike every other station of its
+    election (the one urban station among rural ones): it peaks every day where they do
+    not, and that is not a burst. In a one-day election the check cannot be made. In larger
+    elections a station's shape neighbours vote like it.
 
     Separately, once a constituency's voting is over (``closed``; all of them when
     ``closed`` is None), an hour holding more than ``hour_share`` of its total votes
@@ -156,14 +156,13 @@ class _OwnDays:
     def __init__(self, model: ElectionVolume, relative_spread: float) -> None:
         self.model = model
         self.relative_spread = relative_spread
-        self._built = False
-        self._own: tuple[ElectionVolume, np.ndarray] | None = None
+
+    @cached_property
+    def _own(self) -> tuple[ElectionVolume, np.ndarray] | None:
+        return own_days_model(self.model)
 
     def judge(self, cid: str, run: Run) -> Run | None:
         """``run`` judged against ``cid``'s own other days; None where it cannot be."""
-        if not self._built:
-            self._own = own_days_model(self.model)
-            self._built = True
         if self._own is None:
             return None
         own, counterpart = self._own
