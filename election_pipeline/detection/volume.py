@@ -61,7 +61,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -175,9 +175,10 @@ def _leave_one_out_nanmedian(matrix: np.ndarray) -> np.ndarray:
     return np.where(valid > 0, out, np.nan)
 
 
-def _leave_one_out_spread(rel: np.ndarray, counting: np.ndarray) -> np.ndarray:
+def _leave_one_out_spread(rel: np.ndarray, counting: np.ndarray, robust: bool | None = None) -> np.ndarray:
     """The spread of :meth:`ElectionVolume.shape_spread` for every row ``i`` at once, from
-    the other rows. The medians come from one sort per column (the median a row is judged
+    the other rows: the robust one (:func:`_leave_one_out_robust_spread`) when ``robust``,
+    by default from :data:`ROBUST_SPREAD_MIN` rows on. The medians come from one sort per column (the median a row is judged
     against takes at most four values per column, so the deviations from each are sorted
     once); the variance and the mean noise add the other rows in their order, as a
     column-wise ``nanvar``/``nanmean`` of the other rows would, so the figures are the same
@@ -185,7 +186,7 @@ def _leave_one_out_spread(rel: np.ndarray, counting: np.ndarray) -> np.ndarray:
     n, m = rel.shape
     if n - 1 < 2 or not m:
         return np.zeros((n, m))
-    if n >= ROBUST_SPREAD_MIN:
+    if robust if robust is not None else n >= ROBUST_SPREAD_MIN:
         return _leave_one_out_robust_spread(rel, counting)
     if m == 1:  # numpy adds a single column pairwise, not row by row: each row on its own
         return np.stack([_spread_of_row(rel, counting, row) for row in range(n)])
@@ -451,10 +452,7 @@ class ElectionVolume:
         cached = self._rows_cache.get(length)
         if cached is None:
             rel, counting = self._relative_ratios(length)
-            if self.robust_errors and rel.shape[0] > 2:
-                cached = _leave_one_out_robust_spread(rel, counting)
-            else:
-                cached = _leave_one_out_spread(rel, counting)
+            cached = _leave_one_out_spread(rel, counting, robust=True if self.robust_errors else None)
             self._rows_cache[length] = cached
         return cached
 
@@ -703,6 +701,7 @@ def scan_all(
     cum_s = np.concatenate([zeros, np.cumsum(model.shape[rows], axis=1)], axis=1)
     cum_ok = np.concatenate([[0], np.cumsum(allowed.astype(int))])
     n = counts.shape[1]
+    measured = _measured(model)
     candidates: list[list[tuple[int, int, float, float, float, float, float]]] = [[] for _ in todo]
     tested = np.zeros(len(rows), dtype=np.int64)
     for length in range(1, min(max_hours, n) + 1):
@@ -717,7 +716,7 @@ def scan_all(
             valid = whole & (s_other > 0) & (r <= MAX_RUN_RATIO)
             tested += valid.sum(axis=1)
             e = np.maximum(other * r, MIN_EXPECTED_PER_HOUR * length)
-            least = _least_spread(model, length, relative_spread)
+            least = _least_spread(measured, length, relative_spread)
             c2 = np.maximum(model.shape_spreads(length)[rows], least) * widen[:, None]
             var = model.dispersion * e * (1 + r) + c2 * e * e
             z = (x - e) / np.sqrt(var)
@@ -753,10 +752,15 @@ def _widening(model: ElectionVolume, cid: str) -> float:
     return 1 + 1 / (len([p for p in model.peers.get(cid, []) if p in ids]) + SHAPE_PRIOR_PEERS)
 
 
-def _least_spread(model: ElectionVolume, length: int, relative_spread: float) -> float:
+def _measured(model: ElectionVolume) -> int:
+    """The other voting constituencies the spread of ``model``'s errors is measured on."""
+    return int((model.counts.sum(axis=1) > 0).sum()) - 1
+
+
+def _least_spread(measured: int, length: int, relative_spread: float) -> float:
     """The least c² of a run of ``length`` hours: :data:`MIN_RELATIVE_SPREAD`²/length, or
-    ``relative_spread``² where too few constituencies voted to measure the spread."""
-    measured = int((model.counts.sum(axis=1) > 0).sum()) - 1
+    ``relative_spread``² where too few constituencies voted (``measured``, see
+    :func:`_measured`) to measure the spread."""
     return relative_spread**2 if measured < MIN_MEASURED else MIN_RELATIVE_SPREAD**2 / length
 
 
@@ -824,19 +828,7 @@ def own_days_model(model: ElectionVolume) -> tuple[ElectionVolume, np.ndarray] |
                 counterpart[j] = True
     if not counterpart.any():
         return None
-    own = ElectionVolume(
-        model.election_id,
-        model.ids,
-        model.hours,
-        model.counts,
-        shape,
-        model.peers,
-        model.dispersion,
-        model.window,
-        None,
-        robust_errors=True,
-    )
-    return own, counterpart
+    return replace(model, shape=shape, neighbours=None, robust_errors=True), counterpart
 
 
 def run_against(model: ElectionVolume, cid: str, run: Run, allowed: np.ndarray, relative_spread: float) -> Run | None:
@@ -856,19 +848,7 @@ def run_against(model: ElectionVolume, cid: str, run: Run, allowed: np.ndarray, 
     found = scan_all(model, [cid], inside, relative_spread, max_hours=run.hours)[cid]
     if found:
         r = min(found, key=lambda f: (f.p_value, f.start, f.hours))
-        z = tail_to_z(min(1.0, r.p_value * run.runs_tested))
-        return Run(
-            r.start,
-            r.stop,
-            r.votes,
-            r.expected,
-            r.ratio,
-            r.relative_var,
-            r.context_votes,
-            r.p_value,
-            run.runs_tested,
-            z,
-        )
+        return replace(r, runs_tested=run.runs_tested, scan_z=tail_to_z(min(1.0, r.p_value * run.runs_tested)))
     row = model.row(cid)
     starts, stops, lo, hi = model.context(run.hours)
     j = run.start
@@ -879,7 +859,7 @@ def run_against(model: ElectionVolume, cid: str, run: Run, allowed: np.ndarray, 
         return None
     ratio = s_run / s_other
     expected = max(run.context_votes * ratio, MIN_EXPECTED_PER_HOUR * run.hours)
-    least = _least_spread(model, run.hours, relative_spread)
+    least = _least_spread(_measured(model), run.hours, relative_spread)
     c2 = max(float(model.shape_spreads(run.hours)[row, j]), least) * _widening(model, cid)
     p = scaled_count_sf(run.votes, expected, model.dispersion * (1 + ratio), c2) if run.votes > expected else 1.0
     z = tail_to_z(min(1.0, p * run.runs_tested))
